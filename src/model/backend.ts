@@ -1,0 +1,132 @@
+// The operation interface that the forward pass and the analyses are written against.
+// Two implementations: the CPU reference backend (src/gpu/cpu) and the WebGPU backend
+// (src/kernels/webgpu-backend). Both must compute the same values; tests compare them.
+//
+// Conventions:
+// - Tensors are dense, row-major. Most ops work on the last dimension ("rows" of length n);
+//   leading dimensions are flattened.
+// - Ops return new tensors and never modify their inputs. Callers dispose what they no longer need;
+//   `dispose` on an already disposed tensor is a no-op.
+// - Ops are issued synchronously (the WebGPU backend records dispatches); only reading a tensor
+//   back to the host is asynchronous.
+// - Sequence tensors are [B, T, D] with D = heads × headDim for attention inputs.
+
+export type DType = 'f32' | 'f16' | 'i32';
+
+export interface Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  /** Name of the backend that owns the tensor's storage. */
+  readonly backend: BackendName;
+}
+
+export type BackendName = 'cpu' | 'webgpu';
+
+export type Activation = 'gelu' | 'gelu_tanh' | 'silu' | 'relu';
+
+export interface RopeParams {
+  /** Base frequency θ. */
+  theta: number;
+  /** Number of leading dimensions of each head that rotate (headDim for full rotary). */
+  rotaryDim: number;
+  /** Llama-3 style frequency scaling (rope_scaling.rope_type = "llama3"), or linear scaling. */
+  scaling?: RopeScaling;
+}
+
+export type RopeScaling =
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number }
+  | { type: 'linear'; factor: number };
+
+export interface AttentionParams {
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  /** Multiplies q·k before softmax (usually 1/sqrt(headDim)). */
+  scale: number;
+  /**
+   * Absolute position of the first query. Keys cover positions 0..S-1, queries
+   * positions offset..offset+T-1; query t sees keys s <= offset + t (causal).
+   */
+  queryOffset: number;
+  /** Sliding window: query at position p sees keys with p - s < window. 0 or undefined: no window. */
+  window?: number;
+  /** Gemma 2 attention logit soft-capping: cap · tanh(score / cap) before masking. */
+  softcap?: number;
+}
+
+export interface Backend {
+  readonly name: BackendName;
+
+  /** Copies host data into a new tensor. f16 tensors are created from f32 data (rounded). */
+  fromArray(data: Float32Array | Int32Array, shape: readonly number[], dtype?: DType): Tensor;
+  /** Reads a tensor back to the host; f16/f32 tensors read as Float32Array, i32 as Int32Array. */
+  read(t: Tensor): Promise<Float32Array | Int32Array>;
+  dispose(t: Tensor): void;
+
+  /**
+   * a [..., M, K] · b. b is [K, N], or [N, K] with transposeB (weights are stored [out, in]).
+   * Leading dimensions of a are flattened into M.
+   */
+  matmul(a: Tensor, b: Tensor, opts?: { transposeB?: boolean }): Tensor;
+  /** x · wᵀ + bias, with w [out, in] and bias [out]. */
+  linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor;
+
+  /** Elementwise a + b; b may also be a vector of the size of a's last dimension (broadcast). */
+  add(a: Tensor, b: Tensor): Tensor;
+  sub(a: Tensor, b: Tensor): Tensor;
+  /** Elementwise a · b, with the same broadcast rule as add. */
+  mul(a: Tensor, b: Tensor): Tensor;
+  scale(a: Tensor, s: number): Tensor;
+  activation(x: Tensor, act: Activation): Tensor;
+  /** act(gate) · up, elementwise. */
+  gated(gate: Tensor, up: Tensor, act: Activation): Tensor;
+  /** cap · tanh(x / cap). */
+  softcap(x: Tensor, cap: number): Tensor;
+
+  /** x / rms(x) · (w, or 1 + w when addOne) over the last dimension. */
+  rmsNorm(x: Tensor, w: Tensor, eps: number, addOne?: boolean): Tensor;
+  /** (x − mean) / sqrt(var + eps) · w + b over the last dimension. */
+  layerNorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor;
+  softmax(x: Tensor): Tensor;
+  logSoftmax(x: Tensor): Tensor;
+
+  /** Rows of table [V, D] picked by ids: result [...ids.shape, D]. */
+  embedding(table: Tensor, ids: Int32Array, idsShape: readonly number[]): Tensor;
+  /**
+   * Rotary embedding, rotate-half layout (as Hugging Face), on x [B, T, nHeads·headDim] at
+   * positions startPos..startPos+T-1.
+   */
+  rope(x: Tensor, nHeads: number, headDim: number, startPos: number, params: RopeParams): Tensor;
+  /** Per-head RMS norm over headDim (Qwen3/Gemma3 qk-norm): x [.., nHeads·headDim], w [headDim]. */
+  headRmsNorm(x: Tensor, w: Tensor, headDim: number, eps: number, addOne?: boolean): Tensor;
+  /** Causal grouped-query attention: q [B, T, Hq·hd], k and v [B, S, Hkv·hd] → [B, T, Hq·hd]. */
+  attention(q: Tensor, k: Tensor, v: Tensor, p: AttentionParams): Tensor;
+
+  /** Rows [start, end) along axis 1 of a [B, T, D] tensor. */
+  sliceSeq(x: Tensor, start: number, end: number): Tensor;
+  /** Concatenates [B, S1, D] and [B, S2, D] along axis 1. */
+  concatSeq(a: Tensor, b: Tensor): Tensor;
+  /** Same data, new shape with the same element count. */
+  reshape(x: Tensor, shape: readonly number[]): Tensor;
+
+  /** Sum of squares over the last dimension: [..., n] → [...]. */
+  sumSquares(x: Tensor): Tensor;
+  /** Top-k values and indices over the last dimension, descending (ties: lower index first). */
+  topk(x: Tensor, k: number): { values: Tensor; indices: Tensor };
+
+  /** Resolves when all issued work has finished. */
+  sync(): Promise<void>;
+}
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export class ShapeError extends Error {
+  constructor(op: string, detail: string) {
+    super(`${op}: ${detail}`);
+    this.name = 'ShapeError';
+  }
+}
