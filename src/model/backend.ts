@@ -109,6 +109,10 @@ export interface Backend {
   /** Same data, new shape with the same element count. */
   reshape(x: Tensor, shape: readonly number[]): Tensor;
 
+  /** Transpose of a 2-D tensor: [m, n] → [n, m]. */
+  transpose(x: Tensor): Tensor;
+  /** Sum over the last dimension: [..., n] → [...]. */
+  sum(x: Tensor): Tensor;
   /** Sum of squares over the last dimension: [..., n] → [...]. */
   sumSquares(x: Tensor): Tensor;
   /** Top-k values and indices over the last dimension, descending (ties: lower index first). */
