@@ -1,0 +1,53 @@
+// `npx neurodiff <command>`: the same analyses as the app, without a browser.
+// Results go to stdout (one JSON object with --json); progress and messages go to stderr.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { commands } from './commands.ts';
+import { UsageError } from './errors.ts';
+
+function usage(): string {
+  const lines = ['usage: neurodiff <command> [options]', '', 'commands:'];
+  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(12)} ${c.summary}`);
+  lines.push('', 'Run `neurodiff <command> --help` for the options of one command.');
+  return lines.join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage() + '\n');
+    return name ? 0 : 2;
+  }
+  const command = commands[name];
+  if (!command) throw new UsageError(`unknown command "${name}"\n${usage()}`);
+  const config: ParseArgsConfig = {
+    args: rest,
+    allowPositionals: true,
+    strict: true,
+    options: { ...command.options, json: { type: 'boolean' }, debug: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  };
+  let parsed;
+  try {
+    parsed = parseArgs(config);
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\nusage: neurodiff ${name} ${command.usage}`);
+  }
+  if (parsed.values.help) {
+    process.stdout.write(`usage: neurodiff ${name} ${command.usage}\n${command.summary}\n`);
+    return 0;
+  }
+  const result = await command.run(parsed.positionals, parsed.values as Record<string, unknown>);
+  if (parsed.values.json) process.stdout.write(JSON.stringify(result) + '\n');
+  else process.stdout.write(command.format ? command.format(result) : JSON.stringify(result, null, 2) + '\n');
+  return 0;
+}
+
+const debug = process.argv.includes('--debug');
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    const err = e instanceof Error ? e : new Error(String(e));
+    process.stderr.write(`neurodiff: ${err.message}\n`);
+    if (debug && err.stack) process.stderr.write(err.stack + '\n');
+    process.exit(err instanceof UsageError ? 2 : 1);
+  },
+);
