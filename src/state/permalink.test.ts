@@ -1,0 +1,159 @@
+import { describe, expect, it, vi } from 'vitest';
+import { connectPermalink, decodeLink, encodeLink, MAX_HASH_LENGTH, MAX_PROMPT_LENGTH, pickLinkState, STORE_KEYS, type LocationLike } from './permalink.ts';
+import { createAppStore } from './store.ts';
+
+const link = (state: unknown) => '#state=' + encodeURIComponent(JSON.stringify(state));
+const rawLink = (text: string) => '#state=' + encodeURIComponent(text);
+
+function expectFailure(hash: string, ...fragments: string[]): string {
+  const result = decodeLink(hash);
+  if (result.ok) throw new Error(`expected ${hash.slice(0, 80)} to be rejected, got ${JSON.stringify(result.state)}`);
+  for (const f of fragments) expect(result.message).toContain(f);
+  return result.message;
+}
+
+describe('decodeLink', () => {
+  it('reads an empty hash as no state', () => {
+    expect(decodeLink('')).toEqual({ ok: true, state: {} });
+    expect(decodeLink('#')).toEqual({ ok: true, state: {} });
+  });
+
+  it('round-trips the link keys through encodeLink', () => {
+    const defaults = pickLinkState(createAppStore().getState());
+    const state = { view: 'lens' as const, prompt: 'Once upon a time <script>alert(1)</script> — ünïcödé 🌊 #&=%', layer: 3 };
+    const hash = encodeLink(state, defaults);
+    expect(hash.startsWith('state=')).toBe(true);
+    expect(decodeLink('#' + hash)).toEqual({ ok: true, state });
+  });
+
+  it('keeps a prompt holding markup as a plain string', () => {
+    const prompt = '<img src=x onerror="alert(1)"><script>alert(2)</script>';
+    expect(decodeLink(link({ prompt }))).toEqual({ ok: true, state: { prompt } });
+  });
+
+  it('puts only keys that differ from the defaults into the hash', () => {
+    const defaults = pickLinkState(createAppStore().getState());
+    expect(encodeLink(defaults, defaults)).toBe('');
+    expect(decodeLink('#' + encodeLink({ ...defaults, view: 'adl' }, defaults))).toEqual({ ok: true, state: { view: 'adl' } });
+  });
+
+  it('rejects bad JSON, bad percent-encoding and a missing prefix', () => {
+    expectFailure(rawLink('{"view": "lens"'), 'not valid JSON');
+    expectFailure(rawLink('undefined'), 'not valid JSON');
+    expectFailure('#state=%E0%A4%A', 'percent-encoding');
+    expectFailure('#view=lens', 'state=');
+  });
+
+  it('rejects a state that is not an object', () => {
+    expectFailure(link(null));
+    expectFailure(link(['lens']));
+    expectFailure(link('lens'));
+  });
+
+  it('rejects an unknown view and names the key', () => {
+    expectFailure(link({ view: 'settings' }), 'view');
+    expectFailure(link({ view: 42 }), 'view');
+  });
+
+  it('rejects unknown keys, __proto__ included, without polluting prototypes', () => {
+    expectFailure(link({ view: 'lens', admin: true }), 'admin');
+    expectFailure(rawLink('{"__proto__": {"polluted": 1}}'), '__proto__');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('rejects huge values', () => {
+    expectFailure('#state=' + 'a'.repeat(MAX_HASH_LENGTH + 1), String(MAX_HASH_LENGTH + 7));
+    expectFailure(link({ prompt: 'x'.repeat(MAX_PROMPT_LENGTH + 1) }), 'prompt');
+    expectFailure(rawLink('{"layer": 1e400}'), 'layer');
+    expectFailure(link({ layer: 1e9 }), 'layer');
+    expectFailure(link({ layer: -1 }), 'layer');
+    expectFailure(link({ layer: 2.5 }), 'layer');
+  });
+
+  it('accepts a prompt of exactly the maximum length', () => {
+    const prompt = 'y'.repeat(MAX_PROMPT_LENGTH);
+    expect(decodeLink(link({ prompt }))).toEqual({ ok: true, state: { prompt } });
+  });
+});
+
+describe('STORE_KEYS', () => {
+  it('lists every data key of the store and none other', () => {
+    const state = createAppStore().getState();
+    const dataKeys = Object.keys(state).filter((k) => typeof state[k as keyof typeof state] !== 'function');
+    expect(Object.keys(STORE_KEYS).sort()).toEqual(dataKeys.sort());
+  });
+
+  it('keeps model files out of links', () => {
+    expect(STORE_KEYS.models.link).toBe(false);
+    expect(STORE_KEYS.modelLoader.link).toBe(false);
+  });
+});
+
+function fakeWindow(hash: string) {
+  const listeners = new Set<() => void>();
+  const win = {
+    location: { hash, pathname: '/', search: '' },
+    history: {
+      replaceState: vi.fn((_data: unknown, _unused: string, url: string) => {
+        win.location.hash = url.startsWith('#') ? url : '';
+      }),
+    },
+    addEventListener: (_type: 'hashchange', cb: () => void) => listeners.add(cb),
+    removeEventListener: (_type: 'hashchange', cb: () => void) => listeners.delete(cb),
+    navigate(newHash: string) {
+      win.location.hash = newHash;
+      for (const cb of listeners) cb();
+    },
+    listeners,
+  };
+  return win satisfies LocationLike;
+}
+
+describe('connectPermalink', () => {
+  it('applies a good link to the store', () => {
+    const store = createAppStore();
+    connectPermalink(store, fakeWindow(link({ view: 'patching', layer: 2 })));
+    const s = store.getState();
+    expect([s.view, s.layer, s.prompt, s.linkError]).toEqual(['patching', 2, '', null]);
+  });
+
+  it('leaves the defaults and reports a malformed link, and the app keeps working', () => {
+    const store = createAppStore();
+    const win = fakeWindow(link({ view: 'nonsense' }));
+    connectPermalink(store, win);
+    expect(store.getState().view).toBe('models');
+    expect(store.getState().linkError).toContain('view');
+    expect(win.history.replaceState).not.toHaveBeenCalled();
+
+    store.getState().setView('weights');
+    expect(decodeLink(win.location.hash)).toEqual({ ok: true, state: { view: 'weights' } });
+  });
+
+  it('writes the hash when link keys change, clears it at the defaults, and ignores other keys', () => {
+    const store = createAppStore();
+    const win = fakeWindow('');
+    connectPermalink(store, win);
+    store.getState().setPrompt('hello');
+    expect(decodeLink(win.location.hash)).toEqual({ ok: true, state: { prompt: 'hello' } });
+    const calls = win.history.replaceState.mock.calls.length;
+    store.getState().setDeviceLost('gone');
+    expect(win.history.replaceState.mock.calls.length).toBe(calls);
+    store.getState().setPrompt('');
+    expect(win.location.hash).toBe('');
+  });
+
+  it('follows a link pasted later, resetting keys it leaves out, and disconnects', () => {
+    const store = createAppStore();
+    const win = fakeWindow(link({ view: 'lens', layer: 1 }));
+    const disconnect = connectPermalink(store, win);
+    win.navigate(link({ prompt: 'abc' }));
+    expect([store.getState().view, store.getState().layer, store.getState().prompt]).toEqual(['models', null, 'abc']);
+    win.navigate('#garbage');
+    expect(store.getState().linkError).toContain('state=');
+    expect(store.getState().prompt).toBe('abc');
+    win.navigate(link({ view: 'adl' }));
+    expect(store.getState().linkError).toBeNull();
+    disconnect();
+    expect(win.listeners.size).toBe(0);
+  });
+});

@@ -1,0 +1,131 @@
+// The permalink: which store keys travel in the URL hash, and their validation on the way in.
+// The hash never reaches a server, and model files never enter it: a link names views and
+// settings, and the recipient drops the same models.
+import { z } from 'zod';
+import type { AppState, AppStore } from './store.ts';
+import { VIEWS } from './views.ts';
+
+type DataKey = { [K in keyof AppState]: AppState[K] extends (...args: never[]) => unknown ? never : K }[keyof AppState];
+
+export const MAX_PROMPT_LENGTH = 4000;
+export const MAX_LAYER = 1023;
+export const MAX_HASH_LENGTH = 16384;
+const PREFIX = 'state=';
+
+/** Every data key of the store, and the schema it is read with from a link (false: never in a link). */
+export const STORE_KEYS = {
+  view: { link: z.enum(VIEWS) },
+  prompt: { link: z.string().max(MAX_PROMPT_LENGTH) },
+  layer: { link: z.number().int().min(0).max(MAX_LAYER).nullable() },
+  linkError: { link: false },
+  gpu: { link: false },
+  deviceLost: { link: false },
+  models: { link: false },
+  modelLoader: { link: false },
+} as const satisfies Record<DataKey, { link: z.ZodType | false }>;
+
+type Keys = typeof STORE_KEYS;
+export type LinkKey = { [K in keyof Keys]: Keys[K]['link'] extends false ? never : K }[keyof Keys];
+export type LinkState = { [K in LinkKey]?: AppState[K] };
+
+const LINK_KEYS = (Object.keys(STORE_KEYS) as (keyof Keys)[]).filter(
+  (k): k is LinkKey => STORE_KEYS[k].link !== false,
+);
+
+const linkSchema = z.strictObject({
+  view: STORE_KEYS.view.link.optional(),
+  prompt: STORE_KEYS.prompt.link.optional(),
+  layer: STORE_KEYS.layer.link.optional(),
+} satisfies Record<LinkKey, z.ZodType>);
+
+export type DecodeResult = { ok: true; state: LinkState } | { ok: false; message: string };
+
+const MAX_MESSAGE_LENGTH = 300;
+// Messages can quote a key from the link; a hostile link must not flood the page with it.
+const fail = (message: string): DecodeResult => ({
+  ok: false,
+  message: message.length > MAX_MESSAGE_LENGTH ? message.slice(0, MAX_MESSAGE_LENGTH) + '…' : message,
+});
+
+/** Reads a location hash ("#state=…" or ""). Never throws; a bad link gives a message saying what is wrong. */
+export function decodeLink(hash: string): DecodeResult {
+  const body = hash.startsWith('#') ? hash.slice(1) : hash;
+  if (body === '') return { ok: true, state: {} };
+  if (body.length > MAX_HASH_LENGTH) {
+    return fail(`the link's state is ${body.length} characters long, more than the ${MAX_HASH_LENGTH} accepted`);
+  }
+  if (!body.startsWith(PREFIX)) return fail(`the part after "#" should start with "${PREFIX}"`);
+  let text: string;
+  try {
+    text = decodeURIComponent(body.slice(PREFIX.length));
+  } catch {
+    return fail('the state is not valid percent-encoding');
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    return fail(`the state is not valid JSON (${(e as Error).message})`);
+  }
+  const parsed = linkSchema.safeParse(json);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.slice(0, 3).map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message));
+    return fail(issues.join('; '));
+  }
+  const state: LinkState = {};
+  for (const key of LINK_KEYS) {
+    const value = parsed.data[key];
+    if (value !== undefined) Object.assign(state, { [key]: value });
+  }
+  return { ok: true, state };
+}
+
+export function pickLinkState(state: AppState): Required<LinkState> {
+  return Object.fromEntries(LINK_KEYS.map((k) => [k, state[k]])) as Required<LinkState>;
+}
+
+/** The hash for a state ("" when everything is at its default), without the leading "#". */
+export function encodeLink(state: Required<LinkState>, defaults: Required<LinkState>): string {
+  const changed: LinkState = {};
+  for (const key of LINK_KEYS) {
+    if (JSON.stringify(state[key]) !== JSON.stringify(defaults[key])) Object.assign(changed, { [key]: state[key] });
+  }
+  return Object.keys(changed).length === 0 ? '' : PREFIX + encodeURIComponent(JSON.stringify(changed));
+}
+
+export interface LocationLike {
+  location: { hash: string; pathname: string; search: string };
+  history: { replaceState(data: unknown, unused: string, url: string): void };
+  addEventListener(type: 'hashchange', cb: () => void): void;
+  removeEventListener(type: 'hashchange', cb: () => void): void;
+}
+
+/**
+ * Applies the link in the address to the store (a bad link leaves the defaults and sets `linkError`),
+ * then keeps the address in step with the store. Returns the disconnect function.
+ */
+export function connectPermalink(store: AppStore, win: LocationLike): () => void {
+  const defaults = pickLinkState(store.getState());
+  let written = '';
+  const applyHash = () => {
+    const result = decodeLink(win.location.hash);
+    if (result.ok) {
+      store.setState({ ...defaults, ...result.state, linkError: null });
+      written = encodeLink(pickLinkState(store.getState()), defaults);
+    } else {
+      store.getState().setLinkError(result.message);
+    }
+  };
+  applyHash();
+  const unsubscribe = store.subscribe((state) => {
+    const hash = encodeLink(pickLinkState(state), defaults);
+    if (hash === written) return;
+    written = hash;
+    win.history.replaceState(null, '', hash ? `#${hash}` : win.location.pathname + win.location.search);
+  });
+  win.addEventListener('hashchange', applyHash);
+  return () => {
+    unsubscribe();
+    win.removeEventListener('hashchange', applyHash);
+  };
+}
