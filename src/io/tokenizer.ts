@@ -1,0 +1,195 @@
+// Tokenizers behind one interface: Hugging Face tokenizer.json (through @huggingface/tokenizers) and
+// the SentencePiece-style vocabularies carried by llama2.c tokenizer files and GGUF headers.
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { FormatError, readJson, type FileSet } from './source.ts';
+
+export interface EncodeOptions {
+  /** Start with the BOS token. Left out: the tokenizer's own default (its post-processor, or BOS for llama2.c). */
+  addBos?: boolean;
+}
+
+export interface Tokenizer {
+  readonly vocabSize: number;
+  readonly bosId?: number | undefined;
+  readonly eosId?: number | undefined;
+  encode(text: string, opts?: EncodeOptions): number[];
+  /** The text of a sequence, special tokens left out. */
+  decode(ids: readonly number[]): string;
+  /** The text of one token, with its leading space if it has one; special tokens give their content. */
+  decodeToken(id: number): string;
+}
+
+function checkId(id: number, vocabSize: number): void {
+  if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new RangeError(`token id ${id} is outside the vocabulary (0..${vocabSize - 1})`);
+}
+
+/** A tokenizer.json (and optional tokenizer_config.json) run by @huggingface/tokenizers. */
+export function hfTokenizer(json: unknown, config: unknown = {}, name = 'tokenizer.json'): Tokenizer {
+  if (typeof json !== 'object' || json === null || !('model' in json)) throw new FormatError(name, 'is not a tokenizer.json (no "model")');
+  const cfg = (typeof config === 'object' && config !== null ? config : {}) as Record<string, unknown>;
+  let tok: HfTokenizer;
+  try {
+    tok = new HfTokenizer(json, { ...cfg, clean_up_tokenization_spaces: cfg.clean_up_tokenization_spaces === true });
+  } catch (e) {
+    throw new FormatError(name, `cannot build the tokenizer (${(e as Error).message})`);
+  }
+  const vocab = tok.get_vocab(true);
+  let vocabSize = 0;
+  for (const id of vocab.values()) vocabSize = Math.max(vocabSize, id + 1);
+  const special = new Map<number, string>();
+  for (const [id, t] of tok.get_added_tokens_decoder()) if (t.special) special.set(id, t.content);
+  const idOf = (v: unknown): number | undefined => {
+    const content = typeof v === 'string' ? v : typeof v === 'object' && v !== null && 'content' in v ? String(v.content) : undefined;
+    return content === undefined ? undefined : tok.token_to_id(content);
+  };
+  const bosId = idOf(cfg.bos_token);
+  const eosId = idOf(cfg.eos_token);
+  // A reference token decoded in front of the one asked for, so decoders that strip the first
+  // token's leading space (SentencePiece's "Strip", Metaspace) keep it.
+  const refIds = tok.encode('a', { add_special_tokens: false }).ids;
+  const ref = refIds[refIds.length - 1];
+  const refText = ref === undefined ? '' : tok.decode([ref]);
+  return {
+    vocabSize,
+    bosId,
+    eosId,
+    encode(text, opts = {}) {
+      if (opts.addBos === undefined) return tok.encode(text).ids;
+      const ids = tok.encode(text, { add_special_tokens: false }).ids;
+      return opts.addBos && bosId !== undefined ? [bosId, ...ids] : ids;
+    },
+    decode(ids) {
+      if (ids.length === 0) return '';
+      for (const id of ids) checkId(id, vocabSize);
+      return tok.decode([...ids], { skip_special_tokens: true });
+    },
+    decodeToken(id) {
+      checkId(id, vocabSize);
+      const content = special.get(id);
+      if (content !== undefined) return content;
+      if (ref === undefined) return tok.decode([id]);
+      const text = tok.decode([ref, id]);
+      return text.startsWith(refText) ? text.slice(refText.length) : tok.decode([id]);
+    },
+  };
+}
+
+/** tokenizer.json (with tokenizer_config.json when present) from a folder, or undefined if there is none. */
+export async function readHfTokenizer(files: FileSet): Promise<Tokenizer | undefined> {
+  const json = files.get('tokenizer.json');
+  if (!json) return undefined;
+  const cfg = files.get('tokenizer_config.json');
+  return hfTokenizer(await readJson(json), cfg ? await readJson(cfg) : {}, json.name);
+}
+
+export type PieceKind = 'normal' | 'control' | 'unknown' | 'byte';
+
+/** A SentencePiece BPE vocabulary: pieces (with " " for the word-boundary mark "▁"), scores, kinds. */
+export interface SentencePieceVocab {
+  readonly pieces: readonly string[];
+  readonly scores: ArrayLike<number>;
+  readonly kinds: readonly PieceKind[];
+  readonly bosId?: number | undefined;
+  readonly eosId?: number | undefined;
+  /** Prepend a space to non-empty text, as SentencePiece's add_dummy_prefix does. */
+  readonly addSpacePrefix: boolean;
+  /** Whether encode adds BOS when not told. */
+  readonly addBosByDefault: boolean;
+}
+
+const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
+
+/**
+ * SentencePiece BPE as llama2.c's run.c and llama.cpp run it: one piece per code point (bytes
+ * through <0xXX> pieces when a code point is not in the vocabulary), then repeatedly merge the
+ * adjacent pair whose concatenation has the best score, leftmost on ties. Whitespace is not
+ * collapsed (sentencepiece's own normaliser would), matching Hugging Face tokenizers.
+ */
+export class SentencePieceTokenizer implements Tokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number | undefined;
+  readonly eosId: number | undefined;
+  private readonly ids = new Map<string, number>();
+  private readonly byteIds = new Int32Array(256).fill(-1);
+  private readonly byteOf: Int16Array;
+
+  constructor(private readonly vocab: SentencePieceVocab) {
+    const n = vocab.pieces.length;
+    if (vocab.scores.length !== n || vocab.kinds.length !== n) throw new Error(`SentencePiece vocabulary has ${n} pieces but ${vocab.scores.length} scores and ${vocab.kinds.length} kinds`);
+    this.vocabSize = n;
+    this.bosId = vocab.bosId;
+    this.eosId = vocab.eosId;
+    this.byteOf = new Int16Array(n).fill(-1);
+    for (let id = 0; id < n; id++) {
+      const piece = vocab.pieces[id]!;
+      const kind = vocab.kinds[id]!;
+      const m = BYTE_PIECE.exec(piece);
+      if (m && (kind === 'byte' || kind === 'normal')) {
+        const b = parseInt(m[1]!, 16);
+        this.byteOf[id] = b;
+        if (this.byteIds[b] === -1) this.byteIds[b] = id;
+      } else if (kind === 'normal' && !this.ids.has(piece)) {
+        this.ids.set(piece, id);
+      }
+    }
+  }
+
+  encode(text: string, opts: EncodeOptions = {}): number[] {
+    const out: number[] = [];
+    if ((opts.addBos ?? this.vocab.addBosByDefault) && this.bosId !== undefined) out.push(this.bosId);
+    if (text === '') return out;
+    const tokens: number[] = [];
+    const utf8 = new TextEncoder();
+    for (const ch of this.vocab.addSpacePrefix ? ' ' + text : text) {
+      const id = this.ids.get(ch);
+      if (id !== undefined) {
+        tokens.push(id);
+        continue;
+      }
+      for (const b of utf8.encode(ch)) {
+        const bid = this.byteIds[b]!;
+        if (bid < 0) throw new Error(`cannot encode ${JSON.stringify(ch)}: the vocabulary has neither it nor the byte piece <0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+        tokens.push(bid);
+      }
+    }
+    const { pieces, scores } = this.vocab;
+    for (;;) {
+      let best = -Infinity;
+      let bestId = -1;
+      let bestAt = -1;
+      for (let i = 0; i + 1 < tokens.length; i++) {
+        const id = this.ids.get(pieces[tokens[i]!]! + pieces[tokens[i + 1]!]!);
+        if (id !== undefined && scores[id]! > best) {
+          best = scores[id]!;
+          bestId = id;
+          bestAt = i;
+        }
+      }
+      if (bestAt < 0) break;
+      tokens.splice(bestAt, 2, bestId);
+    }
+    for (const t of tokens) out.push(t);
+    return out;
+  }
+
+  decode(ids: readonly number[]): string {
+    const bytes: number[] = [];
+    const utf8 = new TextEncoder();
+    for (const id of ids) {
+      checkId(id, this.vocabSize);
+      const b = this.byteOf[id]!;
+      if (b >= 0) bytes.push(b);
+      else if (this.vocab.kinds[id] === 'normal') for (const x of utf8.encode(this.vocab.pieces[id]!)) bytes.push(x);
+    }
+    const text = new TextDecoder().decode(new Uint8Array(bytes));
+    // The dummy prefix added at encoding comes off again, as run.c and Hugging Face's decoder do.
+    return this.vocab.addSpacePrefix && text.startsWith(' ') ? text.slice(1) : text;
+  }
+
+  decodeToken(id: number): string {
+    checkId(id, this.vocabSize);
+    const b = this.byteOf[id]!;
+    if (b >= 0) return new TextDecoder().decode(new Uint8Array([b]));
+    return this.vocab.pieces[id]!;
+  }
+}
