@@ -4,24 +4,10 @@ import { openLlama2c, readLlama2cTokenizer } from './llama2c.ts';
 import { pathFileSet, pathSource } from './node-source.ts';
 import { openSafetensorsFolder } from './safetensors.ts';
 import { bytesSource } from './source.ts';
-import type { WeightStore } from './store.ts';
+import { expectSameTensors, goldenInputIds } from './test-helpers.ts';
 
 const MODEL = 'test/fixtures/llama2c/stories260K.bin';
 const TOKENIZER = 'test/fixtures/llama2c/tok512.bin';
-
-/** Every tensor of `want` is in `got` with its shape, and |got − want| ≤ atol + rtol·|want| everywhere. */
-export async function expectSameTensors(got: WeightStore, want: WeightStore, atol: number, rtol: number): Promise<void> {
-  for (const [name, t] of want.tensors) {
-    const g = got.tensors.get(name);
-    expect(g, name).toBeDefined();
-    expect(g!.shape, name).toEqual(t.shape);
-    const a = await got.readF32(name);
-    const b = await want.readF32(name);
-    let bad = 0;
-    for (let i = 0; i < b.length; i++) if (!(Math.abs(a[i]! - b[i]!) <= atol + rtol * Math.abs(b[i]!))) bad++;
-    expect(bad, name).toBe(0);
-  }
-}
 
 describe('llama2.c checkpoint', () => {
   it('gives the Hugging Face tensors of the converted model (Q/K rows reordered to rotate-half)', async () => {
@@ -116,6 +102,9 @@ describe('llama2.c tokenizer', () => {
     expect(tok.vocabSize).toBe(512);
     expect(tok.encode('Once upon a time')).toEqual([1, 403, 407, 261, 378]);
     expect(tok.encode('Once upon a time', { addBos: false })).toEqual([403, 407, 261, 378]);
+    const stories = readFileSync('test/fixtures/stories260K/generic_stories.txt', 'utf8').split('\n');
+    const golden = await goldenInputIds('test/fixtures/stories260K/base_golden.safetensors');
+    golden.forEach((ids, i) => expect(tok.encode(stories[i]!).slice(0, ids.length)).toEqual(ids));
   });
 
   it('matches Hugging Face tokenizers on every test string, and sentencepiece where whitespace is single', async () => {
