@@ -1,0 +1,127 @@
+import { describe, expect, it } from 'vitest';
+import { jacobiEigenvalues, singularValues } from './dense.ts';
+import { gramSingularValues } from './gram.ts';
+import { loraSpectrum } from './lora.ts';
+import { randomizedSingularValues, type MatrixBackend } from './randomized.ts';
+import { summariseSpectrum } from './spectrum.ts';
+import { close, float64Backend, gaussianMatrix, gramHost, matrixWithSpectrum } from './testing.ts';
+
+/** Singular values by Jacobi on the float64 Gram: the reference. */
+function referenceSigma(a: Float64Array, m: number, n: number): number[] {
+  const { g, side } = gramHost(a, m, n);
+  return [...jacobiEigenvalues(g, side)].map((v) => Math.sqrt(Math.max(v, 0)));
+}
+
+const backends: Array<[string, () => MatrixBackend]> = [['float64 host', float64Backend]];
+
+describe.each(backends)('spectra on %s', (_, makeBackend) => {
+  const backend = makeBackend();
+  const upload = (a: Float64Array, m: number, n: number) => backend.fromArray(Float32Array.from(a), [m, n]);
+
+  it('randomized top-k matches the float64 reference on a decaying spectrum', async () => {
+    const [m, n] = [120, 200];
+    const sigma = Array.from({ length: m }, (_, i) => 0.7 ** i);
+    const a = matrixWithSpectrum(m, n, sigma, 11);
+    const want = referenceSigma(a, m, n);
+    const res = await randomizedSingularValues(backend, upload(a, m, n), { k: 16 });
+    expect(res.ritz.length).toBe(26);
+    expect(res.complete).toBe(false);
+    // Leftover convergence factor (σ27/σ16)^7 = 0.7^77 is negligible; what remains is float32 rounding.
+    for (let i = 0; i < 16; i++) expect(close(res.ritz[i]!, want[i]!, 1e-5, 2e-6 * want[0]!)).toBe(true);
+  });
+
+  it('randomized top-k on a flat Gaussian spectrum: σ1 close, the rest lower bounds', async () => {
+    const [m, n] = [100, 160];
+    const a = gaussianMatrix(m, n, 12);
+    const want = referenceSigma(a, m, n);
+    const res = await randomizedSingularValues(backend, upload(a, m, n), { k: 16, powerIterations: 3 });
+    expect(close(res.ritz[0]!, want[0]!, 5e-3)).toBe(true);
+    for (let i = 0; i < 16; i++) {
+      expect(res.ritz[i]!).toBeLessThanOrEqual(want[i]! * (1 + 1e-5));
+      expect(close(res.ritz[i]!, want[i]!, 0.05)).toBe(true);
+    }
+  });
+
+  it('rank-deficient sketches fall back to Householder QR and still give exact values', async () => {
+    const [m, n] = [64, 160];
+    const a = matrixWithSpectrum(m, n, [3, 1], 13);
+    const res = await randomizedSingularValues(backend, upload(a, m, n));
+    expect(res.householderFallbacks).toBeGreaterThan(0);
+    expect(close(res.ritz[0]!, 3, 1e-5)).toBe(true);
+    expect(close(res.ritz[1]!, 1, 1e-5)).toBe(true);
+    expect(res.ritz[2]!).toBeLessThan(1e-5);
+    expect(Math.abs(res.capturedEnergy - 10)).toBeLessThan(1e-5 * 10);
+  });
+
+  it('a well-conditioned sketch stays on CholeskyQR2', async () => {
+    const [m, n] = [80, 90];
+    const a = matrixWithSpectrum(m, n, Array.from({ length: 40 }, (_, i) => 1 + 1 / (i + 1)), 14);
+    const res = await randomizedSingularValues(backend, upload(a, m, n), { k: 4, oversample: 4, powerIterations: 2 });
+    expect(res.orthonormalisations).toBe(5);
+    expect(res.householderFallbacks).toBe(0);
+  });
+
+  it('a basis as wide as the smaller side is complete and exact; the same seed gives the same values', async () => {
+    const [m, n] = [30, 12];
+    const a = gaussianMatrix(m, n, 15);
+    const want = referenceSigma(a, m, n);
+    const t = upload(a, m, n);
+    const res = await randomizedSingularValues(backend, t, { k: 16 });
+    expect(res.complete).toBe(true);
+    expect(res.ritz.length).toBe(12);
+    for (let i = 0; i < 12; i++) expect(close(res.ritz[i]!, want[i]!, 1e-5, 1e-6 * want[0]!)).toBe(true);
+    const again = await randomizedSingularValues(backend, t, { k: 16 });
+    expect([...again.ritz]).toEqual([...res.ritz]);
+  });
+
+  it('full spectrum through the Gram: values and effective rank against the float64 reference', async () => {
+    for (const [m, n, jacobiMaxN] of [[60, 100, 256], [100, 60, 256], [70, 90, 0]] as const) {
+      const a = gaussianMatrix(m, n, 16 + m);
+      const want = referenceSigma(a, m, n);
+      const res = await gramSingularValues(backend, upload(a, m, n), { jacobiMaxN });
+      expect(res.method).toBe(jacobiMaxN === 0 ? 'tridiagonal-ql' : 'jacobi');
+      expect(res.values.length).toBe(Math.min(m, n));
+      for (let i = 0; i < want.length; i++) expect(close(res.values[i]!, want[i]!, 1e-4, 1e-4 * want[0]!)).toBe(true);
+      const erank = summariseSpectrum(res.values).effectiveRank;
+      const wantErank = summariseSpectrum(want).effectiveRank;
+      expect(close(erank, wantErank, 1e-3)).toBe(true);
+    }
+  });
+
+  it('the Gram floor zeroes what float32 cannot resolve, so a rank-2 matrix keeps its effective rank', async () => {
+    const [m, n] = [64, 160];
+    const a = matrixWithSpectrum(m, n, [3, 1], 17);
+    const res = await gramSingularValues(backend, upload(a, m, n));
+    expect(close(res.values[0]!, 3, 1e-4)).toBe(true);
+    expect(close(res.values[1]!, 1, 1e-4)).toBe(true);
+    for (let i = 2; i < m; i++) expect(res.values[i]).toBe(0);
+    expect(res.floor).toBeLessThan(0.01);
+    // p = (3/4, 1/4)
+    const want = Math.exp(-(0.75 * Math.log(0.75) + 0.25 * Math.log(0.25)));
+    expect(close(summariseSpectrum(res.values).effectiveRank, want, 1e-4)).toBe(true);
+  });
+});
+
+describe('LoRA spectrum from the factors', () => {
+  it('equals the spectrum of the merged float64 ΔW = s·B·A', () => {
+    for (const [r, nIn, nOut, s] of [[4, 40, 30, 2], [6, 20, 4, 0.5], [3, 2, 9, 1.5]] as const) {
+      const a = gaussianMatrix(r, nIn, 21 + r);
+      const b = gaussianMatrix(nOut, r, 31 + r);
+      const merged = new Float64Array(nOut * nIn);
+      let frob2 = 0;
+      for (let i = 0; i < nOut; i++) {
+        for (let j = 0; j < nIn; j++) {
+          let v = 0;
+          for (let t = 0; t < r; t++) v += b[i * r + t]! * a[t * nIn + j]!;
+          merged[i * nIn + j] = s * v;
+          frob2 += (s * v) ** 2;
+        }
+      }
+      const want = singularValues(merged, nOut, nIn);
+      const got = loraSpectrum({ a, b, r, inFeatures: nIn, outFeatures: nOut, scaling: s });
+      expect(got.values.length).toBe(Math.min(r, nIn, nOut));
+      for (let i = 0; i < got.values.length; i++) expect(close(got.values[i]!, want[i]!, 1e-12, 1e-12 * want[0]!)).toBe(true);
+      expect(close(got.frobenius, Math.sqrt(frob2), 1e-12)).toBe(true);
+    }
+  });
+});
