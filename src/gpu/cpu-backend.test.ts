@@ -36,7 +36,7 @@ describe('cpu backend: matmul', () => {
       const bt = new Float32Array(N * K);
       for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) bt[n * K + k] = b[k * N + n]!;
       const want = new Float64Array(M * N);
-      for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) want[i * N + j] += a[i * K + k]! * b[k * N + j]!;
+      for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) want[i * N + j]! += a[i * K + k]! * b[k * N + j]!;
       const ta = be.fromArray(a, [M, K]);
       const plain = be.matmul(ta, be.fromArray(b, [K, N]));
       const trans = be.matmul(ta, be.fromArray(bt, [N, K]), { transposeB: true });
