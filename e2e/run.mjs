@@ -1,0 +1,79 @@
+// Browser tests: serves dist/ with COOP/COEP on localhost, drives Debian's Chromium (SwiftShader
+// WebGPU) with playwright-core, and runs every e2e/*.spec.mjs. Usage: node e2e/run.mjs [name filter]
+import { readdir } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { launchChromium } from './browser.mjs';
+import { startServer } from './server.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const dist = join(here, '..', 'dist');
+const screenshots = join(here, 'screenshots');
+const TEST_TIMEOUT_MS = 60_000;
+const filter = process.argv[2] ?? '';
+
+const specFiles = (await readdir(here)).filter((f) => f.endsWith('.spec.mjs')).sort();
+const tests = [];
+for (const file of specFiles) {
+  const mod = await import(pathToFileURL(join(here, file)).href);
+  for (const [name, fn] of Object.entries(mod.tests ?? {})) {
+    if (`${file} ${name}`.includes(filter)) tests.push({ file, name, fn });
+  }
+}
+if (tests.length === 0) {
+  console.error(`no tests found in e2e/*.spec.mjs${filter ? ` matching "${filter}"` : ''}`);
+  process.exit(1);
+}
+
+mkdirSync(screenshots, { recursive: true });
+const server = await startServer(dist);
+const browser = await launchChromium();
+
+const slug = (s) => s.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
+let passed = 0;
+let failed = 0;
+try {
+  for (const t of tests) {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    page.setDefaultTimeout(20_000);
+    const log = [];
+    const pageErrors = [];
+    page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => pageErrors.push(e));
+    const ctx = {
+      page,
+      url: (path = '/') => server.url + path,
+      screenshot: (name, of = page) => of.screenshot({ path: join(screenshots, `${slug(name)}.png`), fullPage: true }),
+    };
+    const started = Date.now();
+    try {
+      let timer;
+      const timeout = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${TEST_TIMEOUT_MS / 1000} s`)), TEST_TIMEOUT_MS);
+      });
+      await Promise.race([t.fn(ctx), timeout]).finally(() => clearTimeout(timer));
+      if (pageErrors.length) throw new Error(`uncaught error in the page: ${pageErrors[0].stack ?? pageErrors[0].message}`);
+      passed++;
+      console.log(`ok   ${t.file} › ${t.name} (${Date.now() - started} ms)`);
+    } catch (e) {
+      failed++;
+      console.log(`FAIL ${t.file} › ${t.name} (${Date.now() - started} ms)`);
+      console.log(`     ${String(e?.stack ?? e).split('\n').join('\n     ')}`);
+      if (log.length) console.log(`     page log:\n       ${log.slice(-20).join('\n       ')}`);
+      const shot = join(screenshots, `FAILED-${slug(t.name)}.png`);
+      await page.screenshot({ path: shot, fullPage: true }).then(
+        () => console.log(`     screenshot: ${shot}`),
+        () => {},
+      );
+    } finally {
+      await context.close();
+    }
+  }
+} finally {
+  await browser.close();
+  await server.close();
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed > 0 ? 1 : 0);

@@ -1,0 +1,89 @@
+import { bothModelsLoaded } from '../state/models.ts';
+import { useApp } from '../state/store.ts';
+import { VIEWS, viewNeedsModels, type View } from '../state/views.ts';
+import { Banner, LinkErrorBanner, LinkNotice } from './Banners.tsx';
+import { DropZone } from './DropZone.tsx';
+import { BackendBadge, GpuReport } from './GpuReport.tsx';
+import { VIEW_LABELS } from './labels.ts';
+
+export function App() {
+  const gpu = useApp((s) => s.gpu);
+  const deviceLost = useApp((s) => s.deviceLost);
+  const setDeviceLost = useApp((s) => s.setDeviceLost);
+  const linkError = useApp((s) => s.linkError);
+  const setLinkError = useApp((s) => s.setLinkError);
+  const view = useApp((s) => s.view);
+  const loaded = useApp((s) => bothModelsLoaded(s.models));
+
+  return (
+    <div className="app">
+      <header className="topbar">
+        <span className="brand">NeuroDiff</span>
+        <span className="tagline">base vs fine-tune, in the browser</span>
+        <span className="spacer" />
+        <BackendBadge gpu={gpu} />
+      </header>
+      <Rail current={view} loaded={loaded} />
+      <main className="main">
+        {deviceLost && (
+          <Banner kind="error" testId="device-lost" onDismiss={() => setDeviceLost(null)}>
+            {deviceLost}
+          </Banner>
+        )}
+        {linkError && <LinkErrorBanner message={linkError} onDismiss={() => setLinkError(null)} />}
+        {loaded && viewNeedsModels(view) ? <ViewNotBuilt view={view} /> : <ModelsScreen />}
+      </main>
+    </div>
+  );
+}
+
+function Rail({ current, loaded }: { current: View; loaded: boolean }) {
+  const setView = useApp((s) => s.setView);
+  return (
+    <nav className="rail" aria-label="Views">
+      {VIEWS.map((v) => {
+        const disabled = viewNeedsModels(v) && !loaded;
+        return (
+          <button
+            key={v}
+            type="button"
+            className={`rail-item${v === current ? ' rail-current' : ''}`}
+            aria-current={v === current ? 'page' : undefined}
+            disabled={disabled}
+            title={disabled ? 'Load both models first' : undefined}
+            onClick={() => setView(v)}
+          >
+            {VIEW_LABELS[v]}
+          </button>
+        );
+      })}
+      {!loaded && <p className="rail-note">Analyses open once both models are loaded.</p>}
+    </nav>
+  );
+}
+
+function ModelsScreen() {
+  const gpu = useApp((s) => s.gpu);
+  const view = useApp((s) => s.view);
+  const prompt = useApp((s) => s.prompt);
+  const layer = useApp((s) => s.layer);
+  return (
+    <>
+      <LinkNotice view={view} prompt={prompt} layer={layer} />
+      <div className="drops">
+        <DropZone role="base" />
+        <DropZone role="ft" />
+      </div>
+      <GpuReport gpu={gpu} />
+    </>
+  );
+}
+
+function ViewNotBuilt({ view }: { view: View }) {
+  return (
+    <section className="panel">
+      <h2>{VIEW_LABELS[view]}</h2>
+      <p className="muted">This view is not built yet.</p>
+    </section>
+  );
+}

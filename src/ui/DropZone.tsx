@@ -1,0 +1,138 @@
+import { useRef, useState, type DragEvent } from 'react';
+import type { FileSet } from '../io/source.ts';
+import { fileSetBytes, type LoadStatus, type Role } from '../state/models.ts';
+import { appStore, useApp } from '../state/store.ts';
+import { filesFromDataTransfer, filesFromInput, toFileSet, type DroppedFile } from './dropped-files.ts';
+import { formatBytes, formatCount } from './format.ts';
+import { ROLE_LABELS } from './labels.ts';
+
+function accept(role: Role, dropped: DroppedFile[]) {
+  const files = toFileSet(dropped);
+  const state = appStore.getState();
+  state.setPendingFiles(role, files);
+  if (state.modelLoader && files.size > 0) void state.loadModel(role);
+}
+
+export function DropZone({ role }: { role: Role }) {
+  const slot = useApp((s) => s.models[role]);
+  const clearModel = useApp((s) => s.clearModel);
+  const hasLoader = useApp((s) => s.modelLoader !== null);
+  const [over, setOver] = useState(false);
+  const [readError, setReadError] = useState<string | null>(null);
+  const filesInput = useRef<HTMLInputElement>(null);
+  const folderInput = useRef<HTMLInputElement>(null);
+  const setFolderMode = (el: HTMLInputElement | null) => {
+    folderInput.current = el;
+    if (el) el.webkitdirectory = true;
+  };
+
+  const onDrop = (e: DragEvent) => {
+    e.preventDefault();
+    setOver(false);
+    setReadError(null);
+    filesFromDataTransfer(e.dataTransfer).then(
+      (dropped) => accept(role, dropped),
+      (err: unknown) => setReadError(`could not read the dropped items: ${err instanceof Error ? err.message : String(err)}`),
+    );
+  };
+  const onDragOver = (e: DragEvent) => {
+    e.preventDefault();
+    e.dataTransfer.dropEffect = 'copy';
+    setOver(true);
+  };
+  const onInput = (input: HTMLInputElement) => {
+    if (input.files) accept(role, filesFromInput(input.files));
+    input.value = '';
+  };
+
+  return (
+    <section
+      className={`panel drop${over ? ' drop-over' : ''}`}
+      data-testid={`drop-${role}`}
+      onDragOver={onDragOver}
+      onDragLeave={(e) => {
+        if (!(e.relatedTarget instanceof Node && e.currentTarget.contains(e.relatedTarget))) setOver(false);
+      }}
+      onDrop={onDrop}
+    >
+      <div className="drop-head">
+        <h2>{ROLE_LABELS[role]}</h2>
+        {slot.pending && (
+          <button type="button" className="link-button" onClick={() => clearModel(role)}>
+            clear
+          </button>
+        )}
+      </div>
+      <p className="muted">
+        Drop a model folder (config.json + safetensors, sharded or not), a .gguf file, or a llama2.c .bin here.
+        {role === 'ft' && ' A PEFT adapter folder is applied to the base model.'} Files stay on this machine.
+      </p>
+      <div className="drop-buttons">
+        <button type="button" onClick={() => filesInput.current?.click()}>
+          Choose files…
+        </button>
+        <button type="button" onClick={() => folderInput.current?.click()}>
+          Choose folder…
+        </button>
+        <input ref={filesInput} type="file" multiple hidden data-testid={`input-files-${role}`} onChange={(e) => onInput(e.currentTarget)} />
+        <input ref={setFolderMode} type="file" multiple hidden data-testid={`input-folder-${role}`} onChange={(e) => onInput(e.currentTarget)} />
+      </div>
+      {readError && <p className="error">{readError}</p>}
+      {slot.pending && <FileListing files={slot.pending} role={role} />}
+      {slot.pending && !hasLoader && <p className="muted">Not loaded: this build has no model loader yet.</p>}
+      <StatusLine status={slot.status} />
+    </section>
+  );
+}
+
+function FileListing({ files, role }: { files: FileSet; role: Role }) {
+  if (files.size === 0) return <p className="warn">Nothing to load: the drop held no files (hidden files and folders are skipped).</p>;
+  return (
+    <div className="files" data-testid={`files-${role}`}>
+      <div className="files-total" data-testid={`files-total-${role}`}>
+        {files.size} {files.size === 1 ? 'file' : 'files'}, {formatBytes(fileSetBytes(files))}
+      </div>
+      <div className="files-scroll">
+        <table>
+          <tbody>
+            {[...files].map(([path, src]) => (
+              <tr key={path}>
+                <td className="files-path">{path}</td>
+                <td className="num">{formatBytes(src.size)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </div>
+  );
+}
+
+function StatusLine({ status }: { status: LoadStatus }) {
+  switch (status.kind) {
+    case 'idle':
+      return null;
+    case 'loading': {
+      const fraction = status.bytesTotal > 0 ? status.bytesDone / status.bytesTotal : 0;
+      return (
+        <div className="status" data-testid="load-status">
+          <progress value={fraction} max={1} /> loading {formatBytes(status.bytesDone)} of {formatBytes(status.bytesTotal)}
+        </div>
+      );
+    }
+    case 'loaded': {
+      const s = status.summary;
+      return (
+        <div className="status ok" data-testid="load-status">
+          Loaded: {s.architecture}, {formatCount(s.parameterCount)} parameters, {s.layers} layers, d_model {s.dModel}, vocabulary {s.vocabSize}
+        </div>
+      );
+    }
+    case 'error':
+      return (
+        <div className="status error" data-testid="load-status">
+          Could not load: {status.message}
+        </div>
+      );
+  }
+}
