@@ -28,3 +28,78 @@ export async function goldenInputIds(path: string): Promise<number[][]> {
   const [rows, cols] = e.shape as [number, number];
   return Array.from({ length: rows }, (_, r) => [...ids.subarray(r * cols, (r + 1) * cols)]);
 }
+
+export type GgufKv =
+  | { type: 'u32' | 'i32' | 'f32' | 'u64'; value: number }
+  | { type: 'bool'; value: boolean }
+  | { type: 'string'; value: string }
+  | { type: 'array'; of: 'string'; value: string[] }
+  | { type: 'array'; of: 'f32' | 'i32'; value: number[] };
+
+export interface GgufTensorIn {
+  name: string;
+  /** ggml dimensions, fastest first. */
+  ne: number[];
+  /** ggml type number (0 F32, 1 F16, 2 Q4_0, 8 Q8_0, 12 Q4_K, 14 Q6_K, 30 BF16, …). */
+  type: number;
+  data: Uint8Array;
+}
+
+/** A GGUF v3 file, written from the format's description independently of the reader under test. */
+export function writeGguf(kv: Record<string, GgufKv>, tensors: GgufTensorIn[], alignment = 32): Uint8Array {
+  const parts: number[] = [];
+  const u8 = (...b: number[]) => parts.push(...b);
+  const fixed = (n: number, set: (v: DataView) => void) => {
+    const v = new DataView(new ArrayBuffer(n));
+    set(v);
+    u8(...new Uint8Array(v.buffer));
+  };
+  const u32 = (x: number) => fixed(4, (v) => v.setUint32(0, x, true));
+  const u64 = (x: number) => fixed(8, (v) => v.setBigUint64(0, BigInt(x), true));
+  const str = (s: string) => {
+    const b = new TextEncoder().encode(s);
+    u64(b.length);
+    u8(...b);
+  };
+  const TYPE = { u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9, u64: 10 } as const;
+  const scalar = (type: 'u32' | 'i32' | 'f32' | 'u64' | 'bool' | 'string', x: number | boolean | string) => {
+    if (type === 'u32') u32(x as number);
+    else if (type === 'i32') fixed(4, (v) => v.setInt32(0, x as number, true));
+    else if (type === 'f32') fixed(4, (v) => v.setFloat32(0, x as number, true));
+    else if (type === 'u64') u64(x as number);
+    else if (type === 'bool') u8(x ? 1 : 0);
+    else str(x as string);
+  };
+  u8(...new TextEncoder().encode('GGUF'));
+  u32(3);
+  u64(tensors.length);
+  u64(Object.keys(kv).length);
+  for (const [key, entry] of Object.entries(kv)) {
+    str(key);
+    u32(TYPE[entry.type]);
+    if (entry.type === 'array') {
+      u32(TYPE[entry.of]);
+      u64(entry.value.length);
+      for (const x of entry.value) scalar(entry.of, x);
+    } else scalar(entry.type, entry.value);
+  }
+  const pad = (n: number) => Math.ceil(n / alignment) * alignment;
+  let offset = 0;
+  for (const t of tensors) {
+    str(t.name);
+    u32(t.ne.length);
+    for (const d of t.ne) u64(d);
+    u32(t.type);
+    u64(offset);
+    offset = pad(offset + t.data.length);
+  }
+  const dataStart = pad(parts.length);
+  const out = new Uint8Array(dataStart + offset);
+  out.set(parts);
+  let at = dataStart;
+  for (const t of tensors) {
+    out.set(t.data, at);
+    at = pad(at + t.data.length);
+  }
+  return out;
+}

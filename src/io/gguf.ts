@@ -1,0 +1,410 @@
+// GGUF (llama.cpp): the header is parsed by @huggingface/gguf, fed from our ByteSource through a
+// fetch function that answers its range requests; tensor data is read here by byte range. Tensors
+// come out under Hugging Face names, Q/K rows back in the rotate-half layout where llama.cpp's
+// converter permuted them, with a Hugging Face config.json synthesized from the metadata.
+import { gguf, type GGUFParseOutput } from '@huggingface/gguf';
+import { decodeBF16, decodeF16, decodeF32, f16ToF32 } from './dtype.ts';
+import { interleavedToRotateHalf } from './rotary.ts';
+import { FormatError, type ByteSource } from './source.ts';
+import type { StoredDType, StoredTensor, WeightStore } from './store.ts';
+import { hfTokenizer, SentencePieceTokenizer, type PieceKind, type Tokenizer } from './tokenizer.ts';
+
+export type GgufValue = number | bigint | string | boolean | GgufValue[];
+export type GgufMetadata = Readonly<Record<string, GgufValue>>;
+
+/** ggml tensor types this reader decodes, by their number in the file. */
+const TYPES: Record<number, { dtype: StoredDType; block: number; bytes: number }> = {
+  0: { dtype: 'F32', block: 1, bytes: 4 },
+  1: { dtype: 'F16', block: 1, bytes: 2 },
+  2: { dtype: 'Q4_0', block: 32, bytes: 18 },
+  8: { dtype: 'Q8_0', block: 32, bytes: 34 },
+  12: { dtype: 'Q4_K', block: 256, bytes: 144 },
+  14: { dtype: 'Q6_K', block: 256, bytes: 210 },
+  30: { dtype: 'BF16', block: 1, bytes: 2 },
+};
+const TYPE_NAMES: Record<number, string> = {
+  3: 'Q4_1', 6: 'Q5_0', 7: 'Q5_1', 9: 'Q8_1', 10: 'Q2_K', 11: 'Q3_K', 13: 'Q5_K', 15: 'Q8_K', 16: 'IQ2_XXS', 17: 'IQ2_XS', 18: 'IQ3_XXS',
+  19: 'IQ1_S', 20: 'IQ4_NL', 21: 'IQ3_S', 22: 'IQ2_S', 23: 'IQ4_XS', 24: 'I8', 25: 'I16', 26: 'I32', 27: 'I64', 28: 'F64', 29: 'IQ1_M',
+  34: 'TQ1_0', 35: 'TQ2_0', 39: 'MXFP4',
+};
+const typeName = (t: number) => TYPES[t]?.dtype ?? TYPE_NAMES[t] ?? `type ${t}`;
+
+export interface GgufTensor extends StoredTensor {
+  /** Absolute byte offset of the data in the file. */
+  readonly offset: number;
+  /** ggml dimensions, fastest first (the reverse of `shape`). */
+  readonly ne: readonly number[];
+}
+
+export interface GgufFile {
+  readonly source: ByteSource;
+  readonly metadata: GgufMetadata;
+  /** Tensors under their GGUF names ("blk.0.attn_q.weight"). */
+  readonly tensors: ReadonlyMap<string, GgufTensor>;
+}
+
+/** Serves @huggingface/gguf's HTTP range requests from a ByteSource. */
+function rangeFetch(src: ByteSource): typeof fetch {
+  return async (_input, init) => {
+    const range = new Headers(init?.headers).get('Range') ?? '';
+    const m = /^bytes=(\d+)-(\d+)$/.exec(range);
+    if (!m) throw new Error(`unexpected range request "${range}"`);
+    const start = Math.min(Number(m[1]), src.size);
+    const end = Math.min(Number(m[2]) + 1, src.size);
+    const bytes = await src.read(start, end - start);
+    return new Response(new Uint8Array(bytes), { status: 206, headers: { 'Content-Range': `bytes ${start}-${Math.max(start, end - 1)}/${src.size}` } });
+  };
+}
+
+export async function readGgufHeader(src: ByteSource): Promise<GgufFile> {
+  if (src.size < 24) throw new FormatError(src.name, `too short to be a GGUF file (${src.size} bytes)`);
+  const magic = new TextDecoder('latin1').decode(await src.read(0, 4));
+  if (magic !== 'GGUF') throw new FormatError(src.name, `not a GGUF file: it starts with ${JSON.stringify(magic)}, not "GGUF"`);
+  let parsed: GGUFParseOutput<{ strict: false }>;
+  try {
+    parsed = await gguf(`https://neurodiff.invalid/${encodeURIComponent(src.name)}`, { fetch: rangeFetch(src) });
+  } catch (e) {
+    if (e instanceof FormatError) throw e;
+    throw new FormatError(src.name, `GGUF header cannot be parsed (${(e as Error).message}): the file is truncated or corrupt`);
+  }
+  const headerEnd = parsed.tensorInfoByteRange[1];
+  const dataStart = Number(parsed.tensorDataOffset);
+  if (headerEnd > src.size || dataStart > src.size) {
+    throw new FormatError(src.name, `truncated: the file (${src.size} bytes) ends inside the GGUF header`);
+  }
+  if (!parsed.littleEndian) throw new FormatError(src.name, 'big-endian GGUF files are not supported');
+  const tensors = new Map<string, GgufTensor>();
+  for (const info of parsed.tensorInfos) {
+    const ne = info.shape.map(Number);
+    const type = TYPES[info.dtype];
+    if (!type) {
+      throw new FormatError(src.name, `tensor "${info.name}" has ggml type ${typeName(info.dtype)} (${info.dtype}), which NeuroDiff cannot read (supported: ${Object.values(TYPES).map((t) => t.dtype).join(', ')})`);
+    }
+    const count = ne.reduce((a, b) => a * b, 1);
+    if ((ne[0] ?? 1) % type.block !== 0) throw new FormatError(src.name, `tensor "${info.name}" has rows of ${ne[0]} values, not a multiple of the ${type.dtype} block of ${type.block}`);
+    const byteLength = (count / type.block) * type.bytes;
+    const offset = dataStart + Number(info.offset);
+    if (offset + byteLength > src.size) {
+      throw new FormatError(src.name, `truncated: tensor "${info.name}" ends at byte ${offset + byteLength}, the file has ${src.size} bytes`);
+    }
+    tensors.set(info.name, { name: info.name, shape: [...ne].reverse(), dtype: type.dtype, byteLength, offset, ne });
+  }
+  return { source: src, metadata: parsed.metadata as GgufMetadata, tensors };
+}
+
+/** Values of a GGUF tensor as float32, row-major over `shape`. */
+export async function readGgufTensor(file: GgufFile, t: GgufTensor, signal?: AbortSignal): Promise<Float32Array> {
+  const bytes = await file.source.read(t.offset, t.byteLength, signal);
+  return dequantize(t.dtype, bytes, t.shape.reduce((a, b) => a * b, 1));
+}
+
+export function dequantize(dtype: StoredDType, bytes: Uint8Array, count: number): Float32Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Float32Array(count);
+  switch (dtype) {
+    case 'F32':
+      return decodeF32(bytes, count);
+    case 'F16':
+      return decodeF16(bytes, count);
+    case 'BF16':
+      return decodeBF16(bytes, count);
+    case 'Q8_0':
+      for (let b = 0; b < count / 32; b++) {
+        const d = f16ToF32(view.getUint16(b * 34, true));
+        for (let i = 0; i < 32; i++) out[b * 32 + i] = d * view.getInt8(b * 34 + 2 + i);
+      }
+      return out;
+    case 'Q4_0':
+      for (let b = 0; b < count / 32; b++) {
+        const d = f16ToF32(view.getUint16(b * 18, true));
+        for (let i = 0; i < 16; i++) {
+          const q = bytes[b * 18 + 2 + i]!;
+          out[b * 32 + i] = d * ((q & 0xf) - 8);
+          out[b * 32 + i + 16] = d * ((q >> 4) - 8);
+        }
+      }
+      return out;
+    case 'Q4_K':
+      for (let b = 0; b < count / 256; b++) {
+        const at = b * 144;
+        const d = f16ToF32(view.getUint16(at, true));
+        const dmin = f16ToF32(view.getUint16(at + 2, true));
+        const sc = bytes.subarray(at + 4, at + 16);
+        // Eight 6-bit (scale, min) pairs packed into 12 bytes.
+        const scaleMin = (j: number): [number, number] =>
+          j < 4 ? [sc[j]! & 63, sc[j + 4]! & 63] : [(sc[j + 4]! & 0xf) | ((sc[j - 4]! >> 6) << 4), (sc[j + 4]! >> 4) | ((sc[j]! >> 6) << 4)];
+        for (let g = 0; g < 4; g++) {
+          const [s1, m1] = scaleMin(2 * g);
+          const [s2, m2] = scaleMin(2 * g + 1);
+          const qs = at + 16 + 32 * g;
+          const y = b * 256 + 64 * g;
+          for (let l = 0; l < 32; l++) {
+            out[y + l] = d * s1 * (bytes[qs + l]! & 0xf) - dmin * m1;
+            out[y + 32 + l] = d * s2 * (bytes[qs + l]! >> 4) - dmin * m2;
+          }
+        }
+      }
+      return out;
+    case 'Q6_K':
+      for (let b = 0; b < count / 256; b++) {
+        const at = b * 210;
+        const d = f16ToF32(view.getUint16(at + 208, true));
+        for (let half = 0; half < 2; half++) {
+          const ql = at + 64 * half;
+          const qh = at + 128 + 32 * half;
+          const sc = at + 192 + 8 * half;
+          const y = b * 256 + 128 * half;
+          for (let l = 0; l < 32; l++) {
+            const is = l >> 4;
+            const h = bytes[qh + l]!;
+            const q1 = ((bytes[ql + l]! & 0xf) | ((h & 3) << 4)) - 32;
+            const q2 = ((bytes[ql + l + 32]! & 0xf) | (((h >> 2) & 3) << 4)) - 32;
+            const q3 = ((bytes[ql + l]! >> 4) | (((h >> 4) & 3) << 4)) - 32;
+            const q4 = ((bytes[ql + l + 32]! >> 4) | (((h >> 6) & 3) << 4)) - 32;
+            out[y + l] = d * view.getInt8(sc + is) * q1;
+            out[y + l + 32] = d * view.getInt8(sc + is + 2) * q2;
+            out[y + l + 64] = d * view.getInt8(sc + is + 4) * q3;
+            out[y + l + 96] = d * view.getInt8(sc + is + 6) * q4;
+          }
+        }
+      }
+      return out;
+    default:
+      throw new Error(`cannot decode ${dtype}`);
+  }
+}
+
+interface ArchSpec {
+  readonly hfArchitecture: string;
+  readonly modelType: string;
+  /** llama.cpp's converter permutes Q/K rows into the interleaved rotary layout for these. */
+  readonly permutedQK: boolean;
+  readonly extraConfig: Record<string, unknown>;
+}
+
+const ARCHS: Record<string, ArchSpec> = {
+  llama: { hfArchitecture: 'LlamaForCausalLM', modelType: 'llama', permutedQK: true, extraConfig: { attention_bias: false, mlp_bias: false } },
+  qwen2: { hfArchitecture: 'Qwen2ForCausalLM', modelType: 'qwen2', permutedQK: false, extraConfig: {} },
+  qwen3: { hfArchitecture: 'Qwen3ForCausalLM', modelType: 'qwen3', permutedQK: false, extraConfig: { attention_bias: false } },
+};
+
+const BLOCK_PARTS: Record<string, string> = {
+  attn_norm: 'input_layernorm',
+  attn_q: 'self_attn.q_proj',
+  attn_k: 'self_attn.k_proj',
+  attn_v: 'self_attn.v_proj',
+  attn_output: 'self_attn.o_proj',
+  attn_q_norm: 'self_attn.q_norm',
+  attn_k_norm: 'self_attn.k_norm',
+  ffn_norm: 'post_attention_layernorm',
+  ffn_gate: 'mlp.gate_proj',
+  ffn_up: 'mlp.up_proj',
+  ffn_down: 'mlp.down_proj',
+};
+const TOP_LEVEL: Record<string, string> = {
+  'token_embd.weight': 'model.embed_tokens.weight',
+  'output_norm.weight': 'model.norm.weight',
+  'output.weight': 'lm_head.weight',
+};
+
+/** The Hugging Face name of a GGUF tensor, or undefined when it has none. */
+export function hfTensorName(ggufName: string): string | undefined {
+  const top = TOP_LEVEL[ggufName];
+  if (top) return top;
+  const m = /^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$/.exec(ggufName);
+  const part = m && BLOCK_PARTS[m[2]!];
+  return part ? `model.layers.${m[1]}.${part}.${m[3]}` : undefined;
+}
+
+/** The shortest decimal that rounds to the same float32 (GGUF stores 1e-5 as 9.99999974e-6). */
+function f32Decimal(x: number): number {
+  for (let p = 1; p < 10; p++) {
+    const y = Number(x.toPrecision(p));
+    if (Math.fround(y) === Math.fround(x)) return y;
+  }
+  return x;
+}
+
+function num(meta: GgufMetadata, key: string): number | undefined {
+  const v = meta[key];
+  return typeof v === 'number' || typeof v === 'bigint' ? Number(v) : undefined;
+}
+
+/**
+ * Llama 3.x stores its rope scaling as per-frequency divisors ("rope_freqs.weight"). Recover the
+ * Hugging Face rope_scaling by matching them against the llama3 rule (as convert_hf_to_gguf.py
+ * computes them) for the factors Meta has released.
+ */
+function llama3RopeScaling(factors: Float32Array, theta: number, headDim: number): Record<string, unknown> | undefined {
+  const [low, high, original] = [1, 4, 8192];
+  for (const factor of [8, 16, 32, 64]) {
+    let ok = factors.length === headDim / 2;
+    for (let i = 0; ok && i < factors.length; i++) {
+      const wavelen = (2 * Math.PI) / (1 / theta ** ((2 * i) / headDim));
+      let want = factor;
+      if (wavelen < original / high) want = 1;
+      else if (wavelen <= original / low) {
+        const smooth = (original / wavelen - low) / (high - low);
+        want = 1 / ((1 - smooth) / factor + smooth);
+      }
+      ok = Math.abs(factors[i]! - want) <= 1e-4 * want;
+    }
+    if (ok) return { rope_type: 'llama3', factor, low_freq_factor: low, high_freq_factor: high, original_max_position_embeddings: original };
+  }
+  return undefined;
+}
+
+/** The tokenizer a GGUF header carries: SentencePiece ("llama") or byte-level BPE ("gpt2"). */
+export function ggufTokenizer(meta: GgufMetadata, name: string): { tokenizer?: Tokenizer; problem?: string } {
+  const model = meta['tokenizer.ggml.model'];
+  const tokens = meta['tokenizer.ggml.tokens'];
+  if (model === undefined || !Array.isArray(tokens)) return { problem: `${name} carries no tokenizer` };
+  const types = (meta['tokenizer.ggml.token_type'] as number[] | undefined) ?? [];
+  const bos = num(meta, 'tokenizer.ggml.bos_token_id');
+  const eos = num(meta, 'tokenizer.ggml.eos_token_id');
+  const addBos = meta['tokenizer.ggml.add_bos_token'];
+  const pieces = tokens.map(String);
+  if (model === 'llama') {
+    const scores = (meta['tokenizer.ggml.scores'] as number[] | undefined) ?? [];
+    const KINDS: Record<number, PieceKind> = { 1: 'normal', 2: 'unknown', 3: 'control', 4: 'normal', 5: 'control', 6: 'byte' };
+    const kinds = pieces.map((_, i) => KINDS[types[i] ?? 1] ?? 'normal');
+    const tokenizer = new SentencePieceTokenizer({
+      pieces: pieces.map((p, i) => (kinds[i] === 'control' || kinds[i] === 'unknown' ? p : p.replaceAll('\u2581', ' '))),
+      scores,
+      kinds,
+      bosId: bos,
+      eosId: eos,
+      addSpacePrefix: meta['tokenizer.ggml.add_space_prefix'] !== false,
+      addBosByDefault: addBos !== false,
+    });
+    return { tokenizer };
+  }
+  if (model === 'gpt2') {
+    const pre = String(meta['tokenizer.ggml.pre'] ?? 'gpt2');
+    const split = BPE_SPLITS[pre];
+    if (split === undefined) return { problem: `${name}: tokenizer pre-tokenization "${pre}" is not supported (supported: ${Object.keys(BPE_SPLITS).join(', ')})` };
+    const vocab: Record<string, number> = {};
+    pieces.forEach((p, i) => (vocab[p] = i));
+    const added = pieces.flatMap((content, id) =>
+      types[id] === 3 || types[id] === 4 ? [{ id, content, special: types[id] === 3, normalized: false, lstrip: false, rstrip: false, single_word: false }] : [],
+    );
+    const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: split === '' };
+    const bosToken = bos === undefined ? undefined : pieces[bos];
+    const json = {
+      version: '1.0',
+      added_tokens: added,
+      normalizer: pre === 'qwen2' ? { type: 'NFC' } : null,
+      pre_tokenizer: split === '' ? byteLevel : { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: split }, behavior: 'Isolated', invert: false }, byteLevel] },
+      post_processor:
+        addBos === true && bosToken !== undefined
+          ? {
+              type: 'TemplateProcessing',
+              single: [{ SpecialToken: { id: bosToken, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+              pair: [{ SpecialToken: { id: bosToken, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: bosToken, type_id: 1 } }, { Sequence: { id: 'B', type_id: 1 } }],
+              special_tokens: { [bosToken]: { id: bosToken, ids: [bos], tokens: [bosToken] } },
+            }
+          : null,
+      decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+      model: { type: 'BPE', vocab, merges: (meta['tokenizer.ggml.merges'] as string[] | undefined) ?? [], ignore_merges: pre === 'llama-bpe', byte_fallback: false, fuse_unk: false, dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null },
+    };
+    const special = (id: number | undefined) => (id === undefined ? undefined : pieces[id]);
+    return { tokenizer: hfTokenizer(json, { bos_token: special(bos), eos_token: special(eos) }, name) };
+  }
+  return { problem: `${name}: tokenizer model "${String(model)}" is not supported (supported: llama, gpt2)` };
+}
+
+/** Split patterns of the byte-level BPE pre-tokenizers, by tokenizer.ggml.pre; "" is GPT-2's own. */
+const BPE_SPLITS: Record<string, string> = {
+  gpt2: '',
+  'llama-bpe': "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+  qwen2: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+};
+
+export interface OpenedGguf {
+  readonly file: GgufFile;
+  readonly store: WeightStore;
+  readonly config: Record<string, unknown>;
+  readonly tokenizer?: Tokenizer;
+  /** Why there is no tokenizer, when there is none. */
+  readonly tokenizerProblem?: string;
+}
+
+export async function openGguf(src: ByteSource): Promise<OpenedGguf> {
+  const file = await readGgufHeader(src);
+  const meta = file.metadata;
+  const arch = String(meta['general.architecture'] ?? '');
+  const spec = ARCHS[arch];
+  if (!spec) throw new FormatError(src.name, `GGUF architecture "${arch}" is not supported (supported: ${Object.keys(ARCHS).join(', ')})`);
+  const key = (k: string) => num(meta, `${arch}.${k}`);
+  const hidden = key('embedding_length');
+  const layers = key('block_count');
+  const heads = key('attention.head_count');
+  const ffn = key('feed_forward_length');
+  if (!hidden || !layers || !heads || !ffn) {
+    throw new FormatError(src.name, `GGUF metadata lacks ${arch}.embedding_length, block_count, attention.head_count or feed_forward_length`);
+  }
+  const kvHeads = key('attention.head_count_kv') ?? heads;
+  const headDim = key('attention.key_length') ?? hidden / heads;
+  const theta = key('rope.freq_base') ?? 10000;
+  const embed = file.tensors.get('token_embd.weight');
+  if (!embed) throw new FormatError(src.name, 'has no token_embd.weight tensor');
+  const vocab = key('vocab_size') ?? embed.shape[0]!;
+
+  const tensors = new Map<string, GgufTensor & { rotaryHeads: number }>();
+  const unknown: string[] = [];
+  let ropeScaling: Record<string, unknown> | undefined;
+  for (const [name, t] of file.tensors) {
+    if (name === 'rope_freqs.weight') {
+      ropeScaling = llama3RopeScaling(await readGgufTensor(file, t), theta, headDim);
+      if (!ropeScaling) throw new FormatError(src.name, 'rope_freqs.weight does not match Llama 3 rope scaling (factor 8, 16, 32 or 64; low 1, high 4, original context 8192)');
+      continue;
+    }
+    const hf = hfTensorName(name);
+    if (!hf) {
+      unknown.push(name);
+      continue;
+    }
+    const part = /\.(attn_[qk])\./.exec(name)?.[1];
+    const rotaryHeads = spec.permutedQK && part ? (part === 'attn_q' ? heads : kvHeads) : 0;
+    tensors.set(hf, { ...t, name: hf, rotaryHeads });
+  }
+  if (unknown.length) throw new FormatError(src.name, `has tensors with no Hugging Face equivalent for ${arch}: ${unknown.slice(0, 8).join(', ')}${unknown.length > 8 ? ', …' : ''}`);
+
+  const eps = key('attention.layer_norm_rms_epsilon');
+  const config: Record<string, unknown> = {
+    architectures: [spec.hfArchitecture],
+    model_type: spec.modelType,
+    hidden_size: hidden,
+    intermediate_size: ffn,
+    num_hidden_layers: layers,
+    num_attention_heads: heads,
+    num_key_value_heads: kvHeads,
+    head_dim: headDim,
+    vocab_size: vocab,
+    max_position_embeddings: key('context_length') ?? 2048,
+    hidden_act: 'silu',
+    rms_norm_eps: eps === undefined ? 1e-6 : f32Decimal(eps),
+    rope_theta: theta,
+    rope_parameters: { rope_theta: theta, rope_type: 'default', ...ropeScaling },
+    ...(ropeScaling ? { rope_scaling: ropeScaling } : {}),
+    tie_word_embeddings: !tensors.has('lm_head.weight'),
+    ...spec.extraConfig,
+  };
+  const bos = num(meta, 'tokenizer.ggml.bos_token_id');
+  const eos = num(meta, 'tokenizer.ggml.eos_token_id');
+  if (bos !== undefined) config.bos_token_id = bos;
+  if (eos !== undefined) config.eos_token_id = eos;
+
+  const store: WeightStore = {
+    label: src.name,
+    tensors,
+    async readF32(name, signal) {
+      const t = tensors.get(name);
+      if (!t) throw new FormatError(src.name, `no tensor named "${name}"`);
+      const data = await readGgufTensor(file, t, signal);
+      return t.rotaryHeads ? interleavedToRotateHalf(data, t.shape[0]!, t.shape.length > 1 ? t.shape[1]! : 1, t.rotaryHeads) : data;
+    },
+  };
+  const { tokenizer, problem } = ggufTokenizer(meta, src.name);
+  return { file, store, config, ...(tokenizer ? { tokenizer } : {}), ...(problem ? { tokenizerProblem: problem } : {}) };
+}
