@@ -23,12 +23,24 @@ for (const file of specFiles) {
 }
 if (tests.length === 0) {
   console.error(`no tests found in e2e/*.spec.mjs${filter ? ` matching "${filter}"` : ''}`);
+  console.log('0 passed, 0 failed');
   process.exit(1);
 }
 
 mkdirSync(screenshots, { recursive: true });
-const server = await startServer(dist);
-const browser = await launchChromium();
+let server;
+let browser;
+try {
+  server = await startServer(dist);
+  browser = await launchChromium().catch((e) => {
+    throw new Error(`${e.message}\n(the browser is Debian's /usr/bin/chromium: apt-get install chromium; never a downloaded one)`);
+  });
+} catch (e) {
+  console.error(`cannot start the e2e run: ${e.message}`);
+  await server?.close();
+  console.log(`0 passed, ${tests.length} failed`);
+  process.exit(1);
+}
 
 const slug = (s) => s.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
 let passed = 0;
