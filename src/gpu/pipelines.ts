@@ -13,6 +13,8 @@ export interface GpuProgram {
   readonly key: string;
   readonly workgroupSize: readonly [number, number, number];
   readonly bindings: readonly BindingKind[];
+  /** Values for the shader's `override` declarations (tunables that need no new source). */
+  readonly constants?: Readonly<Record<string, number>>;
   /** The WGSL source; only called when the pipeline is not cached yet. */
   wgsl(): string;
 }
@@ -31,7 +33,7 @@ export class PipelineCache {
   get(program: GpuProgram): Compiled {
     let cache = caches.get(this.device);
     if (!cache) caches.set(this.device, (cache = new Map()));
-    const key = `${program.name}|${program.key}`;
+    const key = `${program.name}|${program.key}|${JSON.stringify(program.constants ?? {})}`;
     let compiled = cache.get(key);
     if (!compiled) {
       compiled = this.compile(program, key);
@@ -58,7 +60,7 @@ export class PipelineCache {
     const pipeline = this.device.createComputePipeline({
       label: key,
       layout: this.device.createPipelineLayout({ label, bindGroupLayouts: [layout] }),
-      compute: { module, entryPoint: 'main' },
+      compute: { module, entryPoint: 'main', constants: { ...program.constants } },
     });
     return { pipeline, layout };
   }

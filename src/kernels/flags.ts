@@ -1,0 +1,48 @@
+// Tunables of the WebGPU kernels. Defaults suit discrete and integrated GPUs; tests switch them to
+// exercise every variant. Changing a flag changes the pipeline key, so no stale pipeline is reused.
+
+export interface KernelFlags {
+  /** Matmul outputs per thread along M. */
+  matmulTileM: number;
+  /** Matmul outputs per thread along N (a multiple of 4: accumulators are vec4). */
+  matmulTileN: number;
+  /** Matmul threads per workgroup along M. */
+  matmulWorkgroupM: number;
+  /** Matmul threads per workgroup along N. */
+  matmulWorkgroupN: number;
+  /** Depth of the K slice held in workgroup memory per step. */
+  matmulTileK: number;
+  /** Load A and B as vec4 where the layout allows (K, or N for untransposed B, a multiple of 4). */
+  matmulVec4: boolean;
+  /** Read f16 weights as native f16 where the device has shader-f16 (else unpacked from u32). */
+  matmulNativeF16: boolean;
+  /** Rows up to which A·Bᵀ uses the matrix-vector kernel (one workgroup per output column block). */
+  matvecMaxM: number;
+  /** Threads per workgroup of row reductions (norms, softmax, sums, top-k); a power of two. */
+  reduceWorkgroupSize: number;
+  /** Dispatches recorded before the backend submits them. */
+  dispatchesPerSubmit: number;
+}
+
+export const DEFAULT_FLAGS: Readonly<KernelFlags> = {
+  matmulTileM: 4,
+  matmulTileN: 4,
+  matmulWorkgroupM: 8,
+  matmulWorkgroupN: 8,
+  matmulTileK: 32,
+  matmulVec4: true,
+  matmulNativeF16: true,
+  matvecMaxM: 4,
+  reduceWorkgroupSize: 256,
+  dispatchesPerSubmit: 64,
+};
+
+export const flags: KernelFlags = { ...DEFAULT_FLAGS };
+
+export function setFlags(changes: Partial<KernelFlags>): void {
+  Object.assign(flags, changes);
+}
+
+export function resetFlags(): void {
+  Object.assign(flags, DEFAULT_FLAGS);
+}
