@@ -40,7 +40,12 @@ export async function gramSingularValues(backend: MatrixBackend, a: Tensor, opts
     }
   }
   const { values: eig, method } = symmetricEigenvalues(g, side, opts.jacobiMaxN);
-  const lambdaFloor = Math.sqrt(Math.max(m, n)) * EPS32 * Math.max(eig[0] ?? 0, 0);
-  const values = eig.map((v) => (v > lambdaFloor ? Math.sqrt(v) : 0));
-  return { values, floor: Math.sqrt(lambdaFloor), method };
+  const floor = gramFloor(m, n, Math.sqrt(Math.max(eig[0] ?? 0, 0)));
+  const values = eig.map((v) => (v > floor * floor ? Math.sqrt(v) : 0));
+  return { values, floor, method };
+}
+
+/** The smallest singular value a float32 Gram of an m×n matrix with largest value σ1 resolves (see GramSpectrum.floor). */
+export function gramFloor(m: number, n: number, sigma1: number): number {
+  return sigma1 * Math.sqrt(Math.sqrt(Math.max(m, n)) * EPS32);
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { createCpuBackend } from '../../gpu/cpu-backend.ts';
 import { jacobiEigenvalues, singularValues } from './dense.ts';
 import { gramSingularValues } from './gram.ts';
 import { loraSpectrum } from './lora.ts';
@@ -12,7 +13,10 @@ function referenceSigma(a: Float64Array, m: number, n: number): number[] {
   return [...jacobiEigenvalues(g, side)].map((v) => Math.sqrt(Math.max(v, 0)));
 }
 
-const backends: Array<[string, () => MatrixBackend]> = [['float64 host', float64Backend]];
+const backends: Array<[string, () => MatrixBackend]> = [
+  ['float64 host', float64Backend],
+  ['cpu backend', createCpuBackend],
+];
 
 describe.each(backends)('spectra on %s', (_, makeBackend) => {
   const backend = makeBackend();
