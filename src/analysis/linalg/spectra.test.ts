@@ -1,5 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createCpuBackend } from '../../gpu/cpu-backend.ts';
+import { useDawn } from '../../gpu/dawn-node.ts';
+import { createWebGpuBackend } from '../../kernels/webgpu-backend.ts';
 import { jacobiEigenvalues, singularValues } from './dense.ts';
 import { gramSingularValues } from './gram.ts';
 import { loraSpectrum } from './lora.ts';
@@ -13,13 +15,23 @@ function referenceSigma(a: Float64Array, m: number, n: number): number[] {
   return [...jacobiEigenvalues(g, side)].map((v) => Math.sqrt(Math.max(v, 0)));
 }
 
-const backends: Array<[string, () => MatrixBackend]> = [
-  ['float64 host', float64Backend],
-  ['cpu backend', createCpuBackend],
+const backends: Array<[string, () => Promise<MatrixBackend>]> = [
+  ['float64 host', async () => float64Backend()],
+  ['cpu backend', async () => createCpuBackend()],
+  [
+    'webgpu backend (Dawn)',
+    async () => {
+      expect(useDawn()).toBe(true);
+      return createWebGpuBackend();
+    },
+  ],
 ];
 
 describe.each(backends)('spectra on %s', (_, makeBackend) => {
-  const backend = makeBackend();
+  let backend: MatrixBackend;
+  beforeAll(async () => {
+    backend = await makeBackend();
+  });
   const upload = (a: Float64Array, m: number, n: number) => backend.fromArray(Float32Array.from(a), [m, n]);
 
   it('randomized top-k matches the float64 reference on a decaying spectrum', async () => {

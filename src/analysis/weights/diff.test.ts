@@ -1,6 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createCpuBackend } from '../../gpu/cpu-backend.ts';
+import { useDawn } from '../../gpu/dawn-node.ts';
+import { createWebGpuBackend } from '../../kernels/webgpu-backend.ts';
 import { pathFileSet } from '../../io/node-source.ts';
 import { openSafetensorsFolder, writeSafetensors } from '../../io/safetensors.ts';
 import { bytesSource } from '../../io/source.ts';
@@ -52,6 +54,28 @@ describe('diffWeights on the arch fixtures', () => {
       const entropy = -want.singular_values.reduce((h, s) => h + (s / sum) * Math.log(s / sum), 0);
       expect(close(t.effective_rank!, Math.exp(entropy), 1e-4)).toBe(true);
       expect(t.method).toMatch(/^randomized\(l=26,q=3/);
+    }
+  });
+});
+
+describe('diffWeights on the WebGPU backend (Dawn)', () => {
+  it('llama fixture: the same tensors and spectra as on the CPU backend', async () => {
+    expect(useDawn()).toBe(true);
+    const gpu = await createWebGpuBackend();
+    const dir = 'test/fixtures/arch/llama';
+    const base = await openSafetensorsFolder(await pathFileSet(`${dir}/base`));
+    const ft = await openSafetensorsFolder(await pathFileSet(`${dir}/ft`));
+    const onGpu = await diffWeights(base, ft, { backend: gpu });
+    const onCpu = await diffWeights(base, ft, { backend });
+    expect(onGpu.tensors.map((t) => t.name)).toEqual(onCpu.tensors.map((t) => t.name));
+    for (const [i, g] of onGpu.tensors.entries()) {
+      const c = onCpu.tensors[i]!;
+      expect(g.frobenius).toBe(c.frobenius);
+      expect(g.numerical_rank).toBe(c.numerical_rank);
+      for (let k = 0; k < c.top_singular_values.length; k++) {
+        expect(close(g.top_singular_values[k]!, c.top_singular_values[k]!, 1e-5, 1e-5 * (c.spectral ?? 0))).toBe(true);
+      }
+      if (c.effective_rank !== null) expect(close(g.effective_rank!, c.effective_rank, 1e-4)).toBe(true);
     }
   });
 });
