@@ -53,3 +53,22 @@ export function matmulRef(a: ArrayLike<number>, b: ArrayLike<number>, m: number,
   }
   return out;
 }
+
+/** erf in float64 to about 1e-10: Taylor series below 3.5, asymptotic erfc above. */
+export function erf64(x: number): number {
+  const z = Math.abs(x);
+  let y: number;
+  if (z < 3.5) {
+    let term = z;
+    let sum = z;
+    for (let n = 1; n < 200 && Math.abs(term) > 1e-18; n++) {
+      term *= (-z * z) / n;
+      sum += term / (2 * n + 1);
+    }
+    y = (2 / Math.sqrt(Math.PI)) * sum;
+  } else {
+    const z2 = z * z;
+    y = 1 - (Math.exp(-z2) / (z * Math.sqrt(Math.PI))) * (1 - 1 / (2 * z2) + 3 / (4 * z2 * z2) - 15 / (8 * z2 * z2 * z2));
+  }
+  return x < 0 ? -y : y;
+}

@@ -40,12 +40,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let end = min(p.s, qpos + 1u);
   var start = 0u;
   if (p.window > 0u && qpos + 1u > p.window) { start = qpos + 1u - p.window; }
-  var m = -3.4028235e38;
+  var m = -3.402823e38;
   var l = 0.0;
   var acc: array<f32, PER>;
   for (var c0 = start; c0 < end; c0 += WG) {
     let j = c0 + lid;
-    var score = -3.4028235e38;
+    var score = -3.402823e38;
     if (j < end) {
       let kbase = ((b * p.s + j) * p.hkv + kvh) * p.hd;
       var dot = 0.0;

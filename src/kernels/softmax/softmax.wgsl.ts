@@ -15,7 +15,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let row = flat_group(wid, nwg);
   if (row >= p.rows) { return; }
   let base = row * p.n;
-  var m = -3.4028235e38;
+  var m = -3.402823e38;
   for (var i = lid; i < p.n; i += WG) { m = max(m, x[base + i]); }
   m = workgroup_max(m, lid);
   var s = 0.0;
