@@ -1,6 +1,7 @@
 // Helpers shared by the io tests (Node only).
 import { expect } from 'vitest';
 import { pathSource } from './node-source.ts';
+import { encodeVarint, lenField, message, varintField } from './protobuf.ts';
 import { readSafetensorsHeader } from './safetensors.ts';
 import type { WeightStore } from './store.ts';
 
@@ -103,3 +104,35 @@ export function writeGguf(kv: Record<string, GgufKv>, tensors: GgufTensorIn[], a
   }
   return out;
 }
+
+/** Builders for tiny ONNX models in tests (onnx.proto field numbers). */
+export const onnxBuild = {
+  tensor(t: { name: string; dims: number[]; dataType: number; raw?: Uint8Array; floatData?: number[]; packed?: boolean; int32Data?: number[]; int64Data?: number[]; external?: Record<string, string> }): Uint8Array {
+    const parts = [lenField(8, t.name), ...t.dims.map((d) => varintField(1, d)), varintField(2, t.dataType)];
+    if (t.raw) parts.push(lenField(9, t.raw));
+    if (t.floatData) {
+      const f = new Float32Array(t.floatData);
+      if (t.packed === false) for (const x of f) parts.push(message(new Uint8Array([(4 << 3) | 5]), new Uint8Array(new Float32Array([x]).buffer)));
+      else parts.push(lenField(4, new Uint8Array(f.buffer)));
+    }
+    if (t.int32Data) parts.push(lenField(5, new Uint8Array(t.int32Data.flatMap((x) => encodeVarint(x)))));
+    if (t.int64Data) parts.push(lenField(7, new Uint8Array(t.int64Data.flatMap((x) => encodeVarint(x)))));
+    if (t.external) {
+      for (const [k, v] of Object.entries(t.external)) parts.push(lenField(13, message(lenField(1, k), lenField(2, v))));
+      parts.push(varintField(14, 1));
+    }
+    return message(...parts);
+  },
+  valueInfo(name: string, elemType?: number, dims?: (number | string)[]): Uint8Array {
+    if (elemType === undefined) return lenField(1, name);
+    const shape = message(...(dims ?? []).map((d) => lenField(1, typeof d === 'number' ? varintField(1, d) : lenField(2, d))));
+    return message(lenField(1, name), lenField(2, lenField(1, message(varintField(1, elemType), lenField(2, shape)))));
+  },
+  node(opType: string, inputs: string[], outputs: string[], name: string): Uint8Array {
+    return message(...inputs.map((i) => lenField(1, i)), ...outputs.map((o) => lenField(2, o)), lenField(3, name), lenField(4, opType));
+  },
+  model(g: { nodes: Uint8Array[]; initializers: Uint8Array[]; inputs: Uint8Array[]; outputs: Uint8Array[] }): Uint8Array {
+    const graph = message(...g.nodes.map((n) => lenField(1, n)), lenField(2, 'test'), ...g.initializers.map((t) => lenField(5, t)), ...g.inputs.map((v) => lenField(11, v)), ...g.outputs.map((v) => lenField(12, v)));
+    return message(varintField(1, 8), lenField(2, 'neurodiff-test'), lenField(7, graph), lenField(8, message(lenField(1, ''), varintField(2, 17))));
+  },
+};

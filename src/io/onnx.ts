@@ -1,0 +1,246 @@
+// ONNX models: the initializers of ModelProto.graph as a WeightStore, read by walking the protobuf
+// by byte range (raw tensor data is never read until asked for), and small graph edits for the
+// runner (listing node outputs, adding graph outputs).
+import { decodeBF16, decodeF16, decodeF32 } from './dtype.ts';
+import { fields, LEN, lenField, message, packedVarints, SourceCursor, str, varints, withProtoErrors, type Field } from './protobuf.ts';
+import { FormatError, type ByteSource, type FileSet } from './source.ts';
+import type { StoredDType, StoredTensor, WeightStore } from './store.ts';
+
+// ModelProto.graph; GraphProto fields; TensorProto fields (onnx/onnx.proto).
+const MODEL_GRAPH = 7;
+const GRAPH = { node: 1, initializer: 5, input: 11, output: 12, valueInfo: 13 } as const;
+const TENSOR = { dims: 1, dataType: 2, floatData: 4, int32Data: 5, int64Data: 7, name: 8, rawData: 9, doubleData: 10, externalData: 13, dataLocation: 14 } as const;
+
+/** TensorProto.DataType → stored dtype, byte size, and the typed field that holds it when not raw. */
+const DATA_TYPES: Record<number, { dtype: StoredDType; size: number; field: number }> = {
+  1: { dtype: 'F32', size: 4, field: TENSOR.floatData },
+  2: { dtype: 'U8', size: 1, field: TENSOR.int32Data },
+  3: { dtype: 'I8', size: 1, field: TENSOR.int32Data },
+  5: { dtype: 'I16', size: 2, field: TENSOR.int32Data },
+  6: { dtype: 'I32', size: 4, field: TENSOR.int32Data },
+  7: { dtype: 'I64', size: 8, field: TENSOR.int64Data },
+  9: { dtype: 'BOOL', size: 1, field: TENSOR.int32Data },
+  10: { dtype: 'F16', size: 2, field: TENSOR.int32Data },
+  11: { dtype: 'F64', size: 8, field: TENSOR.doubleData },
+  16: { dtype: 'BF16', size: 2, field: TENSOR.int32Data },
+};
+const DATA_TYPE_NAMES: Record<number, string> = { 4: 'UINT16', 8: 'STRING', 12: 'UINT32', 13: 'UINT64', 14: 'COMPLEX64', 15: 'COMPLEX128', 17: 'FLOAT8E4M3FN', 18: 'FLOAT8E4M3FNUZ', 19: 'FLOAT8E5M2', 20: 'FLOAT8E5M2FNUZ', 21: 'UINT4', 22: 'INT4' };
+
+export interface OnnxInitializer extends StoredTensor {
+  readonly dataType: number;
+  readonly source: ByteSource;
+  /** Where the values are: raw little-endian bytes, or a typed repeated field inside the TensorProto at [start, end). */
+  readonly data: { kind: 'raw'; start: number; end: number } | { kind: 'typed'; start: number; end: number };
+}
+
+async function readInitializer(src: ByteSource, files: FileSet | undefined, start: number, end: number): Promise<OnnxInitializer> {
+  const cur = new SourceCursor(src, start, end);
+  let name = '';
+  const dims: number[] = [];
+  let dataType = 0;
+  let raw: Field | undefined;
+  let typed = false;
+  let external = false;
+  const externalData: Record<string, string> = {};
+  for (let f = await cur.next(); f; f = await cur.next()) {
+    if (f.no === TENSOR.name) name = new TextDecoder().decode(await cur.read(f));
+    else if (f.no === TENSOR.dims) dims.push(...(f.wire === LEN ? packedVarints(await cur.read(f)) : [f.value]).map(Number));
+    else if (f.no === TENSOR.dataType) dataType = Number(f.value);
+    else if (f.no === TENSOR.rawData) raw = f;
+    else if (f.no === TENSOR.dataLocation) external = f.value === 1n;
+    else if (f.no === TENSOR.externalData) {
+      const entry = await cur.read(f);
+      let key = '';
+      let value = '';
+      for (const g of fields(entry)) {
+        if (g.no === 1) key = str(entry, g);
+        if (g.no === 2) value = str(entry, g);
+      }
+      externalData[key] = value;
+    } else if (f.no === TENSOR.floatData || f.no === TENSOR.int32Data || f.no === TENSOR.int64Data || f.no === TENSOR.doubleData) typed = true;
+  }
+  const type = DATA_TYPES[dataType];
+  if (!type) throw new FormatError(src.name, `initializer "${name}" has ONNX data type ${DATA_TYPE_NAMES[dataType] ?? dataType}, which NeuroDiff cannot read`);
+  const count = dims.reduce((a, b) => a * b, 1);
+  const byteLength = count * type.size;
+  const base = { name, shape: dims, dtype: type.dtype, byteLength, dataType };
+  if (external) {
+    const location = externalData.location ?? '';
+    const target = files?.get(location);
+    if (!target) {
+      throw new FormatError(src.name, `initializer "${name}" keeps its data in the external file "${location}", which is not among the files given: add it beside the .onnx file`);
+    }
+    const offset = Number(externalData.offset ?? 0);
+    const length = Number(externalData.length ?? byteLength);
+    if (length !== byteLength) throw new FormatError(src.name, `initializer "${name}" claims ${length} bytes of external data but ${type.dtype}${JSON.stringify(dims)} needs ${byteLength}`);
+    if (offset + length > target.size) throw new FormatError(target.name, `truncated: initializer "${name}" ends at byte ${offset + length}, the file has ${target.size} bytes`);
+    return { ...base, source: target, data: { kind: 'raw', start: offset, end: offset + length } };
+  }
+  if (raw) {
+    if (raw.end - raw.start !== byteLength) throw new FormatError(src.name, `initializer "${name}" has ${raw.end - raw.start} bytes of raw_data but ${type.dtype}${JSON.stringify(dims)} needs ${byteLength}`);
+    return { ...base, source: src, data: { kind: 'raw', start: raw.start, end: raw.end } };
+  }
+  if (!typed && count > 0) throw new FormatError(src.name, `initializer "${name}" has no data`);
+  return { ...base, source: src, data: { kind: 'typed', start, end } };
+}
+
+/** The values of an initializer as float32 (integer types converted). */
+export async function readInitializerF32(t: OnnxInitializer, signal?: AbortSignal): Promise<Float32Array> {
+  const count = t.shape.reduce((a, b) => a * b, 1);
+  const type = DATA_TYPES[t.dataType]!;
+  let bytes: Uint8Array;
+  if (t.data.kind === 'raw') bytes = await t.source.read(t.data.start, t.data.end - t.data.start, signal);
+  else {
+    // Values in a typed repeated field: floats and doubles are fixed-width, integers (and the bit
+    // patterns of f16/bf16) are varints, one int32 per value.
+    const proto = await t.source.read(t.data.start, t.data.end - t.data.start, signal);
+    const chunks: Uint8Array[] = [];
+    const ints: bigint[] = [];
+    for (const f of fields(proto)) {
+      if (f.no !== type.field) continue;
+      if (type.field === TENSOR.floatData || type.field === TENSOR.doubleData) chunks.push(proto.subarray(f.start, f.end));
+      else ints.push(...varints(proto, f));
+    }
+    if (type.field === TENSOR.floatData || type.field === TENSOR.doubleData) bytes = message(...chunks);
+    else {
+      bytes = new Uint8Array(count * type.size);
+      const v = new DataView(bytes.buffer);
+      ints.forEach((x, i) => {
+        if (type.size === 8) v.setBigInt64(i * 8, BigInt.asIntN(64, x), true);
+        else if (type.size === 4) v.setInt32(i * 4, Number(BigInt.asIntN(32, x)), true);
+        else if (type.size === 2) v.setUint16(i * 2, Number(x & 0xffffn), true);
+        else v.setUint8(i, Number(x & 0xffn));
+      });
+    }
+    if (bytes.length !== count * type.size) throw new FormatError(t.source.name, `initializer "${t.name}" holds ${bytes.length / type.size} values, its shape ${JSON.stringify(t.shape)} needs ${count}`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  switch (t.dtype) {
+    case 'F32':
+      return decodeF32(bytes, count);
+    case 'F16':
+      return decodeF16(bytes, count);
+    case 'BF16':
+      return decodeBF16(bytes, count);
+    default: {
+      const out = new Float32Array(count);
+      const get: (i: number) => number =
+        t.dtype === 'F64' ? (i) => view.getFloat64(i * 8, true)
+        : t.dtype === 'I64' ? (i) => Number(view.getBigInt64(i * 8, true))
+        : t.dtype === 'I32' ? (i) => view.getInt32(i * 4, true)
+        : t.dtype === 'I16' ? (i) => view.getInt16(i * 2, true)
+        : t.dtype === 'I8' ? (i) => view.getInt8(i)
+        : (i) => view.getUint8(i);
+      for (let i = 0; i < count; i++) out[i] = get(i);
+      return out;
+    }
+  }
+}
+
+/** Byte ranges of ModelProto.graph (it may legally appear more than once; protobuf merges them). */
+async function graphRanges(src: ByteSource): Promise<Field[]> {
+  const cur = new SourceCursor(src, 0, src.size);
+  const graphs: Field[] = [];
+  for (let f = await cur.next(); f; f = await cur.next()) if (f.no === MODEL_GRAPH && f.wire === LEN) graphs.push(f);
+  return graphs;
+}
+
+/**
+ * The initializers of an .onnx file as a WeightStore, under their ONNX names. `files` supplies the
+ * external data files that large exports keep beside the model.
+ */
+export async function readOnnxInitializers(src: ByteSource, files?: FileSet): Promise<WeightStore & { tensors: ReadonlyMap<string, OnnxInitializer> }> {
+  const tensors = new Map<string, OnnxInitializer>();
+  await withProtoErrors(src.name, 'not a readable ONNX model', async () => {
+    const graphs = await graphRanges(src);
+    if (graphs.length === 0) throw new FormatError(src.name, 'not an ONNX model: no graph in the ModelProto');
+    for (const g of graphs) {
+      const cur = new SourceCursor(src, g.start, g.end);
+      for (let f = await cur.next(); f; f = await cur.next()) {
+        if (f.no !== GRAPH.initializer || f.wire !== LEN) continue;
+        const t = await readInitializer(src, files, f.start, f.end);
+        tensors.set(t.name, t);
+      }
+    }
+  });
+  return {
+    label: src.name,
+    tensors,
+    async readF32(name, signal) {
+      const t = tensors.get(name);
+      if (!t) throw new FormatError(src.name, `no initializer named "${name}"`);
+      return readInitializerF32(t, signal);
+    },
+  };
+}
+
+export interface OnnxNode {
+  readonly name: string;
+  readonly opType: string;
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+}
+
+export interface OnnxGraphInfo {
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+  readonly nodes: readonly OnnxNode[];
+  readonly initializers: ReadonlySet<string>;
+}
+
+function graphField(model: Uint8Array, name: string): Field {
+  let graph: Field | undefined;
+  for (const f of fields(model)) if (f.no === MODEL_GRAPH && f.wire === LEN) graph = f;
+  if (!graph) throw new FormatError(name, 'not an ONNX model: no graph in the ModelProto');
+  return graph;
+}
+
+/** The graph's inputs, outputs and nodes, from a model held in memory. */
+export async function onnxGraphInfo(model: Uint8Array, name = 'model.onnx'): Promise<OnnxGraphInfo> {
+  return withProtoErrors(name, 'not a readable ONNX model', async () => {
+    const g = graphField(model, name);
+    const inputs: string[] = [];
+    const outputs: string[] = [];
+    const nodes: OnnxNode[] = [];
+    const initializers = new Set<string>();
+    const nameOf = (f: Field) => {
+      for (const h of fields(model, f.start, f.end)) if (h.no === 1) return str(model, h);
+      return '';
+    };
+    for (const f of fields(model, g.start, g.end)) {
+      if (f.no === GRAPH.input) inputs.push(nameOf(f));
+      else if (f.no === GRAPH.output) outputs.push(nameOf(f));
+      else if (f.no === GRAPH.initializer) {
+        for (const h of fields(model, f.start, f.end)) if (h.no === TENSOR.name) initializers.add(str(model, h));
+      } else if (f.no === GRAPH.node) {
+        const node = { name: '', opType: '', inputs: [] as string[], outputs: [] as string[] };
+        for (const h of fields(model, f.start, f.end)) {
+          if (h.no === 1) node.inputs.push(str(model, h));
+          else if (h.no === 2) node.outputs.push(str(model, h));
+          else if (h.no === 3) node.name = str(model, h);
+          else if (h.no === 4) node.opType = str(model, h);
+        }
+        nodes.push(node);
+      }
+    }
+    return { inputs: inputs.filter((n) => !initializers.has(n)), outputs, nodes, initializers };
+  });
+}
+
+/**
+ * A copy of the model whose graph also outputs the named intermediate values (ValueInfoProto with
+ * a name and no type: onnxruntime infers it). The graph message is rewritten with its new length.
+ */
+export function addGraphOutputs(model: Uint8Array, names: readonly string[], name = 'model.onnx'): Uint8Array {
+  const g = graphField(model, name);
+  const extra = names.map((n) => lenField(GRAPH.output, lenField(1, n)));
+  const graph = message(model.subarray(g.start, g.end), ...extra);
+  return message(model.subarray(0, g.tag), lenField(MODEL_GRAPH, graph), model.subarray(g.end));
+}
+
+/** The .onnx file of a folder, if it has one. */
+export function onnxFile(files: FileSet): ByteSource | undefined {
+  const names = [...files.keys()].filter((n) => n.endsWith('.onnx')).sort();
+  if (names.length > 1) throw new FormatError(names.join(', '), 'more than one .onnx file: give one model at a time');
+  return names[0] === undefined ? undefined : files.get(names[0]);
+}
