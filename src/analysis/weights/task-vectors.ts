@@ -64,7 +64,7 @@ export async function taskVectorCosines(base: WeightStore, fts: readonly WeightS
       taus.push(tau);
     }
     const layer = layerOf(name);
-    let block = other;
+    let block: Float64Array[] = other;
     if (layer !== null) {
       block = perLayer.get(layer) ?? newGram();
       perLayer.set(layer, block);
