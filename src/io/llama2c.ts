@@ -177,7 +177,7 @@ export async function readLlama2cTokenizer(src: ByteSource, vocabSize?: number):
   const scores: number[] = [];
   const utf8 = new TextDecoder('utf-8', { fatal: false });
   let at = 4;
-  while (at < bytes.length && (vocabSize === undefined || pieces.length < vocabSize)) {
+  while (at < bytes.length) {
     if (at + 8 > bytes.length) fail(src, `truncated in the entry of token ${pieces.length} (byte ${at} of ${bytes.length})`);
     const score = view.getFloat32(at, true);
     const len = view.getInt32(at + 4, true);
@@ -186,7 +186,7 @@ export async function readLlama2cTokenizer(src: ByteSource, vocabSize?: number):
     pieces.push(utf8.decode(bytes.subarray(at + 8, at + 8 + len)));
     at += 8 + len;
   }
-  if (vocabSize !== undefined && pieces.length < vocabSize) fail(src, `has ${pieces.length} tokens, the model's vocabulary has ${vocabSize}`);
+  if (vocabSize !== undefined && pieces.length !== vocabSize) fail(src, `has ${pieces.length} tokens, the model's vocabulary has ${vocabSize}`);
   if (pieces.length < 3) fail(src, `has only ${pieces.length} tokens`);
   // llama2.c's convention: 0 <unk>, 1 BOS, 2 EOS (its export writes them as "\n<s>\n" and "\n</s>\n").
   const kinds: PieceKind[] = pieces.map((_, i) => (i === 0 ? 'unknown' : i < 3 ? 'control' : /^<0x[0-9A-Fa-f]{2}>$/.test(pieces[i]!) ? 'byte' : 'normal'));
