@@ -3,7 +3,7 @@
 // f16 is a storage type for weights: matmul/linear read f16 B directly and embedding reads f16
 // tables; any other op widens f16 inputs to f32 first. Results are f32 (indices i32).
 
-import { f16ToF32, f32ToF16 } from '../io/dtype.ts';
+import { f16ToF32 } from '../io/dtype.ts';
 import {
   numel,
   ShapeError,
@@ -21,6 +21,7 @@ import { ATTENTION_MAX_HEAD_DIM, attentionProgram } from './attention/attention.
 import { grid, packUniforms } from './common.ts';
 import { binaryProgram, castF16Program, ELEMENTWISE_WORKGROUP, gatedProgram, unaryProgram, type BinaryOp, type UnaryOp } from './elementwise/elementwise.ts';
 import { embeddingProgram } from './embedding/embedding.ts';
+import { toF16Bits } from './f16.ts';
 import { flags } from './flags.ts';
 import { planMatmul } from './matmul/matmul.ts';
 import { layerNormProgram, rmsNormProgram } from './norm/norm.ts';
@@ -80,9 +81,7 @@ class WebGpuBackend implements Backend {
     const t = this.alloc(shape, type);
     if (data.length === 0) return t;
     if (type === 'f16') {
-      const halves = new Uint16Array(data.length + (data.length % 2));
-      for (let i = 0; i < data.length; i++) halves[i] = f32ToF16(data[i]!);
-      this.ctx.device.queue.writeBuffer(t.buffer, 0, halves);
+      this.ctx.device.queue.writeBuffer(t.buffer, 0, toF16Bits(data as Float32Array));
     } else {
       this.ctx.device.queue.writeBuffer(t.buffer, 0, data);
     }

@@ -23,6 +23,7 @@ export interface MatmulPlan {
 /** Chooses the kernel and variant for one matmul: the matrix-vector kernel for a few rows of A·Bᵀ, else the tiled one. */
 export function planMatmul(s: MatmulShape, f: KernelFlags, nativeF16: boolean, maxGroupsPerDim: number): MatmulPlan {
   const bType: MatmulBType = s.bF16 ? (nativeF16 && f.matmulNativeF16 ? 'f16' : 'f16packed') : 'f32';
+  if (f.matvecMaxM > MATVEC_WORKGROUP) throw new RangeError(`matvecMaxM must be at most ${MATVEC_WORKGROUP}, got ${f.matvecMaxM}`);
   if (s.transposeB && s.m <= f.matvecMaxM) {
     const v: MatvecVariant = { bias: s.bias, bType, vec: f.matmulVec4 && s.k % 4 === 0, maxM: f.matvecMaxM };
     return {
