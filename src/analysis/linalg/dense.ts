@@ -156,21 +156,37 @@ export function jacobiEigenvalues(g: Float64Array, n: number): Float64Array {
 
 /**
  * Eigenvalues of a symmetric matrix: Householder reduction to tridiagonal form (lower triangle
- * only, 4/3·n³ flops) then implicit QL with Wilkinson shifts; descending.
+ * only, 4/3·n³ flops) then implicit QL with Wilkinson shifts; descending. The reduction is
+ * memory-bound, so each step's rank-2 update is applied in the same pass over the trailing block
+ * that forms the next step's product A·v: one pass per step instead of two.
  */
 export function tridiagonalEigenvalues(g: Float64Array, n: number): Float64Array {
   const a = g.slice();
   const d = new Float64Array(n);
   const e = new Float64Array(n);
-  const v = new Float64Array(n);
-  const p = new Float64Array(n);
+  let v = new Float64Array(n);
+  let p = new Float64Array(n);
+  // The previous step's update A −= vp·wpᵀ + wp·vpᵀ, not yet applied to the trailing block.
+  let vp = new Float64Array(n);
+  let wp = new Float64Array(n);
+  let pending = false;
   for (let k = 0; k < n - 1; k++) {
+    if (pending) for (let i = k; i < n; i++) a[i * n + k]! -= vp[i]! * wp[k]! + wp[i]! * vp[k]!;
     d[k] = a[k * n + k]!;
     let norm2 = 0;
     for (let i = k + 1; i < n; i++) norm2 += a[i * n + k]! ** 2;
     const x0 = a[(k + 1) * n + k]!;
     if (k === n - 2 || norm2 === x0 * x0) {
       e[k] = x0;
+      if (pending) {
+        for (let i = k + 1; i < n; i++) {
+          const row = i * n;
+          const vpi = vp[i]!;
+          const wpi = wp[i]!;
+          for (let j = k + 1; j <= i; j++) a[row + j]! -= vpi * wp[j]! + wpi * vp[j]!;
+        }
+      }
+      pending = false;
       continue;
     }
     const alpha = x0 >= 0 ? -Math.sqrt(norm2) : Math.sqrt(norm2);
@@ -184,29 +200,39 @@ export function tridiagonalEigenvalues(g: Float64Array, n: number): Float64Array
     for (let i = k + 1; i < n; i++) {
       const row = i * n;
       const vi = v[i]!;
-      let s = a[row + i]! * vi;
-      for (let j = k + 1; j < i; j++) {
-        const aij = a[row + j]!;
-        s += aij * v[j]!;
-        p[j]! += aij * vi;
+      let s = 0;
+      if (pending) {
+        const vpi = vp[i]!;
+        const wpi = wp[i]!;
+        for (let j = k + 1; j < i; j++) {
+          const aij = a[row + j]! - (vpi * wp[j]! + wpi * vp[j]!);
+          a[row + j] = aij;
+          s += aij * v[j]!;
+          p[j]! += aij * vi;
+        }
+        a[row + i]! -= 2 * vpi * wpi;
+      } else {
+        for (let j = k + 1; j < i; j++) {
+          const aij = a[row + j]!;
+          s += aij * v[j]!;
+          p[j]! += aij * vi;
+        }
       }
-      p[i]! += s;
+      p[i]! += s + a[row + i]! * vi;
     }
-    let vp = 0;
+    let vdotp = 0;
     for (let i = k + 1; i < n; i++) {
       p[i]! *= beta;
-      vp += v[i]! * p[i]!;
+      vdotp += v[i]! * p[i]!;
     }
-    const half = (beta * vp) / 2;
+    const half = (beta * vdotp) / 2;
     for (let i = k + 1; i < n; i++) p[i]! -= half * v[i]!;
-    for (let i = k + 1; i < n; i++) {
-      const row = i * n;
-      const vi = v[i]!;
-      const wi = p[i]!;
-      for (let j = k + 1; j <= i; j++) a[row + j]! -= vi * p[j]! + wi * v[j]!;
-    }
     e[k] = alpha;
+    [vp, v] = [v, vp];
+    [wp, p] = [p, wp];
+    pending = true;
   }
+  if (pending) a[n * n - 1]! -= 2 * vp[n - 1]! * wp[n - 1]!;
   d[n - 1] = a[n * n - 1]!;
   tridiagonalQL(d, e);
   return d.sort().reverse();
