@@ -65,12 +65,15 @@ export function diff(actual: ArrayLike<number>, expected: ArrayLike<number>, abs
 }
 
 /**
- * Runs the model on the golden input ids and compares every captured hook with `prefix`-keys.
+ * Runs the model on the golden input ids and compares every captured hook with `prefix`-keys (or only the keys named).
  * Returns the per-key differences; the caller asserts them.
  */
-export async function compareWithGolden(model: Transformer, golden: Golden, prefix: string, abs: number, rel: number): Promise<Map<string, Diff>> {
+export async function compareWithGolden(model: Transformer, golden: Golden, prefix: string, abs: number, rel: number, only?: readonly string[]): Promise<Map<string, Diff>> {
   const input = await golden.ids(golden.keys.includes(`${prefix}input_ids`) ? prefix : golden.keys.find((k) => k.endsWith('input_ids'))!.replace('input_ids', ''));
-  const keys = golden.keys.filter((k) => k.startsWith(prefix) && !k.endsWith('input_ids')).map((k) => k.slice(prefix.length));
+  const keys = golden.keys
+    .filter((k) => k.startsWith(prefix) && !k.endsWith('input_ids'))
+    .map((k) => k.slice(prefix.length))
+    .filter((k) => (only ? only.includes(k) : true));
   const { logits, cache } = model.runWithCache(input, keys.map(hookOf));
   const out = new Map<string, Diff>();
   for (const key of keys) {
