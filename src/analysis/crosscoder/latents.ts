@@ -84,8 +84,9 @@ export interface TokenIds {
 
 export interface LatentStats {
   /**
-   * Adds one batch. Contexts for top examples need token ids; a sample split over several calls is
-   * merged while it stays among a latent's top examples.
+   * Adds one batch. Contexts for top examples need token ids. A sample may run on from the end of
+   * one call into the start of the next; a sample split in other ways is merged only while it
+   * stays among a latent's top examples.
    */
   add(batch: InferenceBatch, ids?: TokenIds): void;
   result(): LatentReport;
@@ -118,38 +119,64 @@ export function createLatentStats(params: CrosscoderParams, opts: { topExamples?
   }
   const top: Array<Array<{ sample: number; max: number; tokens: TopToken[] }>> = Array.from({ length: D }, () => []);
 
+  type Group = { max: number; tokens: TopToken[] };
+  const merge = (j: number, sample: number, g: Group): void => {
+    const list = top[j]!;
+    const existing = list.find((e) => e.sample === sample);
+    if (existing) {
+      existing.tokens.push(...g.tokens);
+      existing.max = Math.max(existing.max, g.max);
+    } else if (list.length < topN) {
+      list.push({ sample, max: g.max, tokens: g.tokens });
+    } else {
+      let worst = 0;
+      for (let i = 1; i < list.length; i++) if (list[i]!.max < list[worst]!.max) worst = i;
+      if (g.max > list[worst]!.max) list[worst] = { sample, max: g.max, tokens: g.tokens };
+    }
+  };
+  // The last sample of a call may continue in the next one: its tokens wait here until then.
+  let pending: { sample: number; groups: Map<number, Group> } | null = null;
+  const flushPending = (): void => {
+    if (pending) for (const [j, g] of pending.groups) merge(j, pending.sample, g);
+    pending = null;
+  };
+
   const addTop = (code: SparseCode, ids: TokenIds): void => {
-    const groups = new Map<number, Map<number, { max: number; tokens: TopToken[] }>>();
+    const groups = new Map<number, Map<number, Group>>();
+    const group = (j: number, sample: number): Group => {
+      let bySample = groups.get(j);
+      if (!bySample) groups.set(j, (bySample = new Map()));
+      let g = bySample.get(sample);
+      if (!g) bySample.set(sample, (g = { max: 0, tokens: [] }));
+      return g;
+    };
+    if (pending && code.rows > 0 && ids.sample[0] === pending.sample) {
+      for (const [j, g] of pending.groups) {
+        const into = group(j, pending.sample);
+        into.tokens.push(...g.tokens);
+        into.max = Math.max(into.max, g.max);
+      }
+      pending = null;
+    } else flushPending();
     for (let t = 0; t < code.rows; t++) {
       const sample = ids.sample[t]!;
       const position = ids.position[t]!;
       for (let q = code.rowPtr[t]!; q < code.rowPtr[t + 1]!; q++) {
-        const j = code.index[q]!;
         const v = code.value[q]!;
-        let bySample = groups.get(j);
-        if (!bySample) groups.set(j, (bySample = new Map()));
-        let g = bySample.get(sample);
-        if (!g) bySample.set(sample, (g = { max: 0, tokens: [] }));
+        const g = group(code.index[q]!, sample);
         g.tokens.push({ position, activation: v });
         if (v > g.max) g.max = v;
       }
     }
+    const last = code.rows > 0 ? ids.sample[code.rows - 1]! : null;
+    const held = new Map<number, Group>();
     for (const [j, bySample] of groups) {
-      const list = top[j]!;
       for (const [sample, g] of bySample) {
-        const existing = list.find((e) => e.sample === sample);
-        if (existing) {
-          existing.tokens.push(...g.tokens);
-          existing.max = Math.max(existing.max, g.max);
-        } else if (list.length < topN) {
-          list.push({ sample, max: g.max, tokens: g.tokens });
-        } else {
-          let worst = 0;
-          for (let i = 1; i < list.length; i++) if (list[i]!.max < list[worst]!.max) worst = i;
-          if (g.max > list[worst]!.max) list[worst] = { sample, max: g.max, tokens: g.tokens };
-        }
+        if (sample === last) held.set(j, g);
+        else merge(j, sample, g);
       }
     }
+    if (last !== null) pending = { sample: last, groups: held };
   };
 
   return {
@@ -192,6 +219,7 @@ export function createLatentStats(params: CrosscoderParams, opts: { topExamples?
       if (ids) addTop(code, ids);
     },
     result() {
+      flushPending();
       const ratios = normRatios(params);
       const freq = new Float64Array(D);
       const latents: LatentInfo[] = [];
