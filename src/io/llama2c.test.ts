@@ -136,6 +136,53 @@ describe('llama2.c tokenizer', () => {
     expect(ids.map((id) => tok.decodeToken(id)).join('')).toBe('<s> ' + golden);
   });
 
+  it('merges as run.c does on every generic story and on random text', async () => {
+    // run.c's encode, transcribed: per code point lookup (else bytes + 3), then rescan for the best pair.
+    const raw = readFileSync(TOKENIZER);
+    const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    const vocab: string[] = [];
+    const scores: number[] = [];
+    for (let at = 4; at < raw.length; ) {
+      scores.push(view.getFloat32(at, true));
+      const len = view.getInt32(at + 4, true);
+      vocab.push(new TextDecoder().decode(raw.subarray(at + 8, at + 8 + len)));
+      at += 8 + len;
+    }
+    const lookup = new Map<string, number>();
+    vocab.forEach((v, i) => lookup.has(v) || lookup.set(v, i));
+    const runC = (text: string): number[] => {
+      const tokens: number[] = [1];
+      if (text !== '') tokens.push(lookup.get(' ')!);
+      for (const ch of text) {
+        const id = lookup.get(ch);
+        if (id !== undefined) tokens.push(id);
+        else for (const byte of new TextEncoder().encode(ch)) tokens.push(byte + 3);
+      }
+      for (;;) {
+        let best = -1e10;
+        let bestId = -1;
+        let bestAt = -1;
+        for (let i = 1; i + 1 < tokens.length; i++) {
+          const id = lookup.get(vocab[tokens[i]!]! + vocab[tokens[i + 1]!]!);
+          if (id !== undefined && scores[id]! > best) [best, bestId, bestAt] = [scores[id]!, id, i];
+        }
+        if (bestAt < 0) return tokens;
+        tokens.splice(bestAt, 2, bestId);
+      }
+    };
+    const tok = await readLlama2cTokenizer(await pathSource(TOKENIZER));
+    const stories = readFileSync('test/fixtures/stories260K/generic_stories.txt', 'utf8').split('\n').filter((l) => l);
+    expect(stories.length).toBeGreaterThanOrEqual(200);
+    for (const story of stories) expect(tok.encode(story)).toEqual(runC(story));
+    let seed = 3;
+    const alphabet = 'aaeeiioo nnttsshh,.!\'"é\n日😀';
+    for (let k = 0; k < 200; k++) {
+      let s = '';
+      for (let i = 0; i < 40; i++) s += [...alphabet][((seed = (seed * 1103515245 + 12345) % 2 ** 31) >>> 8) % [...alphabet].length];
+      expect(tok.encode(s), JSON.stringify(s)).toEqual(runC(s));
+    }
+  });
+
   it('rejects a truncated tokenizer file', async () => {
     const raw = readFileSync(TOKENIZER);
     await expect(readLlama2cTokenizer(bytesSource(raw.subarray(0, raw.length - 3), 'tok512.bin'))).rejects.toThrow(/tok512\.bin: token 511 has length/);

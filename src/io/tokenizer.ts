@@ -152,23 +152,71 @@ export class SentencePieceTokenizer implements Tokenizer {
         tokens.push(bid);
       }
     }
+    for (const t of this.mergeAll(tokens)) out.push(t);
+    return out;
+  }
+
+  /**
+   * Applies the best-scoring merge until none is left, leftmost first among equal scores (what
+   * run.c's rescan does), with a heap of candidate pairs over a linked list of symbols so long
+   * texts stay O(n log n). Entries whose symbols have since changed are skipped when popped.
+   */
+  private mergeAll(tokens: number[]): number[] {
+    const n = tokens.length;
     const { pieces, scores } = this.vocab;
-    for (;;) {
-      let best = -Infinity;
-      let bestId = -1;
-      let bestAt = -1;
-      for (let i = 0; i + 1 < tokens.length; i++) {
-        const id = this.ids.get(pieces[tokens[i]!]! + pieces[tokens[i + 1]!]!);
-        if (id !== undefined && scores[id]! > best) {
-          best = scores[id]!;
-          bestId = id;
-          bestAt = i;
+    const id = Int32Array.from(tokens);
+    const prev = Int32Array.from({ length: n }, (_, i) => i - 1);
+    const next = Int32Array.from({ length: n }, (_, i) => (i + 1 < n ? i + 1 : -1));
+    const version = new Int32Array(n);
+    type Candidate = { score: number; left: number; right: number; merged: number; lv: number; rv: number };
+    const heap: Candidate[] = [];
+    const before = (a: Candidate, b: Candidate) => a.score > b.score || (a.score === b.score && a.left < b.left);
+    const push = (c: Candidate) => {
+      let i = heap.push(c) - 1;
+      while (i > 0) {
+        const p = (i - 1) >> 1;
+        if (!before(heap[i]!, heap[p]!)) break;
+        [heap[i], heap[p]] = [heap[p]!, heap[i]!];
+        i = p;
+      }
+    };
+    const pop = (): Candidate | undefined => {
+      const top = heap[0];
+      const last = heap.pop()!;
+      if (heap.length > 0) {
+        heap[0] = last;
+        for (let i = 0; ; ) {
+          const l = 2 * i + 1;
+          const r = l + 1;
+          let m = i;
+          if (l < heap.length && before(heap[l]!, heap[m]!)) m = l;
+          if (r < heap.length && before(heap[r]!, heap[m]!)) m = r;
+          if (m === i) break;
+          [heap[i], heap[m]] = [heap[m]!, heap[i]!];
+          i = m;
         }
       }
-      if (bestAt < 0) break;
-      tokens.splice(bestAt, 2, bestId);
+      return top;
+    };
+    const consider = (left: number, right: number) => {
+      if (left < 0 || right < 0) return;
+      const merged = this.ids.get(pieces[id[left]!]! + pieces[id[right]!]!);
+      if (merged !== undefined) push({ score: scores[merged]!, left, right, merged, lv: version[left]!, rv: version[right]! });
+    };
+    for (let i = 0; i + 1 < n; i++) consider(i, i + 1);
+    for (let c = pop(); c; c = pop()) {
+      if (next[c.left] !== c.right || version[c.left] !== c.lv || version[c.right] !== c.rv) continue;
+      id[c.left] = c.merged;
+      version[c.left]!++;
+      version[c.right] = -1;
+      const after = next[c.right]!;
+      next[c.left] = after;
+      if (after >= 0) prev[after] = c.left;
+      consider(prev[c.left]!, c.left);
+      consider(c.left, after);
     }
-    for (const t of tokens) out.push(t);
+    const out: number[] = [];
+    for (let i = n > 0 ? 0 : -1; i >= 0; i = next[i]!) out.push(id[i]!);
     return out;
   }
 
