@@ -7,7 +7,8 @@ import type { WeightStore } from '../../io/store.ts';
 import { singularValues } from '../linalg/dense.ts';
 import { close, gaussianMatrix } from '../linalg/testing.ts';
 import { diffWeights } from './diff.ts';
-import { diffLora, readPeftAdapter, type LoraTarget } from './lora.ts';
+import { readLoraAdapter } from '../../model/lora.ts';
+import { diffLora, type LoraUpdate } from './lora.ts';
 
 const backend = createCpuBackend();
 
@@ -16,7 +17,7 @@ async function storeOf(tensors: Array<{ name: string; shape: number[]; data: Flo
 }
 
 /** s·B·A in float64, as stored in the base tensor (transposed when t.transposed). */
-function merged(t: LoraTarget): Float64Array {
+function merged(t: LoraUpdate): Float64Array {
   const out = new Float64Array(t.outFeatures * t.inFeatures);
   for (let i = 0; i < t.outFeatures; i++) {
     for (let j = 0; j < t.inFeatures; j++) {
@@ -28,7 +29,7 @@ function merged(t: LoraTarget): Float64Array {
   return out;
 }
 
-function randomTarget(name: string, r: number, nIn: number, nOut: number, scaling: number, seed: number, transposed = false): LoraTarget {
+function randomTarget(name: string, r: number, nIn: number, nOut: number, scaling: number, seed: number, transposed = false): LoraUpdate {
   return {
     target: name,
     A: Float32Array.from(gaussianMatrix(r, nIn, seed), (v) => v * 0.1),
@@ -83,22 +84,24 @@ describe('diffLora', () => {
   });
 
   it('the PEFT fixture: analytic spectra equal the merged ΔW, and the generic diff of merged weights agrees', async () => {
-    const adapter = await readPeftAdapter(await pathFileSet('test/fixtures/lora/adapter'));
-    expect(adapter.targets.length).toBe(3 * 7); // 3 layers × 7 projections
-    expect(adapter.ignored).toEqual([]);
-    for (const t of adapter.targets) {
-      expect(t.r).toBe(4);
-      expect(t.scaling).toBe(2);
-      expect(t.target).toMatch(/^model\.layers\.\d\.(self_attn|mlp)\.\w+_proj\.weight$/);
+    const adapter = await readLoraAdapter(await pathFileSet('test/fixtures/lora/adapter'));
+    expect(adapter.targets.size).toBe(3 * 7); // 3 layers × 7 projections
+    const targets: LoraUpdate[] = [];
+    for (const t of adapter.targets.values()) {
+      const { A, B } = await adapter.readFactors(t);
+      targets.push({ target: t.weight, A, B, r: t.r, inFeatures: t.shapeA[1], outFeatures: t.shapeB[0], scaling: t.scaling, transposed: t.transposed });
     }
+    expect(targets.every((t) => t.r === 4 && t.scaling === 2 && !t.transposed)).toBe(true);
     const base = await openSafetensorsFolder(await pathFileSet('test/fixtures/lora/base'));
-    const analytic = await diffLora(base, adapter.targets, { backend, label: adapter.label });
-    expect(analytic.tensors.length).toBe(adapter.targets.length);
+    const analytic = await diffLora(base, adapter, { backend });
+    expect(analytic.tensors.length).toBe(targets.length);
+    const fromList = await diffLora(base, targets, { backend });
+    expect(fromList).toEqual(analytic);
 
     const mergedTensors: Array<{ name: string; shape: number[]; data: Float32Array }> = [];
     for (const name of base.tensors.keys()) {
       const w = await base.readF32(name);
-      const t = adapter.targets.find((x) => x.target === name);
+      const t = targets.find((x) => x.target === name);
       if (t) {
         const d = merged(t);
         for (let j = 0; j < w.length; j++) w[j]! += d[j]!;
@@ -108,7 +111,7 @@ describe('diffLora', () => {
     const generic = await diffWeights(base, await storeOf(mergedTensors), { backend });
 
     for (const got of analytic.tensors) {
-      const t = adapter.targets.find((x) => x.target === got.name)!;
+      const t = targets.find((x) => x.target === got.name)!;
       const want = singularValues(merged(t), t.outFeatures, t.inFeatures);
       for (let k = 0; k < 4; k++) expect(close(got.top_singular_values[k]!, want[k]!, 1e-10)).toBe(true);
       const viaWeights = generic.tensors.find((x) => x.name === got.name)!;
@@ -119,7 +122,7 @@ describe('diffLora', () => {
       expect(close(viaWeights.effective_rank!, got.effective_rank!, 1e-4)).toBe(true);
     }
     const changed = generic.tensors.filter((x) => x.frobenius > 0).map((x) => x.name).sort();
-    expect(changed).toEqual(adapter.targets.map((x) => x.target).sort());
+    expect(changed).toEqual(targets.map((x) => x.target).sort());
   });
 
   it('reports targets the base lacks or shapes it disagrees with', async () => {
@@ -138,38 +141,20 @@ describe('diffLora', () => {
     await expect(diffLora(base, [bad], { backend, label: 'my_adapter.safetensors' })).rejects.toThrow(/my_adapter\.safetensors.*LoRA A for "w" has 5 values/);
   });
 
-  it('rejects PEFT folders it cannot read exactly', async () => {
-    const adapterBytes = writeSafetensors([
-      { name: 'base_model.model.x.lora_A.weight', shape: [2, 3], data: new Float32Array(6) },
-      { name: 'base_model.model.y.lora_A.weight', shape: [2, 3], data: new Float32Array(6) },
-      { name: 'base_model.model.y.lora_B.weight', shape: [4, 2], data: new Float32Array(8) },
-    ]);
-    const folder = (config: object) =>
-      new Map([
-        ['adapter_config.json', bytesSource(new TextEncoder().encode(JSON.stringify(config)), 'adapter_config.json')],
-        ['adapter_model.safetensors', bytesSource(adapterBytes, 'adapter_model.safetensors')],
-      ]);
-    await expect(readPeftAdapter(folder({ peft_type: 'LORA', r: 2, lora_alpha: 4, use_dora: true }))).rejects.toThrow(/adapter_config\.json.*DoRA/);
-    await expect(readPeftAdapter(folder({ peft_type: 'LORA', r: 2 }))).rejects.toThrow(/adapter_config\.json.*lora_alpha/);
-    await expect(readPeftAdapter(folder({ peft_type: 'LORA', r: 2, lora_alpha: 4 }))).rejects.toThrow(/adapter_model\.safetensors.*"x" has lora_A but no lora_B/);
-    await expect(readPeftAdapter(new Map())).rejects.toThrow(/no adapter_config\.json/);
-  });
-
-  it('applies rsLoRA and alpha_pattern scaling as PEFT does', async () => {
-    const adapterBytes = writeSafetensors([
-      { name: 'base_model.model.layers.0.q_proj.lora_A.weight', shape: [4, 3], data: new Float32Array(12) },
-      { name: 'base_model.model.layers.0.q_proj.lora_B.weight', shape: [5, 4], data: new Float32Array(20) },
-      { name: 'base_model.model.layers.0.v_proj.lora_A.weight', shape: [4, 3], data: new Float32Array(12) },
-      { name: 'base_model.model.layers.0.v_proj.lora_B.weight', shape: [5, 4], data: new Float32Array(20) },
-      { name: 'base_model.model.layers.0.v_proj.bias', shape: [5], data: new Float32Array(5) },
-    ]);
-    const files = new Map([
-      ['adapter_config.json', bytesSource(new TextEncoder().encode(JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 8, use_rslora: true, alpha_pattern: { v_proj: 2 } })), 'adapter_config.json')],
-      ['adapter_model.safetensors', bytesSource(adapterBytes, 'adapter_model.safetensors')],
-    ]);
-    const a = await readPeftAdapter(files);
-    const scale = Object.fromEntries(a.targets.map((t) => [t.target, t.scaling]));
-    expect(scale).toEqual({ 'layers.0.q_proj.weight': 8 / 2, 'layers.0.v_proj.weight': 2 / 2 });
-    expect(a.ignored).toEqual(['base_model.model.layers.0.v_proj.bias']);
+  it('stops between targets with an AbortError when cancelled', async () => {
+    const adapter = await readLoraAdapter(await pathFileSet('test/fixtures/lora/adapter'));
+    const base = await openSafetensorsFolder(await pathFileSet('test/fixtures/lora/base'));
+    const controller = new AbortController();
+    let calls = 0;
+    const run = diffLora(base, adapter, {
+      backend,
+      signal: controller.signal,
+      onProgress: () => {
+        calls++;
+        controller.abort();
+      },
+    });
+    await expect(run).rejects.toMatchObject({ name: 'AbortError' });
+    expect(calls).toBe(1);
   });
 });

@@ -1,21 +1,21 @@
 // Weight diff of a LoRA adapter against its base, analytically: ΔW = s·B·A is never formed.
 // Its spectrum and Frobenius norm come from the r×r problem (linalg/lora.ts); relative change and
 // cosine need ⟨W_base, ΔW⟩ = s·⟨Bᵀ·W_base, A⟩, one [r, out]·[out, in] product on the backend.
-import { FormatError, readJson, type FileSet } from '../../io/source.ts';
-import { openSafetensorsFolder } from '../../io/safetensors.ts';
+import { FormatError } from '../../io/source.ts';
 import type { WeightStore } from '../../io/store.ts';
+import type { LoraAdapter } from '../../model/lora.ts';
 import { loraSpectrum } from '../linalg/lora.ts';
 import { readF32 } from '../linalg/randomized.ts';
 import { spectralFields } from './spectrum.ts';
 import type { MismatchedTensor, MissingTensor, RunOptions, TensorDiff, WeightsDiff } from './types.ts';
 
 /**
- * One adapted weight: ΔW = scaling · B · A, with shape [outFeatures, inFeatures].
+ * One adapted weight given by its factors: ΔW = scaling · B · A, with shape [outFeatures, inFeatures].
  * `target` is the Hugging Face name of the base tensor ("model.layers.0.self_attn.q_proj.weight").
  * `transposed`: the base tensor is stored [in, out] (GPT-2 Conv1D with PEFT `fan_in_fan_out`,
  * embeddings), so the update is applied as ΔWᵀ.
  */
-export interface LoraTarget {
+export interface LoraUpdate {
   target: string;
   /** [r, inFeatures], row-major. */
   A: Float32Array;
@@ -36,14 +36,22 @@ export interface DiffLoraOptions extends RunOptions {
   label?: string;
 }
 
-export async function diffLora(base: WeightStore, targets: readonly LoraTarget[], opts: DiffLoraOptions): Promise<WeightsDiff> {
-  const label = opts.label ?? 'adapter';
+interface PendingUpdate extends Omit<LoraUpdate, 'A' | 'B'> {
+  load(signal?: AbortSignal): Promise<{ A: Float32Array; B: Float32Array }>;
+}
+
+/**
+ * Per-target statistics of a LoRA adapter over its base. The adapter is either a PEFT adapter
+ * read by src/model/lora.ts (its factors are then read one target at a time) or a list of
+ * LoraUpdate with the factors in memory.
+ */
+export async function diffLora(base: WeightStore, adapter: LoraAdapter | readonly LoraUpdate[], opts: DiffLoraOptions): Promise<WeightsDiff> {
+  const label = opts.label ?? ('label' in adapter ? adapter.label : 'adapter');
   const topK = opts.topK ?? 16;
   const missing: MissingTensor[] = [];
   const mismatched: MismatchedTensor[] = [];
-  const work: LoraTarget[] = [];
-  for (const t of targets) {
-    checkFactors(t, label);
+  const work: PendingUpdate[] = [];
+  for (const t of pendingUpdates(adapter)) {
     const shape = t.transposed ? [t.inFeatures, t.outFeatures] : [t.outFeatures, t.inFeatures];
     const stored = base.tensors.get(t.target);
     if (!stored) missing.push({ name: t.target, shape, only_in: 'ft' });
@@ -53,8 +61,10 @@ export async function diffLora(base: WeightStore, targets: readonly LoraTarget[]
   }
   const tensors: TensorDiff[] = [];
   for (let i = 0; i < work.length; i++) {
-    const t = work[i]!;
+    const pending = work[i]!;
     opts.signal?.throwIfAborted();
+    const t: LoraUpdate = { ...pending, ...(await pending.load(opts.signal)) };
+    checkFactors(t, label);
     const w = await base.readF32(t.target, opts.signal);
     tensors.push(await loraTensorDiff(opts, t, w, topK));
     opts.onProgress?.(i + 1, work.length, t.target);
@@ -62,7 +72,23 @@ export async function diffLora(base: WeightStore, targets: readonly LoraTarget[]
   return { tensors, missing, mismatched, unsupported: [] };
 }
 
-async function loraTensorDiff(opts: DiffLoraOptions, t: LoraTarget, w: Float32Array, topK: number): Promise<TensorDiff> {
+function pendingUpdates(adapter: LoraAdapter | readonly LoraUpdate[]): PendingUpdate[] {
+  if (Array.isArray(adapter)) {
+    return (adapter as readonly LoraUpdate[]).map(({ A, B, ...rest }) => ({ ...rest, load: async () => ({ A, B }) }));
+  }
+  const peft = adapter as LoraAdapter;
+  return [...peft.targets.values()].map((t) => ({
+    target: t.weight,
+    r: t.r,
+    inFeatures: t.shapeA[1],
+    outFeatures: t.shapeB[0],
+    scaling: t.scaling,
+    transposed: t.transposed,
+    load: (signal?: AbortSignal) => peft.readFactors(t, signal),
+  }));
+}
+
+async function loraTensorDiff(opts: DiffLoraOptions, t: LoraUpdate, w: Float32Array, topK: number): Promise<TensorDiff> {
   const { backend } = opts;
   const spectrum = loraSpectrum({ a: t.A, b: t.B, r: t.r, inFeatures: t.inFeatures, outFeatures: t.outFeatures, scaling: t.scaling });
   let bb = 0;
@@ -99,7 +125,7 @@ async function loraTensorDiff(opts: DiffLoraOptions, t: LoraTarget, w: Float32Ar
   };
 }
 
-function checkFactors(t: LoraTarget, label: string): void {
+function checkFactors(t: LoraUpdate, label: string): void {
   const dims = [t.r, t.inFeatures, t.outFeatures];
   if (!dims.every((d) => Number.isSafeInteger(d) && d > 0)) {
     throw new FormatError(label, `LoRA target "${t.target}" has invalid dimensions r=${t.r}, in=${t.inFeatures}, out=${t.outFeatures}`);
@@ -107,86 +133,4 @@ function checkFactors(t: LoraTarget, label: string): void {
   if (t.A.length !== t.r * t.inFeatures) throw new FormatError(label, `LoRA A for "${t.target}" has ${t.A.length} values, expected r·in = ${t.r}·${t.inFeatures}`);
   if (t.B.length !== t.outFeatures * t.r) throw new FormatError(label, `LoRA B for "${t.target}" has ${t.B.length} values, expected out·r = ${t.outFeatures}·${t.r}`);
   if (!Number.isFinite(t.scaling)) throw new FormatError(label, `LoRA scaling for "${t.target}" is ${t.scaling}`);
-}
-
-export interface PeftAdapter {
-  targets: LoraTarget[];
-  /** Adapter tensors that are not LoRA factors (trained biases, modules_to_save): not analysed. */
-  ignored: string[];
-  label: string;
-}
-
-interface PeftConfig {
-  peft_type?: unknown;
-  r?: unknown;
-  lora_alpha?: unknown;
-  use_rslora?: unknown;
-  use_dora?: unknown;
-  fan_in_fan_out?: unknown;
-  alpha_pattern?: unknown;
-}
-
-const PREFIX = 'base_model.model.';
-
-/**
- * A PEFT LoRA folder (adapter_config.json + adapter_model.safetensors) as LoraTargets. Scaling
- * follows PEFT: lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora; alpha_pattern keys match
- * module names as PEFT's get_pattern_key does; r comes from each factor's shape.
- */
-export async function readPeftAdapter(files: FileSet): Promise<PeftAdapter> {
-  const configFile = files.get('adapter_config.json');
-  if (!configFile) throw new FormatError('adapter folder', `no adapter_config.json (files: ${[...files.keys()].join(', ') || 'none'})`);
-  const config = (await readJson(configFile)) as PeftConfig;
-  const where = configFile.name;
-  if (config.peft_type !== undefined && config.peft_type !== 'LORA') throw new FormatError(where, `peft_type is ${String(config.peft_type)}, only LORA adapters are supported`);
-  if (config.use_dora === true) throw new FormatError(where, 'DoRA adapters (use_dora) are not supported: their ΔW depends on the base weight norms, not only on the LoRA factors');
-  if (typeof config.lora_alpha !== 'number') throw new FormatError(where, `lora_alpha is missing or not a number (${JSON.stringify(config.lora_alpha)})`);
-  const alphaPattern = (typeof config.alpha_pattern === 'object' && config.alpha_pattern !== null ? config.alpha_pattern : {}) as Record<string, unknown>;
-  const store = await openSafetensorsFolder(files, 'adapter_model');
-  const factors = new Map<string, { a?: string; b?: string; embedding: boolean }>();
-  const ignored: string[] = [];
-  for (const name of store.tensors.keys()) {
-    const m = /^(.*)\.lora_(A|B)\.weight$/.exec(name) ?? /^(.*)\.lora_embedding_(A|B)$/.exec(name);
-    if (!m) {
-      ignored.push(name);
-      continue;
-    }
-    const module = m[1]!.startsWith(PREFIX) ? m[1]!.slice(PREFIX.length) : m[1]!;
-    const entry = factors.get(module) ?? { embedding: name.includes('lora_embedding_') };
-    if (m[2] === 'A') entry.a = name;
-    else entry.b = name;
-    factors.set(module, entry);
-  }
-  const targets: LoraTarget[] = [];
-  for (const [module, f] of factors) {
-    if (!f.a || !f.b) throw new FormatError(store.label, `module "${module}" has lora_${f.a ? 'A' : 'B'} but no lora_${f.a ? 'B' : 'A'}`);
-    const sa = store.tensors.get(f.a)!.shape;
-    const sb = store.tensors.get(f.b)!.shape;
-    if (sa.length !== 2 || sb.length !== 2 || sa[0] !== sb[1]) {
-      throw new FormatError(store.label, `module "${module}": lora_A [${sa.join(', ')}] and lora_B [${sb.join(', ')}] do not fit as B·A`);
-    }
-    const r = sa[0]!;
-    const patternKey = Object.keys(alphaPattern).find((key) => matchesPattern(key, module));
-    const alpha = patternKey !== undefined ? alphaPattern[patternKey] : config.lora_alpha;
-    if (typeof alpha !== 'number') throw new FormatError(where, `alpha_pattern["${patternKey}"] is not a number`);
-    targets.push({
-      target: `${module}.weight`,
-      A: await store.readF32(f.a),
-      B: await store.readF32(f.b),
-      r,
-      inFeatures: sa[1]!,
-      outFeatures: sb[0]!,
-      scaling: config.use_rslora === true ? alpha / Math.sqrt(r) : alpha / r,
-      transposed: f.embedding || config.fan_in_fan_out === true,
-    });
-  }
-  return { targets, ignored, label: store.label };
-}
-
-function matchesPattern(key: string, module: string): boolean {
-  try {
-    return new RegExp(`^(.*\\.)?(${key})$`).test(module);
-  } catch {
-    return key === module;
-  }
 }
