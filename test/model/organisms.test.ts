@@ -70,9 +70,8 @@ describe('stories260K', () => {
   });
 
   it.each([['llama2.c', 'llama2c'], ['GGUF', 'gguf']])('%s store loads through loadModelFromStore and reproduces run.c greedy text', async (_, dir) => {
-    const files = await pathFileSet(FIXTURES + dir);
-    if (dir === 'llama2c') files.delete('stories260K.gguf');
-    const opened = await openModel(files);
+    const opened = await openModel(await pathFileSet(FIXTURES + dir));
+    expect(opened.kind).toBe(dir);
     const model = await loadModelFromStore(opened.store, opened.config, be);
     const golden = await readFile(FIXTURES + 'llama2c/stories260K_t0_n200.txt', 'utf8');
     // run.c -n 200 prints 200 tokens after BOS.
