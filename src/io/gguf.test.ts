@@ -304,6 +304,12 @@ describe('GGUF', () => {
       expect(tokenizer!.decode(ids), text).toBe(text);
     }
     expect(tokenizer!.decodeToken(995)).toBe(' world');
+    // Llama 3 ("llama-bpe") splits digits in runs of up to three, Qwen2 one by one; BOS when the header asks.
+    const piece = (s: string) => tokenizer!.encode(s);
+    const llama3 = ggufTokenizer({ ...meta, 'tokenizer.ggml.pre': 'llama-bpe', 'tokenizer.ggml.add_bos_token': true }, 'l3.gguf').tokenizer!;
+    expect(llama3.encode('12345')).toEqual([50256, ...piece('123'), ...piece('45')]);
+    const qwen = ggufTokenizer({ ...meta, 'tokenizer.ggml.pre': 'qwen2' }, 'q.gguf').tokenizer!;
+    expect(qwen.encode('12345')).toEqual([...'12345'].flatMap(piece));
     expect(ggufTokenizer({ ...meta, 'tokenizer.ggml.pre': 'deepseek-coder' }, 'x.gguf').problem).toMatch(/x\.gguf: tokenizer pre-tokenization "deepseek-coder" is not supported/);
   });
 
