@@ -3,6 +3,13 @@
 // steps from a source until a step count, an abort or the end of the data, yielding to the event
 // loop so it can run in a worker next to a UI. Trainer state persists between `train` calls, so
 // pausing is aborting and resuming is calling `train` again.
+//
+// Per step, as the reference: normalise; (step 0) b_dec from the geometric median; k from the
+// annealing schedule; encode; BatchTopK; threshold EMA (after thresholdStartStep) of the smallest
+// kept score; decode; update tokens-since-fired (dead latents); loss and gradients (auxk on the dead
+// latents); clip the global gradient norm; Adam with warm-up/decay. Decoder norms are left free, as
+// the reference crosscoder trainer does (no unit-norm projection): the norm ratio between the two
+// models' decoder vectors is what the analysis reads.
 import { createCpuEngine } from './cpu-engine.ts';
 import type { CrosscoderEngine, LossParts, Objective } from './engine.ts';
 import {
@@ -69,6 +76,7 @@ export interface StepStats extends LossParts {
   readonly step: number;
   /** Latents dead after this step. */
   readonly dead: number;
+  /** BatchTopK k used in this step (0 for the L1 variant, where `kept` / n is the L0). */
   readonly k: number;
   /** Inference threshold θ after this step (−1 before it starts). */
   readonly threshold: number;
@@ -208,7 +216,8 @@ export function createTrainer(opts: TrainerOptions): Trainer {
       });
       const lr = o.lr * lrFactor(o, steps);
       engine.adam({ lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, clipGradNorm: o.clipGradNorm });
-      last = { ...parts, step: steps, dead: deadCount, k, threshold, kept: sel.kept, lr, selectMs, stepMs: performance.now() - t0 };
+      const kReported = o.variant === 'l1' ? 0 : k;
+      last = { ...parts, step: steps, dead: deadCount, k: kReported, threshold, kept: sel.kept, lr, selectMs, stepMs: performance.now() - t0 };
       steps++;
       return last;
     },
