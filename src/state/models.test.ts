@@ -6,7 +6,20 @@ import { createAppStore } from './store.ts';
 const files = (...sizes: number[]): FileSet =>
   new Map(sizes.map((n, i) => [`f${i}.bin`, bytesSource(new Uint8Array(n), `f${i}.bin`)]));
 
-const summary: ModelSummary = { architecture: 'llama', parameterCount: 1234, layers: 2, dModel: 8, vocabSize: 16 };
+const summary: ModelSummary = {
+  kind: 'model',
+  format: 'hf',
+  label: 'model.safetensors',
+  architecture: 'llama',
+  parameterCount: 1234,
+  layers: 2,
+  dModel: 8,
+  vocabSize: 16,
+  dtypes: { F32: 1234 },
+  weightBytes: 4936,
+  largestTensor: { name: 'model.embed_tokens.weight', elements: 128 },
+  shapes: new Map([['model.embed_tokens.weight', [16, 8]]]),
+};
 
 function deferred<T>() {
   let resolve!: (v: T) => void;

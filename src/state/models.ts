@@ -1,15 +1,31 @@
 import type { StateCreator } from 'zustand/vanilla';
+import type { ModelSourceKind } from '../io/open-model.ts';
 import type { FileSet } from '../io/source.ts';
 
 export type Role = 'base' | 'ft';
 
 /** What the loader reports about a model once it is loaded; shown in the UI. */
 export interface ModelSummary {
+  /** A full model, or a PEFT adapter (fine-tuned role only: applied to the base). */
+  kind: 'model' | 'adapter';
+  format: ModelSourceKind;
+  /** The weights file(s), as named in messages. */
+  label: string;
+  /** model_type for a model ("llama"); for an adapter, what it was trained on. */
   architecture: string;
   parameterCount: number;
-  layers: number;
-  dModel: number;
-  vocabSize: number;
+  layers: number | null;
+  dModel: number | null;
+  vocabSize: number | null;
+  /** Parameters per stored dtype ("F16": 3151104). */
+  dtypes: Record<string, number>;
+  /** Bytes the tensors take in their files. */
+  weightBytes: number;
+  largestTensor: { name: string; elements: number } | null;
+  /** Tensor name → shape: the pair check compares the two models with it. */
+  shapes: ReadonlyMap<string, readonly number[]>;
+  /** The weights an adapter changes, with the shape of their ΔW. */
+  adapter?: { r: number; alpha: number; targets: { name: string; shape: [number, number] }[] };
 }
 
 export type LoadStatus =
@@ -38,6 +54,12 @@ export type ModelLoader = (
 export interface ModelsSlice {
   models: Record<Role, ModelSlot>;
   modelLoader: ModelLoader | null;
+  /** The built-in demo pair is what is loaded (set by loadDemo, cleared by any drop). */
+  demo: boolean;
+  /** Why the built-in demo could not be loaded. */
+  demoError: string | null;
+  setDemo(demo: boolean): void;
+  setDemoError(message: string | null): void;
   setPendingFiles(role: Role, files: FileSet): void;
   clearModel(role: Role): void;
   setModelLoader(loader: ModelLoader | null): void;
@@ -55,6 +77,54 @@ export function bothModelsLoaded(models: Record<Role, ModelSlot>): boolean {
   return models.base.status.kind === 'loaded' && models.ft.status.kind === 'loaded';
 }
 
+const describeModel = (s: ModelSummary) =>
+  `${s.architecture} with ${s.layers ?? '?'} layers, d_model ${s.dModel ?? '?'}, vocabulary ${s.vocabSize ?? '?'}`;
+
+/**
+ * Why two loaded models cannot be compared, naming their files; null when they can (or are not both loaded).
+ * A fine-tuned adapter must target tensors of the base with their shapes.
+ */
+export function pairProblem(models: Record<Role, ModelSlot>): string | null {
+  const b = models.base.status;
+  const f = models.ft.status;
+  if (b.kind !== 'loaded' || f.kind !== 'loaded') return null;
+  const base = b.summary;
+  const ft = f.summary;
+  if (base.kind === 'adapter') {
+    return `the base model (${base.label}) is a PEFT adapter: drop the model it was trained on as the base, and the adapter as the fine-tuned model`;
+  }
+  if (ft.kind === 'adapter') {
+    const targets = ft.adapter?.targets ?? [];
+    const named = targets.filter((t) => base.shapes.has(t.name));
+    if (targets.length > 0 && named.length === 0) {
+      return `the adapter (${ft.label}) targets ${targets.length} tensors such as "${targets[0]!.name}", none of which is in the base model (${base.label}): it was trained on another model`;
+    }
+    const fits = (t: { name: string; shape: [number, number] }) => {
+      const s = base.shapes.get(t.name);
+      return s !== undefined && s.length === 2 && s[0] === t.shape[0] && s[1] === t.shape[1];
+    };
+    const misfit = named.find((t) => !fits(t));
+    if (misfit && !named.some(fits)) {
+      const s = base.shapes.get(misfit.name)!;
+      return `the adapter (${ft.label}) changes "${misfit.name}" as [${misfit.shape.join(', ')}] but the base model (${base.label}) has it as [${s.join(', ')}]: it was trained on another model`;
+    }
+    return null;
+  }
+  const same = base.architecture === ft.architecture && base.layers === ft.layers && base.dModel === ft.dModel && base.vocabSize === ft.vocabSize;
+  if (!same) {
+    return `the base model (${base.label}) is ${describeModel(base)}, the fine-tuned model (${ft.label}) is ${describeModel(ft)}: a fine-tune has its base's architecture`;
+  }
+  let shared = 0;
+  for (const name of ft.shapes.keys()) if (base.shapes.has(name)) shared++;
+  if (shared === 0) return `the base model (${base.label}) and the fine-tuned model (${ft.label}) have no tensor name in common`;
+  return null;
+}
+
+/** Both models are loaded and fit together: the analysis views can open. */
+export function pairReady(models: Record<Role, ModelSlot>): boolean {
+  return bothModelsLoaded(models) && pairProblem(models) === null;
+}
+
 const emptySlot = (): ModelSlot => ({ pending: null, status: { kind: 'idle' } });
 
 export const createModelsSlice: StateCreator<ModelsSlice, [], [], ModelsSlice> = (set, get) => {
@@ -70,12 +140,18 @@ export const createModelsSlice: StateCreator<ModelsSlice, [], [], ModelsSlice> =
   return {
     models: { base: emptySlot(), ft: emptySlot() },
     modelLoader: null,
+    demo: false,
+    demoError: null,
+    setDemo: (demo) => set({ demo }),
+    setDemoError: (demoError) => set({ demoError }),
     setPendingFiles(role, files) {
       abort(role);
+      set({ demo: false });
       setSlot(role, { pending: files, status: { kind: 'idle' } });
     },
     clearModel(role) {
       abort(role);
+      set({ demo: false });
       setSlot(role, emptySlot());
     },
     setModelLoader(loader) {

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { connectPermalink, decodeLink, encodeLink, MAX_HASH_LENGTH, MAX_PROMPT_LENGTH, pickLinkState, STORE_KEYS, type LocationLike } from './permalink.ts';
+import { connectPermalink, decodeLink, encodeLink, MAX_HASH_LENGTH, MAX_PROMPT_LENGTH, MAX_TENSOR_NAME_LENGTH, pickLinkState, STORE_KEYS, type LocationLike } from './permalink.ts';
 import { createAppStore } from './store.ts';
 
 const link = (state: unknown) => '#state=' + encodeURIComponent(JSON.stringify(state));
@@ -20,7 +20,13 @@ describe('decodeLink', () => {
 
   it('round-trips the link keys through encodeLink', () => {
     const defaults = pickLinkState(createAppStore().getState());
-    const state = { view: 'lens' as const, prompt: 'Once upon a time <script>alert(1)</script> — ünïcödé 🌊 #&=%', layer: 3 };
+    const state = {
+      view: 'lens' as const,
+      prompt: 'Once upon a time <script>alert(1)</script> — ünïcödé 🌊 #&=%',
+      layer: 3,
+      metric: 'spectral' as const,
+      tensor: 'model.layers.3.self_attn.q_proj.weight',
+    };
     const hash = encodeLink(state, defaults);
     expect(hash.startsWith('state=')).toBe(true);
     expect(decodeLink('#' + hash)).toEqual({ ok: true, state });
@@ -70,6 +76,15 @@ describe('decodeLink', () => {
     expectFailure(link({ layer: 2.5 }), 'layer');
   });
 
+  it('reads the weights view metric and tensor, and rejects bad ones by key', () => {
+    const tensor = 'model.layers.3.mlp.down_proj.weight';
+    expect(decodeLink(link({ view: 'weights', metric: 'effective_rank', tensor }))).toEqual({ ok: true, state: { view: 'weights', metric: 'effective_rank', tensor } });
+    expectFailure(link({ metric: 'loudness' }), 'metric');
+    expectFailure(link({ tensor: '' }), 'tensor');
+    expectFailure(link({ tensor: 'x'.repeat(MAX_TENSOR_NAME_LENGTH + 1) }), 'tensor');
+    expectFailure(link({ tensor: 7 }), 'tensor');
+  });
+
   it('accepts a prompt of exactly the maximum length', () => {
     const prompt = 'y'.repeat(MAX_PROMPT_LENGTH);
     expect(decodeLink(link({ prompt }))).toEqual({ ok: true, state: { prompt } });
@@ -83,9 +98,11 @@ describe('STORE_KEYS', () => {
     expect(Object.keys(STORE_KEYS).sort()).toEqual(dataKeys.sort());
   });
 
-  it('keeps model files out of links', () => {
+  it('keeps model files and analysis results out of links', () => {
     expect(STORE_KEYS.models.link).toBe(false);
     expect(STORE_KEYS.modelLoader.link).toBe(false);
+    expect(STORE_KEYS.weightsRun.link).toBe(false);
+    expect(STORE_KEYS.weightsPair.link).toBe(false);
   });
 });
 

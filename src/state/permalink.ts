@@ -3,6 +3,7 @@
 // settings, and the recipient drops the same models.
 import { z } from 'zod';
 import type { AppState, AppStore } from './store.ts';
+import { METRICS } from './metrics.ts';
 import { VIEWS } from './views.ts';
 
 type DataKey = { [K in keyof AppState]: AppState[K] extends (...args: never[]) => unknown ? never : K }[keyof AppState];
@@ -10,6 +11,7 @@ type DataKey = { [K in keyof AppState]: AppState[K] extends (...args: never[]) =
 export const MAX_PROMPT_LENGTH = 4000;
 export const MAX_LAYER = 1023;
 export const MAX_HASH_LENGTH = 16384;
+export const MAX_TENSOR_NAME_LENGTH = 512;
 const PREFIX = 'state=';
 
 /** Every data key of the store, and the schema it is read with from a link (false: never in a link). */
@@ -20,8 +22,15 @@ export const STORE_KEYS = {
   linkError: { link: false },
   gpu: { link: false },
   deviceLost: { link: false },
+  metric: { link: z.enum(METRICS) },
+  tensor: { link: z.string().min(1).max(MAX_TENSOR_NAME_LENGTH).nullable() },
   models: { link: false },
   modelLoader: { link: false },
+  demo: { link: false },
+  demoError: { link: false },
+  weightsRun: { link: false },
+  weightsPair: { link: false },
+  weightsRunner: { link: false },
 } as const satisfies Record<DataKey, { link: z.ZodType | false }>;
 
 type Keys = typeof STORE_KEYS;
@@ -36,6 +45,8 @@ const linkSchema = z.strictObject({
   view: STORE_KEYS.view.link.optional(),
   prompt: STORE_KEYS.prompt.link.optional(),
   layer: STORE_KEYS.layer.link.optional(),
+  metric: STORE_KEYS.metric.link.optional(),
+  tensor: STORE_KEYS.tensor.link.optional(),
 } satisfies Record<LinkKey, z.ZodType>);
 
 export type DecodeResult = { ok: true; state: LinkState } | { ok: false; message: string };

@@ -3,17 +3,24 @@ import { useStore } from 'zustand';
 import { createGpuSlice, type GpuSlice } from './gpu.ts';
 import { createModelsSlice, type ModelsSlice } from './models.ts';
 import { createViewSlice, type ViewSlice } from './view.ts';
+import { createWeightsSlice, runIsCurrent, type WeightsSlice } from './weights.ts';
 
-export type AppState = GpuSlice & ModelsSlice & ViewSlice;
+export type AppState = GpuSlice & ModelsSlice & ViewSlice & WeightsSlice;
 export type AppStore = StoreApi<AppState>;
 
 /** A fresh store; tests make their own, the app uses `appStore`. */
 export function createAppStore(): AppStore {
-  return createStore<AppState>()((...a) => ({
+  const store = createStore<AppState>()((...a) => ({
     ...createGpuSlice(...a),
     ...createModelsSlice(...a),
     ...createViewSlice(...a),
+    ...createWeightsSlice(...a),
   }));
+  // A weight diff for files that are no longer loaded is stopped and forgotten.
+  store.subscribe((s) => {
+    if (s.weightsPair !== null && !runIsCurrent(s)) s.resetWeights();
+  });
+  return store;
 }
 
 export const appStore = createAppStore();

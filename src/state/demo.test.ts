@@ -1,0 +1,80 @@
+import { readFileSync, statSync } from 'node:fs';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { DEMO, loadDemo, switchToOwnModels } from './demo.ts';
+import { openModelLoader } from './open-weights.ts';
+import { createAppStore } from './store.ts';
+
+const ROOT = 'http://app.test/';
+
+/** fetch over public/, with HEAD and single byte ranges, as the dev and e2e servers answer. */
+function servePublic(requests: string[]) {
+  return async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const url = new URL(String(input));
+    const path = `public${decodeURIComponent(url.pathname)}`;
+    const range = new Headers(init?.headers).get('range');
+    requests.push(`${init?.method ?? 'GET'} ${url.pathname}${range ? ` ${range}` : ''}`);
+    let size: number;
+    try {
+      size = statSync(path).size;
+    } catch {
+      return new Response('not found', { status: 404 });
+    }
+    if (init?.method === 'HEAD') return new Response(null, { status: 200, headers: { 'Content-Length': String(size) } });
+    const m = /^bytes=(\d+)-(\d+)$/.exec(range ?? '');
+    const bytes = readFileSync(path);
+    if (!m) return new Response(bytes, { status: 200 });
+    return new Response(bytes.subarray(Number(m[1]), Number(m[2]) + 1), { status: 206 });
+  };
+}
+
+afterEach(() => vi.unstubAllGlobals());
+
+describe('loadDemo', () => {
+  it('loads the demo pair by range requests and opens the weights view', async () => {
+    const requests: string[] = [];
+    vi.stubGlobal('fetch', servePublic(requests));
+    const store = createAppStore();
+    store.getState().setModelLoader(openModelLoader);
+    await loadDemo(store, ROOT);
+    const s = store.getState();
+    expect(s.demo).toBe(true);
+    expect(s.view).toBe('weights');
+    for (const role of ['base', 'ft'] as const) {
+      expect(s.models[role].status.kind, role).toBe('loaded');
+      expect([...s.models[role].pending!.keys()]).toEqual([...DEMO.files]);
+    }
+    const weightsSize = statSync('public/models/demo/ocean/model.safetensors').size;
+    expect(s.models.ft.pending!.get('model.safetensors')!.size).toBe(weightsSize);
+    // Opening reads headers by range, never a whole weights file.
+    expect(requests.filter((r) => r.startsWith('GET /models/demo/ocean/model.safetensors')).every((r) => / bytes=\d+-\d+$/.test(r))).toBe(true);
+    expect(requests).not.toContain(`GET /models/demo/ocean/model.safetensors bytes=0-${weightsSize - 1}`);
+
+    switchToOwnModels(store);
+    const after = store.getState();
+    expect([after.demo, after.models.base.pending, after.models.ft.status.kind]).toEqual([false, null, 'idle']);
+  });
+
+  it('keeps the view a link asked for, and leaves models dropped meanwhile alone', async () => {
+    vi.stubGlobal('fetch', servePublic([]));
+    const store = createAppStore();
+    store.getState().setModelLoader(openModelLoader);
+    store.getState().setView('lens');
+    await loadDemo(store, ROOT);
+    expect(store.getState().view).toBe('lens');
+
+    const busy = createAppStore();
+    const pending = loadDemo(busy, ROOT);
+    busy.getState().setPendingFiles('base', new Map());
+    await pending;
+    expect(busy.getState().demo).toBe(false);
+    expect(busy.getState().models.ft.pending).toBeNull();
+  });
+
+  it('says why when the demo files cannot be fetched', async () => {
+    vi.stubGlobal('fetch', async () => new Response('not found', { status: 404 }));
+    const store = createAppStore();
+    await loadDemo(store, ROOT);
+    expect(store.getState().demoError).toMatch(/^the built-in demo could not be fetched: config\.json: HTTP 404 for http:\/\/app\.test\/models\/demo\/base\/config\.json$/);
+    expect(store.getState().models.base.pending).toBeNull();
+  });
+});
