@@ -1,6 +1,6 @@
 import type { Bench, BenchArgs } from '../lib/args.ts';
 import { runInBrowser } from '../lib/browser.ts';
-import { writeResults } from '../lib/results.ts';
+import { loadText, writeResults } from '../lib/results.ts';
 import { runNodeEnv } from './node.ts';
 import { formatEnv } from './report.ts';
 import { errorText, type EnvOptions, type EnvResult } from './suite.ts';
@@ -8,8 +8,8 @@ import { errorText, type EnvOptions, type EnvResult } from './suite.ts';
 const SIZES = [256, 512, 1024];
 const FULL_SIZES = [...SIZES, 2048];
 /** Longest single run attempted (extrapolated from the previous size); --full allows minutes. */
-const MAX_RUN_MS = 30_000;
-const FULL_MAX_RUN_MS = 240_000;
+const MAX_RUN_MS = 60_000;
+const FULL_MAX_RUN_MS = 300_000;
 
 function progress(line: string): void {
   console.error(line);
@@ -26,7 +26,8 @@ export const matmulBench: Bench = {
     const environments: (EnvResult | { env: 'node' | 'browser'; error: string })[] = [];
     for (const env of args.envs) {
       const started = performance.now();
-      progress(`matmul in ${env}, n = ${sizes.join(', ')}`);
+      const loadAtStart = loadText();
+      progress(`matmul in ${env}, n = ${sizes.join(', ')}; ${loadAtStart}`);
       try {
         let result: EnvResult;
         if (env === 'node') {
@@ -35,6 +36,7 @@ export const matmulBench: Bench = {
           const page = await runInBrowser<EnvResult>('matmul', options, progress);
           result = { ...page.result, runtime: `Chromium ${page.browserVersion} headless` };
         }
+        result.notes.push(`${loadAtStart} at start, ${loadText()} at end`);
         environments.push(result);
         console.log(`${formatEnv(result)}\n(${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
       } catch (e) {
