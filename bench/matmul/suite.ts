@@ -53,18 +53,6 @@ export interface Unavailable {
   error: string;
 }
 
-export async function describeAdapter(gpu: GPU | undefined): Promise<AdapterDescription | { error: string }> {
-  if (!gpu) return { error: 'no WebGPU object (navigator.gpu missing)' };
-  try {
-    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-    if (!adapter) return { error: 'requestAdapter() returned null' };
-    const i = adapter.info;
-    return { vendor: i.vendor, architecture: i.architecture, description: i.description, isFallbackAdapter: i.isFallbackAdapter ?? false };
-  } catch (e) {
-    return { error: errorText(e) };
-  }
-}
-
 export function errorText(e: unknown): string {
   const text = e instanceof Error ? e.message : String(e);
   return text.split('\n')[0]!.slice(0, 300);
