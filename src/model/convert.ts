@@ -38,9 +38,9 @@ function prefixOf(names: ReadonlySet<string>, suffix: string, fallback: string):
   return found === undefined ? fallback : found.slice(0, found.length - suffix.length);
 }
 
-function lmHead(c: ModelConfig, names: ReadonlySet<string>, fallbackPrefix: string): WeightSpec[] {
+function lmHead(c: ModelConfig, names: ReadonlySet<string>): WeightSpec[] {
   if (c.tiedEmbeddings) return [];
-  const name = `${prefixOf(names, 'lm_head.weight', fallbackPrefix)}lm_head.weight`;
+  const name = `${prefixOf(names, 'lm_head.weight', '')}lm_head.weight`;
   // Checkpoints without a head share the embedding, whatever the config says.
   if (!names.has(name)) return [];
   return [{ canonical: 'unembed.W_U', shape: [c.vocab, c.dModel], source: { name } }];
@@ -101,8 +101,7 @@ function rotaryFamily(c: ModelConfig, names: ReadonlySet<string>, fusedPhi3: boo
     if (c.bias.mlp && !fusedPhi3) add(`${b}mlp.b_out`, [d], `${l}mlp.down_proj.bias`);
   }
   add('ln_final.w', [d], `${p}norm.weight`);
-  const headPrefix = p.endsWith('model.') ? p.slice(0, -'model.'.length) : '';
-  return [...specs, ...lmHead(c, names, headPrefix)];
+  return [...specs, ...lmHead(c, names)];
 }
 
 const gpt2: Converter = (c, names) => {
@@ -146,7 +145,7 @@ const gpt2: Converter = (c, names) => {
     );
   }
   specs.push(plain('ln_final.w', [d], `${p}ln_f.weight`), plain('ln_final.b', [d], `${p}ln_f.bias`));
-  return [...specs, ...lmHead(c, names, '')];
+  return [...specs, ...lmHead(c, names)];
 };
 
 // The Llama family differs only in what the config switches on (biases, qk-norm, Gemma's norms);

@@ -64,6 +64,27 @@ describe('PEFT LoRA', () => {
     want.forEach((w, i) => expect(Math.abs(merged[i]! - w)).toBeLessThan(1e-6));
   });
 
+  it('adds ΔW transposed to weights stored [in, out] (fan_in_fan_out, GPT-2 Conv1D)', async () => {
+    const A = Float32Array.from({ length: 2 * 3 }, (_, i) => i + 1); // [r 2, in 3]
+    const B = Float32Array.from({ length: 4 * 2 }, (_, i) => (i % 3) - 1); // [out 4, r 2]
+    const factors = [
+      { name: 'base_model.model.transformer.h.0.attn.c_proj.lora_A.weight', shape: [2, 3], data: A },
+      { name: 'base_model.model.transformer.h.0.attn.c_proj.lora_B.weight', shape: [4, 2], data: B },
+    ];
+    const plain = (await adapterFrom(factors, {})).targets.get('transformer.h.0.attn.c_proj.weight')!;
+    const conv = (await adapterFrom(factors, { fan_in_fan_out: true })).targets.get('transformer.h.0.attn.c_proj.weight')!;
+    expect(conv.transposed).toBe(true);
+    const outIn = mergeLora(new Float32Array(12), [4, 3], plain, { A, B });
+    const inOut = mergeLora(new Float32Array(12), [3, 4], conv, { A, B });
+    for (let o = 0; o < 4; o++) for (let i = 0; i < 3; i++) {
+      let want = 0;
+      for (let k = 0; k < 2; k++) want += B[o * 2 + k]! * A[k * 3 + i]!;
+      expect(outIn[o * 3 + i]).toBe(2 * want);
+      expect(inOut[i * 4 + o]).toBe(2 * want);
+    }
+    expect(() => mergeLora(new Float32Array(12), [4, 3], conv, { A, B })).toThrow(/do not fit "transformer\.h\.0\.attn\.c_proj\.weight" \[4, 3\]/);
+  });
+
   it('an adapter whose shapes do not fit its base fails with a clear error', async () => {
     // q_proj of lora/base is [64, 64]; these factors claim in = 32.
     const ad = await adapterFrom(
