@@ -67,7 +67,11 @@ export function hookName(kind: 'resid_pre' | 'resid_post' | 'attn_out' | 'mlp_ou
 }
 
 export function toBatch(input: TokenInput): { ids: Int32Array; batch: number; seq: number } {
-  if (!Array.isArray(input)) return input as { ids: Int32Array; batch: number; seq: number };
+  if (!Array.isArray(input)) {
+    const flat = input as { ids: Int32Array; batch: number; seq: number };
+    if (flat.seq < 1 || flat.ids.length !== flat.batch * flat.seq) throw new ShapeError('forward', `${flat.ids.length} ids for [${flat.batch}, ${flat.seq}]`);
+    return flat;
+  }
   const rows = (input.length > 0 && Array.isArray(input[0]) ? input : [input]) as readonly (readonly number[])[];
   const seq = rows[0]?.length ?? 0;
   if (seq === 0) throw new ShapeError('forward', 'no tokens');
