@@ -1,4 +1,5 @@
 import type { ParseArgsConfig } from 'node:util';
+import { crosscoder } from './crosscoder.ts';
 
 export interface Command {
   summary: string;
@@ -9,4 +10,6 @@ export interface Command {
   format?(result: unknown): string;
 }
 
-export const commands: Record<string, Command> = {};
+export const commands: Record<string, Command> = {
+  crosscoder,
+};
