@@ -5,6 +5,7 @@ export const tests = {
   async 'without WebGPU the app says it runs on the CPU backend'({ page, url, screenshot }) {
     await page.addInitScript(() => Object.defineProperty(navigator, 'gpu', { value: undefined }));
     await page.goto(url());
+    await page.getByTestId('use-own-models').click();
     const message = page.getByTestId('gpu-unavailable');
     await message.waitFor();
     assert.match(await message.textContent(), /^WebGPU unavailable: .+ — running on the CPU backend\.$/);
@@ -19,6 +20,7 @@ export const tests = {
     try {
       const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
       await page.goto(url());
+      await page.getByTestId('use-own-models').click();
       await page.locator('[data-testid="gpu-report"][data-available="true"]').waitFor({ timeout: 30_000 });
       const cdp = await browser.newBrowserCDPSession();
       await cdp.send('Browser.crashGpuProcess');

@@ -4,6 +4,12 @@ import { fileURLToPath } from 'node:url';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', 'test', 'fixtures');
 
+/** Opens the app and leaves the built-in demo for empty drop zones. */
+async function ownModels(page, url) {
+  await page.goto(url());
+  await page.getByTestId('use-own-models').click();
+}
+
 /** The listing of a drop zone as [path, size text] rows. */
 async function listing(page, role) {
   return page.getByTestId(`files-${role}`).locator('tr').evaluateAll((rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
@@ -11,7 +17,7 @@ async function listing(page, role) {
 
 export const tests = {
   async 'drop zone lists files chosen in the file input and dropped as a DataTransfer'({ page, url, screenshot }) {
-    await page.goto(url());
+    await ownModels(page, url);
     await page.getByTestId('input-files-base').setInputFiles([
       { name: 'config.json', mimeType: 'application/json', buffer: Buffer.from('{"model_type":"llama"}') },
       { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.alloc(3000) },
@@ -42,7 +48,7 @@ export const tests = {
   },
 
   async 'folder input keys files relative to the chosen folder'({ page, url, screenshot }) {
-    await page.goto(url());
+    await ownModels(page, url);
     await page.getByTestId('input-folder-base').setInputFiles(join(fixtures, 'arch', 'llama', 'base'));
     await page.getByTestId('files-base').waitFor();
     const rows = await listing(page, 'base');

@@ -6,10 +6,11 @@ export const tests = {
   async 'a permalink with markup in the prompt shows it as text only'({ page, url, screenshot }) {
     const prompt = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> the sea';
     await page.goto(url(link({ view: 'lens', layer: 2, prompt })));
+    await page.getByTestId('use-own-models').click();
     const notice = page.getByTestId('link-notice');
     await notice.waitFor();
     assert.equal(await page.getByTestId('link-prompt').textContent(), prompt, 'the prompt is shown verbatim');
-    assert.match(await notice.textContent(), /This link opens Activations \/ Lens at layer 2/);
+    assert.match(await notice.textContent(), /^Activations \/ Lens at layer 2 with the prompt .+ opens once the base and fine-tuned models are loaded\.$/);
     assert.equal(await notice.locator('img, script').count(), 0, 'no element was created from the prompt');
     assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no script from the link ran');
     await screenshot('link-notice');
@@ -25,6 +26,7 @@ export const tests = {
     await page.reload();
     assert.match(await banner.textContent(), /view: Invalid option/);
     assert.equal(await page.getByTestId('link-notice').count(), 0, 'no view was applied from the bad link');
+    await page.getByTestId('use-own-models').click();
     await page.getByTestId('input-files-base').setInputFiles([{ name: 'a.gguf', mimeType: 'application/octet-stream', buffer: Buffer.alloc(10) }]);
     await page.getByTestId('files-base').waitFor();
     await screenshot('link-error');

@@ -14,7 +14,8 @@ export type WeightsRunner = (req: WeightsRequest, onProgress: (p: DiffProgress) 
 
 export type WeightsRun =
   | { status: 'idle' }
-  | { status: 'running'; progress: DiffProgress | null; startedAt: number }
+  /** `elapsedMs`: from the start to the last progress report, for the time-left estimate. */
+  | { status: 'running'; progress: DiffProgress | null; startedAt: number; elapsedMs: number }
   | ({ status: 'done'; ms: number } & WeightsOutcome)
   | { status: 'error'; message: string }
   | { status: 'cancelled' };
@@ -70,13 +71,13 @@ export const createWeightsSlice: StateCreator<WeightsSlice & ModelsSlice, [], []
       const mine = new AbortController();
       controller = mine;
       const startedAt = now();
-      set({ weightsPair: { base, ft }, weightsRun: { status: 'running', progress: null, startedAt } });
+      set({ weightsPair: { base, ft }, weightsRun: { status: 'running', progress: null, startedAt, elapsedMs: 0 } });
       const current = () => controller === mine;
       try {
         const outcome = await weightsRunner(
           { base, ft, topK: WEIGHTS_TOP_K },
           (progress) => {
-            if (current()) set({ weightsRun: { status: 'running', progress, startedAt } });
+            if (current()) set({ weightsRun: { status: 'running', progress, startedAt, elapsedMs: now() - startedAt } });
           },
           mine.signal,
         );

@@ -1,10 +1,12 @@
-import { bothModelsLoaded } from '../state/models.ts';
-import { useApp } from '../state/store.ts';
+import { DEMO, switchToOwnModels } from '../state/demo.ts';
+import { pairProblem, pairReady } from '../state/models.ts';
+import { appStore, useApp } from '../state/store.ts';
 import { VIEWS, viewNeedsModels, type View } from '../state/views.ts';
 import { Banner, LinkErrorBanner, LinkNotice } from './Banners.tsx';
 import { DropZone } from './DropZone.tsx';
 import { BackendBadge, GpuReport } from './GpuReport.tsx';
 import { VIEW_LABELS } from './labels.ts';
+import { WeightsView } from './weights/WeightsView.tsx';
 
 export function App() {
   const gpu = useApp((s) => s.gpu);
@@ -13,7 +15,10 @@ export function App() {
   const linkError = useApp((s) => s.linkError);
   const setLinkError = useApp((s) => s.setLinkError);
   const view = useApp((s) => s.view);
-  const loaded = useApp((s) => bothModelsLoaded(s.models));
+  const loaded = useApp((s) => pairReady(s.models));
+  const demo = useApp((s) => s.demo);
+  const demoError = useApp((s) => s.demoError);
+  const setDemoError = useApp((s) => s.setDemoError);
 
   return (
     <div className="app">
@@ -31,7 +36,22 @@ export function App() {
           </Banner>
         )}
         {linkError && <LinkErrorBanner message={linkError} onDismiss={() => setLinkError(null)} />}
-        {loaded && viewNeedsModels(view) ? <ViewNotBuilt view={view} /> : <ModelsScreen />}
+        {demoError && (
+          <Banner kind="warn" testId="demo-error" onDismiss={() => setDemoError(null)}>
+            {demoError}. Drop your own models below.
+          </Banner>
+        )}
+        {demo && (
+          <Banner kind="info" testId="demo-banner">
+            <span>
+              Built-in demo: {DEMO.description}.{' '}
+            </span>
+            <button type="button" className="demo-own" onClick={() => switchToOwnModels(appStore)} data-testid="use-own-models">
+              Use your own models
+            </button>
+          </Banner>
+        )}
+        {loaded && view === 'weights' ? <WeightsView /> : loaded && viewNeedsModels(view) ? <ViewNotBuilt view={view} /> : <ModelsScreen />}
       </main>
     </div>
   );
@@ -57,7 +77,7 @@ function Rail({ current, loaded }: { current: View; loaded: boolean }) {
           </button>
         );
       })}
-      {!loaded && <p className="rail-note">Analyses open once both models are loaded.</p>}
+      {!loaded && <p className="rail-note">Analyses open once both models are loaded and fit together.</p>}
     </nav>
   );
 }
@@ -67,9 +87,24 @@ function ModelsScreen() {
   const view = useApp((s) => s.view);
   const prompt = useApp((s) => s.prompt);
   const layer = useApp((s) => s.layer);
+  const problem = useApp((s) => pairProblem(s.models));
+  const ready = useApp((s) => pairReady(s.models));
+  const setView = useApp((s) => s.setView);
   return (
     <>
       <LinkNotice view={view} prompt={prompt} layer={layer} />
+      {problem && (
+        <Banner kind="error" testId="pair-problem">
+          These models cannot be compared: {problem}.
+        </Banner>
+      )}
+      {ready && (
+        <div>
+          <button type="button" className="primary" onClick={() => setView('weights')} data-testid="open-weights">
+            Compare the weights →
+          </button>
+        </div>
+      )}
       <div className="drops">
         <DropZone role="base" />
         <DropZone role="ft" />

@@ -28,14 +28,14 @@ export function LinkNotice({ view, prompt, layer }: { view: View; prompt: string
   if (!viewNeedsModels(view)) return null;
   return (
     <Banner kind="info" testId="link-notice">
-      This link opens <strong>{VIEW_LABELS[view]}</strong>
+      <strong>{VIEW_LABELS[view]}</strong>
       {layer !== null && <> at layer {layer}</>}
       {prompt !== '' && (
         <>
           {' '}with the prompt <q data-testid="link-prompt">{prompt}</q>
         </>
-      )}
-      . Load the base and fine-tuned models to see it.
+      )}{' '}
+      opens once the base and fine-tuned models are loaded.
     </Banner>
   );
 }

@@ -1,6 +1,6 @@
 import { useRef, useState, type DragEvent } from 'react';
 import type { FileSet } from '../io/source.ts';
-import { fileSetBytes, type LoadStatus, type Role } from '../state/models.ts';
+import { fileSetBytes, type LoadStatus, type ModelSummary, type Role } from '../state/models.ts';
 import { appStore, useApp } from '../state/store.ts';
 import { filesFromDataTransfer, filesFromInput, toFileSet, type DroppedFile } from './dropped-files.ts';
 import { formatBytes, formatCount } from './format.ts';
@@ -80,7 +80,7 @@ export function DropZone({ role }: { role: Role }) {
       {readError && <p className="error">{readError}</p>}
       {slot.pending && <FileListing files={slot.pending} role={role} />}
       {slot.pending && !hasLoader && <p className="muted">Not loaded: this build has no model loader yet.</p>}
-      <StatusLine status={slot.status} />
+      <StatusLine status={slot.status} onCancel={() => clearModel(role)} />
     </section>
   );
 }
@@ -108,7 +108,43 @@ function FileListing({ files, role }: { files: FileSet; role: Role }) {
   );
 }
 
-function StatusLine({ status }: { status: LoadStatus }) {
+const FORMAT_LABELS: Record<ModelSummary['format'], string> = {
+  hf: 'Hugging Face safetensors',
+  gguf: 'GGUF',
+  llama2c: 'llama2.c',
+  onnx: 'ONNX',
+  'peft-adapter': 'PEFT adapter',
+};
+
+function LoadedSummary({ s }: { s: ModelSummary }) {
+  const dtypes = Object.entries(s.dtypes)
+    .sort((a, b) => b[1] - a[1])
+    .map(([dtype, n]) => (n === s.parameterCount ? dtype : `${dtype} ${((100 * n) / s.parameterCount).toFixed(0)}%`))
+    .join(', ');
+  return (
+    <div className="status ok summary" data-testid="load-status">
+      <div>
+        Loaded <span className="mono">{s.label}</span> ({FORMAT_LABELS[s.format]}): {s.architecture}, {formatCount(s.parameterCount)} parameters
+        {s.kind === 'model' && (
+          <>
+            , {s.layers ?? '?'} layers, d_model {s.dModel ?? '?'}, vocabulary {s.vocabSize ?? '?'}
+          </>
+        )}
+      </div>
+      <div className="muted" data-testid="load-memory">
+        Stored as {dtypes}, {formatBytes(s.weightBytes)}; {formatBytes(4 * s.parameterCount)} as float32 if held whole.
+        {s.largestTensor && ` Largest tensor ${formatCount(s.largestTensor.elements)} values.`}
+      </div>
+      {s.adapter && (
+        <div className="muted">
+          LoRA rank {s.adapter.r}, alpha {s.adapter.alpha}, {s.adapter.targets.length} adapted matrices: applied to the base, ΔW comes from the factors.
+        </div>
+      )}
+    </div>
+  );
+}
+
+function StatusLine({ status, onCancel }: { status: LoadStatus; onCancel(): void }) {
   switch (status.kind) {
     case 'idle':
       return null;
@@ -116,18 +152,15 @@ function StatusLine({ status }: { status: LoadStatus }) {
       const fraction = status.bytesTotal > 0 ? status.bytesDone / status.bytesTotal : 0;
       return (
         <div className="status" data-testid="load-status">
-          <progress value={fraction} max={1} /> loading {formatBytes(status.bytesDone)} of {formatBytes(status.bytesTotal)}
+          <progress value={fraction} max={1} /> reading headers: {formatBytes(status.bytesDone)} of {formatBytes(status.bytesTotal)}
+          <button type="button" onClick={onCancel}>
+            Cancel
+          </button>
         </div>
       );
     }
-    case 'loaded': {
-      const s = status.summary;
-      return (
-        <div className="status ok" data-testid="load-status">
-          Loaded: {s.architecture}, {formatCount(s.parameterCount)} parameters, {s.layers} layers, d_model {s.dModel}, vocabulary {s.vocabSize}
-        </div>
-      );
-    }
+    case 'loaded':
+      return <LoadedSummary s={status.summary} />;
     case 'error':
       return (
         <div className="status error" data-testid="load-status">

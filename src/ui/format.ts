@@ -20,3 +20,19 @@ export function formatCount(n: number): string {
   if (n < 1e9) return `${(n / 1e6).toFixed(n < 1e7 ? 2 : 1)}M`;
   return `${(n / 1e9).toFixed(2)}B`;
 }
+
+/** A statistic: four significant digits, exponent form outside [1e-3, 1e4); "—" where it does not apply. */
+export function formatValue(x: number | null | undefined): string {
+  if (x === null || x === undefined || Number.isNaN(x)) return '—';
+  if (x === 0) return '0';
+  if (Number.isInteger(x) && Math.abs(x) < 1e6) return String(x);
+  const a = Math.abs(x);
+  return a >= 1e4 || a < 1e-3 ? x.toExponential(3) : x.toPrecision(4);
+}
+
+export function formatSeconds(s: number): string {
+  if (s < 1) return `${Math.round(s * 1000)} ms`;
+  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
+  const m = Math.floor(s / 60);
+  return `${m} min ${Math.round(s - 60 * m)} s`;
+}
