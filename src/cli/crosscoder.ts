@@ -347,6 +347,20 @@ async function runTrain(args: string[], values: Values): Promise<TrainSummary> {
   const holdout = num(values, 'holdout', { integer: false, min: 0, max: 0.9 }) ?? 0.1;
   const evalTokens = num(values, 'eval-tokens', { min: 1 }) ?? 8192;
 
+  const dict = num(values, 'dict', { min: 1 });
+  const k = num(values, 'k', { min: 1 }) ?? 100;
+  if (dict !== undefined && k > dict) throw new UsageError(`--k ${k} is larger than the dictionary (--dict ${dict})`);
+  const kMax = num(values, 'k-max', { min: k }) ?? k;
+  const kAnnealSteps = num(values, 'anneal-steps', { min: 0 }) ?? 0;
+  const lr = num(values, 'lr', { integer: false, min: 0 }) ?? 1e-4;
+  const auxAlpha = num(values, 'aux-alpha', { integer: false, min: 0 }) ?? 1 / 32;
+  const deadTokens = num(values, 'dead-tokens', { min: 1 }) ?? 10_000_000;
+  const warmup = num(values, 'warmup', { min: 0 }) ?? Math.min(1000, Math.floor(steps / 10));
+  const decayStart = num(values, 'decay-start', { min: 0 });
+  if (decayStart !== undefined && decayStart >= steps) throw new UsageError(`--decay-start ${decayStart} must be below --steps ${steps}`);
+  const corpus = required(values, 'corpus', 'train');
+  hookOption(values);
+
   const t0 = performance.now();
   const interrupt = interruptSignal();
   try {
@@ -355,13 +369,8 @@ async function runTrain(args: string[], values: Values): Promise<TrainSummary> {
     const prepared = await activations('train', pair, values, {}, interrupt.signal);
     const acts = prepared.acts;
     const d = acts.d;
-    const D = num(values, 'dict', { min: 1 }) ?? 32 * d;
-    const k = num(values, 'k', { min: 1 }) ?? 100;
-    if (k > D) throw new UsageError(`--k ${k} is larger than the dictionary (--dict ${D})`);
-    const kMax = num(values, 'k-max', { min: k }) ?? k;
-    const warmup = num(values, 'warmup', { min: 0 }) ?? Math.min(1000, Math.floor(steps / 10));
-    const decayStart = num(values, 'decay-start', { min: 0 });
-    if (decayStart !== undefined && decayStart >= steps) throw new UsageError(`--decay-start ${decayStart} must be below --steps ${steps}`);
+    const D = dict ?? 32 * d;
+    if (k > D) throw new UsageError(`--k ${k} is larger than the dictionary (${D} latents)`);
     const engine = backendName === 'webgpu' ? await webgpuEngine(d, D) : createCpuEngine({ d, D });
     const split = splitSamples(acts, holdout, seed);
     if (split.train.length < batch) throw new UsageError(`a batch of ${batch} tokens needs that many training rows; the corpus gives ${split.train.length} (lower --batch or --holdout, or raise --tokens-per-sample)`);
@@ -370,10 +379,10 @@ async function runTrain(args: string[], values: Values): Promise<TrainSummary> {
       D,
       k,
       kMax,
-      kAnnealSteps: num(values, 'anneal-steps', { min: 0 }) ?? 0,
-      lr: num(values, 'lr', { integer: false, min: 0 }) ?? 1e-4,
-      auxAlpha: num(values, 'aux-alpha', { integer: false, min: 0 }) ?? 1 / 32,
-      deadTokens: num(values, 'dead-tokens', { min: 1 }) ?? 10_000_000,
+      kAnnealSteps,
+      lr,
+      auxAlpha,
+      deadTokens,
       warmupSteps: warmup,
       thresholdStartStep: Math.min(1000, Math.floor(steps / 2)),
       seed,
@@ -406,7 +415,7 @@ async function runTrain(args: string[], values: Values): Promise<TrainSummary> {
         hook_kind: acts.hook.replace(/^blocks\.\d+\.hook_/, ''),
         base_model: basePath,
         ft_model: ftPath,
-        corpus: required(values, 'corpus', 'train'),
+        corpus,
         tokens_per_sample: String(num(values, 'tokens-per-sample', { min: 2 }) ?? 128),
         skip_positions: acts.info.skip_positions ?? '1',
         ...(str(values, 'max-samples') !== undefined ? { max_samples: str(values, 'max-samples')! } : {}),
