@@ -87,16 +87,14 @@ function logAddExp(a: number, b: number): number {
   return m + Math.log(Math.exp(a - m) + Math.exp(b - m));
 }
 
-/** Rows [v0, v1) of an unembedding [V, d] as a new [v1 − v0, d] tensor; the whole matrix when it is one chunk. */
+/**
+ * Rows [v0, v1) of an unembedding [V, d] as a new [v1 − v0, d] tensor (a gather, which also serves
+ * unembeddings stored as row blocks); the matrix itself when it is one chunk.
+ */
 function unembedChunk(be: Backend, w: Tensor, v0: number, v1: number): { t: Tensor; owned: boolean } {
-  const [V, d] = w.shape as [number, number];
-  if (v0 === 0 && v1 === V) return { t: w, owned: false };
-  const as3 = be.reshape(w, [1, V, d]);
-  const sliced = be.sliceSeq(as3, v0, v1);
-  be.dispose(as3);
-  const t = be.reshape(sliced, [v1 - v0, d]);
-  be.dispose(sliced);
-  return { t, owned: true };
+  if (v0 === 0 && v1 === w.shape[0]) return { t: w, owned: false };
+  const rows = Int32Array.from({ length: v1 - v0 }, (_, i) => v0 + i);
+  return { t: be.embedding(w, rows, [v1 - v0]), owned: true };
 }
 
 /**
