@@ -35,7 +35,9 @@ export const tests = {
     await page.goto(url());
     await page.getByTestId('demo-banner').waitFor();
     // The diff starts by itself; cancel it, then run it again.
-    await page.getByTestId('weights-progress').waitFor({ timeout: DIFF_TIMEOUT });
+    const progress = page.getByTestId('weights-progress');
+    await progress.getByText(/^tensor \d+ of 56 · [\d.]+ [KM]iB of [\d.]+ MiB read · about .+ left$/).waitFor({ timeout: DIFF_TIMEOUT });
+    await screenshot('weights-progress');
     await page.getByTestId('weights-cancel').click();
     await page.getByTestId('weights-cancelled').waitFor();
     await page.getByRole('button', { name: 'Run again' }).click();

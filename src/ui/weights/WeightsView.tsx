@@ -140,7 +140,7 @@ function RunStatus({ run, peak, onRetry }: { run: WeightsRun; peak: number | nul
 }
 
 /** A tensor named by a link that this pair does not have (or cannot compare): said plainly, as text. */
-function StaleTensor({ name, result, onDismiss }: { name: string; result: WeightsDiff; onDismiss(): void }) {
+export function StaleTensor({ name, result, onDismiss }: { name: string; result: WeightsDiff; onDismiss(): void }) {
   const missing = result.missing.find((m) => m.name === name);
   const mismatched = result.mismatched.find((m) => m.name === name);
   const why = missing
