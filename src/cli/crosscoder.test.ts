@@ -109,6 +109,18 @@ describe('neurodiff crosscoder', () => {
     expect(again.rows).toBe(summary.rows);
   });
 
+  it('--backend webgpu trains through the WebGPU engine (Dawn) to the same losses as the CPU engine', async () => {
+    const args = (backend: string) => [...trainArgs().filter((a) => a !== '--json'), '--steps', '6', '--dict', '32', '--json', '--backend', backend, '--out', join(dir, `${backend}.safetensors`)];
+    const [cpu, gpu] = [await cli(args('cpu')), await cli(args('webgpu'))];
+    expect(gpu.code).toBe(0);
+    const a = JSON.parse(cpu.stdout) as Summary & { backend: string; final: { loss: number; fvu: number } };
+    const b = JSON.parse(gpu.stdout) as Summary & { backend: string; final: { loss: number; fvu: number } };
+    expect([a.backend, b.backend, b.steps]).toEqual(['cpu', 'webgpu', 6]);
+    expect(close(b.final.loss, a.final.loss, 1e-4, 1e-3)).toBe(true);
+    expect(close(b.final.fvu, a.final.fvu, 1e-4, 1e-3)).toBe(true);
+    expect(close(b.eval.fvu, a.eval.fvu, 1e-4, 1e-3)).toBe(true);
+  });
+
   it('latents lists the most fine-tune-leaning latents with contexts and logit effects that match direct computations', async () => {
     const r = await cli(['crosscoder', 'latents', join(dir, 'cc.safetensors'), join(DEMO, 'base'), join(DEMO, 'ocean/model'), '--corpus', CORPUS, '--cache', join(dir, 'cache'), '--top', '4', '--json']);
     expect(r.code).toBe(0);

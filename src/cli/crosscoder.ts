@@ -223,13 +223,10 @@ export interface TrainSummary {
 }
 
 async function webgpuEngine(d: number, D: number): Promise<CrosscoderEngine> {
-  const url = new URL('../analysis/crosscoder/webgpu-engine.ts', import.meta.url);
-  if (!existsSync(url)) throw new UsageError('--backend webgpu: the WebGPU crosscoder engine (src/analysis/crosscoder/webgpu-engine.ts) is not in this build yet; use --backend cpu');
-  const mod = (await import(url.href)) as { createWebGpuEngine?: (opts: { d: number; D: number }) => Promise<CrosscoderEngine> | CrosscoderEngine };
-  if (typeof mod.createWebGpuEngine !== 'function') throw new UsageError('--backend webgpu: webgpu-engine.ts exports no createWebGpuEngine');
   const dawn = await import('../gpu/dawn-node.ts');
-  if (!dawn.useDawn()) throw new UsageError('--backend webgpu: Dawn (the `webgpu` package) could not start here');
-  return mod.createWebGpuEngine({ d, D });
+  if (!dawn.useDawn()) throw new UsageError('--backend webgpu: Dawn (the `webgpu` package) could not start here; use --backend cpu');
+  const { createWebGpuEngine } = await import('../analysis/crosscoder/webgpu-engine.ts');
+  return createWebGpuEngine(d, D);
 }
 
 /** Samples [0, n) split by a seeded draw: `fraction` of them held out, at least one kept for training. */
