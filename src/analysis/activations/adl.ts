@@ -1,0 +1,342 @@
+// Activation Difference Lens (Minder et al. 2025; science-of-finetuning/diffing-toolkit): the mean
+// difference δ_p = mean_s (h^f_{ℓ,p} − h^b_{ℓ,p}) at early positions p of generic text, read through the
+// fine-tuned model's logit lens (both signs), through a Patchscope on identity prompts, and used to steer.
+// h is blocks.ℓ.hook_resid_post (the decoder layer's output, as the reference reads it).
+import type { Tensor } from '../../model/backend.ts';
+import { hookName, type HookFn, type KvCache, type Transformer } from '../../model/transformer.ts';
+import { lensTop, type LensOptions } from './lens.ts';
+import { checkIds, checkLayer, checkPair, cosine, DEFAULT_BATCH_SIZE, disposeAll, equalLengthBatches, readF32, readI32, type ModelPair, type RunOptions } from './run.ts';
+
+export interface TokenProb {
+  id: number;
+  prob: number;
+}
+
+/** floor(0.5 · L), the reference's relative depth 0.5. */
+export function defaultAdlLayer(nLayers: number): number {
+  return Math.floor(0.5 * nLayers);
+}
+
+export const DEFAULT_ADL_POSITIONS: readonly number[] = [0, 1, 2, 3, 4];
+/** The reference leaves the first 5 positions out of the mean activation norm. */
+export const NORM_SKIP_POSITIONS = 5;
+
+export interface AdlDifferenceOptions extends RunOptions {
+  layer?: number;
+  positions?: readonly number[];
+  /** Positions from which the fine-tuned model's mean ‖h_ℓ‖ is taken. Default 5. */
+  normFromPosition?: number;
+}
+
+export interface AdlDifference {
+  layer: number;
+  positions: readonly number[];
+  samples: number;
+  /** δ_p for each position, [d] each. */
+  delta: Float32Array[];
+  /** cosine(δ_{s,p}, δ_p) for every sample s, per position: the readable-trace consistency. */
+  consistency: Float32Array[];
+  /** Mean ‖h^f_ℓ‖ over every sample's positions ≥ normFromPosition; undefined when no sample is that long. */
+  ftNorm: number | undefined;
+}
+
+/**
+ * δ_p over a corpus. By causality the activations at positions ≤ max(p) do not depend on later tokens,
+ * so the base model runs only those; the fine-tuned model runs the whole samples for its mean norm.
+ */
+export async function adlDifferences(pair: ModelPair, samples: readonly (readonly number[])[], opts: AdlDifferenceOptions = {}): Promise<AdlDifference> {
+  const be = checkPair(pair);
+  const L = pair.base.config.nLayers;
+  const layer = opts.layer ?? defaultAdlLayer(L);
+  checkLayer(pair.base, layer);
+  const positions = opts.positions ?? DEFAULT_ADL_POSITIONS;
+  if (positions.length === 0) throw new RangeError('no positions');
+  for (const p of positions) if (!Number.isInteger(p) || p < 0) throw new RangeError(`position ${p} is not a non-negative integer`);
+  const P = Math.max(...positions) + 1;
+  const S = samples.length;
+  if (S === 0) throw new RangeError('the corpus holds no samples');
+  samples.forEach((s, i) => {
+    if (s.length < P) throw new RangeError(`sample ${i} has ${s.length} tokens; position ${P - 1} needs at least ${P}`);
+    checkIds(pair.base, s);
+  });
+  const normFrom = opts.normFromPosition ?? NORM_SKIP_POSITIONS;
+  const d = pair.base.config.dModel;
+  const name = hookName('resid_post', layer);
+  const perSample = positions.map(() => new Float32Array(S * d));
+  let normSum = 0;
+  let normCount = 0;
+  let done = 0;
+  const capture = (m: Transformer, rows: readonly (readonly number[])[]) => {
+    const { logits, cache } = m.runWithCache(rows, [name], { stopAfterLayer: layer });
+    if (logits) be.dispose(logits);
+    return cache.get(name)!;
+  };
+  for (const batch of equalLengthBatches(samples, opts.batchSize ?? DEFAULT_BATCH_SIZE)) {
+    opts.signal?.throwIfAborted();
+    const B = batch.rows.length;
+    const T = batch.rows[0]!.length;
+    const hf = capture(pair.ft, batch.rows);
+    let hb: Tensor | undefined;
+    let hfHead: Tensor | undefined;
+    let delta: Tensor | undefined;
+    try {
+      hb = capture(pair.base, batch.rows.map((r) => r.slice(0, P)));
+      hfHead = T === P ? hf : be.sliceSeq(hf, 0, P);
+      delta = be.sub(hfHead, hb);
+      const values = await readF32(be, delta, false);
+      batch.indices.forEach((s, b) => {
+        positions.forEach((p, pi) => perSample[pi]!.set(values.subarray((b * P + p) * d, (b * P + p + 1) * d), s * d));
+      });
+      if (T > normFrom) {
+        const sq = await readF32(be, be.sumSquares(hf));
+        for (let b = 0; b < B; b++) for (let t = normFrom; t < T; t++) normSum += Math.sqrt(sq[b * T + t]!);
+        normCount += B * (T - normFrom);
+      }
+    } finally {
+      disposeAll(be, [hf, hb, hfHead === hf ? undefined : hfHead, delta]);
+    }
+    done += B;
+    opts.onProgress?.({ stage: 'adl', done, total: S });
+  }
+  const delta = perSample.map((all) => {
+    const sum = new Float64Array(d);
+    for (let s = 0; s < S; s++) for (let j = 0; j < d; j++) sum[j]! += all[s * d + j]!;
+    return Float32Array.from(sum, (v) => v / S);
+  });
+  const consistency = perSample.map((all, pi) => Float32Array.from({ length: S }, (_, s) => cosine(all, delta[pi]!, s * d, 0, d)));
+  return { layer, positions, samples: S, delta, consistency, ftNorm: normCount > 0 ? normSum / normCount : undefined };
+}
+
+export interface SignedLens {
+  top: TokenProb[];
+  topNegative: TokenProb[];
+}
+
+/** Logit lens of v and of −v through the model's final norm and unembedding. */
+export async function signedLens(model: Transformer, v: Float32Array, opts: LensOptions = {}): Promise<SignedLens> {
+  const be = model.backend;
+  const d = model.config.dModel;
+  if (v.length !== d) throw new RangeError(`a vector of ${v.length} values for d_model ${d}`);
+  const both = new Float32Array(2 * d);
+  both.set(v);
+  for (let j = 0; j < d; j++) both[d + j] = -v[j]!;
+  const t = be.fromArray(both, [2, d]);
+  try {
+    const lens = await lensTop(model, t, { k: 20, ...opts });
+    const row = (r: number): TokenProb[] => Array.from({ length: lens.k }, (_, j) => ({ id: lens.ids[r * lens.k + j]!, prob: lens.probs[r * lens.k + j]! }));
+    return { top: row(0), topNegative: row(1) };
+  } finally {
+    be.dispose(t);
+  }
+}
+
+/** v · target / ‖v‖. */
+export function rescale(v: Float32Array, target: number): Float32Array {
+  let n = 0;
+  for (const x of v) n += x * x;
+  n = Math.sqrt(n);
+  if (!(n > 0)) throw new RangeError('cannot rescale a zero vector');
+  return Float32Array.from(v, (x) => (x / n) * target);
+}
+
+/** 0.5…2.0 by 0.1, then 3, 4, 5, 10 and 20…200 by 20 (the reference's sweep). */
+export function defaultPatchscopeScales(): number[] {
+  const scales: number[] = [];
+  for (let i = 5; i <= 20; i++) scales.push(i / 10);
+  scales.push(3, 4, 5, 10);
+  for (let s = 20; s <= 200; s += 20) scales.push(s);
+  return scales;
+}
+
+/** The reference's identity prompts; the first is the one the ADL paper names. */
+export const IDENTITY_PROMPTS: readonly string[] = ['man -> man\n1135 -> 1135\nhello -> hello\n?', 'bear -> bear\n42 -> 42\nblue -> blue\n?', '921 -> 921\ntarget -> target\nanna -> anna\n?'];
+
+export interface PatchscopeOptions extends Pick<RunOptions, 'signal' | 'onProgress'> {
+  /** Token ids of the identity prompts (tokenized by the caller, e.g. IDENTITY_PROMPTS). */
+  prompts: readonly (readonly number[])[];
+  scales?: readonly number[];
+  /** A token counts at a scale only if it is in the top `intersectionTopK` of every prompt. Default 100. */
+  intersectionTopK?: number;
+  /** Tokens reported per scale. Default 20. */
+  top?: number;
+}
+
+export interface PatchscopeScale {
+  scale: number;
+  /** Tokens in every prompt's top intersectionTopK, by probability averaged over the prompts. */
+  top: TokenProb[];
+}
+
+export interface PatchscopeResult {
+  scales: PatchscopeScale[];
+  /** Tokens by the number of scales whose top list holds them (then by summed probability): stable across scales. */
+  stable: { id: number; scales: number; prob: number }[];
+}
+
+function cloneKv(model: Transformer, kv: KvCache): KvCache {
+  const be = model.backend;
+  const copy = (t: Tensor | undefined) => (t ? be.scale(t, 1) : undefined);
+  return { length: kv.length, k: kv.k.map(copy), v: kv.v.map(copy) };
+}
+
+/**
+ * Patchscope: the residual leaving block ℓ at each identity prompt's last token is replaced by s · latent,
+ * and the next-token distribution read. The prompt prefix runs once into a KV cache; by causality only
+ * the last token depends on the patch, so each scale runs one token.
+ */
+export async function patchscope(model: Transformer, latent: Float32Array, layer: number, opts: PatchscopeOptions): Promise<PatchscopeResult> {
+  const be = model.backend;
+  checkLayer(model, layer);
+  const d = model.config.dModel;
+  if (latent.length !== d) throw new RangeError(`a latent of ${latent.length} values for d_model ${d}`);
+  if (opts.prompts.length === 0) throw new RangeError('no identity prompts');
+  opts.prompts.forEach((p) => checkIds(model, p));
+  const scales = opts.scales ?? defaultPatchscopeScales();
+  const K = Math.min(opts.intersectionTopK ?? 100, model.config.vocab);
+  const top = opts.top ?? 20;
+  const name = hookName('resid_post', layer);
+  // sums[scale]: token → [prompts seen in top K, summed probability]
+  const sums = scales.map(() => new Map<number, [number, number]>());
+  let done = 0;
+  for (const prompt of opts.prompts) {
+    const kv = model.newKvCache();
+    try {
+      if (prompt.length > 1) {
+        const { logits } = model.forward([prompt.slice(0, -1)], { kvCache: kv, lastPositionOnly: true });
+        if (logits) be.dispose(logits);
+      }
+      const last = prompt[prompt.length - 1]!;
+      for (let si = 0; si < scales.length; si++) {
+        opts.signal?.throwIfAborted();
+        const s = scales[si]!;
+        const patch: HookFn = () => be.fromArray(Float32Array.from(latent, (x) => x * s), [1, 1, d]);
+        const step = cloneKv(model, kv);
+        let probs: Tensor | undefined;
+        try {
+          const { logits } = model.forward([[last]], { kvCache: step, lastPositionOnly: true, hooks: { [name]: patch } });
+          probs = be.softmax(logits!);
+          be.dispose(logits!);
+        } finally {
+          model.disposeKvCache(step);
+        }
+        const t = be.topk(probs, K);
+        be.dispose(probs);
+        const values = await readF32(be, t.values);
+        const ids = await readI32(be, t.indices);
+        const m = sums[si]!;
+        for (let j = 0; j < K; j++) {
+          const e = m.get(ids[j]!) ?? [0, 0];
+          e[0]++;
+          e[1] += values[j]!;
+          m.set(ids[j]!, e);
+        }
+        opts.onProgress?.({ stage: 'patchscope', done: ++done, total: scales.length * opts.prompts.length });
+      }
+    } finally {
+      model.disposeKvCache(kv);
+    }
+  }
+  const n = opts.prompts.length;
+  const perScale = scales.map((scale, si): PatchscopeScale => {
+    const kept = [...sums[si]!].filter(([, [count]]) => count === n).map(([id, [, p]]) => ({ id, prob: p / n }));
+    kept.sort((a, b) => b.prob - a.prob || a.id - b.id);
+    return { scale, top: kept.slice(0, top) };
+  });
+  const stable = new Map<number, { id: number; scales: number; prob: number }>();
+  for (const s of perScale) {
+    for (const t of s.top) {
+      const e = stable.get(t.id) ?? { id: t.id, scales: 0, prob: 0 };
+      e.scales++;
+      e.prob += t.prob;
+      stable.set(t.id, e);
+    }
+  }
+  return { scales: perScale, stable: [...stable.values()].sort((a, b) => b.scales - a.scales || b.prob - a.prob || a.id - b.id).slice(0, top) };
+}
+
+export interface SteeringOptions extends Pick<RunOptions, 'signal' | 'onProgress'> {
+  layer: number;
+  /** Multiples of the steering vector added at every position. */
+  strengths: readonly number[];
+  prompt: readonly number[];
+  maxNewTokens: number;
+  stop?: readonly number[];
+}
+
+export interface SteeredGeneration {
+  strength: number;
+  /** Greedy new token ids of each model with strength · v added to blocks.ℓ.hook_resid_post. */
+  base: number[];
+  ft: number[];
+}
+
+/** The reference's steering vector: v = δ / ‖δ‖ · mean ‖h^f_ℓ‖. */
+export function steeringVector(delta: Float32Array, ftNorm: number): Float32Array {
+  return rescale(delta, ftNorm);
+}
+
+/** Greedy generations of both models, side by side, with strength · v added at layer ℓ at every position. */
+export async function steer(pair: ModelPair, v: Float32Array, opts: SteeringOptions): Promise<SteeredGeneration[]> {
+  const be = checkPair(pair);
+  checkLayer(pair.base, opts.layer);
+  checkIds(pair.base, opts.prompt);
+  const d = pair.base.config.dModel;
+  if (v.length !== d) throw new RangeError(`a steering vector of ${v.length} values for d_model ${d}`);
+  const name = hookName('resid_post', opts.layer);
+  const out: SteeredGeneration[] = [];
+  for (const strength of opts.strengths) {
+    const added = be.fromArray(Float32Array.from(v, (x) => x * strength), [d]);
+    const hooks = { [name]: ((act: Tensor) => be.add(act, added)) as HookFn };
+    const gen = (m: Transformer) => m.generate(opts.prompt, opts.maxNewTokens, { hooks, ...(opts.stop ? { stop: opts.stop } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
+    try {
+      out.push({ strength, base: await gen(pair.base), ft: await gen(pair.ft) });
+    } finally {
+      be.dispose(added);
+    }
+    opts.onProgress?.({ stage: 'steer', done: out.length, total: opts.strengths.length });
+  }
+  return out;
+}
+
+export interface AdlOptions extends AdlDifferenceOptions {
+  /** Lens tokens per position and sign. Default 20. */
+  top?: number;
+  /** Run the Patchscope on each δ_p (rescaled to the fine-tuned model's mean norm when known). */
+  patchscope?: Omit<PatchscopeOptions, 'signal' | 'onProgress' | 'top'>;
+}
+
+export interface AdlPosition extends SignedLens {
+  position: number;
+  consistency: number;
+  norm: number;
+  patchscope?: PatchscopeResult;
+}
+
+export interface AdlResult {
+  layer: number;
+  samples: number;
+  ftNorm: number | undefined;
+  positions: AdlPosition[];
+  difference: AdlDifference;
+}
+
+/** δ_p over the corpus, its signed logit lens through the fine-tuned model, and optionally its Patchscope. */
+export async function activationDifferenceLens(pair: ModelPair, samples: readonly (readonly number[])[], opts: AdlOptions = {}): Promise<AdlResult> {
+  const diff = await adlDifferences(pair, samples, opts);
+  const top = opts.top ?? 20;
+  const positions: AdlPosition[] = [];
+  for (const [pi, position] of diff.positions.entries()) {
+    opts.signal?.throwIfAborted();
+    const delta = diff.delta[pi]!;
+    const lens = await signedLens(pair.ft, delta, { k: top });
+    const consistency = diff.consistency[pi]!.reduce((a, b) => a + b, 0) / diff.samples;
+    const norm = Math.sqrt(delta.reduce((a, x) => a + x * x, 0));
+    const entry: AdlPosition = { position, consistency, norm, ...lens };
+    if (opts.patchscope && norm > 0) {
+      const latent = diff.ftNorm === undefined ? delta : rescale(delta, diff.ftNorm);
+      entry.patchscope = await patchscope(pair.ft, latent, diff.layer, { ...opts.patchscope, top, ...(opts.signal ? { signal: opts.signal } : {}) });
+    }
+    positions.push(entry);
+  }
+  return { layer: diff.layer, samples: diff.samples, ftNorm: diff.ftNorm, positions, difference: diff };
+}
