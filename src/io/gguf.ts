@@ -6,7 +6,7 @@ import { gguf, type GGUFParseOutput } from '@huggingface/gguf';
 import { decodeBF16, decodeF16, decodeF32, f16ToF32 } from './dtype.ts';
 import { interleavedToRotateHalf } from './rotary.ts';
 import { FormatError, type ByteSource } from './source.ts';
-import type { StoredDType, StoredTensor, WeightStore } from './store.ts';
+import { rowRange, type StoredDType, type StoredTensor, type WeightStore } from './store.ts';
 import { hfTokenizer, SentencePieceTokenizer, type PieceKind, type Tokenizer } from './tokenizer.ts';
 
 export type GgufValue = number | bigint | string | boolean | GgufValue[];
@@ -96,6 +96,32 @@ export async function readGgufHeader(src: ByteSource): Promise<GgufFile> {
 export async function readGgufTensor(file: GgufFile, t: GgufTensor, signal?: AbortSignal): Promise<Float32Array> {
   const bytes = await file.source.read(t.offset, t.byteLength, signal);
   return dequantize(t.dtype, bytes, t.shape.reduce((a, b) => a * b, 1));
+}
+
+type GgufStoreTensor = GgufTensor & { rotaryHeads: number };
+
+/**
+ * Rows [rowStart, rowEnd) by byte range (GGUF rows are whole quantization blocks). Tensors stored in
+ * the interleaved rotary layout are read by whole heads, reordered, then cut to the rows asked for.
+ */
+async function readGgufRows<T extends Float32Array | Uint16Array>(
+  file: GgufFile,
+  t: GgufStoreTensor,
+  rowStart: number,
+  rowEnd: number,
+  decode: (bytes: Uint8Array, count: number) => T,
+  signal?: AbortSignal,
+): Promise<T> {
+  const rows = t.shape[0] ?? 1;
+  const cols = t.shape.length > 1 ? t.shape.slice(1).reduce((a, b) => a * b, 1) : 1;
+  const rowBytes = rows === 0 ? 0 : t.byteLength / rows;
+  const headRows = t.rotaryHeads ? rows / t.rotaryHeads : 1;
+  const first = Math.floor(rowStart / headRows) * headRows;
+  const last = Math.min(rows, Math.ceil(rowEnd / headRows) * headRows);
+  const bytes = await file.source.read(t.offset + first * rowBytes, (last - first) * rowBytes, signal);
+  let data = decode(bytes, (last - first) * cols);
+  if (t.rotaryHeads) data = interleavedToRotateHalf(data, last - first, cols, (last - first) / headRows);
+  return first === rowStart && last === rowEnd ? data : (data.slice((rowStart - first) * cols, (rowEnd - first) * cols) as T);
 }
 
 export function dequantize(dtype: StoredDType, bytes: Uint8Array, count: number): Float32Array {
@@ -350,7 +376,7 @@ export async function openGguf(src: ByteSource): Promise<OpenedGguf> {
   if (!embed) throw new FormatError(src.name, 'has no token_embd.weight tensor');
   const vocab = key('vocab_size') ?? embed.shape[0]!;
 
-  const tensors = new Map<string, GgufTensor & { rotaryHeads: number }>();
+  const tensors = new Map<string, GgufStoreTensor>();
   const unknown: string[] = [];
   let ropeScaling: Record<string, unknown> | undefined;
   for (const [name, t] of file.tensors) {
@@ -403,6 +429,15 @@ export async function openGguf(src: ByteSource): Promise<OpenedGguf> {
       if (!t) throw new FormatError(src.name, `no tensor named "${name}"`);
       const data = await readGgufTensor(file, t, signal);
       return t.rotaryHeads ? interleavedToRotateHalf(data, t.shape[0]!, t.shape.length > 1 ? t.shape[1]! : 1, t.rotaryHeads) : data;
+    },
+    async readRows(name, rowStart, rowEnd, signal) {
+      const t = rowRange(store, name, rowStart, rowEnd) as GgufStoreTensor;
+      return readGgufRows(file, t, rowStart, rowEnd, (bytes, count) => dequantize(t.dtype, bytes, count), signal);
+    },
+    async readRowsHalf(name, rowStart, rowEnd, signal) {
+      const t = rowRange(store, name, rowStart, rowEnd) as GgufStoreTensor;
+      if (t.dtype !== 'F16' && t.dtype !== 'BF16') throw new FormatError(src.name, `tensor "${name}" is ${t.dtype}, not F16 or BF16`);
+      return readGgufRows(file, t, rowStart, rowEnd, (bytes, count) => new Uint16Array(bytes.slice(0, count * 2).buffer), signal);
     },
   };
   const { tokenizer, problem } = ggufTokenizer(meta, src.name);

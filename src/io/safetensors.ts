@@ -2,7 +2,7 @@
 // shape and byte range, then the raw data. Tensors are read by byte range, one at a time.
 import { decodeBF16, decodeF16, decodeF32 } from './dtype.ts';
 import { FormatError, readJson, type ByteSource, type FileSet } from './source.ts';
-import type { StoredDType, StoredTensor, WeightStore } from './store.ts';
+import { rowRange, type StoredDType, type StoredTensor, type WeightStore } from './store.ts';
 
 const BYTES: Partial<Record<StoredDType, number>> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 const MAX_HEADER = 100 * 1024 * 1024;
@@ -70,8 +70,30 @@ export async function readSafetensorsHeader(source: ByteSource): Promise<Safeten
 }
 
 export async function readEntryF32(e: SafetensorsEntry, signal?: AbortSignal): Promise<Float32Array> {
-  const count = e.shape.reduce((a, b) => a * b, 1);
-  const bytes = await e.source.read(e.offset, e.byteLength, signal);
+  return decodeFloats(e, await e.source.read(e.offset, e.byteLength, signal));
+}
+
+/** Rows [rowStart, rowEnd) of the first dimension as float32, reading only their bytes. */
+export async function readEntryRowsF32(e: SafetensorsEntry, rowStart: number, rowEnd: number, signal?: AbortSignal): Promise<Float32Array> {
+  const rowBytes = entryRowBytes(e);
+  return decodeFloats(e, await e.source.read(e.offset + rowStart * rowBytes, (rowEnd - rowStart) * rowBytes, signal));
+}
+
+/** Rows of an F16 or BF16 tensor as their stored bit patterns (a view of the read bytes when aligned). */
+export async function readEntryRowsHalf(e: SafetensorsEntry, rowStart: number, rowEnd: number, signal?: AbortSignal): Promise<Uint16Array> {
+  if (e.dtype !== 'F16' && e.dtype !== 'BF16') throw new FormatError(e.source.name, `tensor "${e.name}" is ${e.dtype}, not F16 or BF16`);
+  const rowBytes = entryRowBytes(e);
+  const bytes = await e.source.read(e.offset + rowStart * rowBytes, (rowEnd - rowStart) * rowBytes, signal);
+  if (bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+  return new Uint16Array(bytes.slice().buffer);
+}
+
+function entryRowBytes(e: SafetensorsEntry): number {
+  return e.shape.length === 0 ? e.byteLength : e.shape[0] === 0 ? 0 : e.byteLength / e.shape[0]!;
+}
+
+function decodeFloats(e: SafetensorsEntry, bytes: Uint8Array): Float32Array {
+  const count = bytes.byteLength / BYTES[e.dtype]!;
   switch (e.dtype) {
     case 'F32':
       return decodeF32(bytes, count);
@@ -99,7 +121,7 @@ export function safetensorsStore(files: readonly SafetensorsFile[], label: strin
       tensors.set(name, e);
     }
   }
-  return {
+  const store: WeightStore = {
     label,
     tensors,
     async readF32(name, signal) {
@@ -107,7 +129,16 @@ export function safetensorsStore(files: readonly SafetensorsFile[], label: strin
       if (!e) throw new FormatError(label, `no tensor named "${name}"`);
       return readEntryF32(e, signal);
     },
+    async readRows(name, rowStart, rowEnd, signal) {
+      rowRange(store, name, rowStart, rowEnd);
+      return readEntryRowsF32(tensors.get(name)!, rowStart, rowEnd, signal);
+    },
+    async readRowsHalf(name, rowStart, rowEnd, signal) {
+      rowRange(store, name, rowStart, rowEnd);
+      return readEntryRowsHalf(tensors.get(name)!, rowStart, rowEnd, signal);
+    },
   };
+  return store;
 }
 
 /**
@@ -141,9 +172,9 @@ export async function openSafetensorsFolder(files: FileSet, prefix = 'model'): P
   return safetensorsStore(shards, any.join(', '));
 }
 
-/** Serialises named float32 (or float16 bit patterns) tensors as a safetensors file. */
+/** Serialises named float32 (or float16 / bfloat16 bit patterns, dtype 'BF16') tensors as a safetensors file. */
 export function writeSafetensors(
-  tensors: ReadonlyArray<{ name: string; shape: readonly number[]; data: Float32Array | Uint16Array | Int32Array; dtype?: 'F32' | 'F16' | 'I32' }>,
+  tensors: ReadonlyArray<{ name: string; shape: readonly number[]; data: Float32Array | Uint16Array | Int32Array; dtype?: 'F32' | 'F16' | 'BF16' | 'I32' }>,
   metadata: Record<string, string> = {},
 ): Uint8Array {
   const header: Record<string, unknown> = {};
