@@ -143,6 +143,16 @@ export const tests = {
     assert.match(await ftStatus.textContent(), /^Could not load: model\.safetensors: .*truncated/);
     assert.ok(await rail.getByRole('button', { name: 'Weights', exact: true }).isDisabled(), 'no weights view without a fine-tune');
 
+    await page.getByTestId('urls-toggle-ft').click();
+    await page.getByTestId('urls-ft').fill(`${url('/models/demo/ocean/config.json')}\n${url('/models/demo/ocean/missing.safetensors')}`);
+    await page.getByTestId('urls-open-ft').click();
+    assert.match(await page.getByTestId('read-error-ft').textContent(), /^missing\.safetensors: HTTP 404 for http:\/\/localhost:\d+\/models\/demo\/ocean\/missing\.safetensors$/);
+    await page.getByTestId('urls-ft').fill(['config.json', 'model.safetensors'].map((f) => url(`/models/demo/ocean/${f}`)).join('\n'));
+    await page.getByTestId('urls-open-ft').click();
+    await ftStatus.and(page.locator('.ok')).waitFor();
+    assert.deepEqual(await page.getByTestId('files-ft').locator('td.files-path').allTextContents(), ['config.json', 'model.safetensors'], 'the pasted URLs are listed by file name');
+    assert.ok(await rail.getByRole('button', { name: 'Weights', exact: true }).isEnabled(), 'a pair opened from URLs can be compared');
+
     await page.getByTestId('input-folder-ft').setInputFiles(join(root, 'test', 'fixtures', 'arch', 'gpt2', 'ft'));
     const problem = page.getByTestId('pair-problem');
     await problem.waitFor();

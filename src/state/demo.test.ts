@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DEMO, loadDemo, switchToOwnModels } from './demo.ts';
 import { openModelLoader } from './open-weights.ts';
+import { fileSetFromUrls } from './remote.ts';
 import { createAppStore } from './store.ts';
 
 const ROOT = 'http://app.test/';
@@ -51,7 +52,7 @@ describe('loadDemo', () => {
 
     switchToOwnModels(store);
     const after = store.getState();
-    expect([after.demo, after.models.base.pending, after.models.ft.status.kind]).toEqual([false, null, 'idle']);
+    expect([after.demo, after.models.base.pending, after.models.ft.status.kind, after.view]).toEqual([false, null, 'idle', 'models']);
   });
 
   it('keeps the view a link asked for, and leaves models dropped meanwhile alone', async () => {
@@ -60,6 +61,8 @@ describe('loadDemo', () => {
     store.getState().setModelLoader(openModelLoader);
     store.getState().setView('lens');
     await loadDemo(store, ROOT);
+    expect(store.getState().view).toBe('lens');
+    switchToOwnModels(store);
     expect(store.getState().view).toBe('lens');
 
     const busy = createAppStore();
@@ -76,5 +79,26 @@ describe('loadDemo', () => {
     await loadDemo(store, ROOT);
     expect(store.getState().demoError).toMatch(/^the built-in demo could not be fetched: config\.json: HTTP 404 for http:\/\/app\.test\/models\/demo\/base\/config\.json$/);
     expect(store.getState().models.base.pending).toBeNull();
+  });
+});
+
+describe('fileSetFromUrls', () => {
+  it('keys pasted URLs by file name, relative ones resolved, comments and blank lines skipped', async () => {
+    vi.stubGlobal('fetch', servePublic([]));
+    const files = await fileSetFromUrls('# the ocean organism\n/models/demo/ocean/config.json\n\n  models/demo/ocean/model.safetensors  \n', ROOT);
+    expect([...files.keys()]).toEqual(['config.json', 'model.safetensors']);
+    expect(files.get('model.safetensors')!.size).toBe(statSync('public/models/demo/ocean/model.safetensors').size);
+    const head = await files.get('config.json')!.read(0, 5);
+    expect(new TextDecoder().decode(head)).toBe(readFileSync('public/models/demo/ocean/config.json', 'utf8').slice(0, 5));
+  });
+
+  it('names the line that is wrong', async () => {
+    vi.stubGlobal('fetch', servePublic([]));
+    await expect(fileSetFromUrls('\n', ROOT)).rejects.toThrow('URL list: is empty');
+    await expect(fileSetFromUrls('/a/config.json\nftp://x/model.safetensors', ROOT)).rejects.toThrow('line 2 is not an http(s) URL: ftp://x/model.safetensors');
+    await expect(fileSetFromUrls('http://[bad/config.json', ROOT)).rejects.toThrow('line 1 is not a URL');
+    await expect(fileSetFromUrls('/models/demo/', ROOT)).rejects.toThrow('line 1 names a folder');
+    await expect(fileSetFromUrls('/a/config.json\n/b/config.json', ROOT)).rejects.toThrow('two URLs end in the same file name "config.json"');
+    await expect(fileSetFromUrls('/models/demo/ocean/nothing.json', ROOT)).rejects.toThrow('nothing.json: HTTP 404');
   });
 });

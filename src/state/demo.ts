@@ -1,5 +1,6 @@
 // The built-in demo pair, served with the app (public/models/demo) and read by HTTP range requests.
-import { urlSource, type FileSet } from '../io/source.ts';
+import type { FileSet } from '../io/source.ts';
+import { urlFileSet } from './remote.ts';
 import type { AppStore } from './store.ts';
 
 export const DEMO = {
@@ -8,12 +9,6 @@ export const DEMO = {
   files: ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'],
   description: 'a 3.15M-parameter Llama trained on simple stories (base) and its full fine-tune on stories about the sea (ocean)',
 } as const;
-
-/** A file set of remote files under `folderUrl`, each sized with a HEAD request. */
-export async function urlFileSet(folderUrl: string, names: readonly string[], signal?: AbortSignal): Promise<FileSet> {
-  const sources = await Promise.all(names.map((n) => urlSource(new URL(n, folderUrl).href, signal)));
-  return new Map(names.map((n, i) => [n, sources[i]!]));
-}
 
 /**
  * Loads the demo pair from `root` (the app's base URL). Opens the weights view when the app is on
@@ -38,9 +33,14 @@ export async function loadDemo(store: AppStore, root: string): Promise<void> {
   if (after.demo && after.view === 'models' && after.models.base.status.kind === 'loaded' && after.models.ft.status.kind === 'loaded') after.setView('weights');
 }
 
-/** Drops the demo (or whatever is loaded) and shows the drop zones. */
+/**
+ * Drops the demo (or whatever is loaded) and shows the drop zones. The weights view goes back to
+ * the models screen, so the new pair's summaries show once loaded; another view a link asked for
+ * stays, and opens once the new pair is loaded.
+ */
 export function switchToOwnModels(store: AppStore): void {
   const s = store.getState();
+  if (s.view === 'weights') s.setView('models');
   s.clearModel('base');
   s.clearModel('ft');
   s.resetWeights();

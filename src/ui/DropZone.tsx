@@ -1,13 +1,17 @@
 import { useRef, useState, type DragEvent } from 'react';
 import type { FileSet } from '../io/source.ts';
 import { fileSetBytes, type LoadStatus, type ModelSummary, type Role } from '../state/models.ts';
+import { fileSetFromUrls } from '../state/remote.ts';
 import { appStore, useApp } from '../state/store.ts';
 import { filesFromDataTransfer, filesFromInput, toFileSet, type DroppedFile } from './dropped-files.ts';
 import { formatBytes, formatCount } from './format.ts';
 import { ROLE_LABELS } from './labels.ts';
 
 function accept(role: Role, dropped: DroppedFile[]) {
-  const files = toFileSet(dropped);
+  openFiles(role, toFileSet(dropped));
+}
+
+function openFiles(role: Role, files: FileSet) {
   const state = appStore.getState();
   state.setPendingFiles(role, files);
   if (state.modelLoader && files.size > 0) void state.loadModel(role);
@@ -19,6 +23,22 @@ export function DropZone({ role }: { role: Role }) {
   const hasLoader = useApp((s) => s.modelLoader !== null);
   const [over, setOver] = useState(false);
   const [readError, setReadError] = useState<string | null>(null);
+  const [urlsOpen, setUrlsOpen] = useState(false);
+  const [urls, setUrls] = useState('');
+  const [fetching, setFetching] = useState(false);
+  const openUrls = () => {
+    setReadError(null);
+    setFetching(true);
+    fileSetFromUrls(urls, window.location.href)
+      .then(
+        (files) => {
+          openFiles(role, files);
+          setUrlsOpen(false);
+        },
+        (err: unknown) => setReadError(err instanceof Error ? err.message : String(err)),
+      )
+      .finally(() => setFetching(false));
+  };
   const filesInput = useRef<HTMLInputElement>(null);
   const folderInput = useRef<HTMLInputElement>(null);
   const setFolderMode = (el: HTMLInputElement | null) => {
@@ -74,10 +94,38 @@ export function DropZone({ role }: { role: Role }) {
         <button type="button" onClick={() => folderInput.current?.click()}>
           Choose folder…
         </button>
+        <button type="button" onClick={() => setUrlsOpen((o) => !o)} aria-expanded={urlsOpen} data-testid={`urls-toggle-${role}`}>
+          Open URLs…
+        </button>
         <input ref={filesInput} type="file" multiple hidden data-testid={`input-files-${role}`} onChange={(e) => onInput(e.currentTarget)} />
         <input ref={setFolderMode} type="file" multiple hidden data-testid={`input-folder-${role}`} onChange={(e) => onInput(e.currentTarget)} />
       </div>
-      {readError && <p className="error">{readError}</p>}
+      {urlsOpen && (
+        <form
+          className="urls"
+          onSubmit={(e) => {
+            e.preventDefault();
+            openUrls();
+          }}
+        >
+          <textarea
+            rows={4}
+            value={urls}
+            onChange={(e) => setUrls(e.currentTarget.value)}
+            placeholder={'One URL per line, read by HTTP range requests, e.g.\nhttps://example.org/model/config.json\nhttps://example.org/model/model.safetensors'}
+            aria-label={`URLs of the ${ROLE_LABELS[role].toLowerCase()}`}
+            data-testid={`urls-${role}`}
+          />
+          <button type="submit" disabled={fetching || urls.trim() === ''} data-testid={`urls-open-${role}`}>
+            {fetching ? 'Fetching…' : 'Open'}
+          </button>
+        </form>
+      )}
+      {readError && (
+        <p className="error" data-testid={`read-error-${role}`}>
+          {readError}
+        </p>
+      )}
       {slot.pending && <FileListing files={slot.pending} role={role} />}
       {slot.pending && !hasLoader && <p className="muted">Not loaded: this build has no model loader yet.</p>}
       <StatusLine status={slot.status} onCancel={() => clearModel(role)} />

@@ -1,0 +1,36 @@
+// Models read from URLs by HTTP range requests: the demo folder, or URLs the user pastes.
+import { FormatError, urlSource, type FileSet } from '../io/source.ts';
+
+/** A file set of remote files under `folderUrl`, each sized with a HEAD request. */
+export async function urlFileSet(folderUrl: string, names: readonly string[], signal?: AbortSignal): Promise<FileSet> {
+  const sources = await Promise.all(names.map((n) => urlSource(new URL(n, folderUrl).href, signal)));
+  return new Map(names.map((n, i) => [n, sources[i]!]));
+}
+
+/**
+ * A file set from pasted URLs, one per line, keyed by each URL's file name (so config.json,
+ * model.safetensors and the others sit side by side as in a folder). `base` resolves relative URLs.
+ */
+export async function fileSetFromUrls(text: string, base: string, signal?: AbortSignal): Promise<FileSet> {
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  if (lines.length === 0) throw new FormatError('URL list', 'is empty: give one URL per line');
+  const urls = lines.map((line, i) => {
+    let url: URL;
+    try {
+      url = new URL(line, base);
+    } catch {
+      throw new FormatError('URL list', `line ${i + 1} is not a URL: ${line}`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new FormatError('URL list', `line ${i + 1} is not an http(s) URL: ${line}`);
+    const name = decodeURIComponent(url.pathname.split('/').pop() ?? '');
+    if (name === '') throw new FormatError('URL list', `line ${i + 1} names a folder, not a file: ${line}`);
+    return { url: url.href, name };
+  });
+  const seen = new Set<string>();
+  for (const { name } of urls) {
+    if (seen.has(name)) throw new FormatError('URL list', `two URLs end in the same file name "${name}"`);
+    seen.add(name);
+  }
+  const sources = await Promise.all(urls.map(({ url }) => urlSource(url, signal)));
+  return new Map(urls.map(({ name }, i) => [name, sources[i]!]));
+}
