@@ -1,5 +1,12 @@
 import type { ParseArgsConfig } from 'node:util';
+import { adl } from './adl.ts';
 import { crosscoder } from './crosscoder.ts';
+import { forward } from './forward.ts';
+import { inspect } from './inspect.ts';
+import { lens } from './lens.ts';
+import { patch } from './patch.ts';
+import { steer } from './steer.ts';
+import { weights } from './weights.ts';
 
 export interface Command {
   summary: string;
@@ -12,4 +19,11 @@ export interface Command {
 
 export const commands: Record<string, Command> = {
   crosscoder,
+  inspect,
+  weights,
+  forward,
+  lens,
+  adl,
+  steer,
+  patch,
 };

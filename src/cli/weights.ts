@@ -1,0 +1,57 @@
+// `neurodiff weights <base> <ft>`: per-tensor statistics and spectra of ΔW = W_ft − W_base, streamed
+// tensor by tensor. An <ft> (or --adapter) that is a PEFT adapter is analysed from its factors.
+import { diffLora } from '../analysis/weights/lora.ts';
+import { diffWeights } from '../analysis/weights/diff.ts';
+import type { WeightsDiff } from '../analysis/weights/types.ts';
+import { FormatError } from '../io/source.ts';
+import { loraAdapterFromStore } from '../model/lora.ts';
+import type { Command } from './commands.ts';
+import { UsageError } from './errors.ts';
+import { intOption, openModelAt, pickBackend, str } from './models.ts';
+import { join } from 'node:path';
+
+export const weights: Command = {
+  summary: 'per-tensor ΔW statistics: norms, relative change, cosine, sparsity, spectra, effective rank',
+  usage: '<base> <ft> [--adapter <dir>] [--top-k 16] [--backend cpu|webgpu] [--json]',
+  options: {
+    adapter: { type: 'string' },
+    'top-k': { type: 'string' },
+    backend: { type: 'string' },
+  },
+  async run(positionals, values): Promise<WeightsDiff> {
+    const [basePath, ftPath, extra] = positionals;
+    const adapterPath = str(values, 'adapter');
+    if (!basePath || extra !== undefined || (ftPath === undefined) === (adapterPath === undefined)) {
+      throw new UsageError('weights takes <base> and either <ft> (a model or a PEFT adapter folder) or --adapter <dir>');
+    }
+    const topK = intOption(values, 'top-k', 16, 1);
+    const backend = await pickBackend(values);
+    const base = await openModelAt(basePath, 'base model');
+    if (base.kind === 'peft-adapter') throw new FormatError(basePath, 'is a PEFT adapter; give the model it adapts as <base>');
+    const ftArg = (ftPath ?? adapterPath)!;
+    const ft = await openModelAt(ftArg, ftPath ? 'fine-tuned model' : 'adapter');
+    if (adapterPath && ft.kind !== 'peft-adapter') throw new FormatError(adapterPath, 'is not a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)');
+    let last = 0;
+    const onProgress = (done: number, total: number, name: string) => {
+      const now = Date.now();
+      if (now - last > 500 || done === total) process.stderr.write(`tensor ${done}/${total} ${name}\n`);
+      last = now;
+    };
+    if (ft.kind === 'peft-adapter') {
+      const adapter = loraAdapterFromStore(ft.store, ft.config, join(ftArg, 'adapter_config.json'));
+      return diffLora(base.store, adapter, { backend, topK, onProgress });
+    }
+    return diffWeights(base.store, ft.store, { backend, topK, onProgress });
+  },
+  format(result) {
+    const r = result as WeightsDiff;
+    const changed = r.tensors.filter((t) => t.frobenius > 0).sort((a, b) => (b.relative ?? 0) - (a.relative ?? 0));
+    const lines = [`${r.tensors.length} tensors compared, ${changed.length} changed; ${r.missing.length} in one model only, ${r.mismatched.length} with different shapes`];
+    lines.push('name'.padEnd(56) + 'frobenius'.padStart(12) + 'relative'.padStart(12) + 'spectral'.padStart(12) + 'eff.rank'.padStart(10));
+    const fmt = (x: number | null, w: number) => (x === null ? 'n/a' : x.toPrecision(4)).padStart(w);
+    for (const t of changed) lines.push(t.name.padEnd(56) + fmt(t.frobenius, 12) + fmt(t.relative, 12) + fmt(t.spectral, 12) + fmt(t.effective_rank, 10));
+    for (const m of r.missing) lines.push(`only in ${m.only_in}: ${m.name} ${JSON.stringify(m.shape)}`);
+    for (const m of r.mismatched) lines.push(`different shapes: ${m.name} base ${JSON.stringify(m.base_shape)} ft ${JSON.stringify(m.ft_shape)}`);
+    return lines.join('\n') + '\n';
+  },
+};
