@@ -2,6 +2,7 @@
 // It is both the reference the WebGPU kernels are tested against and the command line's default
 // backend. f16 tensors are held as float32 values rounded to float16. Compute ops return f32.
 // Reductions accumulate in float64 (JavaScript numbers).
+import { f16BitsIntoF32 } from '../io/chunks.ts';
 import { f16ToF32, f32ToF16 } from '../io/dtype.ts';
 import {
   numel,
@@ -382,6 +383,23 @@ export function createCpuBackend(): Backend {
     },
 
     async sync() {},
+
+    createEmpty(shape, dtype) {
+      if (!shape.every((d) => Number.isInteger(d) && d >= 0)) throw new ShapeError('createEmpty', `shape [${shape.join(', ')}] must hold non-negative integers`);
+      if (dtype !== 'f32' && dtype !== 'f16') throw new ShapeError('createEmpty', `dtype must be f32 or f16, got ${String(dtype)}`);
+      return new CpuTensor([...shape], dtype, new Float32Array(numel(shape)));
+    },
+
+    writeRows(t, rowStart, data) {
+      const dst = floats(t, 'writeRows');
+      const rowLength = numel(t.shape.slice(1));
+      const start = checkRowWrite(t, rowStart, data, rowLength);
+      if (data instanceof Uint16Array) {
+        f16BitsIntoF32(data, dst, start);
+      } else {
+        dst.set(t.dtype === 'f16' ? roundF16(data) : data, start);
+      }
+    },
   };
   return backend;
 }
@@ -392,6 +410,18 @@ function seqShape(x: Tensor, op: string): [number, number, number] {
 }
 
 const invFreqCache = new Map<string, Float32Array>();
+/** The element offset of row `rowStart`, after checking that `data` holds whole rows that fit. */
+function checkRowWrite(t: Tensor, rowStart: number, data: Float32Array | Uint16Array, rowLength: number): number {
+  const rows = t.shape[0] ?? 1;
+  const count = rowLength === 0 ? 0 : data.length / rowLength;
+  if (t.dtype === 'i32') throw new ShapeError('writeRows', 'expects an f32 or f16 tensor, got i32');
+  if (data instanceof Uint16Array && t.dtype !== 'f16') throw new ShapeError('writeRows', `float16 bits (Uint16Array) need an f16 tensor, got ${t.dtype}`);
+  if (!Number.isInteger(count) || !Number.isInteger(rowStart) || rowStart < 0 || rowStart + count > rows) {
+    throw new ShapeError('writeRows', `${data.length} values from row ${rowStart} are not whole rows of ${rowLength} within [${t.shape.join(', ')}]`);
+  }
+  return rowStart * rowLength;
+}
+
 function invFreqCached(p: RopeParams): Float32Array {
   const key = JSON.stringify(p);
   let inv = invFreqCache.get(key);

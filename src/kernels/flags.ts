@@ -22,6 +22,8 @@ export interface KernelFlags {
   reduceWorkgroupSize: number;
   /** Dispatches recorded before the backend submits them. */
   dispatchesPerSubmit: number;
+  /** Bytes above which createEmpty keeps a tensor as row blocks; 0: the device's storage binding limit. */
+  maxBindingBytes: number;
 }
 
 export const DEFAULT_FLAGS: Readonly<KernelFlags> = {
@@ -35,6 +37,7 @@ export const DEFAULT_FLAGS: Readonly<KernelFlags> = {
   matvecMaxM: 4,
   reduceWorkgroupSize: 256,
   dispatchesPerSubmit: 64,
+  maxBindingBytes: 0,
 };
 
 export const flags: KernelFlags = { ...DEFAULT_FLAGS };

@@ -2,6 +2,8 @@
 // ops record dispatches that are submitted in batches; read() and sync() are the only awaits.
 // f16 is a storage type for weights: matmul/linear read f16 B directly and embedding reads f16
 // tables; any other op widens f16 inputs to f32 first. Results are f32 (indices i32).
+// A weight larger than one storage binding (createEmpty) is kept as row blocks: embedding gathers
+// from each block, and x·Wᵀ runs per block with the outputs copied side by side.
 
 import { f16ToF32 } from '../io/dtype.ts';
 import {
@@ -57,6 +59,18 @@ class GpuTensor implements Tensor {
   }
 }
 
+/** A tensor too large for one storage binding, as row blocks of `blockRows` rows (the last may be shorter). */
+class RowBlockTensor implements Tensor {
+  readonly backend = 'webgpu' as const;
+  disposed = false;
+  constructor(
+    readonly shape: readonly number[],
+    readonly dtype: 'f32' | 'f16',
+    readonly blocks: readonly GpuTensor[],
+    readonly blockRows: number,
+  ) {}
+}
+
 export async function createWebGpuBackend(): Promise<Backend> {
   return new WebGpuBackend(await getGpu());
 }
@@ -89,6 +103,17 @@ class WebGpuBackend implements Backend {
   }
 
   async read(tensor: Tensor): Promise<Float32Array | Int32Array> {
+    if (tensor instanceof RowBlockTensor) {
+      if (tensor.disposed) throw new ShapeError('read', `tensor [${tensor.shape.join(', ')}] was disposed`);
+      const out = new Float32Array(numel(tensor.shape));
+      let at = 0;
+      for (const block of tensor.blocks) {
+        const part = await this.read(block);
+        out.set(part, at);
+        at += part.length;
+      }
+      return out;
+    }
     const t = this.own(tensor, 'read');
     const n = t.size;
     if (t.dtype === 'f16') {
@@ -101,6 +126,10 @@ class WebGpuBackend implements Backend {
   }
 
   dispose(tensor: Tensor): void {
+    if (tensor instanceof RowBlockTensor && !tensor.disposed) {
+      tensor.disposed = true;
+      for (const block of tensor.blocks) this.dispose(block);
+    }
     if (!(tensor instanceof GpuTensor) || tensor.disposed) return;
     tensor.disposed = true;
     if (--tensor.storage.refs === 0) this.recorder.releaseAfterSubmit(tensor.buffer);
@@ -185,6 +214,7 @@ class WebGpuBackend implements Backend {
   }
 
   embedding(table: Tensor, ids: Int32Array, idsShape: readonly number[]): Tensor {
+    if (table instanceof RowBlockTensor) return this.blockEmbedding(table, ids, idsShape);
     const t = this.own(table, 'embedding');
     checkShape('embedding', idsShape);
     if (t.shape.length !== 2) throw new ShapeError('embedding', `table must be [V, D], got [${t.shape.join(', ')}]`);
@@ -331,9 +361,60 @@ class WebGpuBackend implements Backend {
     await this.recorder.sync();
   }
 
+  createEmpty(shape: readonly number[], dtype: 'f32' | 'f16'): Tensor {
+    checkShape('createEmpty', shape);
+    if (dtype !== 'f32' && dtype !== 'f16') throw new ShapeError('createEmpty', `dtype must be f32 or f16, got ${String(dtype)}`);
+    this.ctx.assertAlive();
+    const elementBytes = dtype === 'f16' ? 2 : 4;
+    const limit = this.bindingLimit();
+    if (numel(shape) * elementBytes <= limit || shape.length === 0) return this.alloc(shape, dtype);
+    const rows = shape[0]!;
+    const rowLength = numel(shape.slice(1));
+    let blockRows = Math.floor(limit / (rowLength * elementBytes));
+    // Blocks then start at even elements, where f16 writes stay aligned to 32-bit words.
+    if (dtype === 'f16' && rowLength % 2 === 1) blockRows -= blockRows % 2;
+    if (blockRows < 1) throw new ShapeError('createEmpty', `a row of ${rowLength * elementBytes} bytes exceeds the storage binding limit of ${limit} bytes`);
+    const blocks: GpuTensor[] = [];
+    try {
+      for (let r = 0; r < rows; r += blockRows) blocks.push(this.alloc([Math.min(blockRows, rows - r), ...shape.slice(1)], dtype));
+    } catch (e) {
+      for (const b of blocks) this.dispose(b);
+      throw e;
+    }
+    return new RowBlockTensor([...shape], dtype, blocks, blockRows);
+  }
+
+  writeRows(tensor: Tensor, rowStart: number, data: Float32Array | Uint16Array): void {
+    const t = tensor instanceof RowBlockTensor ? tensor : this.own(tensor, 'writeRows');
+    if (t.disposed) throw new ShapeError('writeRows', `tensor [${t.shape.join(', ')}] was disposed`);
+    if (t.dtype === 'i32') throw new ShapeError('writeRows', 'expects an f32 or f16 tensor, got i32');
+    if (data instanceof Uint16Array && t.dtype !== 'f16') throw new ShapeError('writeRows', `float16 bits (Uint16Array) need an f16 tensor, got ${t.dtype}`);
+    const rowLength = numel(t.shape.slice(1));
+    const count = rowLength === 0 ? 0 : data.length / rowLength;
+    if (!Number.isInteger(count) || !Number.isInteger(rowStart) || rowStart < 0 || rowStart + count > (t.shape[0] ?? 1)) {
+      throw new ShapeError('writeRows', `${data.length} values from row ${rowStart} are not whole rows of ${rowLength} within [${t.shape.join(', ')}]`);
+    }
+    this.ctx.assertAlive();
+    if (!(t instanceof RowBlockTensor)) {
+      this.writeElements(t, rowStart * rowLength, data);
+      return;
+    }
+    t.blocks.forEach((block, b) => {
+      const first = Math.max(rowStart, b * t.blockRows);
+      const last = Math.min(rowStart + count, b * t.blockRows + block.shape[0]!);
+      if (first < last) this.writeElements(block, (first - b * t.blockRows) * rowLength, data.subarray((first - rowStart) * rowLength, (last - rowStart) * rowLength));
+    });
+  }
+
   // ---- helpers ----
 
   private own(t: Tensor, op: string): GpuTensor {
+    if (t instanceof RowBlockTensor) {
+      throw new ShapeError(
+        op,
+        `tensor [${t.shape.join(', ')}] is kept as ${t.blocks.length} row blocks (larger than one storage binding): only embedding, matmul/linear as transposed b, read and dispose take it`,
+      );
+    }
     if (!(t instanceof GpuTensor)) throw new ShapeError(op, `tensor belongs to the ${t.backend} backend, not webgpu`);
     if (t.disposed) throw new ShapeError(op, `tensor [${t.shape.join(', ')}] was disposed`);
     return t;
@@ -343,6 +424,91 @@ class WebGpuBackend implements Backend {
     const bytes = numel(shape) * (dtype === 'f16' ? 2 : 4);
     const buffer = this.ctx.pool.acquire(bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
     return new GpuTensor([...shape], dtype, new Storage(buffer));
+  }
+
+  /** Largest tensor in one buffer, as the pool can allocate it (a multiple of 16 bytes). */
+  private bindingLimit(): number {
+    const limits = this.ctx.device.limits;
+    const device = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+    return Math.floor((flags.maxBindingBytes > 0 ? Math.min(flags.maxBindingBytes, device) : device) / 16) * 16;
+  }
+
+  /** Writes values (f16 bits or float32) at element `offset` of one buffer. */
+  private writeElements(t: GpuTensor, offset: number, data: Float32Array | Uint16Array): void {
+    if (data.length === 0) return;
+    if (t.dtype === 'f32') {
+      this.ctx.device.queue.writeBuffer(t.buffer, offset * 4, data);
+      return;
+    }
+    // Writes are whole 32-bit words: an f16 write starts on one, and an odd count is padded, which is safe only at the end.
+    if (offset % 2 !== 0) throw new ShapeError('writeRows', `an f16 write must start at an even element, got ${offset}`);
+    if (data.length % 2 !== 0 && offset + data.length !== t.size) throw new ShapeError('writeRows', `an f16 write of an odd number of values (${data.length}) must end the tensor`);
+    let bits: Uint16Array;
+    if (data instanceof Float32Array) bits = toF16Bits(data);
+    else if (data.length % 2 === 0) bits = data;
+    else {
+      bits = new Uint16Array(data.length + 1);
+      bits.set(data);
+    }
+    this.ctx.device.queue.writeBuffer(t.buffer, offset * 2, bits);
+  }
+
+  /** Gathers each block's ids with the ordinary kernel, then copies the rows into place (consecutive positions as one copy). */
+  private blockEmbedding(table: RowBlockTensor, ids: Int32Array, idsShape: readonly number[]): Tensor {
+    if (table.disposed) throw new ShapeError('embedding', `tensor [${table.shape.join(', ')}] was disposed`);
+    checkShape('embedding', idsShape);
+    if (table.shape.length !== 2) throw new ShapeError('embedding', `table must be [V, D], got [${table.shape.join(', ')}]`);
+    if (numel(idsShape) !== ids.length) throw new ShapeError('embedding', `${ids.length} ids do not fill shape [${idsShape.join(', ')}]`);
+    const [vocab, d] = table.shape as [number, number];
+    ids.forEach((id, i) => {
+      if (!(id >= 0 && id < vocab)) throw new RangeError(`embedding: id ${id} at position ${i} is outside the vocabulary of ${vocab}`);
+    });
+    const out = this.alloc([...idsShape, d], 'f32');
+    if (out.size === 0) return out;
+    table.blocks.forEach((block, b) => {
+      const first = b * table.blockRows;
+      const positions: number[] = [];
+      ids.forEach((id, i) => {
+        if (id >= first && id < first + block.shape[0]!) positions.push(i);
+      });
+      if (positions.length === 0) return;
+      const rows = this.embedding(block, Int32Array.from(positions, (i) => ids[i]! - first), [positions.length]) as GpuTensor;
+      for (let k = 0; k < positions.length; ) {
+        let n = 1;
+        while (k + n < positions.length && positions[k + n] === positions[k]! + n) n++;
+        this.recorder.copy(rows.buffer, k * d * 4, out.buffer, positions[k]! * d * 4, n * d * 4);
+        k += n;
+      }
+      this.dispose(rows);
+    });
+    return out;
+  }
+
+  /** a · bᵀ with b in row blocks: each block gives a range of output columns, copied row by row into place. */
+  private blockMatmul(op: string, a: Tensor, b: RowBlockTensor, transposeB: boolean, bias?: Tensor): Tensor {
+    if (b.disposed) throw new ShapeError(op, `tensor [${b.shape.join(', ')}] was disposed`);
+    if (!transposeB || b.shape.length !== 2) {
+      throw new ShapeError(op, `b [${b.shape.join(', ')}] is kept as row blocks: only a transposed 2-D b (weights [out, in]) is supported`);
+    }
+    const n = b.shape[0]!;
+    if (bias && numel(bias.shape) !== n) throw new ShapeError(op, `bias has ${numel(bias.shape)} values for ${n} outputs`);
+    const out = this.withFloats(op, [a], ([at]) => {
+      const m = numel(at.shape.slice(0, -1));
+      const parts = b.blocks.map((block) => this.matmulF32A(op, at, block, true));
+      const result = this.alloc([...at.shape.slice(0, -1), n], 'f32');
+      let column = 0;
+      for (const part of parts) {
+        const width = part.shape[part.shape.length - 1]!;
+        if (width > 0) for (let i = 0; i < m; i++) this.recorder.copy(part.buffer, i * width * 4, result.buffer, (i * n + column) * 4, width * 4);
+        column += width;
+        this.dispose(part);
+      }
+      return result;
+    });
+    if (!bias) return out;
+    const withBias = this.add(out, bias);
+    this.dispose(out);
+    return withBias;
   }
 
   private grid(groups: number): [number, number, number] {
@@ -401,6 +567,7 @@ class WebGpuBackend implements Backend {
   }
 
   private matmulOp(op: string, a: Tensor, b: Tensor, transposeB: boolean, bias?: Tensor): Tensor {
+    if (b instanceof RowBlockTensor) return this.blockMatmul(op, a, b, transposeB, bias);
     const bt = this.own(b, op);
     if (bt.dtype === 'i32') throw new ShapeError(op, 'b must be f32 or f16, got i32');
     if (bias) return this.withFloats(op, [a, bias], ([at, biasT]) => this.matmulF32A(op, at, bt, transposeB, biasT));

@@ -120,6 +120,20 @@ export interface Backend {
 
   /** Resolves when all issued work has finished. */
   sync(): Promise<void>;
+
+  /**
+   * An uninitialised f32 or f16 tensor, to be filled with writeRows: weights are streamed from the file
+   * in chunks instead of passing through one host array. On WebGPU, a tensor larger than one storage
+   * binding is kept as row blocks, which embedding (as the table), matmul/linear (as b, transposed),
+   * read and dispose accept; other ops refuse it.
+   */
+  createEmpty(shape: readonly number[], dtype: 'f32' | 'f16'): Tensor;
+  /**
+   * Writes whole rows (first dimension) from `rowStart` into a tensor from createEmpty that no op has
+   * used yet. f16 tensors take float16 bit patterns (Uint16Array) as well as float32 values; on
+   * WebGPU an f16 write must start at an even element.
+   */
+  writeRows(t: Tensor, rowStart: number, data: Float32Array | Uint16Array): void;
 }
 
 export function numel(shape: readonly number[]): number {
