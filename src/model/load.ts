@@ -1,23 +1,59 @@
-// Loading: config → converter → tensors read one at a time from the store, transformed (transpose,
-// split of fused tensors, LoRA merge) and uploaded, so no more than one checkpoint tensor is on the
-// host at once.
+// Loading: config → converter → tensors streamed from the store to the backend. A matrix in its
+// stored orientation is read in row chunks of about `chunkBytes` into a tensor from
+// backend.createEmpty (on WebGPU, row blocks when it exceeds one storage binding); F16/BF16
+// checkpoints go to f16 storage as 16-bit patterns, never widened to float32 on the host. So the host
+// holds one chunk (plus its f16 copy) at a time. Vectors and matrices that must be transposed (GPT-2's
+// Conv1D) are small: they are read whole, transformed and uploaded with fromArray.
+//
+// f16 storage of values beyond float16's range (|x| ≥ 65520) would turn them into infinities: such a
+// tensor is kept in float32 instead (reloaded from the file), and onWarning says so.
+import { bf16ToF16, f16Overflow, rowChunks } from '../io/chunks.ts';
 import { openSafetensorsFolder } from '../io/safetensors.ts';
 import { FormatError, readJson, type FileSet } from '../io/source.ts';
-import type { WeightStore } from '../io/store.ts';
+import { formatBytes, readRowsF32, rowLayout, WHOLE_READ_MAX_BYTES, type StoredTensor, type WeightStore } from '../io/store.ts';
 import type { Backend, Tensor } from './backend.ts';
-import { parseConfig, type ModelConfig } from './config.ts';
+import { estimateMemory, parseConfig, type ModelConfig } from './config.ts';
 import { convertNames, type WeightSource, type WeightSpec } from './convert.ts';
-import { mergeLora, type LoraAdapter } from './lora.ts';
+import { mergeLora, type LoraAdapter, type LoraFactors, type LoraTarget } from './lora.ts';
 import { Transformer } from './transformer.ts';
+
+export const DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024;
 
 export interface LoadOptions {
   signal?: AbortSignal;
-  /** Called after each checkpoint tensor is uploaded. */
+  /**
+   * Called as checkpoint bytes reach the backend: when a checkpoint tensor is complete, and within a
+   * large one after about every `chunkBytes`.
+   */
   onProgress?: (bytesDone: number, bytesTotal: number, tensorName: string) => void;
   /** Storage of matrices on the backend (vectors stay f32). Default f32. */
   dtype?: 'f32' | 'f16';
   /** A PEFT LoRA adapter merged into the weights as they load. */
   adapter?: LoraAdapter;
+  /** File bytes read per step when streaming a matrix. Default DEFAULT_CHUNK_BYTES (64 MiB). */
+  chunkBytes?: number;
+  /** Refuse to load (MemoryBudgetError) when the weights, as estimateMemory counts them, need more bytes. */
+  memoryBudgetBytes?: number;
+  /** Told when a tensor asked for as f16 is kept in f32 (values beyond float16's range). Default console.warn. */
+  onWarning?: (message: string) => void;
+}
+
+export class MemoryBudgetError extends Error {
+  constructor(
+    readonly label: string,
+    readonly neededBytes: number,
+    readonly budgetBytes: number,
+  ) {
+    super(`${label}: needs ${gigabytes(neededBytes)} GB for its weights, budget ${gigabytes(budgetBytes)} GB`);
+    this.name = 'MemoryBudgetError';
+  }
+}
+
+/** Throws a MemoryBudgetError when the model's weights (estimateMemory) exceed `budgetBytes`. */
+export function checkMemoryBudget(config: ModelConfig, dtype: 'f32' | 'f16', budgetBytes: number | undefined, label: string): void {
+  if (budgetBytes === undefined) return;
+  const needed = estimateMemory(config, dtype).weightBytes;
+  if (needed > budgetBytes) throw new MemoryBudgetError(`${label} (${config.modelType}, ${dtype})`, needed, budgetBytes);
 }
 
 /** A Hugging Face folder: config.json and model.safetensors (or shards). */
@@ -32,45 +68,185 @@ export async function loadModel(files: FileSet, backend: Backend, opts: LoadOpti
 /** Any weight store with Hugging Face tensor names, plus its (possibly synthesized) config.json object. */
 export async function loadModelFromStore(store: WeightStore, rawConfig: unknown, backend: Backend, opts: LoadOptions = {}, configLabel = 'config.json'): Promise<Transformer> {
   const config = parseConfig(rawConfig, configLabel);
+  const dtype = opts.dtype ?? 'f32';
+  checkMemoryBudget(config, dtype, opts.memoryBudgetBytes, store.label);
   const specs = convertNames(config, new Set(store.tensors.keys()));
   checkSpecs(store, config, specs);
   const adapter = opts.adapter;
   if (adapter) checkAdapterTargets(store, specs, adapter);
 
-  const sourceNames = [...new Set(specs.map((s) => s.source.name))];
-  const bytesTotal = sourceNames.reduce((n, name) => n + store.tensors.get(name)!.byteLength, 0);
-  let bytesDone = 0;
+  const loader = new Loader(store, backend, opts, specs);
   const weights = new Map<string, Tensor>();
   const sources = new Map<string, WeightSource>();
   try {
-    // Specs of one fused tensor are adjacent, so one read serves them all.
-    let current: { name: string; data: Float32Array } | undefined;
-    for (const spec of specs) {
+    // Specs of one fused tensor are adjacent, so one whole read serves them all.
+    let whole: { name: string; data: Float32Array } | undefined;
+    const lastPart = new Map(specs.map((s, i) => [s.source.name, i]));
+    for (const [i, spec] of specs.entries()) {
       opts.signal?.throwIfAborted();
       const src = spec.source;
-      if (current?.name !== src.name) {
-        if (current) report(current.name);
-        let data = await store.readF32(src.name, opts.signal);
-        const target = adapter?.targets.get(src.name);
-        if (adapter && target) data = mergeLora(data, store.tensors.get(src.name)!.shape, target, await adapter.readFactors(target, opts.signal));
-        current = { name: src.name, data };
+      if (spec.shape.length >= 2 && !src.transpose) {
+        weights.set(spec.canonical, await loader.streamMatrix(spec, dtype));
+      } else {
+        if (whole?.name !== src.name) whole = { name: src.name, data: await loader.readWhole(src.name) };
+        weights.set(spec.canonical, loader.uploadWhole(spec, whole.data, spec.shape.length >= 2 ? dtype : 'f32'));
+        if (lastPart.get(src.name) === i) await loader.uploadedWhole(src.name);
       }
-      const values = transform(current.data, store.tensors.get(src.name)!.shape, src);
-      const dtype = spec.shape.length >= 2 ? (opts.dtype ?? 'f32') : 'f32';
-      weights.set(spec.canonical, backend.fromArray(values, spec.shape, dtype));
       sources.set(spec.canonical, src);
     }
-    if (current) report(current.name);
   } catch (e) {
     for (const t of weights.values()) backend.dispose(t);
     throw e;
   }
   return new Transformer(config, backend, weights, sources, adapter);
+}
 
-  function report(name: string): void {
-    bytesDone += store.tensors.get(name)!.byteLength;
-    opts.onProgress?.(bytesDone, bytesTotal, name);
+class Loader {
+  private bytesDone = 0;
+  private bytesTotal = 0;
+  private unreported = 0;
+  private unsynced = 0;
+  private readonly doneByTensor = new Map<string, number>();
+  private readonly chunkBytes: number;
+
+  constructor(
+    private readonly store: WeightStore,
+    private readonly backend: Backend,
+    private readonly opts: LoadOptions,
+    specs: readonly WeightSpec[],
+  ) {
+    for (const name of new Set(specs.map((s) => s.source.name))) this.bytesTotal += store.tensors.get(name)!.byteLength;
+    this.chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    if (!(this.chunkBytes > 0)) throw new RangeError(`chunkBytes must be positive, got ${this.chunkBytes}`);
   }
+
+  /** Rows of the stored tensor, chunk by chunk, into a tensor from createEmpty; f16 falls back to f32 on overflow. */
+  async streamMatrix(spec: WeightSpec, dtype: 'f32' | 'f16'): Promise<Tensor> {
+    const target = this.opts.adapter?.targets.get(spec.source.name);
+    const lora = target ? { target, factors: await this.opts.adapter!.readFactors(target, this.opts.signal) } : undefined;
+    const t = this.backend.createEmpty(spec.shape, dtype);
+    if (await this.fillRows(t, spec, lora)) return t;
+    this.backend.dispose(t);
+    this.warn(`${this.store.label}: tensor "${spec.source.name}" has values beyond float16's range (±65504), so it is kept as float32`);
+    const wide = this.backend.createEmpty(spec.shape, 'f32');
+    await this.fillRows(wide, spec, lora);
+    return wide;
+  }
+
+  /** Fills `t` from the file; false (nothing counted) when an f16 tensor would overflow. Disposes `t` on errors. */
+  private async fillRows(t: Tensor, spec: WeightSpec, lora: { target: LoraTarget; factors: LoraFactors } | undefined): Promise<boolean> {
+    const stored = this.store.tensors.get(spec.source.name)!;
+    const { rows, rowLength } = rowLayout(stored);
+    const [first, last] = spec.source.rows ?? [0, rows];
+    const rowBytes = rows === 0 ? 0 : stored.byteLength / rows;
+    const f16 = t.dtype === 'f16';
+    // f16 writes start at even elements: with rows of odd length, chunks take an even number of rows.
+    const chunks = rowChunks(first, last, rowBytes, this.chunkBytes, f16 && rowLength % 2 === 1 ? 2 : 1);
+    let counted = 0;
+    try {
+      for (const [a, b] of chunks) {
+        this.opts.signal?.throwIfAborted();
+        const data = await this.readChunk(stored, a, b, f16 ? 'f16' : 'f32', lora);
+        if (!data) {
+          // Counted bytes are read again into the f32 tensor: they count on top, so progress never goes back.
+          this.bytesTotal += counted;
+          this.doneByTensor.set(stored.name, (this.doneByTensor.get(stored.name) ?? 0) - counted);
+          return false;
+        }
+        this.backend.writeRows(t, a - first, data);
+        await this.uploaded(stored.name, (b - a) * rowBytes);
+        counted += (b - a) * rowBytes;
+      }
+      return true;
+    } catch (e) {
+      this.backend.dispose(t);
+      throw e;
+    }
+  }
+
+  /** Rows [a, b) as f16 bits or float32 values; undefined when f16 storage would overflow. */
+  private async readChunk(stored: StoredTensor, a: number, b: number, want: 'f32' | 'f16', lora?: { target: LoraTarget; factors: LoraFactors }): Promise<Float32Array | Uint16Array | undefined> {
+    const { store } = this;
+    const signal = this.opts.signal;
+    if (want === 'f16' && !lora && store.readRowsHalf && (stored.dtype === 'F16' || stored.dtype === 'BF16')) {
+      const raw = await store.readRowsHalf(stored.name, a, b, signal);
+      if (stored.dtype === 'F16') return raw;
+      const { bits, overflow } = bf16ToF16(raw);
+      return overflow > 0 ? undefined : bits;
+    }
+    let values = await readRowsF32(store, stored.name, a, b, signal ? { signal } : {});
+    if (lora) values = mergeLoraRows(values, a, b, lora.target, lora.factors);
+    return want === 'f16' && f16Overflow(values) > 0 ? undefined : values;
+  }
+
+  /** The whole tensor as float32, with the adapter's update merged in. */
+  async readWhole(name: string): Promise<Float32Array> {
+    const stored = this.store.tensors.get(name)!;
+    const f32Bytes = stored.shape.reduce((a, b) => a * b, 1) * 4;
+    if (f32Bytes > WHOLE_READ_MAX_BYTES) {
+      throw new FormatError(this.store.label, `tensor "${name}" is ${formatBytes(f32Bytes)} as float32 and must be read whole to be transposed (limit ${formatBytes(WHOLE_READ_MAX_BYTES)})`);
+    }
+    const data = await this.store.readF32(name, this.opts.signal);
+    const target = this.opts.adapter?.targets.get(name);
+    return target ? mergeLora(data, stored.shape, target, await this.opts.adapter!.readFactors(target, this.opts.signal)) : data;
+  }
+
+  uploadWhole(spec: WeightSpec, data: Float32Array, dtype: 'f32' | 'f16'): Tensor {
+    const { name } = spec.source;
+    const stored = this.store.tensors.get(name)!;
+    const values = transform(data, stored.shape, spec.source);
+    let want = dtype;
+    if (want === 'f16' && f16Overflow(values) > 0) {
+      this.warn(`${this.store.label}: tensor "${name}" has values beyond float16's range (±65504), so it is kept as float32`);
+      want = 'f32';
+    }
+    return this.backend.fromArray(values, spec.shape, want);
+  }
+
+  /** Progress for a tensor read whole, once its last part is uploaded. */
+  async uploadedWhole(name: string): Promise<void> {
+    await this.uploaded(name, this.store.tensors.get(name)!.byteLength);
+  }
+
+  /** Counts uploaded bytes; reports progress when a tensor completes or a chunk's worth has passed; bounds queued uploads. */
+  private async uploaded(name: string, bytes: number): Promise<void> {
+    this.bytesDone += bytes;
+    this.unreported += bytes;
+    this.unsynced += bytes;
+    const done = (this.doneByTensor.get(name) ?? 0) + bytes;
+    this.doneByTensor.set(name, done);
+    if (this.unsynced >= this.chunkBytes) {
+      // Uploads queue on the host until submitted: waiting here keeps at most about one chunk in flight.
+      await this.backend.sync();
+      this.unsynced = 0;
+    }
+    if (done >= this.store.tensors.get(name)!.byteLength || this.unreported >= this.chunkBytes) {
+      this.unreported = 0;
+      this.opts.onProgress?.(this.bytesDone, this.bytesTotal, name);
+    }
+  }
+
+  private warn(message: string): void {
+    (this.opts.onWarning ?? console.warn)(message);
+  }
+}
+
+/** Rows [a, b) of a stored weight with its LoRA update: the factors restricted to those rows. */
+function mergeLoraRows(rows: Float32Array, a: number, b: number, target: LoraTarget, f: LoraFactors): Float32Array {
+  const [r, nIn] = target.shapeA;
+  const nOut = target.shapeB[0];
+  if (!target.transposed) {
+    // Stored [out, in]: rows are outputs, so rows of B.
+    return mergeLora(rows, [b - a, nIn], { ...target, shapeB: [b - a, r] }, { A: f.A, B: f.B.subarray(a * r, b * r) });
+  }
+  // Stored [in, out]: rows are inputs, so columns of A.
+  const A = new Float32Array(r * (b - a));
+  for (let k = 0; k < r; k++) A.set(f.A.subarray(k * nIn + a, k * nIn + b), k * (b - a));
+  return mergeLora(rows, [b - a, nOut], { ...target, shapeA: [r, b - a] }, { A, B: f.B });
+}
+
+function gigabytes(bytes: number): string {
+  return (bytes / 1e9).toFixed(2);
 }
 
 /** Reads only config.json, e.g. to estimate memory before loading. */
