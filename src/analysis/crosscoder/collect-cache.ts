@@ -10,47 +10,14 @@
 // The key is a hash of everything the rows depend on: both models' file fingerprints, the corpus
 // bytes, the layer, hook and collection settings.
 import { readEntryF32, readSafetensorsHeader, writeSafetensors, type SafetensorsEntry } from '../../io/safetensors.ts';
-import { FormatError, type ByteSource, type FileSet } from '../../io/source.ts';
+import { FormatError, type ByteSource } from '../../io/source.ts';
+import { sha256Hex } from '../../io/fingerprint.ts';
 import type { PairedActivations } from './collect.ts';
+
+export { fingerprintFiles, sha256Hex } from '../../io/fingerprint.ts';
 
 const FORMAT = 'neurodiff-activations';
 const VERSION = '1';
-
-async function sha256(data: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest('SHA-256', data as Uint8Array<ArrayBuffer>));
-}
-
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-}
-
-export async function sha256Hex(data: Uint8Array | string): Promise<string> {
-  return hex(await sha256(typeof data === 'string' ? new TextEncoder().encode(data) : data));
-}
-
-/**
- * A cheap identity for a model folder that does not read whole checkpoints: every file's name and
- * size, its first and last 64 KiB (headers, configs, the last tensors) and 16 blocks of 4 KiB spread
- * over it. A fine-tune changes nearly every weight, so the sampled bytes tell checkpoints apart.
- */
-export async function fingerprintFiles(files: FileSet, signal?: AbortSignal): Promise<string> {
-  const parts: string[] = [];
-  for (const name of [...files.keys()].sort()) {
-    const src = files.get(name)!;
-    const ranges: Array<[number, number]> = [];
-    const edge = 64 * 1024;
-    if (src.size <= 2 * edge) ranges.push([0, src.size]);
-    else {
-      ranges.push([0, edge], [src.size - edge, edge]);
-      const block = 4096;
-      for (let i = 1; i <= 16; i++) ranges.push([Math.floor(((src.size - block) * i) / 17), block]);
-    }
-    const chunks: string[] = [];
-    for (const [offset, length] of ranges) chunks.push(await sha256Hex(await src.read(offset, length, signal)));
-    parts.push(`${name}:${src.size}:${chunks.join(',')}`);
-  }
-  return sha256Hex(parts.join('\n'));
-}
 
 export interface ActivationKeyParts {
   readonly base: string;
