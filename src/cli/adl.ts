@@ -1,0 +1,101 @@
+// `neurodiff adl <base> <ft> --corpus f`: the Activation Difference Lens — mean activation differences at
+// the first positions of generic text, read through the fine-tuned model's logit lens and a Patchscope.
+import { activationDifferenceLens, DEFAULT_ADL_POSITIONS, defaultAdlLayer, IDENTITY_PROMPTS, type TokenProb } from '../analysis/activations/adl.ts';
+import { tokenizeCorpus } from '../analysis/activations/corpus.ts';
+import type { Tokenizer } from '../io/tokenizer.ts';
+import type { Command } from './commands.ts';
+import { UsageError } from './errors.ts';
+import { intOption, loadPairArgs, needTokenizer, numberList, optionalInt, pickBackend, rangeList, readCorpus, stderrProgress, str, tokenText, type Values } from './models.ts';
+
+type Token = { id: number; token: string | null; prob: number };
+
+export interface AdlJson {
+  layer: number;
+  hook: string;
+  samples: number;
+  tokens_per_sample: number;
+  skipped_short: number;
+  ft_norm: number | null;
+  positions: { position: number; consistency: number; norm: number; top: Token[]; top_negative: Token[] }[];
+  patchscope: { position: number; latent_norm: number | null; scales: { scale: number; top: Token[] }[]; stable: { id: number; token: string | null; scales: number; prob: number }[] }[];
+  seconds: number;
+}
+
+export const CORPUS_OPTIONS = {
+  corpus: { type: 'string' },
+  layer: { type: 'string' },
+  'max-samples': { type: 'string' },
+  'tokens-per-sample': { type: 'string' },
+  batch: { type: 'string' },
+  'no-bos': { type: 'boolean' },
+  backend: { type: 'string' },
+  tokenizer: { type: 'string' },
+} as const;
+
+/** The corpus options shared by adl and steer, checked and tokenized. */
+export async function corpusSamples(values: Values, tokenizer: Tokenizer, nLayers: number) {
+  const layer = optionalInt(values, 'layer') ?? defaultAdlLayer(nLayers);
+  if (layer >= nLayers) throw new UsageError(`--layer ${layer} is outside 0..${nLayers - 1}`);
+  const lines = await readCorpus(str(values, 'corpus'));
+  const tokensPerSample = intOption(values, 'tokens-per-sample', 64, 1);
+  const maxSamples = optionalInt(values, 'max-samples', 1);
+  const corpus = tokenizeCorpus(tokenizer, lines, { tokensPerSample, ...(maxSamples ? { maxSamples } : {}), ...(values['no-bos'] ? { addBos: false } : {}) });
+  if (corpus.samples.length === 0) throw new UsageError(`${str(values, 'corpus')}: no line has ${tokensPerSample} tokens; lower --tokens-per-sample`);
+  return { layer, corpus, batchSize: intOption(values, 'batch', 16, 1) };
+}
+
+export const adl: Command = {
+  summary: 'Activation Difference Lens: lens and Patchscope of the mean activation difference at early positions',
+  usage: '<base> <ft> --corpus <file> [--layer i] [--positions 0-4] [--top 20] [--max-samples n] [--tokens-per-sample 64] [--batch 16] [--no-bos] [--scales 0.5,1,2,…] [--no-patchscope] [--backend cpu|webgpu] [--tokenizer <file>]',
+  options: { ...CORPUS_OPTIONS, positions: { type: 'string' }, top: { type: 'string' }, scales: { type: 'string' }, 'no-patchscope': { type: 'boolean' } },
+  async run(positionals, values): Promise<AdlJson> {
+    const t0 = performance.now();
+    const top = intOption(values, 'top', 20, 1);
+    const positions = str(values, 'positions') === undefined ? [...DEFAULT_ADL_POSITIONS] : rangeList(str(values, 'positions')!, '--positions');
+    const scalesText = str(values, 'scales');
+    const scales = scalesText === undefined ? undefined : numberList(scalesText, '--scales');
+    const backend = await pickBackend(values);
+    const { pair, tokenizer: tok } = await loadPairArgs(positionals, backend, values, 'adl');
+    const tokenizer = needTokenizer(tok, 'adl');
+    const { layer, corpus, batchSize } = await corpusSamples(values, tokenizer, pair.base.config.nLayers);
+    process.stderr.write(`adl: ${corpus.samples.length} samples of ${corpus.tokensPerSample} tokens (${corpus.tooShort} shorter lines skipped), layer ${layer}\n`);
+    const r = await activationDifferenceLens(pair, corpus.samples, {
+      layer,
+      positions,
+      top,
+      batchSize,
+      onProgress: stderrProgress(),
+      ...(values['no-patchscope'] ? {} : { patchscope: { prompts: IDENTITY_PROMPTS.map((p) => tokenizer.encode(p)), ...(scales ? { scales } : {}) } }),
+    });
+    const tokens = (list: readonly TokenProb[]): Token[] => list.map((t) => ({ id: t.id, token: tokenText(tokenizer, t.id), prob: t.prob }));
+    return {
+      layer: r.layer,
+      hook: `blocks.${r.layer}.hook_resid_post`,
+      samples: r.samples,
+      tokens_per_sample: corpus.tokensPerSample,
+      skipped_short: corpus.tooShort,
+      ft_norm: r.ftNorm ?? null,
+      positions: r.positions.map((p) => ({ position: p.position, consistency: p.consistency, norm: p.norm, top: tokens(p.top), top_negative: tokens(p.topNegative) })),
+      patchscope: r.positions
+        .filter((p) => p.patchscope)
+        .map((p) => ({
+          position: p.position,
+          latent_norm: r.ftNorm ?? p.norm,
+          scales: p.patchscope!.scales.map((s) => ({ scale: s.scale, top: tokens(s.top) })),
+          stable: p.patchscope!.stable.map((s) => ({ id: s.id, token: tokenText(tokenizer, s.id), scales: s.scales, prob: s.prob })),
+        })),
+      seconds: (performance.now() - t0) / 1000,
+    };
+  },
+  format(result) {
+    const r = result as AdlJson;
+    const list = (ts: readonly { token: string | null; id: number }[]) => ts.map((t) => JSON.stringify(t.token ?? `#${t.id}`)).join(' ');
+    const lines = [`ADL at ${r.hook} over ${r.samples} samples × ${r.tokens_per_sample} tokens (mean ‖h_ft‖ ${r.ft_norm?.toFixed(2) ?? 'n/a'})`];
+    for (const p of r.positions) {
+      lines.push(`position ${p.position} (‖δ‖ ${p.norm.toFixed(3)}, consistency ${p.consistency.toFixed(3)})`, `  top:          ${list(p.top)}`, `  top_negative: ${list(p.top_negative)}`);
+      const ps = r.patchscope.find((x) => x.position === p.position);
+      if (ps) lines.push(`  patchscope (stable over ${ps.scales.length} scales): ${list(ps.stable)}`);
+    }
+    return lines.join('\n') + '\n';
+  },
+};

@@ -1,0 +1,200 @@
+// What the model commands share: opening a model argument (Hugging Face folder, .gguf, llama2.c .bin,
+// PEFT adapter), a base / fine-tune pair, the backend, a corpus file, option parsing and progress on stderr.
+import { existsSync, statSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { corpusLines } from '../analysis/activations/corpus.ts';
+import type { ModelPair, Progress } from '../analysis/activations/run.ts';
+import { createCpuBackend } from '../gpu/cpu-backend.ts';
+import { readLlama2cTokenizer } from '../io/llama2c.ts';
+import { pathFileSet, pathSource } from '../io/node-source.ts';
+import { openModel, type OpenedModel } from '../io/open-model.ts';
+import { FormatError, readJson, readText, type ByteSource, type FileSet } from '../io/source.ts';
+import { hfTokenizer, type Tokenizer } from '../io/tokenizer.ts';
+import type { Backend } from '../model/backend.ts';
+import { loadModelFromStore } from '../model/load.ts';
+import { loraAdapterFromStore, type LoraAdapter } from '../model/lora.ts';
+import type { Transformer } from '../model/transformer.ts';
+import { UsageError } from './errors.ts';
+
+export type Values = Record<string, unknown>;
+
+/** Files beside a model file that belong to it (tokenizers, config). */
+const COMPANIONS = /^(tokenizer\.json|tokenizer_config\.json|config\.json|tokenizer\.bin|tok.*\.bin)$/;
+
+/** A folder as all its files; a single file with the tokenizer and config files beside it. */
+export async function filesAt(path: string, what: string): Promise<FileSet> {
+  if (!existsSync(path)) throw new FormatError(path, `no such file or folder (the ${what})`);
+  if (statSync(path).isDirectory()) return pathFileSet(path);
+  const files = new Map<string, ByteSource>([[basename(path), await pathSource(path)]]);
+  const dir = dirname(path);
+  for (const name of await readdir(dir)) {
+    if (name !== basename(path) && COMPANIONS.test(name) && statSync(join(dir, name)).isFile()) files.set(name, await pathSource(join(dir, name)));
+  }
+  return files;
+}
+
+export async function openModelAt(path: string, what: string): Promise<OpenedModel> {
+  return openModel(await filesAt(path, what));
+}
+
+/** --tokenizer: a tokenizer.json or a llama2.c tokenizer .bin. */
+export async function readTokenizerFile(path: string, vocabSize: number): Promise<Tokenizer> {
+  if (!existsSync(path)) throw new FormatError(path, 'no such tokenizer file');
+  const src = await pathSource(path);
+  if (path.endsWith('.json')) return hfTokenizer(await readJson(src), {}, path);
+  if (path.endsWith('.bin')) return readLlama2cTokenizer(src, vocabSize);
+  throw new FormatError(path, 'is not a tokenizer this tool reads: give a tokenizer.json or a llama2.c tokenizer .bin');
+}
+
+export async function pickBackend(values: Values): Promise<Backend> {
+  const name = str(values, 'backend') ?? 'cpu';
+  if (name === 'cpu') return createCpuBackend();
+  if (name !== 'webgpu') throw new UsageError(`--backend must be cpu or webgpu, got "${name}"`);
+  const dawn = await import('../gpu/dawn-node.ts');
+  if (!dawn.useDawn()) throw new UsageError('--backend webgpu: Dawn (the `webgpu` package) could not start here; use --backend cpu');
+  const { createWebGpuBackend } = await import('../kernels/webgpu-backend.ts');
+  return createWebGpuBackend();
+}
+
+function adapterOf(opened: OpenedModel, path: string): LoraAdapter {
+  return loraAdapterFromStore(opened.store, opened.config, join(path, 'adapter_config.json'));
+}
+
+async function load(opened: OpenedModel, backend: Backend, adapter?: LoraAdapter): Promise<Transformer> {
+  return loadModelFromStore(opened.store, opened.config, backend, adapter ? { adapter } : {}, opened.kind === 'hf' ? `${opened.label} (config.json)` : opened.label);
+}
+
+export interface LoadedModel {
+  model: Transformer;
+  tokenizer: Tokenizer | undefined;
+  opened: OpenedModel;
+}
+
+/** One model argument, with --adapter and --tokenizer applied. */
+export async function loadModelArg(path: string, backend: Backend, values: Values): Promise<LoadedModel> {
+  const opened = await openModelAt(path, 'model');
+  if (opened.kind === 'peft-adapter') throw new FormatError(path, 'is a PEFT adapter: give the model it adapts, and the adapter with --adapter');
+  const adapterPath = str(values, 'adapter');
+  let adapter: LoraAdapter | undefined;
+  if (adapterPath) {
+    const a = await openModelAt(adapterPath, 'adapter');
+    if (a.kind !== 'peft-adapter') throw new FormatError(adapterPath, 'is not a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)');
+    adapter = adapterOf(a, adapterPath);
+  }
+  for (const w of opened.warnings) process.stderr.write(`${w}\n`);
+  const model = await load(opened, backend, adapter);
+  const tokenizerPath = str(values, 'tokenizer');
+  const tokenizer = tokenizerPath ? await readTokenizerFile(tokenizerPath, model.config.vocab) : opened.tokenizer;
+  return { model, tokenizer, opened };
+}
+
+export interface LoadedPair {
+  pair: ModelPair;
+  tokenizer: Tokenizer | undefined;
+}
+
+/** `<base> <ft>`; an <ft> that is a PEFT adapter folder is merged into <base>. */
+export async function loadPairArgs(positionals: readonly string[], backend: Backend, values: Values, command: string): Promise<LoadedPair> {
+  const [basePath, ftPath, extra] = positionals;
+  if (!basePath || !ftPath || extra !== undefined) throw new UsageError(`${command} takes two models, <base> and <ft> (got ${positionals.length} arguments)`);
+  const base = await openModelAt(basePath, 'base model');
+  if (base.kind === 'peft-adapter') throw new FormatError(basePath, 'is a PEFT adapter; give the model it adapts as <base> and the adapter as <ft>');
+  const ft = await openModelAt(ftPath, 'fine-tuned model');
+  for (const w of [...base.warnings, ...ft.warnings]) process.stderr.write(`${w}\n`);
+  const baseModel = await load(base, backend);
+  const ftModel = ft.kind === 'peft-adapter' ? await load(base, backend, adapterOf(ft, ftPath)) : await load(ft, backend);
+  const tokenizerPath = str(values, 'tokenizer');
+  const tokenizer = tokenizerPath ? await readTokenizerFile(tokenizerPath, baseModel.config.vocab) : (base.tokenizer ?? ft.tokenizer);
+  return { pair: { base: baseModel, ft: ftModel }, tokenizer };
+}
+
+export function needTokenizer(tokenizer: Tokenizer | undefined, what: string): Tokenizer {
+  if (!tokenizer) throw new UsageError(`${what} needs a tokenizer: none was found beside the model; give one with --tokenizer <tokenizer.json | tokenizer.bin>`);
+  return tokenizer;
+}
+
+/** --prompt (tokenized) or --ids 1,2,3. */
+export function promptIds(values: Values, tokenizer: Tokenizer | undefined): number[] {
+  const prompt = str(values, 'prompt');
+  const ids = str(values, 'ids');
+  if ((prompt === undefined) === (ids === undefined)) throw new UsageError('give exactly one of --prompt <text> and --ids 1,2,3');
+  if (ids !== undefined) return intList(ids, '--ids');
+  const encoded = needTokenizer(tokenizer, '--prompt').encode(prompt!);
+  if (encoded.length === 0) throw new UsageError('--prompt gives no tokens');
+  return encoded;
+}
+
+export async function readCorpus(path: string | undefined): Promise<string[]> {
+  if (!path) throw new UsageError('--corpus <file> is required (a text file, one sample per line)');
+  if (!existsSync(path)) throw new FormatError(path, 'no such corpus file');
+  const lines = corpusLines(await readText(await pathSource(path)));
+  if (lines.length === 0) throw new FormatError(path, 'has no non-empty lines: a corpus is a text file with one sample per line');
+  return lines;
+}
+
+export function str(values: Values, name: string): string | undefined {
+  const v = values[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function intOption(values: Values, name: string, fallback: number, min = 0): number {
+  const v = str(values, name);
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got "${v}"`);
+  return n;
+}
+
+export function optionalInt(values: Values, name: string, min = 0): number | undefined {
+  return str(values, name) === undefined ? undefined : intOption(values, name, 0, min);
+}
+
+export function intList(text: string, what: string): number[] {
+  const parts = text.split(',').map((s) => s.trim());
+  const out = parts.map(Number);
+  if (parts.some((p) => p === '') || out.some((n) => !Number.isInteger(n))) throw new UsageError(`${what} must be integers separated by commas, got "${text}"`);
+  return out;
+}
+
+export function numberList(text: string, what: string): number[] {
+  const parts = text.split(',').map((s) => s.trim());
+  const out = parts.map(Number);
+  if (parts.some((p) => p === '') || out.some((n) => !Number.isFinite(n))) throw new UsageError(`${what} must be numbers separated by commas, got "${text}"`);
+  return out;
+}
+
+/** "0-4", "0,2,3" or "1-3,7". */
+export function rangeList(text: string, what: string): number[] {
+  const out: number[] = [];
+  for (const part of text.split(',')) {
+    const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
+    if (!m) throw new UsageError(`${what} must look like 0-4 or 0,2,3, got "${text}"`);
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    if (b < a) throw new UsageError(`${what}: the range ${part.trim()} is empty`);
+    for (let i = a; i <= b; i++) out.push(i);
+  }
+  return [...new Set(out)].sort((x, y) => x - y);
+}
+
+/** Progress lines on stderr, at most every half second per stage (and the last one). */
+export function stderrProgress(): (p: Progress) => void {
+  let last = 0;
+  let stage = '';
+  return (p) => {
+    const now = Date.now();
+    if (p.stage === stage && now - last < 500 && p.done < p.total) return;
+    stage = p.stage;
+    last = now;
+    process.stderr.write(`${p.stage}: ${p.done}/${p.total}\n`);
+  };
+}
+
+export function tokenText(tokenizer: Tokenizer | undefined, id: number): string | null {
+  return tokenizer ? tokenizer.decodeToken(id) : null;
+}
+
+export function tokenProbs(tokenizer: Tokenizer | undefined, ids: ArrayLike<number>, probs: ArrayLike<number>, from: number, k: number): { id: number; token: string | null; prob: number }[] {
+  return Array.from({ length: k }, (_, j) => ({ id: ids[from + j]!, token: tokenText(tokenizer, ids[from + j]!), prob: probs[from + j]! }));
+}
