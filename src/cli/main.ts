@@ -43,7 +43,8 @@ async function main(argv: string[]): Promise<number> {
 
 const debug = process.argv.includes('--debug');
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  // On a pipe stdout is written asynchronously: exit only once the result has been flushed.
+  (code) => process.stdout.write('', () => process.exit(code)),
   (e: unknown) => {
     const err = e instanceof Error ? e : new Error(String(e));
     process.stderr.write(`neurodiff: ${err.message}\n`);
