@@ -7,6 +7,7 @@ import type { Bench, BenchArgs } from './lib/args.ts';
 const BENCHES: Record<string, () => Promise<Bench>> = {
   matmul: async () => (await import('./matmul/index.ts')).matmulBench,
   prefill: async () => (await import('./prefill/index.ts')).prefillBench,
+  svd: async () => (await import('./svd/index.ts')).svdBench,
 };
 
 const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}|all] [--full] [--node|--browser] [--sizes=a,b] [--threads=n]
