@@ -116,6 +116,23 @@ describe('activation differences', () => {
     }
   });
 
+  it('stops between batches when the signal aborts, reporting progress until then', async () => {
+    const pair = await archPair('llama', be);
+    const samples = Array.from({ length: 6 }, (_, i) => [i, i + 1, i + 2]);
+    const controller = new AbortController();
+    const seen: number[] = [];
+    const run = corpusDifferences(pair, samples, {
+      batchSize: 2,
+      signal: controller.signal,
+      onProgress: (p) => {
+        seen.push(p.done);
+        if (p.done === 4) controller.abort();
+      },
+    });
+    await expect(run).rejects.toThrow(/abort/i);
+    expect(seen).toEqual([2, 4]);
+  });
+
   it('rejects samples without tokens after fromPosition and unknown layers', async () => {
     const pair = await archPair('llama', be);
     await expect(corpusDifferences(pair, [[1, 2]], { fromPosition: 2 })).rejects.toThrow(/sample 0 has 2 tokens, none at or after position 2/);
