@@ -140,8 +140,10 @@ class Loader {
     const [first, last] = spec.source.rows ?? [0, rows];
     const rowBytes = rows === 0 ? 0 : stored.byteLength / rows;
     const f16 = t.dtype === 'f16';
+    // A store without row reads reads the whole tensor for any chunk: then one chunk is cheapest.
+    const chunkBytes = this.store.readRows ? this.chunkBytes : Math.max(this.chunkBytes, (last - first) * rowBytes);
     // f16 writes start at even elements: with rows of odd length, chunks take an even number of rows.
-    const chunks = rowChunks(first, last, rowBytes, this.chunkBytes, f16 && rowLength % 2 === 1 ? 2 : 1);
+    const chunks = rowChunks(first, last, rowBytes, chunkBytes, f16 && rowLength % 2 === 1 ? 2 : 1);
     let counted = 0;
     try {
       for (const [a, b] of chunks) {

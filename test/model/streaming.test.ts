@@ -6,7 +6,9 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCpuBackend } from '../../src/gpu/cpu-backend.ts';
 import { useDawn } from '../../src/gpu/dawn-node.ts';
 import { f16ToF32, f32ToF16 } from '../../src/io/dtype.ts';
-import { pathFileSet } from '../../src/io/node-source.ts';
+import { openGguf } from '../../src/io/gguf.ts';
+import { openLlama2c } from '../../src/io/llama2c.ts';
+import { pathFileSet, pathSource } from '../../src/io/node-source.ts';
 import { openSafetensorsFolder, writeSafetensors } from '../../src/io/safetensors.ts';
 import { bytesSource, type ByteSource, type FileSet } from '../../src/io/source.ts';
 import type { WeightStore } from '../../src/io/store.ts';
@@ -176,6 +178,16 @@ describe('loading limits', () => {
     expect(e.neededBytes).toBeGreaterThan(256 * 64 * 2);
     expect(e.message).toMatch(/^model\.safetensors \(gemma2, f16\): needs 0\.\d\d GB for its weights, budget 0\.00 GB$/);
     await expect(loadModel(half, cpu, { dtype: 'f16', memoryBudgetBytes: e.neededBytes })).resolves.toBeDefined();
+  });
+
+  it('GGUF read one row per chunk (rotary Q/K reordered by heads) gives the logits of whole-tensor reads; llama2.c loads through the whole-read fallback', async () => {
+    const gguf = await openGguf(await pathSource(`${FIXTURES}gguf/stories260K.gguf`));
+    const llama2c = await openLlama2c(await pathSource(`${FIXTURES}llama2c/stories260K.bin`));
+    for (const { store, config } of [gguf, llama2c]) {
+      const want = await logits(await loadModelFromStore(store, config, cpu, { chunkBytes: 2 ** 30 }));
+      const got = await logits(await loadModelFromStore(store, config, cpu, { chunkBytes: 300 }));
+      expect(Array.from(got), store.label).toEqual(Array.from(want));
+    }
   });
 
   it('merges a LoRA adapter chunk by chunk (rows of B per chunk) and matches the merged reference', async () => {
