@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { connectPermalink, decodeLink, encodeLink, MAX_HASH_LENGTH, MAX_PROMPT_LENGTH, MAX_TENSOR_NAME_LENGTH, pickLinkState, STORE_KEYS, type LocationLike } from './permalink.ts';
+import { connectPermalink, decodeLink, encodeLink, MAX_HASH_LENGTH, MAX_POSITION, MAX_PROMPT_LENGTH, MAX_TENSOR_NAME_LENGTH, pickLinkState, STORE_KEYS, type LocationLike } from './permalink.ts';
 import { createAppStore } from './store.ts';
 
 const link = (state: unknown) => '#state=' + encodeURIComponent(JSON.stringify(state));
@@ -26,6 +26,13 @@ describe('decodeLink', () => {
       layer: 3,
       metric: 'spectral' as const,
       tensor: 'model.layers.3.self_attn.q_proj.weight',
+      position: 4,
+      hookKind: 'mlp_out' as const,
+      deltaScale: 'cosine' as const,
+      adlSamples: 16,
+      adlTokens: 32,
+      patchPositions: 'last' as const,
+      modelRefs: { base: { demo: 'base' as const }, ft: { url: ['https://example.org/ocean/model.safetensors'] } },
     };
     const hash = encodeLink(state, defaults);
     expect(hash.startsWith('state=')).toBe(true);
@@ -85,6 +92,22 @@ describe('decodeLink', () => {
     expectFailure(link({ tensor: 7 }), 'tensor');
   });
 
+  it('reads the activation views\' settings, and rejects bad ones by key', () => {
+    const state = { view: 'adl', position: 2, hookKind: 'attn_out', deltaScale: 'relative', adlSamples: 50, adlTokens: 16, patchPositions: 'all' };
+    expect(decodeLink(link(state))).toEqual({ ok: true, state });
+    expect(decodeLink(link({ position: null }))).toEqual({ ok: true, state: { position: null } });
+    expectFailure(link({ position: -1 }), 'position');
+    expectFailure(link({ position: MAX_POSITION + 1 }), 'position');
+    expectFailure(link({ position: 1.5 }), 'position');
+    expectFailure(link({ hookKind: 'hook_q' }), 'hookKind');
+    expectFailure(link({ deltaScale: 'log' }), 'deltaScale');
+    expectFailure(link({ adlSamples: 0 }), 'adlSamples');
+    expectFailure(link({ adlSamples: 1e9 }), 'adlSamples');
+    // Positions 0–4 and the steering norm (positions ≥ 5) need longer samples.
+    expectFailure(link({ adlTokens: 4 }), 'adlTokens');
+    expectFailure(link({ patchPositions: 'first' }), 'patchPositions');
+  });
+
   it('accepts a prompt of exactly the maximum length', () => {
     const prompt = 'y'.repeat(MAX_PROMPT_LENGTH);
     expect(decodeLink(link({ prompt }))).toEqual({ ok: true, state: { prompt } });
@@ -103,6 +126,7 @@ describe('STORE_KEYS', () => {
     expect(STORE_KEYS.modelLoader.link).toBe(false);
     expect(STORE_KEYS.weightsRun.link).toBe(false);
     expect(STORE_KEYS.weightsPair.link).toBe(false);
+    for (const key of ['corpus', 'activationRuns', 'activationsPair', 'activationsInfo', 'activationsRunner'] as const) expect(STORE_KEYS[key].link, key).toBe(false);
   });
 });
 

@@ -3,7 +3,11 @@
 // settings, and the recipient drops the same models.
 import { z } from 'zod';
 import type { AppState, AppStore } from './store.ts';
+import { HOOK_KINDS } from '../analysis/activations/differences.ts';
+import { DELTA_SCALES, MAX_ADL_SAMPLES, MAX_TOKENS_PER_SAMPLE, PATCH_POSITIONS } from './activations.ts';
+import { MIN_TOKENS_PER_SAMPLE } from './activations-compute.ts';
 import { METRICS } from './metrics.ts';
+import { modelRefsSchema } from './model-ref.ts';
 import { VIEWS } from './views.ts';
 
 type DataKey = { [K in keyof AppState]: AppState[K] extends (...args: never[]) => unknown ? never : K }[keyof AppState];
@@ -12,6 +16,7 @@ export const MAX_PROMPT_LENGTH = 4000;
 export const MAX_LAYER = 1023;
 export const MAX_HASH_LENGTH = 16384;
 export const MAX_TENSOR_NAME_LENGTH = 512;
+export const MAX_POSITION = 4095;
 const PREFIX = 'state=';
 
 /** Every data key of the store, and the schema it is read with from a link (false: never in a link). */
@@ -31,7 +36,22 @@ export const STORE_KEYS = {
   weightsRun: { link: false },
   weightsPair: { link: false },
   weightsRunner: { link: false },
-} as const satisfies Record<DataKey, { link: z.ZodType | false }>;
+  position: { link: z.number().int().min(0).max(MAX_POSITION).nullable() },
+  hookKind: { link: z.enum(HOOK_KINDS) },
+  deltaScale: { link: z.enum(DELTA_SCALES) },
+  adlSamples: { link: z.number().int().min(1).max(MAX_ADL_SAMPLES) },
+  adlTokens: { link: z.number().int().min(MIN_TOKENS_PER_SAMPLE).max(MAX_TOKENS_PER_SAMPLE) },
+  patchPositions: { link: z.enum(PATCH_POSITIONS) },
+  corpus: { link: false },
+  activationRuns: { link: false },
+  activationsPair: { link: false },
+  activationsInfo: { link: false },
+  activationsRunner: { link: false },
+  modelRefs: { link: modelRefsSchema, param: 'models' },
+  refFiles: { link: false },
+  linkModelStatus: { link: false },
+  resultCache: { link: false },
+} as const satisfies Record<DataKey, { link: z.ZodType | false; param?: string }>;
 
 type Keys = typeof STORE_KEYS;
 export type LinkKey = { [K in keyof Keys]: Keys[K]['link'] extends false ? never : K }[keyof Keys];
@@ -41,13 +61,27 @@ const LINK_KEYS = (Object.keys(STORE_KEYS) as (keyof Keys)[]).filter(
   (k): k is LinkKey => STORE_KEYS[k].link !== false,
 );
 
-const linkSchema = z.strictObject({
+const linkShape = {
   view: STORE_KEYS.view.link.optional(),
   prompt: STORE_KEYS.prompt.link.optional(),
   layer: STORE_KEYS.layer.link.optional(),
   metric: STORE_KEYS.metric.link.optional(),
   tensor: STORE_KEYS.tensor.link.optional(),
-} satisfies Record<LinkKey, z.ZodType>);
+  position: STORE_KEYS.position.link.optional(),
+  hookKind: STORE_KEYS.hookKind.link.optional(),
+  deltaScale: STORE_KEYS.deltaScale.link.optional(),
+  adlSamples: STORE_KEYS.adlSamples.link.optional(),
+  adlTokens: STORE_KEYS.adlTokens.link.optional(),
+  patchPositions: STORE_KEYS.patchPositions.link.optional(),
+  modelRefs: STORE_KEYS.modelRefs.link.optional(),
+} satisfies Record<LinkKey, z.ZodType>;
+
+/** The name a key has in links (the model refs travel as "models"). */
+const paramOf = (key: LinkKey): string => {
+  const conf = STORE_KEYS[key];
+  return 'param' in conf ? conf.param : key;
+};
+const linkSchema = z.strictObject(Object.fromEntries(LINK_KEYS.map((k) => [paramOf(k), linkShape[k]])));
 
 export type DecodeResult = { ok: true; state: LinkState } | { ok: false; message: string };
 
@@ -85,7 +119,7 @@ export function decodeLink(hash: string): DecodeResult {
   }
   const state: LinkState = {};
   for (const key of LINK_KEYS) {
-    const value = parsed.data[key];
+    const value = parsed.data[paramOf(key)];
     if (value !== undefined) Object.assign(state, { [key]: value });
   }
   return { ok: true, state };
@@ -97,9 +131,9 @@ export function pickLinkState(state: AppState): Required<LinkState> {
 
 /** The hash for a state ("" when everything is at its default), without the leading "#". */
 export function encodeLink(state: Required<LinkState>, defaults: Required<LinkState>): string {
-  const changed: LinkState = {};
+  const changed: Record<string, unknown> = {};
   for (const key of LINK_KEYS) {
-    if (JSON.stringify(state[key]) !== JSON.stringify(defaults[key])) Object.assign(changed, { [key]: state[key] });
+    if (JSON.stringify(state[key]) !== JSON.stringify(defaults[key])) changed[paramOf(key)] = state[key];
   }
   return Object.keys(changed).length === 0 ? '' : PREFIX + encodeURIComponent(JSON.stringify(changed));
 }

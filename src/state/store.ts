@@ -1,11 +1,13 @@
 import { createStore, type StoreApi } from 'zustand/vanilla';
 import { useStore } from 'zustand';
+import { activationsPairIsCurrent, createActivationsSlice, type ActivationsSlice } from './activations.ts';
 import { createGpuSlice, type GpuSlice } from './gpu.ts';
 import { createModelsSlice, type ModelsSlice } from './models.ts';
+import { createSessionSlice, keepModelRefsCurrent, type SessionSlice } from './session.ts';
 import { createViewSlice, type ViewSlice } from './view.ts';
 import { createWeightsSlice, runIsCurrent, type WeightsSlice } from './weights.ts';
 
-export type AppState = GpuSlice & ModelsSlice & ViewSlice & WeightsSlice;
+export type AppState = GpuSlice & ModelsSlice & ViewSlice & WeightsSlice & ActivationsSlice & SessionSlice;
 export type AppStore = StoreApi<AppState>;
 
 /** A fresh store; tests make their own, the app uses `appStore`. */
@@ -15,10 +17,15 @@ export function createAppStore(): AppStore {
     ...createModelsSlice(...a),
     ...createViewSlice(...a),
     ...createWeightsSlice(...a),
+    ...createActivationsSlice(...a),
+    ...createSessionSlice(...a),
   }));
+  keepModelRefsCurrent(store);
   // A weight diff for files that are no longer loaded is stopped and forgotten.
   store.subscribe((s) => {
     if (s.weightsPair !== null && !runIsCurrent(s)) s.resetWeights();
+    // Likewise the activation runs, and the models loaded for them.
+    if (s.activationsPair !== null && !activationsPairIsCurrent(s)) s.resetActivations();
   });
   return store;
 }

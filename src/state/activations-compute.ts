@@ -1,0 +1,322 @@
+// The activation views' work, as the activations worker runs it: the pair is loaded once (an adapter
+// is merged into the base), then each request (lens, δ per token, ADL, steering, patching) runs on it.
+// Results carry the text of every token id they name, so the page never needs the tokenizer.
+import { adlDifferences, DEFAULT_ADL_POSITIONS, IDENTITY_PROMPTS, patchscope, rescale, signedLens, steer, steeringVector, type AdlDifference, type TokenProb } from '../analysis/activations/adl.ts';
+import { corpusLines, tokenizeCorpus, type TokenizedCorpus } from '../analysis/activations/corpus.ts';
+import { promptDifferences, type HookKind } from '../analysis/activations/differences.ts';
+import { differentialLogitLens, type LensTop } from '../analysis/activations/lens.ts';
+import { activationPatching, modelStitching, type PatchingResult, type PositionsCompared, type StitchingResult } from '../analysis/activations/patching.ts';
+import { checkPair, type ModelPair, type Progress } from '../analysis/activations/run.ts';
+import { openModel, type OpenedModel } from '../io/open-model.ts';
+import { FormatError, type FileSet } from '../io/source.ts';
+import type { Tokenizer } from '../io/tokenizer.ts';
+import type { Backend } from '../model/backend.ts';
+import { loadModelFromStore } from '../model/load.ts';
+import { loraAdapterFromStore, type LoraAdapter } from '../model/lora.ts';
+
+/** Longer prompts make the lens grid unreadable and patching slow; the views say so instead. */
+export const MAX_PROMPT_TOKENS = 128;
+/** The ADL needs positions 0–4, and the steering norm positions ≥ 5. */
+export const MIN_TOKENS_PER_SAMPLE = 8;
+
+export interface PairFiles {
+  base: FileSet;
+  ft: FileSet;
+}
+
+/** A corpus by its text; `key` names it in caches (name, length and a hash of the text). */
+export interface CorpusRef {
+  key: string;
+  name: string;
+  text: string;
+}
+
+export interface CorpusSettings {
+  corpus: CorpusRef;
+  /** At most this many samples (lines long enough), from the top of the file. */
+  samples: number;
+  tokensPerSample: number;
+}
+
+export type ActivationRequest =
+  | { task: 'lens'; prompt: string; top: number }
+  | { task: 'deltas'; prompt: string; kind: HookKind }
+  | ({ task: 'adl'; layer: number; top: number } & CorpusSettings)
+  | ({ task: 'steer'; layer: number; position: number; prompt: string; strengths: number[]; maxNew: number } & CorpusSettings)
+  | { task: 'patching'; prompt: string; positions: PositionsCompared };
+
+export type ActivationTask = ActivationRequest['task'];
+
+/** Token id → its text, for every id a result names. */
+export type TokenTexts = Record<number, string>;
+
+export interface LensResult {
+  task: 'lens';
+  ids: number[];
+  layers: number;
+  positions: number;
+  /** Rows are layer-major (row = layer · positions + position), k tokens each; layer ℓ reads blocks.ℓ.hook_resid_post. */
+  base: LensTop;
+  ft: LensTop;
+  kl: Float64Array;
+  direction: 'KL(P_ft || P_base)';
+  tokens: TokenTexts;
+}
+
+export interface DeltasResult {
+  task: 'deltas';
+  ids: number[];
+  kind: HookKind;
+  layers: number;
+  positions: number;
+  /** Layer-major [layers · positions]. */
+  norm: Float32Array;
+  relative: Float32Array;
+  cosine: Float32Array;
+  tokens: TokenTexts;
+}
+
+export interface AdlPositionResult {
+  position: number;
+  /** ‖δ_p‖ and the mean cosine of each sample's δ with δ_p. */
+  norm: number;
+  consistency: number;
+  consistencyPerSample: Float32Array;
+  top: TokenProb[];
+  topNegative: TokenProb[];
+  patchscope: { scales: { scale: number; top: TokenProb[] }[]; stable: { id: number; scales: number; prob: number }[] } | null;
+}
+
+export interface AdlResult {
+  task: 'adl';
+  layer: number;
+  samples: number;
+  tooShort: number;
+  tokensPerSample: number;
+  /** Mean ‖h_ft‖ at positions ≥ 5, the Patchscope's latent norm; null when samples are shorter. */
+  ftNorm: number | null;
+  positions: AdlPositionResult[];
+  tokens: TokenTexts;
+}
+
+export interface SteerResult {
+  task: 'steer';
+  layer: number;
+  position: number;
+  /** ‖v‖ = mean ‖h_ft‖: strength s adds s·v. */
+  vectorNorm: number;
+  prompt: string;
+  generations: { strength: number; base: string; ft: string }[];
+}
+
+export interface PatchResult {
+  task: 'patching';
+  ids: number[];
+  patching: PatchingResult;
+  /** Base blocks below ℓ, fine-tuned above; and the reverse. */
+  baseBelow: StitchingResult;
+  ftBelow: StitchingResult;
+  tokens: TokenTexts;
+}
+
+export type ActivationResult = LensResult | DeltasResult | AdlResult | SteerResult | PatchResult;
+export type ResultFor<T extends ActivationTask> = Extract<ActivationResult, { task: T }>;
+
+export interface PairInfo {
+  layers: number;
+  dModel: number;
+  vocab: number;
+  /** The fine-tune is a LoRA adapter merged into the base. */
+  adapter: boolean;
+  /** The backend the pair lives on, in words. */
+  backend: string;
+  loadMs: number;
+}
+
+export interface LoadedPair {
+  pair: ModelPair;
+  tokenizer: Tokenizer;
+  info: PairInfo;
+  /** Tokenized corpora and ADL differences, kept for the steering of an ADL already run. */
+  corpora: Map<string, TokenizedCorpus>;
+  differences: Map<string, AdlDifference>;
+}
+
+export interface TaskOptions {
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+}
+
+const now = () => performance.now();
+
+function configLabel(opened: OpenedModel): string {
+  return opened.kind === 'hf' ? `${opened.label} (config.json)` : opened.label;
+}
+
+/** Opens and loads both models onto `backend`; a fine-tuned PEFT adapter is merged into a second copy of the base. */
+export async function openActivationPair(files: PairFiles, backend: Backend, backendName: string, opts: TaskOptions = {}): Promise<LoadedPair> {
+  const t0 = now();
+  const base = await openModel(files.base);
+  if (base.kind === 'peft-adapter') throw new FormatError(base.label, 'the base is a PEFT adapter: drop the model it was trained on as the base');
+  const ft = await openModel(files.ft);
+  const tokenizer = base.tokenizer ?? ft.tokenizer;
+  if (!tokenizer) throw new FormatError(base.label, 'no tokenizer was found beside either model: the activation views tokenize text, so drop tokenizer.json (or a .gguf with its tokenizer) with the models');
+  const adapter: LoraAdapter | undefined = ft.kind === 'peft-adapter' ? loraAdapterFromStore(ft.store, ft.config) : undefined;
+  const load = (opened: OpenedModel, stage: string, withAdapter?: LoraAdapter) =>
+    loadModelFromStore(
+      opened.store,
+      opened.config,
+      backend,
+      {
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(withAdapter ? { adapter: withAdapter } : {}),
+        onProgress: (done, total) => opts.onProgress?.({ stage, done, total }),
+      },
+      configLabel(opened),
+    );
+  const baseModel = await load(base, 'loading the base model');
+  let ftModel;
+  try {
+    ftModel = adapter ? await load(base, 'merging the adapter into the base', adapter) : await load(ft, 'loading the fine-tuned model');
+  } catch (e) {
+    baseModel.dispose();
+    throw e;
+  }
+  const pair = { base: baseModel, ft: ftModel };
+  try {
+    checkPair(pair);
+  } catch (e) {
+    baseModel.dispose();
+    ftModel.dispose();
+    throw e;
+  }
+  const c = baseModel.config;
+  return {
+    pair,
+    tokenizer,
+    info: { layers: c.nLayers, dModel: c.dModel, vocab: c.vocab, adapter: adapter !== undefined, backend: backendName, loadMs: now() - t0 },
+    corpora: new Map(),
+    differences: new Map(),
+  };
+}
+
+function tokenTexts(tokenizer: Tokenizer, ids: Iterable<number>): TokenTexts {
+  const out: TokenTexts = {};
+  for (const id of ids) {
+    if (id in out || id < 0) continue;
+    try {
+      out[id] = tokenizer.decodeToken(id);
+    } catch {
+      // Models may pad their vocabulary past the tokenizer's: such ids have no text.
+      out[id] = `⟨${id}⟩`;
+    }
+  }
+  return out;
+}
+
+export function promptTokens(tokenizer: Tokenizer, prompt: string): number[] {
+  const ids = tokenizer.encode(prompt);
+  if (ids.length === 0) throw new RangeError('the prompt gives no tokens');
+  if (ids.length > MAX_PROMPT_TOKENS) throw new RangeError(`the prompt has ${ids.length} tokens; these views take at most ${MAX_PROMPT_TOKENS}`);
+  return ids;
+}
+
+function corpusSamples(loaded: LoadedPair, s: CorpusSettings): TokenizedCorpus {
+  if (!Number.isInteger(s.tokensPerSample) || s.tokensPerSample < MIN_TOKENS_PER_SAMPLE) throw new RangeError(`tokens per sample must be an integer ≥ ${MIN_TOKENS_PER_SAMPLE}, got ${s.tokensPerSample}`);
+  if (!Number.isInteger(s.samples) || s.samples < 1) throw new RangeError(`samples must be a positive integer, got ${s.samples}`);
+  const key = JSON.stringify([s.corpus.key, s.samples, s.tokensPerSample]);
+  let corpus = loaded.corpora.get(key);
+  if (!corpus) {
+    const lines = corpusLines(s.corpus.text);
+    if (lines.length === 0) throw new FormatError(s.corpus.name, 'has no non-empty lines: a corpus is a text file with one sample per line');
+    corpus = tokenizeCorpus(loaded.tokenizer, lines, { maxSamples: s.samples, tokensPerSample: s.tokensPerSample });
+    if (corpus.samples.length === 0) throw new FormatError(s.corpus.name, `no line has ${s.tokensPerSample} tokens: lower the tokens per sample`);
+    loaded.corpora.set(key, corpus);
+  }
+  return corpus;
+}
+
+const differenceKey = (s: CorpusSettings, layer: number) => JSON.stringify([s.corpus.key, s.samples, s.tokensPerSample, layer]);
+
+export async function runActivationTask(loaded: LoadedPair, req: ActivationRequest, opts: TaskOptions = {}): Promise<ActivationResult> {
+  const { pair, tokenizer } = loaded;
+  const run = { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
+  switch (req.task) {
+    case 'lens': {
+      const ids = promptTokens(tokenizer, req.prompt);
+      const r = await differentialLogitLens(pair, ids, { k: req.top, ...run });
+      return { task: 'lens', ids, layers: r.layers, positions: r.positions, base: r.base, ft: r.ft, kl: r.kl, direction: r.direction, tokens: tokenTexts(tokenizer, [...ids, ...r.base.ids, ...r.ft.ids]) };
+    }
+    case 'deltas': {
+      const ids = promptTokens(tokenizer, req.prompt);
+      const r = await promptDifferences(pair, ids, { kind: req.kind, ...(opts.signal ? { signal: opts.signal } : {}) });
+      return { task: 'deltas', ids, kind: r.kind, layers: r.layers, positions: r.positions, norm: r.norm, relative: r.relative, cosine: r.cosine, tokens: tokenTexts(tokenizer, ids) };
+    }
+    case 'adl': {
+      const corpus = corpusSamples(loaded, req);
+      const diff = await adlDifferences(pair, corpus.samples, { layer: req.layer, positions: DEFAULT_ADL_POSITIONS, ...run });
+      loaded.differences.set(differenceKey(req, diff.layer), diff);
+      const prompts = IDENTITY_PROMPTS.map((p) => tokenizer.encode(p));
+      const ids: number[] = [];
+      const positions: AdlPositionResult[] = [];
+      // As activationDifferenceLens, with the Patchscope's progress reported over all positions.
+      for (const [pi, position] of diff.positions.entries()) {
+        opts.signal?.throwIfAborted();
+        const delta = diff.delta[pi]!;
+        const lens = await signedLens(pair.ft, delta, { k: req.top });
+        const consistencyPerSample = diff.consistency[pi]!;
+        const norm = Math.sqrt(delta.reduce((a, x) => a + x * x, 0));
+        const ps =
+          norm > 0
+            ? await patchscope(pair.ft, diff.ftNorm === undefined ? delta : rescale(delta, diff.ftNorm), diff.layer, {
+                prompts,
+                top: req.top,
+                ...(opts.signal ? { signal: opts.signal } : {}),
+                onProgress: (p) => opts.onProgress?.({ stage: 'patchscope', done: pi * p.total + p.done, total: diff.positions.length * p.total }),
+              })
+            : null;
+        for (const t of [...lens.top, ...lens.topNegative, ...(ps?.stable ?? []), ...(ps?.scales.flatMap((s) => s.top) ?? [])]) ids.push(t.id);
+        positions.push({
+          position,
+          norm,
+          consistency: consistencyPerSample.reduce((a, b) => a + b, 0) / diff.samples,
+          consistencyPerSample,
+          ...lens,
+          patchscope: ps ? { scales: ps.scales.map((s) => ({ scale: s.scale, top: s.top })), stable: ps.stable } : null,
+        });
+      }
+      return { task: 'adl', layer: diff.layer, samples: diff.samples, tooShort: corpus.tooShort, tokensPerSample: corpus.tokensPerSample, ftNorm: diff.ftNorm ?? null, positions, tokens: tokenTexts(tokenizer, ids) };
+    }
+    case 'steer': {
+      const promptIds = promptTokens(tokenizer, req.prompt);
+      const key = differenceKey(req, req.layer);
+      let diff = loaded.differences.get(key);
+      if (!diff) {
+        diff = await adlDifferences(pair, corpusSamples(loaded, req).samples, { layer: req.layer, positions: DEFAULT_ADL_POSITIONS, ...run });
+        loaded.differences.set(key, diff);
+      }
+      const pi = diff.positions.indexOf(req.position);
+      if (pi < 0) throw new RangeError(`position ${req.position} is not one of the ADL positions ${diff.positions.join(', ')}`);
+      if (diff.ftNorm === undefined) throw new RangeError(`the steering norm is the mean ‖h_ft‖ at positions ≥ 5: samples of ${req.tokensPerSample} tokens are too short`);
+      const v = steeringVector(diff.delta[pi]!, diff.ftNorm);
+      const stop = tokenizer.eosId === undefined ? [] : [tokenizer.eosId];
+      const gens = await steer(pair, v, { layer: req.layer, strengths: req.strengths, prompt: promptIds, maxNewTokens: req.maxNew, stop, ...run });
+      const text = (out: number[]) => tokenizer.decode(out.filter((id) => !stop.includes(id)));
+      return {
+        task: 'steer',
+        layer: req.layer,
+        position: req.position,
+        vectorNorm: diff.ftNorm,
+        prompt: req.prompt,
+        generations: gens.map((g) => ({ strength: g.strength, base: text(g.base), ft: text(g.ft) })),
+      };
+    }
+    case 'patching': {
+      const ids = promptTokens(tokenizer, req.prompt);
+      const patching = await activationPatching(pair, ids, { positions: req.positions, ...run });
+      const baseBelow = await modelStitching(pair, ids, { lower: 'base', positions: req.positions, ...run });
+      const ftBelow = await modelStitching(pair, ids, { lower: 'ft', positions: req.positions, ...run });
+      return { task: 'patching', ids, patching, baseBelow, ftBelow, tokens: tokenTexts(tokenizer, ids) };
+    }
+  }
+}
