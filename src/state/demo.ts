@@ -27,6 +27,8 @@ export async function loadDemo(store: AppStore, root: string): Promise<void> {
   if (s.models.base.pending || s.models.ft.pending) return;
   s.setPendingFiles('base', base);
   s.setPendingFiles('ft', ft);
+  s.setModelRef('base', { demo: 'base' }, base);
+  s.setModelRef('ft', { demo: 'ocean' }, ft);
   s.setDemo(true);
   await Promise.all([s.loadModel('base'), s.loadModel('ft')]);
   const after = store.getState();
@@ -41,8 +43,10 @@ export async function loadDemo(store: AppStore, root: string): Promise<void> {
 export function switchToOwnModels(store: AppStore): void {
   const s = store.getState();
   if (s.view === 'weights') s.setView('models');
-  s.clearModel('base');
-  s.clearModel('ft');
+  for (const role of ['base', 'ft'] as const) {
+    s.forgetLinkModel(role);
+    s.clearModel(role);
+  }
   s.resetWeights();
   s.setDemoError(null);
 }

@@ -8,10 +8,10 @@ export async function urlFileSet(folderUrl: string, names: readonly string[], si
 }
 
 /**
- * A file set from pasted URLs, one per line, keyed by each URL's file name (so config.json,
- * model.safetensors and the others sit side by side as in a folder). `base` resolves relative URLs.
+ * Pasted URLs, one per line (blank lines and "#" comments skipped), resolved against `base` and
+ * checked: http(s) only, each naming a file, no two with the same file name.
  */
-export async function fileSetFromUrls(text: string, base: string, signal?: AbortSignal): Promise<FileSet> {
+export function parseUrlList(text: string, base: string): { url: string; name: string }[] {
   const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
   if (lines.length === 0) throw new FormatError('URL list', 'is empty: give one URL per line');
   const urls = lines.map((line, i) => {
@@ -31,6 +31,15 @@ export async function fileSetFromUrls(text: string, base: string, signal?: Abort
     if (seen.has(name)) throw new FormatError('URL list', `two URLs end in the same file name "${name}"`);
     seen.add(name);
   }
+  return urls;
+}
+
+/**
+ * A file set from pasted URLs, one per line, keyed by each URL's file name (so config.json,
+ * model.safetensors and the others sit side by side as in a folder). `base` resolves relative URLs.
+ */
+export async function fileSetFromUrls(text: string, base: string, signal?: AbortSignal): Promise<FileSet> {
+  const urls = parseUrlList(text, base);
   const sources = await Promise.all(urls.map(({ url }) => urlSource(url, signal)));
   return new Map(urls.map(({ name }, i) => [name, sources[i]!]));
 }

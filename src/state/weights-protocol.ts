@@ -39,6 +39,8 @@ export interface WeightsOutcome {
   result: WeightsDiff;
   /** The backend the spectra ran on, in words. */
   backend: string;
+  /** When the result was computed, if it came from the session cache (ms since the epoch). */
+  cachedAt?: number;
 }
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
