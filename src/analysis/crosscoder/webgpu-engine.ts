@@ -27,11 +27,12 @@ import {
   recordEmit,
   recordTopKCut,
   residualProgram,
-  ROW_WG,
+  LATENT_GRAD_CHUNK,
   STATE,
   stateWords,
   STATS,
   STRIDE_GROUPS,
+  strideGroups,
   sumSquaresProgram,
   type SelectBuffers,
   type SelectShape,
@@ -260,7 +261,7 @@ export class WebGpuCrosscoderEngine implements CrosscoderEngine {
       this.rec.dispatch(
         entryGradProgram(false),
         [this.p.decW, xs, lists, this.wn, entries],
-        this.grid(this.kept),
+        this.grid(Math.ceil(this.kept / 256)),
         packUniforms([this.kept, 2 * d, 1, 0, L.auxCount, L.g], [l1 ? opts.l1Lambda / n : 0]),
       );
     }
@@ -268,12 +269,12 @@ export class WebGpuCrosscoderEngine implements CrosscoderEngine {
       this.rec.dispatch(
         entryGradProgram(true),
         [this.p.decW, xs, lists, this.wn, entries],
-        this.grid(n * kAux),
+        this.grid(Math.ceil((n * kAux) / 256)),
         packUniforms([n * kAux, 2 * d, kAux, this.mainCapacity, L.auxCount, L.ha], [0]),
       );
     }
     const l1Decoder = l1 && opts.l1Lambda !== 0 && this.codeNormalization !== 'none' ? this.codeNormalization : 'off';
-    const chunks = Math.ceil((2 * d) / ROW_WG);
+    const chunks = Math.ceil((2 * d) / LATENT_GRAD_CHUNK);
     this.rec.dispatch(
       latentGradProgram(l1Decoder),
       [xs, this.p.decW, this.wn, lists, entries, this.g.encW, this.g.encB, this.g.decW],
@@ -299,8 +300,7 @@ export class WebGpuCrosscoderEngine implements CrosscoderEngine {
     if (clip) {
       this.fill(this.partials, PARAM_KEYS.length * STRIDE_GROUPS);
       PARAM_KEYS.forEach((k, i) => {
-        const groups = Math.max(1, Math.min(STRIDE_GROUPS, Math.ceil(this.sizes[k] / (256 * 8))));
-        this.rec.dispatch(sumSquaresProgram, [this.g[k], this.partials], [groups, 1, 1], packUniforms([this.sizes[k], i * STRIDE_GROUPS]));
+        this.rec.dispatch(sumSquaresProgram, [this.g[k], this.partials], [strideGroups(this.sizes[k]), 1, 1], packUniforms([this.sizes[k], i * STRIDE_GROUPS]));
       });
       this.rec.dispatch(clipScaleProgram, [this.partials, this.scalars], [1, 1, 1], packUniforms([PARAM_KEYS.length * STRIDE_GROUPS], [opts.clipGradNorm]));
     }

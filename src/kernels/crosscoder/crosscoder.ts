@@ -6,6 +6,7 @@ import type { CommandRecorder } from '../../gpu/recorder.ts';
 import { grid, packUniforms } from '../common.ts';
 import {
   adamWgsl,
+  AUX_WG,
   auxWgsl,
   blockCountWgsl,
   blockScanWgsl,
@@ -17,6 +18,7 @@ import {
   entryGradWgsl,
   fillWgsl,
   finalizeWgsl,
+  LATENT_GRAD_COLS,
   latentGradWgsl,
   normsWgsl,
   residualWgsl,
@@ -32,10 +34,12 @@ import {
 
 export { STATE, STATS } from './crosscoder.wgsl.ts';
 
-/** Threads per workgroup of the per-row kernels (norms, decode, residual, entry and latent gradients). */
+/** Threads per workgroup of the per-row kernels (norms, decode, residual, latent gradients). */
 export const ROW_WG = 64;
 /** Flat entries per compaction block. */
 export const COMPACT_BLOCK = SCAN_WG * COMPACT_PER_THREAD;
+/** Columns of a gradient row per workgroup of the latent-gradient kernel. */
+export const LATENT_GRAD_CHUNK = ROW_WG * LATENT_GRAD_COLS;
 /** Most workgroups of the grid-stride passes over all scores (count, histograms, sums of squares). */
 export const STRIDE_GROUPS = 512;
 
@@ -62,9 +66,9 @@ export const residualProgram = program('cc_residual', residualWgsl, ['write', 'r
 export const columnsProgram = program('cc_columns', columnsWgsl, ['read', 'write', 'write', 'uniform'], 64);
 export const finalizeProgram = (part: 'columns' | 'tokens'): GpuProgram =>
   program(`cc_finalize_${part}`, finalizeWgsl, ['write', 'uniform'], 256, { PART: part === 'columns' ? 0 : 1 });
-export const auxProgram = program('cc_aux', auxWgsl, ['read', 'read', 'read', 'write', 'read', 'write', 'write', 'write', 'uniform'], SCAN_WG);
+export const auxProgram = program('cc_aux', auxWgsl, ['read', 'read', 'read', 'write', 'read', 'write', 'write', 'write', 'uniform'], AUX_WG);
 export const entryGradProgram = (aux: boolean): GpuProgram =>
-  program(`cc_entry_grad${aux ? '_aux' : ''}`, entryGradWgsl, ['read', 'read', 'read', 'read', 'write', 'uniform'], ROW_WG, { WG: ROW_WG, AUX: aux ? 1 : 0 });
+  program(`cc_entry_grad${aux ? '_aux' : ''}`, entryGradWgsl, ['read', 'read', 'read', 'read', 'write', 'uniform'], 256, { AUX: aux ? 1 : 0 });
 export const latentGradProgram = (l1: ScoreWeighting | 'off'): GpuProgram =>
   program(`cc_latent_grad_l1_${l1}`, latentGradWgsl, ['read', 'read', 'read', 'read', 'read', 'write', 'write', 'write', 'uniform'], ROW_WG, {
     WG: ROW_WG,
@@ -115,8 +119,9 @@ export function compactBlocks(n: number, D: number): number {
   return Math.ceil((n * D) / COMPACT_BLOCK);
 }
 
-function strideGroups(count: number): number {
-  return Math.max(1, Math.min(STRIDE_GROUPS, Math.ceil(count / (256 * 8))));
+/** Workgroups of a grid-stride pass over `count` values: at least 32 per thread (each workgroup has a fixed cost), at most STRIDE_GROUPS. */
+export function strideGroups(count: number): number {
+  return Math.max(1, Math.min(STRIDE_GROUPS, Math.ceil(count / (256 * 32))));
 }
 
 /**

@@ -38,6 +38,10 @@ export const STATS = { varX: 0, varE: 1, l2: 2, sq: 3, l1: 4, aux: 5, clipScale:
 /** Elements per thread and threads per workgroup of the compaction; a block is their product. */
 export const COMPACT_PER_THREAD = 8;
 export const SCAN_WG = 256;
+/** Threads per token of the auxiliary-loss kernel. */
+export const AUX_WG = 64;
+/** Columns of a gradient row each thread of the latent-gradient kernel accumulates. */
+export const LATENT_GRAD_COLS = 4;
 
 const STATE_WGSL = /* wgsl */ `
 const S_LO = ${STATE.lo}u;
@@ -66,60 +70,75 @@ fn relu(v: f32) -> f32 { return select(0.0, v, v > 0.0); }
 fn score_key(v: f32, w: f32) -> u32 { return bitcast<u32>(relu(v) * w); }
 `;
 
-/** Workgroup scans over SCAN_WG threads; call from uniform control flow. */
-const SCAN_WGSL = /* wgsl */ `
-const SWG = ${SCAN_WG}u;
-var<workgroup> scan_u: array<u32, SWG>;
+/**
+ * Workgroup scans over `wg` threads with four barriers: 16 (or 8) leaders sum a group of threads
+ * each, one thread scans the group sums, every thread adds its neighbours in the group. Call from
+ * uniform control flow.
+ */
+function scanWgsl(wg: number): string {
+  return /* wgsl */ `
+const SWG = ${wg}u;
+const SGROUPS = ${wg >= 256 ? 16 : 8}u;
+const BPT = ${2048 / wg}u;
+const SPER = SWG / SGROUPS;
 var<workgroup> scan_v: array<vec2<u32>, SWG>;
-
-// Σ v over the threads with a higher index.
-fn suffix_exclusive(v: u32, lid: u32) -> u32 {
-  scan_u[lid] = v;
-  workgroupBarrier();
-  for (var s = 1u; s < SWG; s = s * 2u) {
-    var add = 0u;
-    if (lid + s < SWG) { add = scan_u[lid + s]; }
-    workgroupBarrier();
-    scan_u[lid] += add;
-    workgroupBarrier();
-  }
-  let r = scan_u[lid] - v;
-  workgroupBarrier();
-  return r;
-}
+var<workgroup> scan_g: array<vec2<u32>, SGROUPS>;
+var<workgroup> scan_total: vec2<u32>;
 
 struct Scan2 { excl: vec2<u32>, total: vec2<u32> }
 
-// Exclusive prefix sum of pairs over the threads, and the workgroup's total.
-fn prefix_exclusive2(v: vec2<u32>, lid: u32) -> Scan2 {
+// Σ v over the threads before this one (suffix: after it), and over all threads.
+fn scan2(v: vec2<u32>, lid: u32, suffix: bool) -> Scan2 {
   scan_v[lid] = v;
   workgroupBarrier();
-  for (var s = 1u; s < SWG; s = s * 2u) {
-    var add = vec2<u32>(0u);
-    if (lid >= s) { add = scan_v[lid - s]; }
-    workgroupBarrier();
-    scan_v[lid] += add;
-    workgroupBarrier();
+  if (lid < SGROUPS) {
+    var s = vec2<u32>(0u);
+    for (var q = 0u; q < SPER; q++) { s += scan_v[lid * SPER + q]; }
+    scan_g[lid] = s;
   }
-  let r = Scan2(scan_v[lid] - v, scan_v[SWG - 1u]);
+  workgroupBarrier();
+  if (lid == 0u) {
+    var run = vec2<u32>(0u);
+    for (var q = 0u; q < SGROUPS; q++) {
+      let g = select(q, SGROUPS - 1u - q, suffix);
+      let s = scan_g[g];
+      scan_g[g] = run;
+      run += s;
+    }
+    scan_total = run;
+  }
+  workgroupBarrier();
+  let first = (lid / SPER) * SPER;
+  var excl = scan_g[lid / SPER];
+  if (suffix) {
+    for (var q = lid + 1u; q < first + SPER; q++) { excl += scan_v[q]; }
+  } else {
+    for (var q = first; q < lid; q++) { excl += scan_v[q]; }
+  }
+  let r = Scan2(excl, scan_total);
   workgroupBarrier();
   return r;
 }
 
-// The radix step of select.ts over a 2048-bin histogram, 8 bins per thread: the bin holding the
+fn prefix_exclusive2(v: vec2<u32>, lid: u32) -> Scan2 {
+  return scan2(v, lid, false);
+}
+
+// The radix step of select.ts over a 2048-bin histogram, BPT bins per thread: the bin holding the
 // rank-th largest key, scanning from the top and falling back to bin 0. Exactly one thread
-// returns found = true, with the bin and the count of keys in higher bins.
-struct Pick { found: bool, bin: u32, cum: u32 }
-fn pick_bin(c: array<u32, 8>, lid: u32, rank: u32) -> Pick {
+// returns found = true, with the bin and the count of keys in higher bins; all return the total.
+struct Pick { found: bool, bin: u32, cum: u32, total: u32 }
+fn pick_bin(c: array<u32, BPT>, lid: u32, rank: u32) -> Pick {
   var s = 0u;
-  for (var q = 0u; q < 8u; q++) { s += c[q]; }
-  let higher = suffix_exclusive(s, lid);
-  var r = Pick(false, 0u, higher);
+  for (var q = 0u; q < BPT; q++) { s += c[q]; }
+  let scan = scan2(vec2<u32>(s, 0u), lid, true);
+  let higher = scan.excl.x;
+  var r = Pick(false, 0u, higher, scan.total.x);
   if (higher < rank && (higher + s >= rank || lid == 0u)) {
     r.found = true;
-    for (var s_ = 0u; s_ < 8u; s_++) {
-      let q = 7u - s_;
-      let b = lid * 8u + q;
+    for (var s_ = 0u; s_ < BPT; s_++) {
+      let q = BPT - 1u - s_;
+      let b = lid * BPT + q;
       if (b == 0u) { r.bin = 0u; break; }
       if (r.cum + c[q] >= rank) { r.bin = b; break; }
       r.cum += c[q];
@@ -128,6 +147,7 @@ fn pick_bin(c: array<u32, 8>, lid: u32, rank: u32) -> Pick {
   return r;
 }
 `;
+}
 
 /** Digit shift, mask and width of each radix round (as select.ts: 11, 11 and 10 bits). */
 const RADIX_WGSL = /* wgsl */ `
@@ -324,7 +344,7 @@ struct Params { round: u32 }
 @group(0) @binding(0) var<storage, read_write> state: array<u32>;
 @group(0) @binding(1) var<uniform> p: Params;
 ${STATE_WGSL}
-${SCAN_WGSL}
+${scanWgsl(SCAN_WG)}
 ${RADIX_WGSL}
 var<workgroup> shared_rank: u32;
 var<workgroup> shared_done: u32;
@@ -334,10 +354,10 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     shared_rank = state[S_RANK];
     shared_done = state[S_DONE];
   }
-  var c: array<u32, 8>;
-  for (var q = 0u; q < 8u; q++) {
-    c[q] = state[S_HIST + lid * 8u + q];
-    state[S_HIST + lid * 8u + q] = 0u;
+  var c: array<u32, BPT>;
+  for (var q = 0u; q < BPT; q++) {
+    c[q] = state[S_HIST + lid * BPT + q];
+    state[S_HIST + lid * BPT + q] = 0u;
   }
   storageBarrier();
   workgroupBarrier();
@@ -404,7 +424,7 @@ struct Params { blocks: u32, rows: u32 }
 @group(0) @binding(2) var<storage, read_write> lists: array<u32>;
 @group(0) @binding(3) var<uniform> p: Params;
 ${STATE_WGSL}
-${SCAN_WGSL}
+${scanWgsl(SCAN_WG)}
 @compute @workgroup_size(SWG)
 fn main(@builtin(local_invocation_index) lid: u32) {
   let per = (p.blocks + SWG - 1u) / SWG;
@@ -445,7 +465,7 @@ struct Params { N: u32, D: u32, blocks: u32, W: u32, bitsOffset: u32 }
 ${STATE_WGSL}
 ${ENTRY_WGSL}
 ${KEY_WGSL}
-${SCAN_WGSL}
+${scanWgsl(SCAN_WG)}
 ${FLAT_GROUP_WGSL}
 var<workgroup> smallest: atomic<u32>;
 @compute @workgroup_size(SWG)
@@ -679,7 +699,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 
 /**
  * The auxiliary loss of one token (one workgroup): among the dead latents with f > 0, the kAux
- * best by score (ties to the lower index) by an in-workgroup radix select; their reconstruction
+ * best by score (ties to the lower index) by an in-workgroup radix select (all of them when they
+ * fit, known after the first round); their reconstruction
  * ê of the residual e = x − x̂ (no bias); Σ‖e − ê‖² into the token's stats; dLoss/dê into the ha
  * region; the kept slots and aux bitmap. Nothing is kept when the residual has no variance.
  */
@@ -699,7 +720,7 @@ struct Params {
 @group(0) @binding(8) var<uniform> p: Params;
 ${ENTRY_WGSL}
 ${KEY_WGSL}
-${SCAN_WGSL}
+${scanWgsl(AUX_WG)}
 ${RADIX_WGSL}
 ${FLAT_GROUP_WGSL}
 const WG = SWG;
@@ -707,6 +728,7 @@ ${WORKGROUP_REDUCE_WGSL}
 const TOKENS = ${STATS.tokens}u;
 var<workgroup> hist: array<atomic<u32>, 2048>;
 var<workgroup> picked: vec2<u32>;
+var<workgroup> all_fit: u32;
 
 @compute @workgroup_size(SWG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -717,6 +739,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let row = t * p.D;
   var rank = p.kAux;
   var prefix = 0u;
+  var keep_all = false;
   for (var round = 0u; round < 3u; round++) {
     for (var b = lid; b < 2048u; b += SWG) { atomicStore(&hist[b], 0u); }
     workgroupBarrier();
@@ -730,11 +753,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       if (v > 0.0 && (round == 0u || (k >> prevShift) == prefix)) { atomicAdd(&hist[(k >> shift) & mask], 1u); }
     }
     workgroupBarrier();
-    var c: array<u32, 8>;
-    for (var q = 0u; q < 8u; q++) { c[q] = atomicLoad(&hist[lid * 8u + q]); }
+    var c: array<u32, BPT>;
+    for (var q = 0u; q < BPT; q++) { c[q] = atomicLoad(&hist[lid * BPT + q]); }
     let r = pick_bin(c, lid, rank);
     if (r.found) { picked = vec2<u32>((prefix << RADIX_BITS[round]) | r.bin, rank - r.cum); }
-    workgroupBarrier();
+    if (lid == 0u) { all_fit = select(0u, 1u, round == 0u && r.total <= p.kAux); }
+    if (workgroupUniformLoad(&all_fit) == 1u) {
+      keep_all = true;
+      break;
+    }
     prefix = picked.x;
     rank = picked.y;
     workgroupBarrier();
@@ -752,7 +779,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       j = deadList[q];
       v = pre[row + j];
       let k = score_key(v, wn[j]);
-      if (v > 0.0 && k > key) { flags.x = 1u; } else if (v > 0.0 && k == key) { flags.y = 1u; }
+      if (v > 0.0 && (keep_all || k > key)) { flags.x = 1u; } else if (v > 0.0 && k == key) { flags.y = 1u; }
     }
     let s = prefix_exclusive2(flags, lid);
     let at = run + s.excl;
@@ -789,10 +816,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 /**
  * dLoss/df of each kept entry: d_j · g_t (both models) plus `extra`·w_j (the L1 penalty), one
- * workgroup per entry. AUX: the auxiliary slots (t = slot / kAux, empty slots skipped), against ha.
+ * thread per entry. AUX: the auxiliary slots (t = slot / kAux, empty slots skipped), against ha.
  */
 export const entryGradWgsl = /* wgsl */ `
-override WG: u32 = 64u;
 override AUX: bool = false;
 struct Params { count: u32, d2: u32, kAux: u32, base: u32, auxCountOffset: u32, vecOffset: u32, extra: f32 }
 @group(0) @binding(0) var<storage, read> decW: array<f32>;
@@ -803,29 +829,31 @@ struct Params { count: u32, d2: u32, kAux: u32, base: u32, auxCountOffset: u32, 
 @group(0) @binding(5) var<uniform> p: Params;
 ${ENTRY_WGSL}
 ${FLAT_GROUP_WGSL}
-${WORKGROUP_REDUCE_WGSL}
-@compute @workgroup_size(WG)
+@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let e = flat_group(wid, nwg);
+  let e = flat_group(wid, nwg) * 256u + lid;
   if (e >= p.count) { return; }
   if (AUX && e % p.kAux >= lists[p.auxCountOffset + e / p.kAux]) { return; }
   let slot = p.base + e;
   let t = entries[slot].t;
   let j = entries[slot].j;
   var s = 0.0;
-  for (var i = lid; i < p.d2; i += WG) { s += decW[j * p.d2 + i] * xs[p.vecOffset + t * p.d2 + i]; }
-  s = workgroup_sum(s, lid);
-  if (lid == 0u) { entries[slot].df = s + p.extra * wn[j]; }
+  for (var i = 0u; i < p.d2; i++) { s += decW[j * p.d2 + i] * xs[p.vecOffset + t * p.d2 + i]; }
+  entries[slot].df = s + p.extra * wn[j];
 }
 `;
 
 /**
- * Gradient rows of one latent j for a chunk of WG columns: walks the tokens where j is kept (main
- * and aux bitmaps, in token order, so sums are deterministic), finds the entry by binary search in
- * the token's sorted list, and accumulates
+ * Gradient rows of one latent j for a chunk of WG·COLS columns: walks the tokens where j is kept
+ * (main and aux bitmaps, in token order, so sums are deterministic), finds the entry by binary
+ * search in the token's sorted list, and accumulates
  *   ∂W_dec[j] = Σ f·g_t (main) + Σ f·ha_t (aux),  ∂W_enc[j] = Σ (df_main + df_aux)·x_t,  ∂b_enc[j] = Σ df,
  * plus the L1 penalty's decoder-norm term (L1 1: crosscoder, 2: sae). Rows of latents kept nowhere are zero.
  */
+const cols = Array.from({ length: LATENT_GRAD_COLS }, (_, c) => c);
+/** Repeats a statement for every column c of the thread (unrolled: private arrays indexed at run time are slow on some drivers). */
+const perCol = (f: (c: number) => string): string => cols.map(f).join('\n');
+
 export const latentGradWgsl = /* wgsl */ `
 override WG: u32 = 64u;
 override L1: u32 = 0u;
@@ -855,16 +883,33 @@ fn find(lo: u32, hi: u32, j: u32) -> u32 {
   return a;
 }
 
+fn write_column(j: u32, i: u32, dec: f32, enc: f32, fsum: f32) {
+  if (i >= 2u * p.d) { return; }
+  var g = dec;
+  if (L1 != 0u && fsum != 0.0) {
+    var k = 0.0;
+    if (L1 == 1u) {
+      let norm = wn[select(2u, 1u, i < p.d) * p.D + j];
+      k = select(0.0, 1.0 / norm, norm > 0.0);
+    } else {
+      k = select(0.0, 1.0 / wn[j], wn[j] > 0.0);
+    }
+    g += p.l1Scale * fsum * k * decW[j * 2u * p.d + i];
+  }
+  gDecW[j * 2u * p.d + i] = g;
+  gEncW[j * 2u * p.d + i] = enc;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let g = flat_group(wid, nwg);
   let j = g / p.chunks;
   if (j >= p.D) { return; }
   let d2 = 2u * p.d;
-  let i = (g % p.chunks) * WG + lid;
-  let col = min(i, d2 - 1u);
-  var accD = 0.0;
-  var accE = 0.0;
+  let i0 = (g % p.chunks) * WG * ${LATENT_GRAD_COLS}u + lid;
+${perCol((c) => `  let col${c} = min(i0 + ${c}u * WG, d2 - 1u);
+  var dec${c} = 0.0;
+  var enc${c} = 0.0;`)}
   var accB = 0.0;
   var fsum = 0.0;
   for (var w = 0u; w < p.W; w++) {
@@ -877,37 +922,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       bits &= bits - 1u;
       let t = w * 32u + b;
       let bit = 1u << b;
+      let row = t * d2;
       var df = 0.0;
       if ((mainBits & bit) != 0u) {
         let en = entries[find(lists[t], lists[t + 1u], j)];
         df += en.df;
         fsum += en.v;
-        accD += en.v * xs[p.gOffset + t * d2 + col];
+${perCol((c) => `        dec${c} += en.v * xs[p.gOffset + row + col${c}];`)}
       }
       if ((auxBits & bit) != 0u) {
         let slots = p.auxBase + t * p.kAux;
         let en = entries[find(slots, slots + lists[p.auxCountOffset + t], j)];
         df += en.df;
-        accD += en.v * xs[p.haOffset + t * d2 + col];
+${perCol((c) => `        dec${c} += en.v * xs[p.haOffset + row + col${c}];`)}
       }
       accB += df;
-      accE += df * xs[t * d2 + col];
+${perCol((c) => `      enc${c} += df * xs[row + col${c}];`)}
     }
   }
-  if (i >= d2) { return; }
-  if (L1 != 0u && fsum != 0.0) {
-    var k = 0.0;
-    if (L1 == 1u) {
-      let norm = wn[select(2u, 1u, i < p.d) * p.D + j];
-      k = select(0.0, 1.0 / norm, norm > 0.0);
-    } else {
-      k = select(0.0, 1.0 / wn[j], wn[j] > 0.0);
-    }
-    accD += p.l1Scale * fsum * k * decW[j * d2 + i];
-  }
-  gDecW[j * d2 + i] = accD;
-  gEncW[j * d2 + i] = accE;
-  if (i == 0u) { gEncB[j] = accB; }
+  if (i0 == 0u) { gEncB[j] = accB; }
+${perCol((c) => `  write_column(j, i0 + ${c}u * WG, dec${c}, enc${c}, fsum);`)}
 }
 `;
 
