@@ -114,7 +114,7 @@ export class WebGpuCrosscoderEngine implements CrosscoderEngine {
     for (const s of [this.p, this.g, this.m1, this.m2]) for (const k of PARAM_KEYS) this.fill(s[k], this.sizes[k]);
   }
 
-  /** Offsets (in floats) of the reconstruction, dLoss/dx̂ and auxiliary-gradient regions of the [4, n, 2d] buffer. */
+  /** Region offsets (in 32-bit words) for the current batch size: in xs [4, n, 2d], lists and stats (see crosscoder.wgsl.ts). */
   private get layout() {
     const { n, d, D } = this;
     const rows = n * 2 * d;
