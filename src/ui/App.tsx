@@ -4,6 +4,9 @@ import { appStore, useApp } from '../state/store.ts';
 import { VIEWS, viewNeedsModels, type View } from '../state/views.ts';
 import { Banner, LinkErrorBanner, LinkNotice } from './Banners.tsx';
 import { DropZone } from './DropZone.tsx';
+import { AdlView } from './activations/AdlView.tsx';
+import { LensView } from './activations/LensView.tsx';
+import { PatchingView } from './activations/PatchingView.tsx';
 import { BackendBadge, GpuReport } from './GpuReport.tsx';
 import { VIEW_LABELS } from './labels.ts';
 import { WeightsView } from './weights/WeightsView.tsx';
@@ -51,7 +54,7 @@ export function App() {
             </button>
           </Banner>
         )}
-        {loaded && view === 'weights' ? <WeightsView /> : loaded && viewNeedsModels(view) ? <ViewNotBuilt view={view} /> : <ModelsScreen />}
+        {!loaded ? <ModelsScreen /> : view === 'weights' ? <WeightsView /> : view === 'lens' ? <LensView /> : view === 'adl' ? <AdlView /> : view === 'patching' ? <PatchingView /> : viewNeedsModels(view) ? <ViewNotBuilt view={view} /> : <ModelsScreen />}
       </main>
     </div>
   );

@@ -1,5 +1,6 @@
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
+import { workerActivationsRunner } from '../state/activations-client.ts';
 import { connectGpu } from '../state/connect-gpu.ts';
 import { loadDemo } from '../state/demo.ts';
 import { openModelLoader } from '../state/open-weights.ts';
@@ -14,6 +15,7 @@ for (const type of ['dragover', 'drop'] as const) window.addEventListener(type, 
 
 appStore.getState().setModelLoader(openModelLoader);
 appStore.getState().setWeightsRunner(workerWeightsRunner);
+appStore.getState().setActivationsRunner(workerActivationsRunner());
 connectPermalink(appStore, window);
 connectGpu(appStore);
 // Links never carry models, so every first open starts with the built-in demo pair.
