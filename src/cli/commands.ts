@@ -6,6 +6,7 @@ import { inspect } from './inspect.ts';
 import { lens } from './lens.ts';
 import { patch } from './patch.ts';
 import { steer } from './steer.ts';
+import { taskVectors } from './task-vectors.ts';
 import { weights } from './weights.ts';
 
 export interface Command {
@@ -21,6 +22,7 @@ export const commands: Record<string, Command> = {
   crosscoder,
   inspect,
   weights,
+  'task-vectors': taskVectors,
   forward,
   lens,
   adl,

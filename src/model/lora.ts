@@ -179,3 +179,27 @@ export function mergeLora(w: Float32Array, shape: readonly number[], target: Lor
   for (let i = 0; i < delta.length; i++) delta[i] = w[i]! + delta[i]!;
   return delta;
 }
+
+/**
+ * The base store with the adapter merged into its targets, read lazily tensor by tensor: what an
+ * adapter "fine-tune" looks like to analyses that compare stores (task vectors, weight diffs).
+ * Adapted tensors are reported as F32 (they are computed in float32).
+ */
+export function mergedStore(base: WeightStore, adapter: LoraAdapter): WeightStore {
+  const tensors = new Map(base.tensors);
+  for (const t of adapter.targets.values()) {
+    const stored = base.tensors.get(t.weight);
+    if (!stored) throw new FormatError(adapter.label, `adapts "${t.weight}", which ${base.label} does not have: the adapter was trained on another model`);
+    tensors.set(t.weight, { ...stored, dtype: 'F32', byteLength: stored.shape.reduce((a, b) => a * b, 1) * 4 });
+  }
+  return {
+    label: `${base.label} + ${adapter.label}`,
+    tensors,
+    async readF32(name, signal) {
+      const w = await base.readF32(name, signal);
+      const target = adapter.targets.get(name);
+      if (!target) return w;
+      return mergeLora(w, base.tensors.get(name)!.shape, target, await adapter.readFactors(target, signal));
+    },
+  };
+}
