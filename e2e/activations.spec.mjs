@@ -96,6 +96,15 @@ export const tests = {
     const ft = await page.getByTestId('steer-ft').allTextContents();
     assert.ok(ft.every((t) => t.trim().length > 0), 'each strength generates text');
     await page.getByTestId('steering').screenshot({ path: join(root, 'e2e', 'screenshots', 'adl-steering.png') });
+    await page.getByTestId('patchscope').screenshot({ path: join(root, 'e2e', 'screenshots', 'adl-patchscope.png') });
+
+    const stories = readFileSync(join(root, 'public', 'models', 'demo', 'generic_stories.txt'), 'utf8').split('\n');
+    await page.getByTestId('corpus-input').setInputFiles({ name: 'my-corpus.txt', mimeType: 'text/plain', buffer: Buffer.from(stories.slice(100, 140).join('\n')) });
+    await page.getByTestId('corpus-name').and(page.getByText('my-corpus.txt')).waitFor();
+    await waitForTask(page, 'adl');
+    assert.match(await page.getByTestId('corpus').textContent(), /my-corpus\.txt \(your file, 40 lines\) · 16 samples × 24 tokens used/);
+    await page.getByTestId('corpus-input').setInputFiles({ name: 'empty.txt', mimeType: 'text/plain', buffer: Buffer.from('\n\n') });
+    assert.equal(await page.getByTestId('corpus-error').textContent(), 'empty.txt has no non-empty lines: a corpus is a text file with one sample per line');
   },
 
   async 'the patching view draws the recovery heatmaps and the stitching curves; positions go into the link'({ page, url, screenshot }) {
@@ -112,6 +121,7 @@ export const tests = {
     assert.equal(await page.getByTestId('stitch-kl').locator('path.series').count(), 4);
     assert.equal(await page.getByTestId('stitch-kl').locator('.points.s1 circle').count(), L + 1, 'one point per stitch layer 0..L');
     await screenshot('patching-view');
+    await page.getByTestId('stitching').screenshot({ path: join(root, 'e2e', 'screenshots', 'patching-stitching.png') });
     await page.getByTestId('patch-positions-last').check();
     await waitForTask(page, 'patching');
     assert.equal(linkState(page).patchPositions, 'last');

@@ -112,7 +112,8 @@ const CW = 380;
 const CH = 220;
 const M = { top: 12, right: 12, bottom: 40, left: 52 };
 
-function LineChart({ series, yLabel, guides = [], testId }: { series: Series[]; yLabel: string; guides?: { y: number; label: string }[]; testId: string }) {
+/** Lines over ℓ = 0..n−1; `fromZero` starts the y axis at 0 (KL), else it spans the values (loss). Guides are labelled alternately at the right and left ends. */
+function LineChart({ series, yLabel, guides = [], fromZero = true, testId }: { series: Series[]; yLabel: string; guides?: { y: number; label: string }[]; fromZero?: boolean; testId: string }) {
   const ref = useRef<SVGSVGElement>(null);
   useEffect(() => {
     const svg = d3.select(ref.current!);
@@ -123,9 +124,11 @@ function LineChart({ series, yLabel, guides = [], testId }: { series: Series[]; 
       .domain([0, Math.max(n - 1, 1)])
       .range([M.left, CW - M.right]);
     const all = [...series.flatMap((s) => Array.from(s.values)), ...guides.map((g) => g.y)].filter(Number.isFinite);
+    const [lo = 0, hi = 1] = d3.extent(all);
+    const pad = Math.max((hi - lo) * 0.1, 1e-3);
     const y = d3
       .scaleLinear()
-      .domain([Math.min(0, d3.min(all) ?? 0), Math.max(d3.max(all) ?? 1, 1e-9)])
+      .domain(fromZero ? [Math.min(0, lo), Math.max(hi, 1e-9)] : [lo - pad, hi + pad])
       .nice()
       .range([CH - M.bottom, M.top]);
     svg
@@ -136,10 +139,17 @@ function LineChart({ series, yLabel, guides = [], testId }: { series: Series[]; 
     svg.append('g').attr('class', 'axis').attr('transform', `translate(${M.left},0)`).call(d3.axisLeft(y).ticks(5, '~g'));
     svg.append('text').attr('class', 'axis-label').attr('x', (M.left + CW - M.right) / 2).attr('y', CH - 6).attr('text-anchor', 'middle').text('stitch layer ℓ (blocks below ℓ from the lower model)');
     svg.append('text').attr('class', 'axis-label').attr('transform', `translate(13,${(CH - M.bottom + M.top) / 2}) rotate(-90)`).attr('text-anchor', 'middle').text(yLabel);
-    for (const g of guides) {
+    guides.forEach((g, i) => {
       svg.append('line').attr('class', 'guide').attr('x1', M.left).attr('x2', CW - M.right).attr('y1', y(g.y)).attr('y2', y(g.y));
-      svg.append('text').attr('class', 'guide-label').attr('x', CW - M.right - 2).attr('y', y(g.y) - 3).attr('text-anchor', 'end').text(g.label);
-    }
+      const right = i % 2 === 0;
+      svg
+        .append('text')
+        .attr('class', 'guide-label')
+        .attr('x', right ? CW - M.right - 2 : M.left + 4)
+        .attr('y', y(g.y) - 3)
+        .attr('text-anchor', right ? 'end' : 'start')
+        .text(g.label);
+    });
     for (const s of series) {
       const points = Array.from(s.values, (v, i) => [x(i), y(v)] as [number, number]);
       svg.append('path').attr('class', `series ${s.className}`).attr('d', d3.line()(points));
@@ -155,7 +165,7 @@ function LineChart({ series, yLabel, guides = [], testId }: { series: Series[]; 
         .append('title')
         .text((v, i) => `${s.name} at ℓ = ${i}: ${formatValue(v)}`);
     }
-  }, [series, yLabel, guides]);
+  }, [series, yLabel, guides, fromZero]);
   return (
     <figure className="line-chart">
       <svg ref={ref} width={CW} height={CH} data-testid={testId} role="img" aria-label={yLabel} />
@@ -192,8 +202,8 @@ function Stitching({ result }: { result: PatchResult }) {
   );
   const guides = useMemo(
     () => [
-      { y: b.lossBase, label: `base ${formatValue(b.lossBase)}` },
-      { y: b.lossFt, label: `ft ${formatValue(b.lossFt)}` },
+      { y: b.lossBase, label: `base alone ${formatValue(b.lossBase)}` },
+      { y: b.lossFt, label: `ft alone ${formatValue(b.lossFt)}` },
     ],
     [b],
   );
@@ -202,7 +212,7 @@ function Stitching({ result }: { result: PatchResult }) {
       <h2>Model stitching: blocks 0..ℓ−1 from one model, ℓ..L−1 (with final norm and unembedding) from the other</h2>
       <div className="charts">
         <LineChart series={kl} yLabel="KL (nats)" testId="stitch-kl" />
-        {hasLoss && <LineChart series={loss} yLabel="next-token loss (nats)" guides={guides} testId="stitch-loss" />}
+        {hasLoss && <LineChart series={loss} yLabel="next-token loss (nats)" guides={guides} fromZero={false} testId="stitch-loss" />}
       </div>
       <p className="muted small">
         ℓ = 0 is the upper model alone; ℓ = L keeps only the upper model’s final norm and unembedding. Where a curve drops is where the behaviour that tells the models apart lives.

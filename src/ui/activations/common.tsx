@@ -165,5 +165,6 @@ export function Legend({ color, domain, title, testId, width = 240 }: { color: (
     g.append('rect').attr('y', 16).attr('width', width).attr('height', 10).attr('fill', `url(#${id})`);
     g.append('g').attr('class', 'legend-axis').attr('transform', 'translate(0,26)').call(d3.axisBottom(x).ticks(5).tickSizeOuter(0));
   }, [color, domain, title, width]);
-  return <svg ref={ref} className="legend" width={width + 24} height={48} data-testid={testId} role="img" aria-label={title} />;
+  // The title is one line of 11px text: about 6.5px a character.
+  return <svg ref={ref} className="legend" width={Math.max(width + 24, 16 + title.length * 6.5)} height={48} data-testid={testId} role="img" aria-label={title} />;
 }
