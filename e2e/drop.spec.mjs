@@ -53,7 +53,7 @@ export const tests = {
     await page.getByTestId('files-base').waitFor();
     const rows = await listing(page, 'base');
     assert.deepEqual(rows.map((r) => r[0]), ['config.json', 'generation_config.json', 'model.safetensors'], 'paths lose the folder name');
-    await page.getByRole('button', { name: 'clear' }).click();
+    await page.getByTestId('drop-base').getByRole('button', { name: 'clear' }).click();
     assert.equal(await page.getByTestId('files-base').count(), 0, 'clear removes the listing');
     await screenshot('drop-folder-cleared');
   },

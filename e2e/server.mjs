@@ -17,15 +17,43 @@ const TYPES = {
   '.txt': 'text/plain; charset=utf-8',
 };
 
-/** Serves `root` on an ephemeral port of localhost. Resolves once listening. */
-export async function startServer(root) {
+/**
+ * Serves `root` on an ephemeral port of localhost. Resolves once listening.
+ * `delay: {pattern, ms}` holds every response whose path (with query) matches the RegExp for `ms`,
+ * to test slow models: a client that gives up meanwhile gets nothing.
+ */
+export async function startServer(root, { delay } = {}) {
   const index = join(root, 'index.html');
   try {
     await stat(index);
   } catch {
     throw new Error(`${index} is missing: run "npx vite build" first (npm run test:e2e does)`);
   }
+  const timers = new Set();
+  /** Delayed requests, and those the client gave up on before their answer. */
+  const stats = { delayed: 0, abandoned: 0 };
   const server = createServer(async (req, res) => {
+    if (delay && delay.pattern.test(req.url ?? '')) {
+      stats.delayed++;
+      const gaveUp = await new Promise((resolve) => {
+        const timer = setTimeout(() => {
+          timers.delete(timer);
+          res.off('close', onClose);
+          resolve(false);
+        }, delay.ms);
+        const onClose = () => {
+          clearTimeout(timer);
+          timers.delete(timer);
+          resolve(true);
+        };
+        timers.add(timer);
+        res.once('close', onClose);
+      });
+      if (gaveUp) {
+        stats.abandoned++;
+        return;
+      }
+    }
     const headers = {
       'Cross-Origin-Opener-Policy': 'same-origin',
       'Cross-Origin-Embedder-Policy': 'require-corp',
@@ -77,8 +105,10 @@ export async function startServer(root) {
   const { port } = server.address();
   return {
     url: `http://localhost:${port}`,
+    stats,
     close: () =>
       new Promise((resolve) => {
+        for (const t of timers) clearTimeout(t);
         server.closeAllConnections();
         server.close(() => resolve());
       }),

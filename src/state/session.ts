@@ -111,7 +111,7 @@ function open(store: AppStore, role: Role, files: FileSet, ref: ModelRef | null,
   s.setModelRef(role, ref, files);
   s.setLinkModelStatus(role, { kind: 'idle' });
   if (s.modelLoader && files.size > 0) void s.loadModel(role);
-  if (ref) return;
+  if (ref || files.size === 0) return;
   fingerprintOf(files).then(
     (fp) => {
       if (op.current() && store.getState().models[role].pending === files) store.getState().setModelRef(role, fingerprintRef(fp), files);

@@ -3,7 +3,10 @@ import { pairProblem, pairReady } from '../state/models.ts';
 import { appStore, useApp } from '../state/store.ts';
 import { VIEWS, viewNeedsModels, type View } from '../state/views.ts';
 import { Banner, LinkErrorBanner, LinkNotice } from './Banners.tsx';
+import { CachePanel } from './CachePanel.tsx';
 import { DropZone } from './DropZone.tsx';
+import { CopyLinkButton } from './export/CopyLink.tsx';
+import { SessionExportButton } from './export/SessionExport.tsx';
 import { AdlView } from './activations/AdlView.tsx';
 import { LensView } from './activations/LensView.tsx';
 import { PatchingView } from './activations/PatchingView.tsx';
@@ -29,6 +32,7 @@ export function App() {
         <span className="brand">NeuroDiff</span>
         <span className="tagline">base vs fine-tune, in the browser</span>
         <span className="spacer" />
+        <SessionExportButton />
         <BackendBadge gpu={gpu} />
       </header>
       <Rail current={view} loaded={loaded} />
@@ -95,6 +99,9 @@ function ModelsScreen() {
   const setView = useApp((s) => s.setView);
   return (
     <>
+      <div className="view-actions">
+        <CopyLinkButton />
+      </div>
       <LinkNotice view={view} prompt={prompt} layer={layer} />
       {problem && (
         <Banner kind="error" testId="pair-problem">
@@ -113,6 +120,7 @@ function ModelsScreen() {
         <DropZone role="ft" />
       </div>
       <GpuReport gpu={gpu} />
+      <CachePanel />
     </>
   );
 }
@@ -120,7 +128,10 @@ function ModelsScreen() {
 function ViewNotBuilt({ view }: { view: View }) {
   return (
     <section className="panel">
-      <h2>{VIEW_LABELS[view]}</h2>
+      <div className="panel-head">
+        <h2>{VIEW_LABELS[view]}</h2>
+        <CopyLinkButton />
+      </div>
       <p className="muted">This view is not built yet.</p>
     </section>
   );

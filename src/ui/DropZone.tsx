@@ -1,20 +1,19 @@
 import { useRef, useState, type DragEvent } from 'react';
 import type { FileSet } from '../io/source.ts';
 import { fileSetBytes, type LoadStatus, type ModelSummary, type Role } from '../state/models.ts';
-import { fileSetFromUrls } from '../state/remote.ts';
+import { openModelFiles, openUrlModel } from '../state/session.ts';
 import { appStore, useApp } from '../state/store.ts';
 import { filesFromDataTransfer, filesFromInput, toFileSet, type DroppedFile } from './dropped-files.ts';
 import { formatBytes, formatCount } from './format.ts';
 import { ROLE_LABELS } from './labels.ts';
+import { LinkModelPanel } from './LinkModelPanel.tsx';
 
 function accept(role: Role, dropped: DroppedFile[]) {
   openFiles(role, toFileSet(dropped));
 }
 
 function openFiles(role: Role, files: FileSet) {
-  const state = appStore.getState();
-  state.setPendingFiles(role, files);
-  if (state.modelLoader && files.size > 0) void state.loadModel(role);
+  void openModelFiles(appStore, role, files, 'files');
 }
 
 export function DropZone({ role }: { role: Role }) {
@@ -29,12 +28,9 @@ export function DropZone({ role }: { role: Role }) {
   const openUrls = () => {
     setReadError(null);
     setFetching(true);
-    fileSetFromUrls(urls, window.location.href)
+    openUrlModel(appStore, role, urls, window.location.href)
       .then(
-        (files) => {
-          openFiles(role, files);
-          setUrlsOpen(false);
-        },
+        () => setUrlsOpen(false),
         (err: unknown) => setReadError(err instanceof Error ? err.message : String(err)),
       )
       .finally(() => setFetching(false));
@@ -87,6 +83,7 @@ export function DropZone({ role }: { role: Role }) {
         Drop a model folder (config.json + safetensors, sharded or not), a .gguf file, or a llama2.c .bin here.
         {role === 'ft' && ' A PEFT adapter folder is applied to the base model.'} Files stay on this machine.
       </p>
+      <LinkModelPanel role={role} />
       <div className="drop-buttons">
         <button type="button" onClick={() => filesInput.current?.click()}>
           Choose files…

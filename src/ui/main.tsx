@@ -2,10 +2,12 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { workerActivationsRunner } from '../state/activations-client.ts';
 import { connectGpu } from '../state/connect-gpu.ts';
-import { loadDemo } from '../state/demo.ts';
+import { indexedDbCache } from '../state/cache.ts';
 import { openModelLoader } from '../state/open-weights.ts';
 import { connectPermalink } from '../state/permalink.ts';
+import { connectLinkModels } from '../state/session.ts';
 import { appStore } from '../state/store.ts';
+import { cachedWeightsRunner } from '../state/weights-cache.ts';
 import { workerWeightsRunner } from '../state/weights-client.ts';
 import { App } from './App.tsx';
 import './app.css';
@@ -14,12 +16,13 @@ import './app.css';
 for (const type of ['dragover', 'drop'] as const) window.addEventListener(type, (e) => e.preventDefault());
 
 appStore.getState().setModelLoader(openModelLoader);
-appStore.getState().setWeightsRunner(workerWeightsRunner);
+appStore.getState().setResultCache(indexedDbCache());
+appStore.getState().setWeightsRunner(cachedWeightsRunner(workerWeightsRunner, appStore));
 appStore.getState().setActivationsRunner(workerActivationsRunner());
 connectPermalink(appStore, window);
 connectGpu(appStore);
-// Links never carry models, so every first open starts with the built-in demo pair.
-void loadDemo(appStore, new URL(import.meta.env.BASE_URL, window.location.href).href);
+// Opens the models the link names (by URL or the demo; local files are asked for), else the built-in demo pair.
+connectLinkModels(appStore, new URL(import.meta.env.BASE_URL, window.location.href).href);
 
 createRoot(document.getElementById('root')!).render(
   <StrictMode>

@@ -1,5 +1,6 @@
 import * as d3 from 'd3';
 import { useEffect, useRef } from 'react';
+import { ExportMenu } from '../export/ExportMenu.tsx';
 import type { TensorDiff } from '../../analysis/weights/types.ts';
 import { formatValue } from '../format.ts';
 import { KIND_LABELS, placeTensors } from './tensor-kinds.ts';
@@ -82,6 +83,7 @@ export function TensorPanel({ tensor, onClose }: { tensor: TensorDiff; onClose()
     ['99%', t.energy_99],
   ];
   const beyond = ranks.filter(([, r]) => r !== null && r > sigma.length);
+  const figureSvg = (menu: HTMLElement) => menu.closest('figure')?.querySelector('svg');
 
   return (
     <section className="panel tensor-panel" data-testid="tensor-panel" aria-label={`Tensor ${t.name}`}>
@@ -107,6 +109,7 @@ export function TensorPanel({ tensor, onClose }: { tensor: TensorDiff; onClose()
               Top {sigma.length} singular values of ΔW (log scale){omitted > 0 && `; ${omitted} zero values not drawn`}
             </figcaption>
             <IndexPlot values={sigma} y={d3.scaleLog().domain([d3.min(sigma)!, d3.max(sigma)!]).nice()} yLabel="σ_i" testId="spectrum" />
+            <ExportMenu name="spectrum" svg={figureSvg} table={() => ({ header: ['tensor', 'i', 'sigma'], rows: sigma.map((s, i) => [t.name, i + 1, s]) })} />
           </figure>
           <figure>
             <figcaption>Cumulative energy: share of ‖ΔW‖_F² in σ_1 … σ_i</figcaption>
@@ -121,6 +124,7 @@ export function TensorPanel({ tensor, onClose }: { tensor: TensorDiff; onClose()
               ]}
               testId="energy"
             />
+            <ExportMenu name="energy" svg={figureSvg} table={() => ({ header: ['tensor', 'i', 'energy_share'], rows: energy.map((e, i) => [t.name, i + 1, e]) })} />
             {beyond.length > 0 && (
               <p className="muted small">
                 {beyond.map(([q, r]) => `${q} needs ${r} values`).join(', ')}: beyond the {sigma.length} drawn.

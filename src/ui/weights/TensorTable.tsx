@@ -1,5 +1,7 @@
 import { useMemo, useState } from 'react';
 import type { TensorDiff, WeightsDiff } from '../../analysis/weights/types.ts';
+import type { Cell } from '../export/csv.ts';
+import { ExportMenu } from '../export/ExportMenu.tsx';
 import { formatValue } from '../format.ts';
 import { KIND_LABELS, placeTensors, type Placement } from './tensor-kinds.ts';
 
@@ -31,6 +33,30 @@ function compare(a: number | string | null, b: number | string | null): number {
   if (a === null || b === null) return a === b ? 0 : a === null ? 1 : -1;
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/** The CSV columns: every statistic unrounded, in the table's order first. */
+const CSV_HEADER = ['name', 'layer', 'module', 'shape', 'frobenius', 'relative', 'spectral', 'effective_rank', 'energy_90', 'cosine', 'nuclear', 'energy_50', 'energy_99', 'top_energy_fraction', 'numerical_rank', 'max_abs_delta', 'base_frobenius', 'ft_frobenius', 'method'];
+const csvRow = (r: Row): Cell[] => [
+  r.name,
+  r.place.layer,
+  r.module,
+  r.shape.join('x'),
+  r.frobenius,
+  r.relative,
+  r.spectral,
+  r.effective_rank,
+  r.energy_90,
+  r.cosine,
+  r.nuclear,
+  r.energy_50,
+  r.energy_99,
+  r.top_energy_fraction,
+  r.numerical_rank,
+  r.max_abs_delta,
+  r.base_frobenius,
+  r.ft_frobenius,
+  r.method,
+];
 
 interface Props {
   result: WeightsDiff;
@@ -73,6 +99,7 @@ export function TensorTable({ result, selected, onSelect }: Props) {
           All tensors <span className="muted">({shown.length === rows.length ? rows.length : `${shown.length} of ${rows.length}`})</span>
         </h2>
         <input type="search" placeholder="filter by name or module (e.g. layers.3. or down)" value={filter} onChange={(e) => setFilter(e.currentTarget.value)} aria-label="Filter tensors" data-testid="tensor-filter" />
+        <ExportMenu name="weights-tensors" table={() => ({ header: CSV_HEADER, rows: shown.map(csvRow) })} />
       </div>
       <div className="table-scroll">
         <table className="data">

@@ -5,6 +5,8 @@ import type { ModelSlot } from '../../state/models.ts';
 import { useApp } from '../../state/store.ts';
 import { runIsCurrent, WEIGHTS_TOP_K, type WeightsRun } from '../../state/weights.ts';
 import { Banner } from '../Banners.tsx';
+import { CopyLinkButton } from '../export/CopyLink.tsx';
+import { ExportMenu } from '../export/ExportMenu.tsx';
 import { formatBytes, formatSeconds } from '../format.ts';
 import { Heatmap } from './Heatmap.tsx';
 import { TensorPanel } from './TensorPanel.tsx';
@@ -53,6 +55,7 @@ export function WeightsView() {
               ))}
             </select>
           </label>
+          <CopyLinkButton />
         </div>
         <RunStatus run={current ? run : { status: 'idle' }} peak={peakBytes(models)} onRetry={() => void runWeights()} />
       </section>
@@ -61,9 +64,12 @@ export function WeightsView() {
         <>
           <div className="weights-grid">
             <section className="panel">
-              <h2>
-                {METRIC_INFO[metric].label} per layer and module <span className="muted">(click a cell)</span>
-              </h2>
+              <div className="panel-head">
+                <h2>
+                  {METRIC_INFO[metric].label} per layer and module <span className="muted">(click a cell)</span>
+                </h2>
+                <ExportMenu name={`weights-heatmap-${metric}`} svg={(menu) => menu.closest('section')?.querySelector<SVGSVGElement>('.heatmap svg')} />
+              </div>
               <Heatmap result={result} metric={metric} selected={tensor} onSelect={selectTensor} />
             </section>
             {selected ? (
@@ -114,8 +120,17 @@ function RunStatus({ run, peak, onRetry }: { run: WeightsRun; peak: number | nul
     }
     case 'done':
       return (
-        <p className="muted" data-testid="weights-done" data-ms={Math.round(run.ms)}>
-          {run.result.tensors.length} tensors compared in {formatSeconds(run.ms / 1000)} on the {run.backend}; top {WEIGHTS_TOP_K} singular values per matrix.
+        <p className="muted" data-testid="weights-done" data-ms={Math.round(run.ms)} data-cached={run.cachedAt !== undefined}>
+          {run.cachedAt !== undefined ? (
+            <>
+              {run.result.tensors.length} tensors, from this browser’s session cache (computed {new Date(run.cachedAt).toLocaleString()} on the {run.backend}); top {WEIGHTS_TOP_K}{' '}
+              singular values per matrix.
+            </>
+          ) : (
+            <>
+              {run.result.tensors.length} tensors compared in {formatSeconds(run.ms / 1000)} on the {run.backend}; top {WEIGHTS_TOP_K} singular values per matrix.
+            </>
+          )}
         </p>
       );
     case 'cancelled':

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import type { WeightsDiff } from '../analysis/weights/types.ts';
+import { fingerprintModel } from '../io/fingerprint.ts';
+import { pathFileSet } from '../io/node-source.ts';
+import { openModelLoader } from './open-weights.ts';
+import { buildSessionReport, reportJson } from './report.ts';
+import { openModelFiles } from './session.ts';
+import { createAppStore } from './store.ts';
+
+const FIXTURES = new URL('../../test/fixtures/', import.meta.url).pathname;
+
+describe('session report', () => {
+  it('names both models, carries the link settings and the results present', async () => {
+    const store = createAppStore();
+    store.getState().setModelLoader(openModelLoader);
+    const base = await pathFileSet(`${FIXTURES}demo/base`);
+    const ft = await pathFileSet(`${FIXTURES}demo/ocean/model`);
+    await openModelFiles(store, 'base', base, 'files');
+    await openModelFiles(store, 'ft', ft, { url: ['https://example.org/ocean/model.safetensors'] });
+    for (let i = 0; i < 400 && (store.getState().models.base.status.kind !== 'loaded' || store.getState().models.ft.status.kind !== 'loaded'); i++) await new Promise((r) => setTimeout(r, 5));
+    const diff: WeightsDiff = { tensors: [], missing: [], mismatched: [], unsupported: [{ name: 'x', reason: 'int' }] };
+    store.setState({ weightsRun: { status: 'done', ms: 12, result: diff, backend: 'CPU', cachedAt: Date.UTC(2026, 0, 2) }, view: 'weights', metric: 'spectral' });
+
+    const report = await buildSessionReport(store.getState(), new Date(Date.UTC(2026, 0, 3)));
+    expect(report.created).toBe('2026-01-03T00:00:00.000Z');
+    expect(report.models.base.fingerprint).toBe((await fingerprintModel(base)).fingerprint);
+    expect(report.models.ft.fingerprint).toBe((await fingerprintModel(ft)).fingerprint);
+    expect(report.models.ft.ref).toEqual({ url: ['https://example.org/ocean/model.safetensors'] });
+    expect(report.models.base.summary?.layers).toBe(6);
+    expect(report.models.base.summary).not.toHaveProperty('shapes');
+    expect(report.models.base.files.map((f) => f.name)).toEqual([...base.keys()]);
+    expect(report.settings).toMatchObject({ view: 'weights', metric: 'spectral' });
+    expect(report.settings).not.toHaveProperty('modelRefs');
+    expect(report.results.weights).toEqual({ backend: 'CPU', ms: 12, cached_at: '2026-01-02T00:00:00.000Z', result: diff });
+
+    const parsed = JSON.parse(reportJson(report)) as typeof report;
+    expect(parsed.results.weights?.result).toEqual(diff);
+  });
+
+  it('writes typed arrays as arrays and non-finite numbers as null', () => {
+    expect(JSON.parse(reportJson({ a: new Float32Array([0.5, 2]), b: Number.NaN, c: new Map([['k', 1]]) }))).toEqual({ a: [0.5, 2], b: null, c: { k: 1 } });
+  });
+});
