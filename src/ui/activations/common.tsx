@@ -48,6 +48,7 @@ const STAGE_LABELS: Record<string, string> = {
 
 export function TaskStatus({ task, run, what, onRetry }: { task: ActivationTask; run: TaskRun | undefined; what: string; onRetry(): void }) {
   const cancel = useApp((s) => s.cancelActivation);
+  const loadMs = useApp((s) => s.activationsInfo?.loadMs);
   if (!run) return <p className="muted">Starting…</p>;
   switch (run.status) {
     case 'running': {
@@ -70,7 +71,8 @@ export function TaskStatus({ task, run, what, onRetry }: { task: ActivationTask;
       return (
         <p className="muted small" data-testid={`${task}-done`} data-ms={Math.round(run.ms)}>
           {what} computed in {formatSeconds(run.ms / 1000)} on the {run.backend}
-          {run.cached ? ' (kept from before)' : ''}.
+          {run.cached ? ' (kept from before)' : ''}
+          {loadMs !== undefined && `; the models loaded there once, in ${formatSeconds(loadMs / 1000)}`}.
         </p>
       );
     case 'cancelled':
