@@ -2,7 +2,7 @@
 // and HTTP range requests (the app reads model files by byte range).
 import { createServer } from 'node:http';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, sep } from 'node:path';
 
 const TYPES = {
@@ -29,6 +29,9 @@ export async function startServer(root, { delay } = {}) {
   } catch {
     throw new Error(`${index} is missing: run "npx vite build" first (npm run test:e2e does)`);
   }
+  // The policy the build put in index.html, also sent as a header (which can forbid framing).
+  const meta = /<meta http-equiv="Content-Security-Policy" content="([^"]+)"/.exec(await readFile(index, 'utf8'));
+  const csp = meta ? `${meta[1].replace(/&#39;/g, "'")}; frame-ancestors 'none'` : null;
   const timers = new Set();
   /** Delayed requests, and those the client gave up on before their answer. */
   const stats = { delayed: 0, abandoned: 0 };
@@ -59,6 +62,7 @@ export async function startServer(root, { delay } = {}) {
       'Cross-Origin-Embedder-Policy': 'require-corp',
       'Cache-Control': 'no-store',
       'Accept-Ranges': 'bytes',
+      ...(csp ? { 'Content-Security-Policy': csp } : {}),
     };
     let file;
     try {

@@ -32,11 +32,12 @@ export function serializeSvg(svg: SVGSVGElement): string {
     const out = target[i];
     if (!out || !view) return;
     const computed = view.getComputedStyle(el);
-    const style = STYLE_PROPS.map((p) => [p, computed.getPropertyValue(p)] as const)
-      .filter(([, v]) => v !== '')
-      .map(([p, v]) => `${p}:${v}`)
-      .join(';');
-    if (style) out.setAttribute('style', style);
+    // Through CSSOM: the page's Content-Security-Policy refuses style attributes set as text.
+    const style = (out as SVGElement).style;
+    for (const p of STYLE_PROPS) {
+      const v = computed.getPropertyValue(p);
+      if (v !== '') style.setProperty(p, v);
+    }
     out.removeAttribute('class');
   });
   const { width, height } = svgSize(svg);
