@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { connectPermalink, decodeLink, encodeLink, MAX_HASH_LENGTH, MAX_POSITION, MAX_PROMPT_LENGTH, MAX_TENSOR_NAME_LENGTH, pickLinkState, STORE_KEYS, type LocationLike } from './permalink.ts';
+import { DEFAULT_CC_SETTINGS, DEFAULT_LATENT_FILTER } from './crosscoder.ts';
 import { createAppStore } from './store.ts';
 
 const link = (state: unknown) => '#state=' + encodeURIComponent(JSON.stringify(state));
@@ -33,6 +34,9 @@ describe('decodeLink', () => {
       adlTokens: 32,
       patchPositions: 'last' as const,
       modelRefs: { base: { demo: 'base' as const }, ft: { url: ['https://example.org/ocean/model.safetensors'] } },
+      ccSettings: { samples: 24, tokensPerSample: 24, dict: 64, k: 4, steps: 30, lr: 0.01, batch: 64, auxAlpha: 0 },
+      latent: 17,
+      latentFilter: { cls: 'ft-only' as const, fmin: -4, fmax: -1, rmin: 0, rmax: 0.2, q: ' sea', sort: 'frequency' as const },
     };
     const hash = encodeLink(state, defaults);
     expect(hash.startsWith('state=')).toBe(true);
@@ -108,6 +112,29 @@ describe('decodeLink', () => {
     expectFailure(link({ patchPositions: 'first' }), 'patchPositions');
   });
 
+  it('reads the crosscoder settings, latent and filters, filling what a link leaves out, and rejects bad ones by key', () => {
+    const decoded = decodeLink(link({ view: 'crosscoders', ccSettings: { steps: 30, dict: 64 }, latent: 5, latentFilter: { cls: 'ft-specific', q: 'wave' } }));
+    expect(decoded).toEqual({
+      ok: true,
+      state: {
+        view: 'crosscoders',
+        ccSettings: { ...DEFAULT_CC_SETTINGS, steps: 30, dict: 64 },
+        latent: 5,
+        latentFilter: { ...DEFAULT_LATENT_FILTER, cls: 'ft-specific', q: 'wave' },
+      },
+    });
+    expect(decodeLink(link({ latent: null }))).toEqual({ ok: true, state: { latent: null } });
+    expectFailure(link({ latent: -1 }), 'latent');
+    expectFailure(link({ latent: 2.5 }), 'latent');
+    expectFailure(link({ ccSettings: { steps: 0 } }), 'ccSettings.steps');
+    expectFailure(link({ ccSettings: { lr: -1 } }), 'ccSettings.lr');
+    expectFailure(link({ ccSettings: { dict: 'big' } }), 'ccSettings.dict');
+    expectFailure(link({ ccSettings: { seed: 1 } }), 'ccSettings');
+    expectFailure(link({ latentFilter: { cls: 'new' } }), 'latentFilter.cls');
+    expectFailure(link({ latentFilter: { rmax: 2 } }), 'latentFilter.rmax');
+    expectFailure(link({ latentFilter: { q: 'x'.repeat(101) } }), 'latentFilter.q');
+  });
+
   it('accepts a prompt of exactly the maximum length', () => {
     const prompt = 'y'.repeat(MAX_PROMPT_LENGTH);
     expect(decodeLink(link({ prompt }))).toEqual({ ok: true, state: { prompt } });
@@ -127,6 +154,7 @@ describe('STORE_KEYS', () => {
     expect(STORE_KEYS.weightsRun.link).toBe(false);
     expect(STORE_KEYS.weightsPair.link).toBe(false);
     for (const key of ['corpus', 'activationRuns', 'activationsPair', 'activationsInfo', 'activationsRunner'] as const) expect(STORE_KEYS[key].link, key).toBe(false);
+    for (const key of ['ccCorpus', 'ccRun', 'ccCurve', 'ccResult', 'ccDetail', 'ccSteer', 'ccPair', 'ccRunner'] as const) expect(STORE_KEYS[key].link, key).toBe(false);
   });
 });
 

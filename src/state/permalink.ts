@@ -6,6 +6,7 @@ import type { AppState, AppStore } from './store.ts';
 import { HOOK_KINDS } from '../analysis/activations/differences.ts';
 import { DELTA_SCALES, MAX_ADL_SAMPLES, MAX_TOKENS_PER_SAMPLE, PATCH_POSITIONS } from './activations.ts';
 import { MIN_TOKENS_PER_SAMPLE } from './activations-compute.ts';
+import { ccSettingsLink, latentFilterLink, MAX_LATENT } from './crosscoder.ts';
 import { METRICS } from './metrics.ts';
 import { modelRefsSchema } from './model-ref.ts';
 import { VIEWS } from './views.ts';
@@ -51,6 +52,17 @@ export const STORE_KEYS = {
   refFiles: { link: false },
   linkModelStatus: { link: false },
   resultCache: { link: false },
+  ccSettings: { link: ccSettingsLink },
+  latent: { link: z.number().int().min(0).max(MAX_LATENT).nullable() },
+  latentFilter: { link: latentFilterLink },
+  ccCorpus: { link: false },
+  ccRun: { link: false },
+  ccCurve: { link: false },
+  ccResult: { link: false },
+  ccDetail: { link: false },
+  ccSteer: { link: false },
+  ccPair: { link: false },
+  ccRunner: { link: false },
 } as const satisfies Record<DataKey, { link: z.ZodType | false; param?: string }>;
 
 type Keys = typeof STORE_KEYS;
@@ -74,6 +86,9 @@ const linkShape = {
   adlTokens: STORE_KEYS.adlTokens.link.optional(),
   patchPositions: STORE_KEYS.patchPositions.link.optional(),
   modelRefs: STORE_KEYS.modelRefs.link.optional(),
+  ccSettings: STORE_KEYS.ccSettings.link.optional(),
+  latent: STORE_KEYS.latent.link.optional(),
+  latentFilter: STORE_KEYS.latentFilter.link.optional(),
 } satisfies Record<LinkKey, z.ZodType>;
 
 /** The name a key has in links (the model refs travel as "models"). */

@@ -10,6 +10,7 @@ import { SessionExportButton } from './export/SessionExport.tsx';
 import { AdlView } from './activations/AdlView.tsx';
 import { LensView } from './activations/LensView.tsx';
 import { PatchingView } from './activations/PatchingView.tsx';
+import { CrosscodersView } from './crosscoders/CrosscodersView.tsx';
 import { BackendBadge, GpuReport } from './GpuReport.tsx';
 import { VIEW_LABELS } from './labels.ts';
 import { WeightsView } from './weights/WeightsView.tsx';
@@ -58,7 +59,7 @@ export function App() {
             </button>
           </Banner>
         )}
-        {!loaded ? <ModelsScreen /> : view === 'weights' ? <WeightsView /> : view === 'lens' ? <LensView /> : view === 'adl' ? <AdlView /> : view === 'patching' ? <PatchingView /> : viewNeedsModels(view) ? <ViewNotBuilt view={view} /> : <ModelsScreen />}
+        {!loaded ? <ModelsScreen /> : view === 'weights' ? <WeightsView /> : view === 'lens' ? <LensView /> : view === 'adl' ? <AdlView /> : view === 'patching' ? <PatchingView /> : view === 'crosscoders' ? <CrosscodersView /> : viewNeedsModels(view) ? <ViewNotBuilt view={view} /> : <ModelsScreen />}
       </main>
     </div>
   );

@@ -2,6 +2,7 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { workerActivationsRunner } from '../state/activations-client.ts';
 import { connectGpu } from '../state/connect-gpu.ts';
+import { workerCrosscoderRunner } from '../state/crosscoder-client.ts';
 import { indexedDbCache } from '../state/cache.ts';
 import { openModelLoader } from '../state/open-weights.ts';
 import { connectPermalink } from '../state/permalink.ts';
@@ -19,6 +20,7 @@ appStore.getState().setModelLoader(openModelLoader);
 appStore.getState().setResultCache(indexedDbCache());
 appStore.getState().setWeightsRunner(cachedWeightsRunner(workerWeightsRunner, appStore));
 appStore.getState().setActivationsRunner(workerActivationsRunner());
+appStore.getState().setCrosscoderRunner(workerCrosscoderRunner());
 connectPermalink(appStore, window);
 connectGpu(appStore);
 // Opens the models the link names (by URL or the demo; local files are asked for), else the built-in demo pair.
