@@ -10,6 +10,7 @@ const BENCHES: Record<string, () => Promise<Bench>> = {
   svd: async () => (await import('./svd/index.ts')).svdBench,
   'weights-500m': async () => (await import('./weights-500m/index.ts')).weights500mBench,
   lens: async () => (await import('./lens/index.ts')).lensBench,
+  adl: async () => (await import('./adl/index.ts')).adlBench,
 };
 
 const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}|all] [--full] [--node|--browser] [--sizes=a,b] [--threads=n]

@@ -14,6 +14,15 @@ function commit(): string | undefined {
   }
 }
 
+/** Whether src/ differs from the commit (work in progress of others is measured too). */
+function sourceDirty(): boolean | undefined {
+  try {
+    return execFileSync('git', ['status', '--porcelain', '--', 'src'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().length > 0;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The 1-minute load average against the core count: other work on a shared machine slows every number. */
 export function loadText(): string {
   return `load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores`;
@@ -29,7 +38,7 @@ export function writeResults(name: string, results: object): string {
     memoryGiB: +(totalmem() / 2 ** 30).toFixed(1),
     loadAverageAtEnd: loadavg().map((l) => +l.toFixed(2)),
   };
-  const body = { benchmark: name, date: new Date().toISOString(), commit: commit() ?? null, machine, ...results };
+  const body = { benchmark: name, date: new Date().toISOString(), commit: commit() ?? null, srcDirty: sourceDirty() ?? null, machine, ...results };
   writeFileSync(path, `${JSON.stringify(body, null, 2)}\n`);
   return path;
 }

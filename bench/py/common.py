@@ -54,6 +54,7 @@ def setup(threads):
         'torch_interop_threads': torch.get_num_interop_threads(),
         'blas': blas_info(),
         'openblas_env': {k: v for k, v in os.environ.items() if k.startswith('OPENBLAS')},
+        'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY'),
     }
     log(f"python {info['python']}, torch {info['torch']} ({info['torch_threads']} threads), numpy {info['numpy']}; "
         f"BLAS loaded: {', '.join(info['blas']['loaded']) or 'none found'}")
