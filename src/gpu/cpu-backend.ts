@@ -5,6 +5,7 @@
 import { f16BitsIntoF32 } from '../io/chunks.ts';
 import { f16ToF32, f32ToF16 } from '../io/dtype.ts';
 import {
+  lensShape,
   numel,
   ShapeError,
   type Activation,
@@ -15,6 +16,7 @@ import {
   type Tensor,
 } from '../model/backend.ts';
 import { ropeAngle, ropeInvFreq } from '../model/rope.ts';
+import { cpuLogitLens, type MatmulTransB } from './cpu-lens.ts';
 import { dot, matmulPlain, matmulTransB } from './cpu-matmul.ts';
 
 class CpuTensor implements Tensor {
@@ -399,6 +401,21 @@ export function createCpuBackend(): Backend {
       } else {
         dst.set(t.dtype === 'f16' ? roundF16(data) : data, start);
       }
+    },
+
+    logitLens(heads, k) {
+      const { rows, d, vocab, lead } = lensShape(heads, k);
+      const matmul: MatmulTransB = (a, b, m, n, kk) => floats(backend.matmul(f32(a, [m, kk]), f32(b, [n, kk]), { transposeB: true }), 'logitLens');
+      const r = cpuLogitLens(
+        heads.map((h) => ({ h: floats(h.normed, 'logitLens'), w: floats(h.unembed, 'logitLens'), softcap: h.softcap ?? 0 })),
+        rows,
+        d,
+        vocab,
+        k,
+        matmul,
+      );
+      const out = { heads: r.heads.map((h) => ({ lse: f32(h.lse, lead), logProbs: f32(h.logProbs, [...lead, k]), ids: new CpuTensor([...lead, k], 'i32', h.ids) })) };
+      return r.kl ? { ...out, kl: f32(r.kl, lead) } : out;
     },
   };
   return backend;

@@ -24,6 +24,18 @@ export interface KernelFlags {
   dispatchesPerSubmit: number;
   /** Bytes above which createEmpty keeps a tensor as row blocks; 0: the device's storage binding limit. */
   maxBindingBytes: number;
+  /** Logit lens: rows per thread of a logits tile. */
+  lensTileM: number;
+  /** Logit lens: threads per workgroup along rows. */
+  lensWorkgroupM: number;
+  /** Logit lens: tokens per thread of a logits tile. */
+  lensTileN: number;
+  /** Logit lens: threads per workgroup along tokens (a multiple of lensTileM: each tile row is folded by lensWorkgroupN / lensTileM threads). */
+  lensWorkgroupN: number;
+  /** Logit lens: depth of the K slice held in workgroup memory per step. */
+  lensTileK: number;
+  /** Logit lens: workgroups a pass aims for, reached by splitting the vocabulary into slices when there are few row tiles. */
+  lensTargetWorkgroups: number;
 }
 
 export const DEFAULT_FLAGS: Readonly<KernelFlags> = {
@@ -38,6 +50,12 @@ export const DEFAULT_FLAGS: Readonly<KernelFlags> = {
   reduceWorkgroupSize: 256,
   dispatchesPerSubmit: 64,
   maxBindingBytes: 0,
+  lensTileM: 2,
+  lensWorkgroupM: 8,
+  lensTileN: 4,
+  lensWorkgroupN: 16,
+  lensTileK: 16,
+  lensTargetWorkgroups: 256,
 };
 
 export const flags: KernelFlags = { ...DEFAULT_FLAGS };

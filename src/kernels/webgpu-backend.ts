@@ -7,12 +7,15 @@
 
 import { f16ToF32 } from '../io/dtype.ts';
 import {
+  lensShape,
   numel,
   ShapeError,
   type Activation,
   type AttentionParams,
   type Backend,
   type DType,
+  type LensHead,
+  type LensReadout,
   type RopeParams,
   type Tensor,
 } from '../model/backend.ts';
@@ -26,6 +29,8 @@ import { embeddingProgram } from './embedding/embedding.ts';
 import { toF16Bits } from './f16.ts';
 import { flags } from './flags.ts';
 import { planMatmul } from './matmul/matmul.ts';
+import { lensKlProgram, lensKmax, lensMergeProgram, lensScanProgram, lensSlices, lensTiles, lensWType, partialWords } from './lens/lens.ts';
+import type { LensTiles } from './lens/lens.wgsl.ts';
 import { layerNormProgram, rmsNormProgram } from './norm/norm.ts';
 import { reduceProgram } from './reduce/reduce.ts';
 import { ropeProgram, ropeTable } from './rope/rope.ts';
@@ -406,7 +411,89 @@ class WebGpuBackend implements Backend {
     });
   }
 
+  logitLens(heads: readonly LensHead[], k: number): { heads: LensReadout[]; kl?: Tensor } {
+    const { rows, d, vocab, lead } = lensShape(heads, k);
+    this.ctx.assertAlive();
+    const tiles = lensTiles(flags);
+    const blocks = heads.map((h) => this.rowBlocks(h.unembed, 'logitLens'));
+    return this.withFloats(
+      'logitLens',
+      heads.map((h) => h.normed),
+      (normed) => {
+        const readouts = heads.map((h, i) => this.lensHead(normed[i]!, blocks[i]!, h.softcap ?? 0, { rows, d, k, lead }, tiles));
+        if (heads.length === 1) return { heads: readouts };
+        const end = (i: number): LensEnd => ({ h: normed[i]!, blocks: blocks[i]!, cap: heads[i]!.softcap ?? 0, lse: readouts[i]!.lse as GpuTensor });
+        return { heads: readouts, kl: this.lensKl([end(0), end(1)], { rows, d, vocab, lead }, tiles) };
+      },
+    );
+  }
+
   // ---- helpers ----
+
+  /** The row blocks of a matrix (one block when it fits a binding), with the first row of each. */
+  private rowBlocks(t: Tensor, op: string): { t: GpuTensor; first: number }[] {
+    if (!(t instanceof RowBlockTensor)) return [{ t: this.own(t, op), first: 0 }];
+    if (t.disposed) throw new ShapeError(op, `tensor [${t.shape.join(', ')}] was disposed`);
+    return t.blocks.map((b, i) => ({ t: b, first: i * t.blockRows }));
+  }
+
+  private checkLensGrid(slices: number, rowTiles: number): void {
+    const max = this.ctx.device.limits.maxComputeWorkgroupsPerDimension;
+    if (slices > max || rowTiles > max) throw new ShapeError('logitLens', `${rowTiles} row tiles × ${slices} vocabulary slices exceed the dispatch limit of ${max} per dimension: pass fewer rows`);
+  }
+
+  /** One head's pass over every block of its unembedding into partial states, then the per-row merge. */
+  private lensHead(h: GpuTensor, blocks: readonly { t: GpuTensor; first: number }[], cap: number, s: { rows: number; d: number; k: number; lead: number[] }, tiles: LensTiles): LensReadout {
+    const { rows, d, k, lead } = s;
+    const lse = this.alloc(lead, 'f32');
+    const logProbs = this.alloc([...lead, k], 'f32');
+    const ids = this.alloc([...lead, k], 'i32');
+    if (rows === 0) return { lse, logProbs, ids };
+    const plans = blocks.map((b) => ({ ...b, ...lensSlices(rows, b.t.shape[0]!, tiles, flags.lensTargetWorkgroups) }));
+    const total = plans.reduce((n, p) => n + p.slices, 0);
+    const part = this.alloc([rows * total * partialWords(k)], 'i32');
+    const kmax = lensKmax(k);
+    let base = 0;
+    for (const p of plans) {
+      this.checkLensGrid(p.slices, p.rowTiles);
+      const program = lensScanProgram(lensWType(p.t.dtype as 'f32' | 'f16', this.ctx.info.features.shaderF16, flags), kmax, tiles);
+      const uniforms = packUniforms([rows, d, 0, p.t.shape[0]!, p.sliceLen, total, base, p.first, k, cap > 0 ? 1 : 0], [cap]);
+      this.dispatch(program, [h, p.t, part], [p.slices, p.rowTiles, 1], uniforms);
+      base += p.slices;
+    }
+    this.dispatch(lensMergeProgram(flags.reduceWorkgroupSize), [part, lse, logProbs, ids], this.grid(rows), packUniforms([rows, total, k]));
+    this.dispose(part);
+    return { lse, logProbs, ids };
+  }
+
+  /** KL(P_0 ‖ P_1) per row over vocabulary segments that lie within one block of each unembedding. */
+  private lensKl(ends: readonly [LensEnd, LensEnd], s: { rows: number; d: number; vocab: number; lead: number[] }, tiles: LensTiles): Tensor {
+    const { rows, d, vocab, lead } = s;
+    if (rows === 0) return this.alloc(lead, 'f32');
+    const cuts = [...new Set([0, vocab, ...ends.flatMap((e) => e.blocks.map((b) => b.first))])].sort((a, b) => a - b);
+    const blockAt = (e: LensEnd, v: number) => e.blocks.findLast((b) => b.first <= v)!;
+    const segments = cuts.slice(0, -1).map((v0, i) => {
+      const count = cuts[i + 1]! - v0;
+      return { v0, count, b0: blockAt(ends[0], v0), b1: blockAt(ends[1], v0), ...lensSlices(rows, count, tiles, flags.lensTargetWorkgroups) };
+    });
+    const total = segments.reduce((n, g) => n + g.slices, 0);
+    const part = this.alloc([rows, total], 'f32');
+    const nativeF16 = this.ctx.info.features.shaderF16;
+    let base = 0;
+    for (const g of segments) {
+      this.checkLensGrid(g.slices, g.rowTiles);
+      const wTypes = [lensWType(g.b0.t.dtype as 'f32' | 'f16', nativeF16, flags), lensWType(g.b1.t.dtype as 'f32' | 'f16', nativeF16, flags)] as const;
+      const [c0, c1] = [ends[0].cap, ends[1].cap];
+      const uniforms = packUniforms([rows, d, g.v0 - g.b0.first, g.v0 - g.b1.first, g.count, g.sliceLen, total, base, c0 > 0 ? 1 : 0, c1 > 0 ? 1 : 0], [c0, c1]);
+      this.dispatch(lensKlProgram(wTypes, tiles), [ends[0].h, g.b0.t, ends[0].lse, ends[1].h, g.b1.t, ends[1].lse, part], [g.slices, g.rowTiles, 1], uniforms);
+      base += g.slices;
+    }
+    const kl = this.reduce('logitLens', part, false);
+    this.dispose(part);
+    const shaped = this.reshape(kl, lead);
+    this.dispose(kl);
+    return shaped;
+  }
 
   private own(t: Tensor, op: string): GpuTensor {
     if (t instanceof RowBlockTensor) {
@@ -663,6 +750,14 @@ class WebGpuBackend implements Backend {
 }
 
 type GpuTensors<T extends readonly Tensor[]> = { -readonly [K in keyof T]: GpuTensor };
+
+/** One side of the lens KL pass: normalised rows, unembedding blocks, soft-cap and the head's LSE. */
+interface LensEnd {
+  h: GpuTensor;
+  blocks: readonly { t: GpuTensor; first: number }[];
+  cap: number;
+  lse: GpuTensor;
+}
 
 function lastDim(t: Tensor): number {
   return t.shape.length === 0 ? 1 : t.shape[t.shape.length - 1]!;

@@ -134,12 +134,64 @@ export interface Backend {
    * WebGPU an f16 write must start at an even element.
    */
   writeRows(t: Tensor, rowStart: number, data: Float32Array | Uint16Array): void;
+
+  /**
+   * Logit-lens readout without materialising [rows, V] logits: each head's logits z = normed · unembedᵀ
+   * (then cap · tanh(z / cap) with a softcap) are streamed over the vocabulary with an online
+   * log-sum-exp and top-k. normed is [..., d] (every head the same rows), unembed [V, d] in f32 or f16,
+   * row blocks accepted; 1 ≤ k ≤ min(LENS_MAX_K, V). With two heads, a second pass recomputes both
+   * heads' logits and gives KL(P_0 ‖ P_1) per row, P_h the softmax of head h's logits.
+   */
+  logitLens(heads: readonly LensHead[], k: number): { heads: LensReadout[]; kl?: Tensor };
+}
+
+export const LENS_MAX_K = 32;
+
+export interface LensHead {
+  /** Rows already through the final norm, [..., d]. */
+  normed: Tensor;
+  /** Unembedding [V, d]. */
+  unembed: Tensor;
+  /** Final logit soft-cap; 0 or absent: none. */
+  softcap?: number;
+}
+
+export interface LensReadout {
+  /** log Σ_v exp(z_v) per row: [...]. */
+  lse: Tensor;
+  /** The k largest log-probabilities z_v − lse per row, descending (ties: lower id first): [..., k]. */
+  logProbs: Tensor;
+  /** Their token ids, i32 [..., k]. */
+  ids: Tensor;
 }
 
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
+}
+
+/** Checks the heads of a logitLens call; returns the rows, width and vocabulary they share. */
+export function lensShape(heads: readonly LensHead[], k: number): { rows: number; d: number; vocab: number; lead: number[] } {
+  if (heads.length !== 1 && heads.length !== 2) throw new ShapeError('logitLens', `one or two heads expected, got ${heads.length}`);
+  const [first] = heads as [LensHead];
+  if (first.unembed.shape.length !== 2) throw new ShapeError('logitLens', `unembedding must be [V, d], got [${first.unembed.shape.join(', ')}]`);
+  const [vocab, d] = first.unembed.shape as [number, number];
+  const lead = first.normed.shape.slice(0, -1);
+  const rows = numel(lead);
+  for (const h of heads) {
+    if (h.unembed.shape.length !== 2 || h.unembed.shape[0] !== vocab || h.unembed.shape[1] !== d) {
+      throw new ShapeError('logitLens', `unembeddings [${first.unembed.shape.join(', ')}] and [${h.unembed.shape.join(', ')}] differ`);
+    }
+    if (h.unembed.dtype === 'i32' || h.normed.dtype === 'i32') throw new ShapeError('logitLens', 'expects float tensors, got i32');
+    if (h.normed.shape.length === 0 || h.normed.shape[h.normed.shape.length - 1] !== d || numel(h.normed.shape) !== rows * d) {
+      throw new ShapeError('logitLens', `rows [${h.normed.shape.join(', ')}] do not fit ${rows} rows of the unembedding's width ${d}`);
+    }
+    const cap = h.softcap ?? 0;
+    if (!(cap >= 0 && Number.isFinite(cap))) throw new ShapeError('logitLens', `softcap must be a non-negative number, got ${cap}`);
+  }
+  if (!(Number.isInteger(k) && k >= 1 && k <= Math.min(LENS_MAX_K, vocab))) throw new ShapeError('logitLens', `k = ${k} must be an integer in 1..${Math.min(LENS_MAX_K, vocab)}`);
+  return { rows, d, vocab, lead };
 }
 
 export class ShapeError extends Error {

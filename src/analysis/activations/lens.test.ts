@@ -107,17 +107,17 @@ describe('logit lens', () => {
     }
   });
 
-  it('streaming over small vocabulary chunks and one layer per block gives the one-shot result', async () => {
+  it('one layer per backend call gives the all-layers result; KL is zero where the pair does not differ yet', async () => {
     const pair = await archPair('qwen2', be);
     const whole = await differentialLogitLens(pair, PROMPT, { k: 7 });
-    const chunked = await differentialLogitLens(pair, PROMPT, { k: 7, chunk: 37, maxLogits: 37 * PROMPT.length });
-    expect([...chunked.base.ids]).toEqual([...whole.base.ids]);
-    expect([...chunked.ft.ids]).toEqual([...whole.ft.ids]);
+    const perLayer = await differentialLogitLens(pair, PROMPT, { k: 7, maxRows: PROMPT.length });
+    expect([...perLayer.base.ids]).toEqual([...whole.base.ids]);
+    expect([...perLayer.ft.ids]).toEqual([...whole.ft.ids]);
     for (let i = 0; i < whole.base.probs.length; i++) {
-      expect(Math.abs(chunked.base.probs[i]! - whole.base.probs[i]!)).toBeLessThanOrEqual(1e-6 + 1e-5 * whole.base.probs[i]!);
-      expect(Math.abs(chunked.ft.probs[i]! - whole.ft.probs[i]!)).toBeLessThanOrEqual(1e-6 + 1e-5 * whole.ft.probs[i]!);
+      expect(Math.abs(perLayer.base.probs[i]! - whole.base.probs[i]!)).toBeLessThanOrEqual(1e-6 + 1e-5 * whole.base.probs[i]!);
+      expect(Math.abs(perLayer.ft.probs[i]! - whole.ft.probs[i]!)).toBeLessThanOrEqual(1e-6 + 1e-5 * whole.ft.probs[i]!);
     }
-    for (let i = 0; i < whole.kl.length; i++) expect(Math.abs(chunked.kl[i]! - whole.kl[i]!)).toBeLessThanOrEqual(1e-5 + 1e-4 * whole.kl[i]!);
+    for (let i = 0; i < whole.kl.length; i++) expect(Math.abs(perLayer.kl[i]! - whole.kl[i]!)).toBeLessThanOrEqual(1e-5 + 1e-4 * whole.kl[i]!);
     // The pair differs from block 1 on (its MLP output): KL is zero at layer 0 and not after.
     const T = PROMPT.length;
     for (let t = 0; t < T; t++) expect(Math.abs(whole.kl[t]!)).toBeLessThanOrEqual(1e-6);
@@ -135,5 +135,6 @@ describe('logit lens', () => {
     const pair = await archPair('llama', be);
     await expect(differentialLogitLens(pair, [1, 256])).rejects.toThrow(/token id 256 is outside the vocabulary \(0\.\.255\)/);
     await expect(differentialLogitLens(pair, [])).rejects.toThrow(/no tokens/);
+    await expect(differentialLogitLens(pair, [1, 2], { k: 33 })).rejects.toThrow(/k = 33 must be an integer in 1\.\.32/);
   });
 });

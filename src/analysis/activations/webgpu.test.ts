@@ -3,6 +3,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCpuBackend } from '../../gpu/cpu-backend.ts';
 import { useDawn } from '../../gpu/dawn-node.ts';
+import { resetFlags, setFlags } from '../../kernels/flags.ts';
 import { createWebGpuBackend } from '../../kernels/webgpu-backend.ts';
 import type { Backend } from '../../model/backend.ts';
 import { adlDifferences, patchscope } from './adl.ts';
@@ -25,18 +26,29 @@ beforeAll(async () => {
 const close = (a: number, b: number, abs: number, rel: number) => expect(Math.abs(a - b)).toBeLessThanOrEqual(abs + rel * Math.abs(b));
 
 describe('activation analyses on WebGPU', () => {
-  it('differential lens in vocabulary chunks matches the CPU backend', async () => {
-    const g = await differentialLogitLens(gpu, PROMPT, { k: 4, chunk: 100 });
+  it('differential lens matches the CPU backend, also with the unembedding kept as row blocks', async () => {
     const c = await differentialLogitLens(cpu, PROMPT, { k: 4 });
-    for (let i = 0; i < c.kl.length; i++) close(g.kl[i]!, c.kl[i]!, 1e-4, 1e-3);
-    for (let i = 0; i < c.ft.probs.length; i++) {
-      close(g.ft.probs[i]!, c.ft.probs[i]!, 1e-5, 1e-3);
-      close(g.base.probs[i]!, c.base.probs[i]!, 1e-5, 1e-3);
+    setFlags({ maxBindingBytes: 16384 });
+    let blocked: ModelPair;
+    try {
+      blocked = await archPair('llama', gpu.base.backend);
+    } finally {
+      resetFlags();
     }
-    // Ids agree wherever the CPU's probabilities are not near-ties.
-    let same = 0;
-    for (let i = 0; i < c.ft.ids.length; i++) if (g.ft.ids[i] === c.ft.ids[i]) same++;
-    expect(same).toBeGreaterThanOrEqual(c.ft.ids.length - 2);
+    // Only embedding, x·Wᵀ and the lens accept row blocks.
+    expect(() => blocked.base.backend.scale(blocked.base.unembed, 1)).toThrow(/row blocks/);
+    for (const pair of [gpu, blocked]) {
+      const g = await differentialLogitLens(pair, PROMPT, { k: 4 });
+      for (let i = 0; i < c.kl.length; i++) close(g.kl[i]!, c.kl[i]!, 1e-4, 1e-3);
+      for (let i = 0; i < c.ft.probs.length; i++) {
+        close(g.ft.probs[i]!, c.ft.probs[i]!, 1e-5, 1e-3);
+        close(g.base.probs[i]!, c.base.probs[i]!, 1e-5, 1e-3);
+      }
+      // Ids agree wherever the CPU's probabilities are not near-ties.
+      let same = 0;
+      for (let i = 0; i < c.ft.ids.length; i++) if (g.ft.ids[i] === c.ft.ids[i]) same++;
+      expect(same).toBeGreaterThanOrEqual(c.ft.ids.length - 2);
+    }
   });
 
   it('patching and stitching: the same recoveries, KL and losses', async () => {
