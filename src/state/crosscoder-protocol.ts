@@ -98,6 +98,8 @@ export interface OpHandlers {
 interface Pending extends OpHandlers {
   id: number;
   op: CrosscoderOp;
+  /** Cancelled by the page: the worker still answers for it, and nothing more reaches its handlers. */
+  cancelled?: boolean;
   resolve: (r: CrosscoderOpResult) => void;
   reject: (e: unknown) => void;
 }
@@ -144,13 +146,14 @@ export class CrosscoderSession {
       this.queue = [];
     }
     const item = this.current;
-    if (!item) return;
+    if (!item || item.cancelled) return;
     if (this.control) {
       Atomics.store(this.control, 1, COMMAND_CODES[command]);
       Atomics.store(this.control, 0, item.id);
     }
     this.post({ type: 'command', id: item.id, command });
     if (command === 'cancel') {
+      item.cancelled = true;
       item.reject(cancelledError());
       if (!this.control) this.interrupt?.();
     }
@@ -202,10 +205,10 @@ export class CrosscoderSession {
         return;
       }
       case 'progress':
-        if (this.current?.id === m.id) this.current.onProgress?.(m.progress);
+        if (this.current?.id === m.id && !this.current.cancelled) this.current.onProgress?.(m.progress);
         return;
       case 'steps':
-        if (this.current?.id === m.id) this.current.onSteps?.(m.points);
+        if (this.current?.id === m.id && !this.current.cancelled) this.current.onSteps?.(m.points);
         return;
       case 'result':
       case 'error': {
@@ -227,11 +230,17 @@ export interface WorkerDeps {
   makeEngine?(d: number, D: number): Promise<CrosscoderEngine | undefined>;
 }
 
-/** Steps are sent to the page at most this often. */
-const STEP_FLUSH_MS = 150;
+export interface ServeOptions {
+  /** Bytes per proxied read. */
+  chunk?: number;
+  /** Training steps are sent to the page at most this often (default 150 ms). */
+  stepFlushMs?: number;
+}
 
 /** Worker side: opens the pair on 'open', then answers each 'op' in order. */
-export function serveCrosscoder(port: Port, deps: WorkerDeps, chunk = READ_CHUNK): void {
+export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions = {}): void {
+  const chunk = opts.chunk ?? READ_CHUNK;
+  const stepFlushMs = opts.stepFlushMs ?? 150;
   let nextRead = 0;
   const pending = new Map<number, { resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>();
   const post = (m: FromWorker, transfer: Transferable[] = []) => port.postMessage(m, transfer);
@@ -322,7 +331,7 @@ export function serveCrosscoder(port: Port, deps: WorkerDeps, chunk = READ_CHUNK
       signal: stop.signal,
       onStep: (p) => {
         buffered.push(p);
-        if (performance.now() - lastFlush >= STEP_FLUSH_MS) {
+        if (performance.now() - lastFlush >= stepFlushMs) {
           flush();
           onProgress({ stage: 'training', done: p.step + 1, total: t.settings.steps });
         }
