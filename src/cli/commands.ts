@@ -5,6 +5,7 @@ import { forward } from './forward.ts';
 import { inspect } from './inspect.ts';
 import { lens } from './lens.ts';
 import { patch } from './patch.ts';
+import { report } from './report.ts';
 import { steer } from './steer.ts';
 import { taskVectors } from './task-vectors.ts';
 import { weights } from './weights.ts';
@@ -28,4 +29,5 @@ export const commands: Record<string, Command> = {
   adl,
   steer,
   patch,
+  report,
 };

@@ -1,5 +1,5 @@
 import { useRef, useState } from 'react';
-import { toCsv, type Cell } from './csv.ts';
+import { toCsv, type Cell } from '../../analysis/report/csv.ts';
 import { downloadBlob, safeFileName } from './download.ts';
 import { serializeSvg, svgSize, svgToPng } from './svg.ts';
 

@@ -1,6 +1,6 @@
 import { useMemo, useState } from 'react';
 import type { TensorDiff, WeightsDiff } from '../../analysis/weights/types.ts';
-import type { Cell } from '../export/csv.ts';
+import type { Cell } from '../../analysis/report/csv.ts';
 import { ExportMenu } from '../export/ExportMenu.tsx';
 import { formatValue } from '../format.ts';
 import { KIND_LABELS, placeTensors, type Placement } from './tensor-kinds.ts';
