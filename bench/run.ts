@@ -11,6 +11,7 @@ const BENCHES: Record<string, () => Promise<Bench>> = {
   'weights-500m': async () => (await import('./weights-500m/index.ts')).weights500mBench,
   lens: async () => (await import('./lens/index.ts')).lensBench,
   adl: async () => (await import('./adl/index.ts')).adlBench,
+  crosscoder: async () => (await import('./crosscoder/index.ts')).crosscoderBench,
 };
 
 const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}|all] [--full] [--node|--browser] [--sizes=a,b] [--threads=n]
