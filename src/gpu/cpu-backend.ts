@@ -17,7 +17,7 @@ import {
 } from '../model/backend.ts';
 import { ropeAngle, ropeInvFreq } from '../model/rope.ts';
 import { cpuLogitLens, type MatmulTransB } from './cpu-lens.ts';
-import { dot, matmulPlain, matmulTransB } from './cpu-matmul.ts';
+import { dot, matmulInto } from './cpu-matmul.ts';
 
 class CpuTensor implements Tensor {
   readonly backend = 'cpu' as const;
@@ -158,8 +158,7 @@ export function createCpuBackend(): Backend {
       if (bK !== K) throw new ShapeError('matmul', `inner dimensions differ: a [${a.shape.join(', ')}], b [${b.shape.join(', ')}]${transposeB ? ' (transposed)' : ''}`);
       const M = K === 0 ? numel(a.shape.slice(0, -1)) : x.length / K;
       const out = new Float32Array(M * N);
-      if (transposeB) matmulTransB(x, w, out, M, N, K);
-      else matmulPlain(x, w, out, M, N, K);
+      matmulInto(x, w, out, M, N, K, transposeB);
       return f32(out, [...a.shape.slice(0, -1), N]);
     },
 

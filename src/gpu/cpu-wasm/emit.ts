@@ -1,0 +1,153 @@
+// A small WebAssembly binary emitter: just enough of the format (one imported memory, functions,
+// exports) and of the instruction set (i32, f32, SIMD f32x4, structured control) to write the GEMM
+// kernels in TypeScript, so the repository needs no WebAssembly toolchain. Instructions are
+// expressions that return their bytes; operands are emitted before the opcode, as the stack
+// machine wants. Reference: https://webassembly.github.io/spec/core/binary/
+
+export type Code = number[];
+
+export const i32 = 0x7f;
+export const f32 = 0x7d;
+export const v128 = 0x7b;
+export type ValType = typeof i32 | typeof f32 | typeof v128;
+
+export interface Local {
+  readonly index: number;
+  readonly type: ValType;
+}
+
+function uleb(n: number): Code {
+  const out: Code = [];
+  do {
+    let byte = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (n !== 0);
+  return out;
+}
+
+function sleb(n: number): Code {
+  const out: Code = [];
+  for (;;) {
+    const byte = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+}
+
+function name(s: string): Code {
+  const bytes = [...new TextEncoder().encode(s)];
+  return [...uleb(bytes.length), ...bytes];
+}
+
+function vector(items: Code[]): Code {
+  return [...uleb(items.length), ...items.flat()];
+}
+
+function section(id: number, body: Code): Code {
+  return [id, ...uleb(body.length), ...body];
+}
+
+const seq = (...parts: Code[]): Code => parts.flat();
+const simd = (opcode: number): Code => [0xfd, ...uleb(opcode)];
+/** align is log2 of the access size (a hint); offset is added to the address operand. */
+const memarg = (align: number, offset: number): Code => [...uleb(align), ...uleb(offset)];
+
+// Locals and constants.
+export const get = (l: Local): Code => [0x20, ...uleb(l.index)];
+export const set = (l: Local, value: Code): Code => [...value, 0x21, ...uleb(l.index)];
+export const int = (n: number): Code => [0x41, ...sleb(n | 0)];
+
+// i32 arithmetic and comparisons (signed where it matters: all our values are small and positive).
+const binary = (opcode: number) => (a: Code, b: Code): Code => [...a, ...b, opcode];
+export const add = binary(0x6a);
+export const sub = binary(0x6b);
+export const mul = binary(0x6c);
+export const ltS = binary(0x48);
+export const gtS = binary(0x4a);
+export const geS = binary(0x4e);
+export const minS = (a: Local, b: Local): Code => seq(get(a), get(b), ltS(get(a), get(b)), [0x1b]);
+
+// Memory: scalar f32 and 128-bit vectors.
+export const f32Load = (addr: Code, offset = 0): Code => seq(addr, [0x2a], memarg(2, offset));
+export const f32Store = (addr: Code, value: Code, offset = 0): Code => seq(addr, value, [0x38], memarg(2, offset));
+export const vLoad = (addr: Code, offset = 0): Code => seq(addr, simd(0x00), memarg(4, offset));
+export const vStore = (addr: Code, value: Code, offset = 0): Code => seq(addr, value, simd(0x0b), memarg(4, offset));
+/** One f32 from memory in all four lanes. */
+export const vLoadSplat = (addr: Code, offset = 0): Code => seq(addr, simd(0x09), memarg(2, offset));
+export const vZero = (): Code => seq(simd(0x0c), new Array<number>(16).fill(0));
+export const f32x4Add = (a: Code, b: Code): Code => seq(a, b, simd(0xe4));
+export const f32x4Mul = (a: Code, b: Code): Code => seq(a, b, simd(0xe6));
+
+// Structured control. Branch depths count enclosing blocks from the innermost (0).
+export const call = (fn: number, ...args: Code[]): Code => seq(...args, [0x10], uleb(fn));
+export const ifThen = (cond: Code, then: Code, otherwise?: Code): Code =>
+  otherwise ? seq(cond, [0x04, 0x40], then, [0x05], otherwise, [0x0b]) : seq(cond, [0x04, 0x40], then, [0x0b]);
+
+/** for (i = start; i < end; i += step) body, with the test at the bottom of the loop. */
+export function forRange(i: Local, start: Code, end: Code, step: Code, body: Code): Code {
+  return seq(
+    set(i, start),
+    [0x02, 0x40], // block
+    geS(get(i), end), [0x0d, 0], // br_if 0: skip an empty range
+    [0x03, 0x40], // loop
+    body,
+    set(i, add(get(i), step)),
+    ltS(get(i), end), [0x0d, 0], // br_if 0: back to the loop head
+    [0x0b, 0x0b],
+  );
+}
+
+export class FunctionBuilder {
+  private readonly localTypes: ValType[] = [];
+
+  constructor(
+    readonly exportName: string,
+    private readonly paramTypes: readonly ValType[],
+  ) {}
+
+  /** The parameters, in order. */
+  params(): Local[] {
+    return this.paramTypes.map((type, index) => ({ index, type }));
+  }
+
+  local(type: ValType): Local {
+    this.localTypes.push(type);
+    return { index: this.paramTypes.length + this.localTypes.length - 1, type };
+  }
+
+  type(): Code {
+    return [0x60, ...vector(this.paramTypes.map((t) => [t])), 0];
+  }
+
+  encodeBody(body: Code): Code {
+    const locals = vector(this.localTypes.map((t) => [1, t]));
+    const code = [...locals, ...body, 0x0b];
+    return [...uleb(code.length), ...code];
+  }
+}
+
+export interface MemoryImport {
+  initialPages: number;
+  maximumPages: number;
+  shared: boolean;
+}
+
+/** A module importing `env.memory` and exporting every function under its name. */
+export function encodeModule(memory: MemoryImport, functions: readonly { fn: FunctionBuilder; body: Code }[]): Uint8Array<ArrayBuffer> {
+  const limits = seq([memory.shared ? 0x03 : 0x01], uleb(memory.initialPages), uleb(memory.maximumPages));
+  const bytes = seq(
+    [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    section(1, vector(functions.map((f) => f.fn.type()))),
+    section(2, vector([seq(name('env'), name('memory'), [0x02], limits)])),
+    section(3, vector(functions.map((_, i) => uleb(i)))),
+    section(7, vector(functions.map((f, i) => seq(name(f.fn.exportName), [0x00], uleb(i))))),
+    section(10, vector(functions.map((f) => f.fn.encodeBody(f.body)))),
+  );
+  return Uint8Array.from(bytes);
+}

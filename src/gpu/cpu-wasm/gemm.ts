@@ -1,0 +1,197 @@
+// Float32 matrix products on the WebAssembly SIMD kernels of gemm-module.ts, with worker threads
+// over one shared memory where the environment allows (threads.ts).
+//
+// Per call, A is packed into the module's memory by row blocks and B is copied in by column blocks
+// (both bounded by `options.blockFloats`, so a [128256, 2048] unembedding never needs 1 GB of wasm
+// memory); each thread packs its own panels of the B block and multiplies them; C comes back by rows.
+// Every entry is a float32 sum in k order (each product and each addition rounded to float32), so
+// its bits do not depend on M, on the block sizes or on the number of threads.
+import { GEMM_PANEL_COLS as NR, GEMM_TILE_ROWS as MR, gemmModuleBytes, type GemmExports } from './gemm-module.ts';
+import { canBlockHere, GemmThreads, hardwareThreads } from './threads.ts';
+
+export interface WasmGemmOptions {
+  /** Use the WebAssembly kernels when the environment has wasm SIMD (else the JavaScript ones). */
+  enabled: boolean;
+  /** Threads per product, the calling one included; 1 disables workers. Default: hardware threads, at most 8. */
+  threads: number;
+  /** A product below this many flops (2·M·N·K) stays on the calling thread: waking workers costs tens of µs. */
+  minThreadFlops: number;
+  /** Depth of a K block: a packed panel of B (kcBlock × 8 floats) should stay in L1. */
+  kcBlock: number;
+  /** Tiles of 4 rows of A swept over one panel of B before the next panel (mcTiles × 4 × kcBlock floats in L2). */
+  mcTiles: number;
+  /** Floats of A (and of B) moved into wasm memory per block; a block of C holds up to twice as many. */
+  blockFloats: number;
+  /**
+   * Fewer rows of A than this stay in JavaScript (cpu-matmul.ts, same float32 sums): a matrix-vector
+   * product is bound by reading B, and copying B in would read it twice.
+   */
+  minRows: number;
+}
+
+export const wasmGemmOptions: WasmGemmOptions = {
+  enabled: true,
+  threads: Math.min(8, hardwareThreads()),
+  minThreadFlops: 4e6,
+  kcBlock: 256,
+  mcTiles: 32,
+  blockFloats: 1 << 21,
+  minRows: 2,
+};
+
+const PAGE = 65536;
+/** The first page holds the thread pool's control words; data starts after it. */
+const DATA_START = PAGE;
+const MAX_PAGES = 16384;
+
+interface Engine {
+  memory: WebAssembly.Memory;
+  gemm: GemmExports;
+  threads: GemmThreads | undefined;
+  heap: Float32Array;
+}
+
+let engine: Engine | null | undefined;
+
+function createEngine(): Engine | null {
+  if (typeof WebAssembly !== 'object') return null;
+  const shared = canBlockHere() && typeof SharedArrayBuffer === 'function';
+  const memoryType = { initialPages: 2, maximumPages: MAX_PAGES, shared };
+  const bytes = gemmModuleBytes(memoryType);
+  // The module is wasm SIMD: validation fails where the engine lacks it.
+  if (!WebAssembly.validate(bytes)) return null;
+  try {
+    const memory = new WebAssembly.Memory({ initial: memoryType.initialPages, maximum: MAX_PAGES, shared });
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
+    return {
+      memory,
+      gemm: instance.exports as unknown as GemmExports,
+      threads: shared ? new GemmThreads(bytes, memory) : undefined,
+      heap: new Float32Array(memory.buffer),
+    };
+  } catch {
+    return null;
+  }
+}
+
+function getEngine(): Engine | null {
+  if (engine === undefined) engine = createEngine();
+  return engine;
+}
+
+/** Whether the WebAssembly SIMD kernels run here (false: the JavaScript kernels do). */
+export function wasmGemmAvailable(): boolean {
+  return getEngine() !== null;
+}
+
+/** A view of the memory that covers `bytes`, growing it if needed; null if it cannot grow that far. */
+function heapFor(e: Engine, bytes: number): Float32Array | null {
+  const pages = Math.ceil(bytes / PAGE);
+  const have = e.memory.buffer.byteLength / PAGE;
+  if (pages > have) {
+    if (pages > MAX_PAGES) return null;
+    e.memory.grow(pages - have);
+  }
+  if (e.heap.buffer.byteLength !== e.memory.buffer.byteLength) e.heap = new Float32Array(e.memory.buffer);
+  return e.heap;
+}
+
+/** Rows i0..i0+rows of a [?, K] into [tiles][K][4] at float offset `at`, missing rows as zeros. */
+function packA(a: Float32Array, i0: number, rows: number, K: number, heap: Float32Array, at: number): void {
+  const tiles = Math.ceil(rows / MR);
+  for (let t = 0; t < tiles; t++) {
+    const base = at + t * K * MR;
+    for (let r = 0; r < MR; r++) {
+      const row = t * MR + r;
+      let d = base + r;
+      if (row >= rows) {
+        for (let k = 0; k < K; k++, d += MR) heap[d] = 0;
+        continue;
+      }
+      const s = (i0 + row) * K;
+      for (let k = 0; k < K; k++, d += MR) heap[d] = a[s + k]!;
+    }
+  }
+}
+
+/**
+ * c [M, N] = a [M, K] · b, b [K, N] or, with transposeB, b [N, K]. Returns false (c untouched)
+ * where the WebAssembly kernels are unavailable, disabled or not worth it (M < minRows), so the
+ * caller falls back to the JavaScript kernels.
+ */
+export function wasmMatmul(a: Float32Array, b: Float32Array, c: Float32Array, M: number, N: number, K: number, transposeB: boolean): boolean {
+  const o = wasmGemmOptions;
+  if (!o.enabled || M < o.minRows) return false;
+  const e = getEngine();
+  if (!e) return false;
+  if (M === 0 || N === 0) return true;
+  if (K === 0) {
+    c.fill(0, 0, M * N);
+    return true;
+  }
+  const rowsPerBlock = Math.max(MR, Math.floor(o.blockFloats / K / MR) * MR);
+  const colsPerBlock = Math.max(NR, Math.floor(o.blockFloats / K / NR) * NR);
+  const nb = Math.min(Math.ceil(N / NR) * NR, colsPerBlock);
+  const rowsPerC = Math.max(MR, Math.floor((2 * o.blockFloats) / nb / MR) * MR);
+  const mb = Math.min(Math.ceil(M / MR) * MR, rowsPerBlock, rowsPerC);
+  const aAt = DATA_START / 4;
+  const bRawAt = aAt + mb * K;
+  const bPackAt = bRawAt + nb * K;
+  const cAt = bPackAt + nb * K;
+  const heap = heapFor(e, (cAt + mb * nb) * 4);
+  if (!heap) return false;
+
+  for (let i0 = 0; i0 < M; i0 += mb) {
+    const rows = Math.min(mb, M - i0);
+    const tiles = Math.ceil(rows / MR);
+    packA(a, i0, rows, K, heap, aAt);
+    for (let j0 = 0; j0 < N; j0 += nb) {
+      const cols = Math.min(nb, N - j0);
+      const panels = Math.ceil(cols / NR);
+      const width = panels * NR;
+      let ldb: number;
+      if (transposeB) {
+        heap.set(b.subarray(j0 * K, (j0 + cols) * K), bRawAt);
+        heap.fill(0, bRawAt + cols * K, bRawAt + width * K);
+        ldb = K * 4;
+      } else if (cols === N && width === N) {
+        heap.set(b.subarray(0, K * N), bRawAt);
+        ldb = N * 4;
+      } else {
+        for (let k = 0; k < K; k++) {
+          const d = bRawAt + k * width;
+          heap.set(b.subarray(k * N + j0, k * N + j0 + cols), d);
+          heap.fill(0, d + cols, d + width);
+        }
+        ldb = width * 4;
+      }
+      const args = [aAt * 4, K, bRawAt * 4, ldb, transposeB ? 1 : 0, bPackAt * 4, cAt * 4, width * 4, tiles, 0, panels, o.kcBlock, o.mcTiles];
+      const threads = 2 * rows * cols * K >= o.minThreadFlops ? Math.min(o.threads, panels) : 1;
+      if (threads > 1 && e.threads) e.threads.run(e.gemm, args, threads);
+      else e.gemm.work(...(args as Parameters<GemmExports['work']>));
+      if (width === N) {
+        c.set(heap.subarray(cAt, cAt + rows * N), i0 * N);
+      } else {
+        for (let r = 0; r < rows; r++) c.set(heap.subarray(cAt + r * width, cAt + r * width + cols), (i0 + r) * N + j0);
+      }
+    }
+  }
+  return true;
+}
+
+/**
+ * Starts the worker threads now (they otherwise start on the first product big enough to split) and
+ * resolves with the number of threads a product can use once they are ready, or after `timeoutMs`.
+ */
+export async function startWasmGemmThreads(timeoutMs = 10_000): Promise<number> {
+  const e = getEngine();
+  if (!e?.threads) return e ? 1 : 0;
+  const want = wasmGemmOptions.threads;
+  const deadline = performance.now() + timeoutMs;
+  let ready = e.threads.ensure(want);
+  while (ready < want - 1 && performance.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    ready = e.threads.ensure(want);
+  }
+  return 1 + ready;
+}
