@@ -23,7 +23,7 @@ export interface CcSettings {
   auxAlpha: number;
 }
 
-export const DEFAULT_CC_SETTINGS: CcSettings = { samples: 200, tokensPerSample: 64, dict: 768, k: 8, steps: 400, lr: 4e-3, batch: 128, auxAlpha: 1 / 32 };
+export const DEFAULT_CC_SETTINGS: CcSettings = { samples: 400, tokensPerSample: 64, dict: 768, k: 8, steps: 500, lr: 4e-3, batch: 128, auxAlpha: 1 / 32 };
 
 export const ccSettingsSchema = z.strictObject({
   samples: z.number().int().min(1).max(1_000_000),

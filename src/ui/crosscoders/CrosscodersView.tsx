@@ -26,6 +26,11 @@ export function CrosscodersView() {
   return (
     <>
       <TrainPanel layers={layers} layer={layer} dModel={dModel} />
+      {!shown && latent !== null && (
+        <p className="muted" data-testid="cc-latent-waiting">
+          The link opens latent #{latent}: train a crosscoder with these settings, or load the one it was made with, to see it.
+        </p>
+      )}
       {shown && (latent !== null ? <LatentPage latent={latent} summary={shown.summary} /> : <FeatureBrowser summary={shown.summary} pair={shown.pair} />)}
     </>
   );

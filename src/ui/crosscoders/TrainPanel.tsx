@@ -289,7 +289,7 @@ export function TrainPanel({ layers, layer, dModel }: { layers: number; layer: n
           <figcaption>
             Training: step {curve[curve.length - 1]!.step + 1} · loss {formatValue(curve[curve.length - 1]!.loss)} · FVU {formatValue(curve[curve.length - 1]!.fvu)} · dead {curve[curve.length - 1]!.dead}
           </figcaption>
-          <LossCurve points={curve} totalSteps={settings.steps} />
+          <LossCurve points={curve} totalSteps={run.status === 'running' || run.status === 'paused' ? settings.steps : curve[curve.length - 1]!.step + 1} />
           <ExportMenu
             name="crosscoder-training"
             svg={(menu) => menu.closest('figure')?.querySelector('svg')}

@@ -113,7 +113,7 @@ export function LossCurve({ points, totalSteps, width = 620, height = 230 }: { p
         .defined((p) => Number.isFinite(value(p)))
         .x((p) => x(p.step))
         .y((p) => scale(value(p)))(shown) ?? '';
-    svg.append('g').attr('class', 'axis').attr('transform', `translate(0,${height - M.bottom})`).call(d3.axisBottom(x).ticks(6, '~s').tickSizeOuter(0));
+    svg.append('g').attr('class', 'axis').attr('transform', `translate(0,${height - M.bottom})`).call(d3.axisBottom(x).ticks(6).tickSizeOuter(0));
     svg.append('g').attr('class', 'axis').attr('transform', `translate(${M.left},0)`).call(d3.axisLeft(y).ticks(5, '~g').tickSizeOuter(0));
     svg.append('g').attr('class', 'axis axis-dead').attr('transform', `translate(${width - right},0)`).call(d3.axisRight(yDead).ticks(4, '~s').tickSizeOuter(0));
     svg.append('path').attr('class', 'line-dead').attr('data-testid', 'curve-dead').attr('d', line((p) => p.dead, yDead));
