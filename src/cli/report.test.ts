@@ -108,7 +108,8 @@ describe('neurodiff report', () => {
     expect(findAll(spectrum, 'circle')).toHaveLength(8);
 
     // ADL: the CSV lists the lens tokens of ±δ_p for positions 0–4, as report.json does.
-    const rows = csvRows(await readFile(join(out, 'adl-tokens.csv'), 'utf8'));
+    // Text a spreadsheet would read as a formula (starting with = + - @) carries a leading apostrophe.
+    const rows = csvRows(await readFile(join(out, 'adl-tokens.csv'), 'utf8')).map((row) => row.map((f) => f.replace(/^'(?=[=+\-@\t\r])/, '')));
     expect(rows[0]).toEqual(['position', 'direction', 'rank', 'id', 'token', 'prob']);
     expect(rows).toHaveLength(1 + 5 * 2 * 10);
     for (const p of report.adl.positions) {
