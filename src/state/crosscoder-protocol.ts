@@ -6,7 +6,7 @@
 // where memory cannot be shared, through a message the training loop reads when it yields.
 import { loadCrosscoder, saveCrosscoder } from '../analysis/crosscoder/file.ts';
 import type { CrosscoderEngine } from '../analysis/crosscoder/engine.ts';
-import { bytesSource, type ByteSource, type FileSet } from '../io/source.ts';
+import { blobSource, type ByteSource, type FileSet } from '../io/source.ts';
 import type { Backend } from '../model/backend.ts';
 import {
   analyseCrosscoder,
@@ -44,7 +44,8 @@ interface FileEntry {
 export type CrosscoderOp =
   | { kind: 'train'; collect: CollectRequest; settings: TrainSettings }
   | { kind: 'resume' }
-  | { kind: 'load'; bytes: ArrayBuffer; name: string; collect: CollectRequest }
+  /** A dropped file goes to the worker as a Blob: it reads the tensors by byte range, never the whole file at once. */
+  | { kind: 'load'; file: Blob; name: string; collect: CollectRequest }
   | { kind: 'latent'; latent: number }
   | { kind: 'steer'; request: SteerRequest }
   | { kind: 'save' };
@@ -183,8 +184,7 @@ export class CrosscoderSession {
     if (this.current || this.queue.length === 0) return;
     const next = this.queue.shift()!;
     this.current = next;
-    const transfer = next.op.kind === 'load' ? [next.op.bytes] : [];
-    this.post({ type: 'op', id: next.id, op: next.op }, transfer);
+    this.post({ type: 'op', id: next.id, op: next.op });
   }
 
   private receive(m: FromWorker) {
@@ -372,7 +372,7 @@ export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions
         if (!training) throw new Error('there is no paused training to resume');
         return runTraining(id, pair, signal, poll, onProgress);
       case 'load': {
-        const model = await loadCrosscoder(bytesSource(new Uint8Array(op.bytes), op.name), signal);
+        const model = await loadCrosscoder(blobSource(op.file, op.name), signal);
         const fileLayer = Number(model.info.layer);
         const fromFile = model.info.layer !== undefined && Number.isInteger(fileLayer) && fileLayer >= 0 && fileLayer < pair.info.layers;
         const req = fromFile ? { ...op.collect, layer: fileLayer } : op.collect;

@@ -203,7 +203,7 @@ describe('the crosscoder worker protocol', () => {
     expect([model.params.d, model.params.D, model.k, model.info.layer]).toEqual([192, 16, 4, '3']);
 
     // The saved file analysed again (at the layer it names, not the one asked for) reuses the activations.
-    const loaded = await s.run({ kind: 'load', bytes: saved.bytes.slice(0), name: 'cc.safetensors', collect: { ...COLLECT, layer: 1 } });
+    const loaded = await s.run({ kind: 'load', file: new Blob([saved.bytes]), name: 'cc.safetensors', collect: { ...COLLECT, layer: 1 } });
     if (loaded.kind !== 'analysed') throw new Error('expected an analysis');
     expect(loaded.summary.source.name).toBe('cc.safetensors');
     expect(loaded.summary.layer).toBe(3);
@@ -211,9 +211,9 @@ describe('the crosscoder worker protocol', () => {
     expect(Array.from(loaded.summary.latents.ratio)).toEqual(Array.from(resumed.summary.latents.ratio));
     expect(Array.from(loaded.summary.latents.frequency)).toEqual(Array.from(resumed.summary.latents.frequency));
 
-    await expect(s.run({ kind: 'load', bytes: new TextEncoder().encode('no header').buffer, name: 'junk.safetensors', collect: COLLECT })).rejects.toThrow(/junk\.safetensors/);
+    await expect(s.run({ kind: 'load', file: new Blob(['no header']), name: 'junk.safetensors', collect: COLLECT })).rejects.toThrow(/junk\.safetensors/);
     const narrow = saveCrosscoder({ ...model, params: { d: 8, D: 2, encW: new Float32Array(32), encB: new Float32Array(2), decW: new Float32Array(32), decB: new Float32Array(16) }, normalization: { mean: [new Float32Array(8), new Float32Array(8)], scale: [1, 1], targetRms: 1 } });
-    await expect(s.run({ kind: 'load', bytes: narrow.slice().buffer, name: 'narrow.safetensors', collect: COLLECT })).rejects.toThrow(/narrow\.safetensors: the crosscoder is for width 8, these models have d_model 192/);
+    await expect(s.run({ kind: 'load', file: new Blob([narrow.slice()]), name: 'narrow.safetensors', collect: COLLECT })).rejects.toThrow(/narrow\.safetensors: the crosscoder is for width 8, these models have d_model 192/);
     s.close();
     done();
   });

@@ -268,13 +268,7 @@ export const createCrosscoderSlice: StateCreator<CrosscoderSlice & ModelsSlice, 
     async loadCrosscoderFile(file, name, layer) {
       const collect = collectRequest(layer);
       if (!collect) return set({ ccRun: { status: 'error', message: 'the corpus is not ready: the latents are analysed over it, so wait for it to load or drop one' } });
-      let bytes: ArrayBuffer;
-      try {
-        bytes = await file.arrayBuffer();
-      } catch (e) {
-        return set({ ccRun: { status: 'error', message: `${name}: ${errorText(e)}` } });
-      }
-      await runMain('load', { kind: 'load', bytes, name, collect });
+      await runMain('load', { kind: 'load', file, name, collect });
     },
     async saveCrosscoderFile() {
       const files = currentFiles();
