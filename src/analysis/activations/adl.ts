@@ -3,8 +3,10 @@
 // fine-tuned model's logit lens (both signs), through a Patchscope on identity prompts, and used to steer.
 // h is blocks.ℓ.hook_resid_post (the decoder layer's output, as the reference reads it).
 import type { Tensor } from '../../model/backend.ts';
+import { PairedRunner } from '../../model/paired.ts';
 import { hookName, type HookFn, type KvCache, type Transformer } from '../../model/transformer.ts';
 import { lensTop, type LensOptions } from './lens.ts';
+import { checkPairInput, runPairedPasses, type PairInput } from './passes.ts';
 import { checkIds, checkLayer, checkPair, cosine, DEFAULT_BATCH_SIZE, disposeAll, equalLengthBatches, readF32, readI32, type ModelPair, type RunOptions } from './run.ts';
 
 export interface TokenProb {
@@ -43,12 +45,13 @@ export interface AdlDifference {
 /**
  * δ_p over a corpus. By causality the activations at positions ≤ max(p) do not depend on later tokens,
  * so the base model runs only those; the fine-tuned model runs the whole samples for its mean norm.
+ * With a PairedRunner that holds one model at a time, the base activations at those positions
+ * (samples × (max(p) + 1) × d floats) wait on the host for the fine-tuned pass.
  */
-export async function adlDifferences(pair: ModelPair, samples: readonly (readonly number[])[], opts: AdlDifferenceOptions = {}): Promise<AdlDifference> {
-  const be = checkPair(pair);
-  const L = pair.base.config.nLayers;
-  const layer = opts.layer ?? defaultAdlLayer(L);
-  checkLayer(pair.base, layer);
+export async function adlDifferences(input: PairInput, samples: readonly (readonly number[])[], opts: AdlDifferenceOptions = {}): Promise<AdlDifference> {
+  const { backend: be, config } = checkPairInput(input);
+  const layer = opts.layer ?? defaultAdlLayer(config.nLayers);
+  checkLayer({ config }, layer);
   const positions = opts.positions ?? DEFAULT_ADL_POSITIONS;
   if (positions.length === 0) throw new RangeError('no positions');
   for (const p of positions) if (!Number.isInteger(p) || p < 0) throw new RangeError(`position ${p} is not a non-negative integer`);
@@ -57,47 +60,52 @@ export async function adlDifferences(pair: ModelPair, samples: readonly (readonl
   if (S === 0) throw new RangeError('the corpus holds no samples');
   samples.forEach((s, i) => {
     if (s.length < P) throw new RangeError(`sample ${i} has ${s.length} tokens; position ${P - 1} needs at least ${P}`);
-    checkIds(pair.base, s);
+    checkIds({ config }, s);
   });
   const normFrom = opts.normFromPosition ?? NORM_SKIP_POSITIONS;
-  const d = pair.base.config.dModel;
+  const d = config.dModel;
   const name = hookName('resid_post', layer);
   const perSample = positions.map(() => new Float32Array(S * d));
   let normSum = 0;
   let normCount = 0;
-  let done = 0;
   const capture = (m: Transformer, rows: readonly (readonly number[])[]) => {
     const { logits, cache } = m.runWithCache(rows, [name], { stopAfterLayer: layer });
     if (logits) be.dispose(logits);
     return cache.get(name)!;
   };
-  for (const batch of equalLengthBatches(samples, opts.batchSize ?? DEFAULT_BATCH_SIZE)) {
-    opts.signal?.throwIfAborted();
-    const B = batch.rows.length;
-    const T = batch.rows[0]!.length;
-    const hf = capture(pair.ft, batch.rows);
-    let hb: Tensor | undefined;
-    let hfHead: Tensor | undefined;
-    let delta: Tensor | undefined;
-    try {
-      hb = capture(pair.base, batch.rows.map((r) => r.slice(0, P)));
-      hfHead = T === P ? hf : be.sliceSeq(hf, 0, P);
-      delta = be.sub(hfHead, hb);
-      const values = await readF32(be, delta, false);
-      batch.indices.forEach((s, b) => {
-        positions.forEach((p, pi) => perSample[pi]!.set(values.subarray((b * P + p) * d, (b * P + p + 1) * d), s * d));
-      });
-      if (T > normFrom) {
-        const sq = await readF32(be, be.sumSquares(hf));
-        for (let b = 0; b < B; b++) for (let t = normFrom; t < T; t++) normSum += Math.sqrt(sq[b * T + t]!);
-        normCount += B * (T - normFrom);
-      }
-    } finally {
-      disposeAll(be, [hf, hb, hfHead === hf ? undefined : hfHead, delta]);
-    }
-    done += B;
-    opts.onProgress?.({ stage: 'adl', done, total: S });
-  }
+  const batches = equalLengthBatches(samples, opts.batchSize ?? DEFAULT_BATCH_SIZE);
+  await runPairedPasses(
+    input,
+    {
+      base: async (i, model, carry) => carry(capture(model, batches[i]!.rows.map((r) => r.slice(0, P)))),
+      ft: async (i, model, kept) => {
+        const batch = batches[i]!;
+        const B = batch.rows.length;
+        const T = batch.rows[0]!.length;
+        const hb = kept.take();
+        let hf: Tensor | undefined;
+        let hfHead: Tensor | undefined;
+        let delta: Tensor | undefined;
+        try {
+          hf = capture(model, batch.rows);
+          hfHead = T === P ? hf : be.sliceSeq(hf, 0, P);
+          delta = be.sub(hfHead, hb);
+          const values = await readF32(be, delta, false);
+          batch.indices.forEach((s, b) => {
+            positions.forEach((p, pi) => perSample[pi]!.set(values.subarray((b * P + p) * d, (b * P + p + 1) * d), s * d));
+          });
+          if (T > normFrom) {
+            const sq = await readF32(be, be.sumSquares(hf));
+            for (let b = 0; b < B; b++) for (let t = normFrom; t < T; t++) normSum += Math.sqrt(sq[b * T + t]!);
+            normCount += B * (T - normFrom);
+          }
+        } finally {
+          disposeAll(be, [hb, hf, hfHead === hf ? undefined : hfHead, delta]);
+        }
+      },
+    },
+    { signal: opts.signal, onProgress: opts.onProgress, stage: 'adl', sizes: batches.map((b) => b.rows.length) },
+  );
   const delta = perSample.map((all) => {
     const sum = new Float64Array(d);
     for (let s = 0; s < S; s++) for (let j = 0; j < d; j++) sum[j]! += all[s * d + j]!;
@@ -320,23 +328,32 @@ export interface AdlResult {
   difference: AdlDifference;
 }
 
-/** δ_p over the corpus, its signed logit lens through the fine-tuned model, and optionally its Patchscope. */
-export async function activationDifferenceLens(pair: ModelPair, samples: readonly (readonly number[])[], opts: AdlOptions = {}): Promise<AdlResult> {
-  const diff = await adlDifferences(pair, samples, opts);
-  const top = opts.top ?? 20;
-  const positions: AdlPosition[] = [];
-  for (const [pi, position] of diff.positions.entries()) {
-    opts.signal?.throwIfAborted();
-    const delta = diff.delta[pi]!;
-    const lens = await signedLens(pair.ft, delta, { k: top });
-    const consistency = diff.consistency[pi]!.reduce((a, b) => a + b, 0) / diff.samples;
-    const norm = Math.sqrt(delta.reduce((a, x) => a + x * x, 0));
-    const entry: AdlPosition = { position, consistency, norm, ...lens };
-    if (opts.patchscope && norm > 0) {
-      const latent = diff.ftNorm === undefined ? delta : rescale(delta, diff.ftNorm);
-      entry.patchscope = await patchscope(pair.ft, latent, diff.layer, { ...opts.patchscope, top, ...(opts.signal ? { signal: opts.signal } : {}) });
+/**
+ * δ_p over the corpus, its signed logit lens through the fine-tuned model, and optionally its Patchscope.
+ * A PairedRunner holding one model at a time loads the fine-tune once more for the lens.
+ */
+export async function activationDifferenceLens(input: PairInput, samples: readonly (readonly number[])[], opts: AdlOptions = {}): Promise<AdlResult> {
+  const diff = await adlDifferences(input, samples, opts);
+  const reload = input instanceof PairedRunner && input.mode === 'sequential';
+  const ft = input instanceof PairedRunner ? (reload ? await input.ft.load(opts.signal) : (await input.models()).ft) : input.ft;
+  try {
+    const top = opts.top ?? 20;
+    const positions: AdlPosition[] = [];
+    for (const [pi, position] of diff.positions.entries()) {
+      opts.signal?.throwIfAborted();
+      const delta = diff.delta[pi]!;
+      const lens = await signedLens(ft, delta, { k: top });
+      const consistency = diff.consistency[pi]!.reduce((a, b) => a + b, 0) / diff.samples;
+      const norm = Math.sqrt(delta.reduce((a, x) => a + x * x, 0));
+      const entry: AdlPosition = { position, consistency, norm, ...lens };
+      if (opts.patchscope && norm > 0) {
+        const latent = diff.ftNorm === undefined ? delta : rescale(delta, diff.ftNorm);
+        entry.patchscope = await patchscope(ft, latent, diff.layer, { ...opts.patchscope, top, ...(opts.signal ? { signal: opts.signal } : {}) });
+      }
+      positions.push(entry);
     }
-    positions.push(entry);
+    return { layer: diff.layer, samples: diff.samples, ftNorm: diff.ftNorm, positions, difference: diff };
+  } finally {
+    if (reload) ft.dispose();
   }
-  return { layer: diff.layer, samples: diff.samples, ftNorm: diff.ftNorm, positions, difference: diff };
 }

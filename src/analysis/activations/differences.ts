@@ -3,6 +3,7 @@
 // the mean δ). Reductions run on the backend; only per-token scalars and per-sample means come back.
 import type { Backend, Tensor } from '../../model/backend.ts';
 import { hookName, type Transformer } from '../../model/transformer.ts';
+import { checkPairInput, runPairedPasses, type Carried, type PairInput } from './passes.ts';
 import { checkIds, checkLayer, checkPair, cosine, DEFAULT_BATCH_SIZE, disposeAll, equalLengthBatches, readF32, type ModelPair, type RunOptions } from './run.ts';
 
 export const HOOK_KINDS = ['resid_pre', 'attn_out', 'mlp_out', 'resid_post'] as const;
@@ -97,18 +98,22 @@ export interface CorpusDifferences {
   layers: LayerCorpusDifferences[];
 }
 
-/** Per-layer activation differences over a corpus of token rows (any lengths; batched by equal length). */
-export async function corpusDifferences(pair: ModelPair, samples: readonly (readonly number[])[], opts: CorpusDifferencesOptions = {}): Promise<CorpusDifferences> {
-  const be = checkPair(pair);
+/**
+ * Per-layer activation differences over a corpus of token rows (any lengths; batched by equal length).
+ * With a PairedRunner that holds one model at a time, the base activations of the measured layers
+ * (samples × tokens × layers × d floats) wait on the host for the fine-tuned pass: choose `layers`.
+ */
+export async function corpusDifferences(input: PairInput, samples: readonly (readonly number[])[], opts: CorpusDifferencesOptions = {}): Promise<CorpusDifferences> {
+  const { backend: be, config } = checkPairInput(input);
   const kind = opts.kind ?? 'resid_post';
   const from = opts.fromPosition ?? 0;
-  const layers = opts.layers ?? Array.from({ length: pair.base.config.nLayers }, (_, i) => i);
-  for (const l of layers) checkLayer(pair.base, l);
+  const layers = opts.layers ?? Array.from({ length: config.nLayers }, (_, i) => i);
+  for (const l of layers) checkLayer({ config }, l);
   if (layers.length === 0) throw new RangeError('no layers to measure');
-  const d = pair.base.config.dModel;
+  const d = config.dModel;
   const S = samples.length;
   if (S === 0) throw new RangeError('the corpus holds no samples');
-  samples.forEach((s) => checkIds(pair.base, s));
+  samples.forEach((s) => checkIds({ config }, s));
   for (const [i, s] of samples.entries()) if (s.length <= from) throw new RangeError(`sample ${i} has ${s.length} tokens, none at or after position ${from}`);
   const Tmax = Math.max(...samples.map((s) => s.length));
   const names = layers.map((l) => hookName(kind, l));
@@ -118,54 +123,69 @@ export async function corpusDifferences(pair: ModelPair, samples: readonly (read
   const countByPos = new Float64Array(Tmax);
   let tokens = 0;
   const batches = equalLengthBatches(samples, opts.batchSize ?? DEFAULT_BATCH_SIZE);
-  let done = 0;
-  for (const batch of batches) {
-    opts.signal?.throwIfAborted();
-    const B = batch.rows.length;
-    const T = batch.rows[0]!.length;
-    const capture = (m: Transformer) => {
-      const { logits, cache } = m.runWithCache(batch.rows, names, { stopAfterLayer: lastLayer });
-      if (logits) be.dispose(logits);
-      return cache;
-    };
-    const cb = capture(pair.base);
-    const cf = capture(pair.ft);
-    // Averages each sample's tokens from `from` on: selector [B, B·T] times δ [B·T, d].
-    const sel = new Float32Array(B * B * T);
-    for (let b = 0; b < B; b++) for (let t = from; t < T; t++) sel[b * B * T + b * T + t] = 1 / (T - from);
-    const selector = be.fromArray(sel, [B, B * T]);
-    try {
-      for (let li = 0; li < layers.length; li++) {
-        const xb = cb.get(names[li]!)!;
-        const xf = cf.get(names[li]!)!;
-        const s = await tokenStats(be, xb, xf);
-        const a = acc[li]!;
-        for (let b = 0; b < B; b++) {
-          for (let t = from; t < T; t++) {
-            const i = b * T + t;
-            const n = Math.sqrt(s.dd[i]!);
-            const nb = Math.sqrt(s.bb[i]!);
-            const nf = Math.sqrt(s.ff[i]!);
-            a.norm += n;
-            a.relative += nb > 0 ? n / nb : 0;
-            a.cosine += nb > 0 && nf > 0 ? s.bf[i]! / (nb * nf) : 0;
-            a.byPos[t]! += n;
-          }
+  const capture = (m: Transformer, rows: readonly (readonly number[])[]) => {
+    const { logits, cache } = m.runWithCache(rows, names, { stopAfterLayer: lastLayer });
+    if (logits) be.dispose(logits);
+    return names.map((n) => cache.get(n)!);
+  };
+  await runPairedPasses(
+    input,
+    {
+      base: async (i, model, carry) => {
+        const xs = capture(model, batches[i]!.rows);
+        const kept: Carried[] = [];
+        try {
+          for (let li = 0; li < xs.length; li++) kept.push(await carry(xs[li]!));
+        } catch (e) {
+          disposeAll(be, xs.slice(kept.length));
+          throw e;
         }
-        const delta = be.sub(xf, xb);
-        const flat = be.reshape(delta, [B * T, d]);
-        const means = await readF32(be, be.matmul(selector, flat));
-        disposeAll(be, [delta, flat]);
-        batch.indices.forEach((sampleIndex, b) => a.perSample.set(means.subarray(b * d, (b + 1) * d), sampleIndex * d));
-      }
-    } finally {
-      disposeAll(be, [selector, ...cb.values(), ...cf.values()]);
-    }
-    for (let t = from; t < T; t++) countByPos[t]! += B;
-    tokens += B * (T - from);
-    done += B;
-    opts.onProgress?.({ stage: 'differences', done, total: S });
-  }
+        return kept;
+      },
+      ft: async (i, model, kept) => {
+        const batch = batches[i]!;
+        const B = batch.rows.length;
+        const T = batch.rows[0]!.length;
+        const xbs = kept.map((c) => c.take());
+        let xfs: Tensor[] = [];
+        // Averages each sample's tokens from `from` on: selector [B, B·T] times δ [B·T, d].
+        const sel = new Float32Array(B * B * T);
+        for (let b = 0; b < B; b++) for (let t = from; t < T; t++) sel[b * B * T + b * T + t] = 1 / (T - from);
+        const selector = be.fromArray(sel, [B, B * T]);
+        try {
+          xfs = capture(model, batch.rows);
+          for (let li = 0; li < layers.length; li++) {
+            const xb = xbs[li]!;
+            const xf = xfs[li]!;
+            const s = await tokenStats(be, xb, xf);
+            const a = acc[li]!;
+            for (let b = 0; b < B; b++) {
+              for (let t = from; t < T; t++) {
+                const i = b * T + t;
+                const n = Math.sqrt(s.dd[i]!);
+                const nb = Math.sqrt(s.bb[i]!);
+                const nf = Math.sqrt(s.ff[i]!);
+                a.norm += n;
+                a.relative += nb > 0 ? n / nb : 0;
+                a.cosine += nb > 0 && nf > 0 ? s.bf[i]! / (nb * nf) : 0;
+                a.byPos[t]! += n;
+              }
+            }
+            const delta = be.sub(xf, xb);
+            const flat = be.reshape(delta, [B * T, d]);
+            const means = await readF32(be, be.matmul(selector, flat));
+            disposeAll(be, [delta, flat]);
+            batch.indices.forEach((sampleIndex, b) => a.perSample.set(means.subarray(b * d, (b + 1) * d), sampleIndex * d));
+          }
+        } finally {
+          disposeAll(be, [selector, ...xbs, ...xfs]);
+        }
+        for (let t = from; t < T; t++) countByPos[t]! += B;
+        tokens += B * (T - from);
+      },
+    },
+    { signal: opts.signal, onProgress: opts.onProgress, stage: 'differences', sizes: batches.map((b) => b.rows.length) },
+  );
 
   return {
     kind,

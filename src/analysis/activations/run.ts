@@ -1,7 +1,8 @@
 // What every activation analysis shares: a pair of models that can be compared position by position,
-// progress and cancellation, batching of token rows, and the final norm + unembedding of a model
-// applied to any residual (the logit lens head).
+// progress and cancellation, batching of token rows, and a model's final norm applied to any residual
+// (the logit lens head).
 import { ShapeError, type Backend, type Tensor } from '../../model/backend.ts';
+import type { ModelConfig } from '../../model/config.ts';
 import type { Transformer } from '../../model/transformer.ts';
 
 export interface ModelPair {
@@ -28,20 +29,22 @@ export const DEFAULT_BATCH_SIZE = 16;
 /** Throws unless the two models share the backend and the shapes that make activations comparable. */
 export function checkPair({ base, ft }: ModelPair): Backend {
   if (base.backend !== ft.backend) throw new ShapeError('model pair', `the models live on different backends (${base.backend.name} and ${ft.backend.name})`);
-  const b = base.config;
-  const f = ft.config;
-  for (const key of ['dModel', 'nLayers', 'vocab'] as const) {
-    if (b[key] !== f[key]) throw new ShapeError('model pair', `base and fine-tuned models differ in ${key} (${b[key]} and ${f[key]}): their activations cannot be compared`);
-  }
+  checkPairConfigs(base.config, ft.config);
   return base.backend;
 }
 
-export function checkLayer(model: Transformer, layer: number, what = 'layer'): void {
+export function checkPairConfigs(b: ModelConfig, f: ModelConfig): void {
+  for (const key of ['dModel', 'nLayers', 'vocab'] as const) {
+    if (b[key] !== f[key]) throw new ShapeError('model pair', `base and fine-tuned models differ in ${key} (${b[key]} and ${f[key]}): their activations cannot be compared`);
+  }
+}
+
+export function checkLayer(model: { config: ModelConfig }, layer: number, what = 'layer'): void {
   const n = model.config.nLayers;
   if (!Number.isInteger(layer) || layer < 0 || layer >= n) throw new RangeError(`${what} ${layer} is outside 0..${n - 1}`);
 }
 
-export function checkIds(model: Transformer, ids: readonly number[]): void {
+export function checkIds(model: { config: ModelConfig }, ids: readonly number[]): void {
   if (ids.length === 0) throw new RangeError('no tokens');
   const v = model.config.vocab;
   for (const id of ids) if (!Number.isInteger(id) || id < 0 || id >= v) throw new RangeError(`token id ${id} is outside the vocabulary (0..${v - 1})`);
@@ -72,16 +75,6 @@ export function finalNorm(model: Transformer, h: Tensor): Tensor {
   const c = model.config;
   if (c.norm.kind === 'layer') return be.layerNorm(h, model.weight('ln_final.w'), model.weight('ln_final.b'), c.norm.eps);
   return be.rmsNorm(h, model.weight('ln_final.w'), c.norm.eps, c.norm.addOne);
-}
-
-/** Logits of already normalised rows against an unembedding (or a slice of its rows), with the model's final soft-cap. */
-export function unembedRows(model: Transformer, normed: Tensor, unembed: Tensor = model.unembed): Tensor {
-  const be = model.backend;
-  const z = be.linear(normed, unembed);
-  if (model.config.finalSoftcap <= 0) return z;
-  const capped = be.softcap(z, model.config.finalSoftcap);
-  be.dispose(z);
-  return capped;
 }
 
 /** Per-row KL(P ‖ Q) between the softmax distributions of two logit tensors [..., V] → [...]. */
