@@ -224,10 +224,13 @@ export class CrosscoderSession {
   }
 }
 
+/** An engine that holds device memory says so with dispose (the WebGPU engine). */
+export type WorkerEngine = CrosscoderEngine & { dispose?(): void };
+
 export interface WorkerDeps {
   makeBackend(): Promise<{ backend: Backend; name: string }>;
   /** The crosscoder engine for training and inference (the CPU engine when absent). */
-  makeEngine?(d: number, D: number): Promise<CrosscoderEngine | undefined>;
+  makeEngine?(d: number, D: number): Promise<WorkerEngine | undefined>;
 }
 
 export interface ServeOptions {
@@ -248,7 +251,11 @@ export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions
   let opened: Promise<OpenedPair> | null = null;
   let chain: Promise<void> = Promise.resolve();
   let collected: Collected | null = null;
-  let training: (Training & { trainMs: number; collectMs: number }) | null = null;
+  let training: (Training & { trainMs: number; collectMs: number; engine: WorkerEngine | undefined }) | null = null;
+  const dropTraining = () => {
+    training?.engine?.dispose?.();
+    training = null;
+  };
   let analysis: Analysis | null = null;
   // Commands that arrived as messages, by operation id.
   const commands = new Map<number, Command>();
@@ -312,7 +319,11 @@ export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions
   const analyse = async (pair: OpenedPair, model: Analysis['model'], c: Collected, source: CrosscoderSummary['source'], signal: AbortSignal, onProgress: (p: Progress) => void) => {
     analysis = null;
     const engine = await deps.makeEngine?.(model.params.d, model.params.D);
-    analysis = await analyseCrosscoder(pair, model, c, source, { signal, onProgress, ...(engine ? { engine } : {}) });
+    try {
+      analysis = await analyseCrosscoder(pair, model, c, source, { signal, onProgress, ...(engine ? { engine } : {}) });
+    } finally {
+      engine?.dispose?.();
+    }
     return analysis;
   };
 
@@ -343,8 +354,8 @@ export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions
     flush();
     signal.throwIfAborted();
     if (commandFor(id) === 'pause') return { kind: 'paused', steps: t.trainer.steps };
-    training = null;
     const model = await trainedModel(t);
+    dropTraining();
     const a = await analyse(pair, model, t.collected, { kind: 'trained', name: `trained here (${t.trainer.steps} steps)` }, signal, onProgress);
     return { kind: 'analysed', summary: a.summary, timings: { collectMs: t.collectMs, trainMs: t.trainMs, analyseMs: a.summary.ms }, pair: pair.info };
   };
@@ -361,11 +372,16 @@ export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions
     signal.throwIfAborted();
     switch (op.kind) {
       case 'train': {
-        training = null;
+        dropTraining();
         const { collected: c, ms } = await collect(pair, op.collect, signal, onProgress);
         signal.throwIfAborted();
         const engine = await deps.makeEngine?.(c.acts.d, op.settings.dict);
-        training = { ...startTraining(c, op.settings, op.collect.corpus.name, engine), trainMs: 0, collectMs: ms };
+        try {
+          training = { ...startTraining(c, op.settings, op.collect.corpus.name, engine), trainMs: 0, collectMs: ms, engine };
+        } catch (e) {
+          engine?.dispose?.();
+          throw e;
+        }
         return runTraining(id, pair, signal, poll, onProgress);
       }
       case 'resume':
@@ -428,7 +444,7 @@ export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions
             post({ type: 'result', id: m.id, result }, result.kind === 'save' ? [result.bytes] : []);
           } catch (err) {
             const cancelled = commandFor(m.id) === 'cancel';
-            if (cancelled) training = null;
+            if (cancelled) dropTraining();
             post({ type: 'error', id: m.id, message: message(err), cancelled });
           } finally {
             commands.delete(m.id);

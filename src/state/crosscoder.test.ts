@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadCrosscoder, saveCrosscoder } from '../analysis/crosscoder/file.ts';
+import { createCpuEngine } from '../analysis/crosscoder/cpu-engine.ts';
 import { createInference } from '../analysis/crosscoder/inference.ts';
 import { decoderVector, normRatios } from '../analysis/crosscoder/latents.ts';
 import { createCpuBackend } from '../gpu/cpu-backend.ts';
@@ -45,11 +46,22 @@ function channel(): { main: Port; worker: Port; close(): void } {
   return { main: port1 as unknown as Port, worker: port2 as unknown as Port, close: () => (port1.close(), port2.close()) };
 }
 
-/** A session and an in-process worker over a message channel, as the app's runner has them. */
+/** A session and an in-process worker over a message channel, as the app's runner has them; engines are counted. */
 async function session() {
   const ch = channel();
-  serveCrosscoder(ch.worker, { makeBackend: async () => ({ backend: createCpuBackend(), name: 'cpu (test)' }) }, { stepFlushMs: 0 });
-  return { s: new CrosscoderSession(ch.main, await demoFiles()), close: ch.close };
+  const engines = { made: 0, disposed: 0 };
+  serveCrosscoder(
+    ch.worker,
+    {
+      makeBackend: async () => ({ backend: createCpuBackend(), name: 'cpu (test)' }),
+      makeEngine: async (d, D) => {
+        engines.made++;
+        return Object.assign(createCpuEngine({ d, D }), { dispose: () => engines.disposed++ });
+      },
+    },
+    { stepFlushMs: 0 },
+  );
+  return { s: new CrosscoderSession(ch.main, await demoFiles()), close: ch.close, engines };
 }
 
 describe('the crosscoder compute steps', () => {
@@ -218,19 +230,21 @@ describe('the crosscoder worker protocol', () => {
     done();
   });
 
-  it('finishes early, and cancels; a cancelled run leaves nothing to resume', async () => {
-    const { s, close: done } = await session();
+  it('finishes early, and cancels; a cancelled run leaves nothing to resume; engines are disposed', async () => {
+    const { s, close: done, engines } = await session();
     const long = { ...SETTINGS, dict: 16, batch: 16, steps: 1500 };
     const finished = await s.run({ kind: 'train', collect: COLLECT, settings: long }, { onSteps: () => s.command('finish') });
     if (finished.kind !== 'analysed') throw new Error(`expected an analysis, got ${finished.kind}`);
     expect(finished.summary.steps).toBeGreaterThanOrEqual(1);
     expect(finished.summary.steps).toBeLessThan(1500);
+    expect(engines).toEqual({ made: 2, disposed: 2 });
 
     const cancelled = s.run({ kind: 'train', collect: COLLECT, settings: long }, { onSteps: () => s.command('cancel') });
     await expect(cancelled).rejects.toMatchObject({ name: 'AbortError' });
     await expect(s.run({ kind: 'resume' })).rejects.toThrow(/no paused training/);
     // The analysis from before still answers.
     expect((await s.run({ kind: 'latent', latent: 1 })).kind).toBe('latent');
+    expect(engines).toEqual({ made: 3, disposed: 3 });
     s.close();
     done();
   });

@@ -142,7 +142,11 @@ export function FeatureBrowser({ summary, pair }: { summary: CrosscoderSummary; 
   const t = summary.latents;
   const ids = useMemo(() => filterLatents(t, filter), [t, filter]);
   const ratios = useMemo(() => ratioHistogram(t), [t]);
-  const [page, setPage] = useState(0);
+  // Another filter starts again at the first page.
+  const filterKey = JSON.stringify(filter);
+  const [paging, setPaging] = useState({ key: filterKey, page: 0 });
+  const page = paging.key === filterKey ? paging.page : 0;
+  const setPage = (n: number) => setPaging({ key: filterKey, page: n });
   const pages = Math.max(1, Math.ceil(ids.length / PAGE));
   const shownPage = Math.min(page, pages - 1);
   const rows = ids.slice(shownPage * PAGE, (shownPage + 1) * PAGE);
