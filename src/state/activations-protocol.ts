@@ -35,6 +35,8 @@ export interface ActivationOutcome {
   /** Time the worker spent on the request (the pair's loading left out). */
   ms: number;
   pair: PairInfo;
+  /** Set when the outcome came from the session cache: when it was computed (ms since the epoch). */
+  cachedAt?: number;
 }
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));

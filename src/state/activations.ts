@@ -1,6 +1,7 @@
 // The activation views' state: their settings (in permalinks), the corpus, and one run per task
 // (lens, δ per token, ADL, steering, patching) done by a pluggable runner that keeps the loaded pair
-// (a Web Worker in the app, in-process in tests). Results are cached per pair and request.
+// (a Web Worker in the app, in-process in tests). Results are kept per pair and request for the
+// session; the app's runner also reads and fills the session cache (session-cache.ts).
 import type { StateCreator } from 'zustand/vanilla';
 import type { HookKind } from '../analysis/activations/differences.ts';
 import type { PositionsCompared } from '../analysis/activations/patching.ts';
@@ -34,7 +35,8 @@ export type ActivationsRunner = {
 
 export type TaskRun =
   | { status: 'running'; key: string; progress: Progress | null; startedAt: number; elapsedMs: number }
-  | { status: 'done'; key: string; result: ActivationResult; ms: number; backend: string; cached: boolean }
+  /** `cached`: kept from before rather than computed now; `cachedAt`: when, if it came from the session cache. */
+  | { status: 'done'; key: string; result: ActivationResult; ms: number; backend: string; cached: boolean; cachedAt: number | null }
   | { status: 'error'; key: string; message: string }
   | { status: 'cancelled'; key: string };
 
@@ -107,7 +109,7 @@ const now = () => (typeof performance !== 'undefined' ? performance.now() : Date
 
 export const createActivationsSlice: StateCreator<ActivationsSlice & ModelsSlice, [], [], ActivationsSlice> = (set, get) => {
   const controllers = new Map<ActivationTask, AbortController>();
-  let cache = new Map<string, { result: ActivationResult; ms: number; backend: string }>();
+  let cache = new Map<string, { result: ActivationResult; ms: number; backend: string; cachedAt: number | null }>();
   const setRun = (task: ActivationTask, run: TaskRun) => set((s) => ({ activationRuns: { ...s.activationRuns, [task]: run } }));
   const stop = (task: ActivationTask) => {
     controllers.get(task)?.abort(new DOMException('the analysis was cancelled', 'AbortError'));
@@ -180,11 +182,13 @@ export const createActivationsSlice: StateCreator<ActivationsSlice & ModelsSlice
           mine.signal,
         );
         if (!current()) return;
-        const entry = { result: outcome.result, ms: outcome.ms, backend: outcome.pair.backend };
+        const cachedAt = outcome.cachedAt ?? null;
+        const entry = { result: outcome.result, ms: outcome.ms, backend: outcome.pair.backend, cachedAt };
         cache.set(key, entry);
         if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);
-        set({ activationsInfo: outcome.pair });
-        setRun(task, { status: 'done', key, ...entry, cached: false });
+        // A result read from the session cache loaded no models: the pair's load time is not known.
+        if (cachedAt === null) set({ activationsInfo: outcome.pair });
+        setRun(task, { status: 'done', key, ...entry, cached: cachedAt !== null });
       } catch (e) {
         if (!current()) return;
         setRun(task, mine.signal.aborted ? { status: 'cancelled', key } : { status: 'error', key, message: e instanceof Error ? e.message : String(e) });

@@ -1,11 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { WeightsDiff } from '../analysis/weights/types.ts';
-import { bytesSource, type FileSet } from '../io/source.ts';
-import { canonicalJson, estimateBytes, evictions, memoryCache, resultKey, type CacheEntryInfo, type ResultCache } from './cache.ts';
-import { createAppStore } from './store.ts';
-import { cachedWeightsRunner, WEIGHTS_CACHE_KIND } from './weights-cache.ts';
-import type { WeightsOutcome } from './weights-protocol.ts';
-import type { WeightsRunner } from './weights.ts';
+import { canonicalJson, estimateBytes, evictions, memoryCache, resultKey, type CacheEntryInfo } from './cache.ts';
 
 describe('result keys', () => {
   const parts = { kind: 'weights', models: { base: 'aa', ft: 'bb' }, inputs: { prompt: 'hi', corpus: 'c1' }, settings: { topK: 64, layer: 3 } };
@@ -70,77 +64,5 @@ describe('memoryCache', () => {
     expect(await cache.get('a')).toBeUndefined();
     await cache.clear();
     expect(await cache.list()).toEqual([]);
-  });
-});
-
-describe('cachedWeightsRunner', () => {
-  const files = (text: string): FileSet => new Map([['model.safetensors', bytesSource(new TextEncoder().encode(text), 'model.safetensors')]]);
-  const result: WeightsDiff = { tensors: [], missing: [{ name: 'lm_head.weight', shape: [4, 2], only_in: 'ft' }], mismatched: [], unsupported: [] };
-
-  function setup(cache: ResultCache | null) {
-    const store = createAppStore();
-    store.getState().setResultCache(cache);
-    const calls: number[] = [];
-    const inner: WeightsRunner = async (req) => {
-      calls.push(req.topK);
-      return { result, backend: 'CPU in a test' };
-    };
-    return { store, calls, runner: cachedWeightsRunner(inner, store) };
-  }
-  const noProgress = () => {};
-
-  it('computes once per pair of models and settings, then reads the cache', async () => {
-    const cache = memoryCache();
-    const { calls, runner } = setup(cache);
-    const base = files('base weights');
-    const ft = files('fine-tuned weights');
-    const first = await runner({ base, ft, topK: 8 }, noProgress, new AbortController().signal);
-    expect(first).toEqual({ result, backend: 'CPU in a test' });
-    await new Promise((r) => setTimeout(r, 0));
-    const entries = await cache.list();
-    expect(entries.map((e) => [e.kind, e.label])).toEqual([[WEIGHTS_CACHE_KIND, 'base vs ft']]);
-
-    const again = await runner({ base: files('base weights'), ft: files('fine-tuned weights'), topK: 8 }, noProgress, new AbortController().signal);
-    expect(again).toEqual({ result, backend: 'CPU in a test', cachedAt: entries[0]!.createdAt });
-    expect(calls).toEqual([8]);
-
-    await runner({ base, ft, topK: 16 }, noProgress, new AbortController().signal);
-    await runner({ base, ft: files('fine-tuned weightz'), topK: 8 }, noProgress, new AbortController().signal);
-    expect(calls).toEqual([8, 16, 8]);
-  });
-
-  it('computes without a cache, and when the cache fails', async () => {
-    const plain = setup(null);
-    await plain.runner({ base: files('a'), ft: files('b'), topK: 4 }, noProgress, new AbortController().signal);
-    await plain.runner({ base: files('a'), ft: files('b'), topK: 4 }, noProgress, new AbortController().signal);
-    expect(plain.calls).toEqual([4, 4]);
-
-    const broken: ResultCache = {
-      get: () => Promise.reject(new Error('quota')),
-      put: () => Promise.reject(new Error('quota')),
-      list: async () => [],
-      clear: async () => {},
-    };
-    const failing = setup(broken);
-    const warn = console.warn;
-    const warnings: unknown[] = [];
-    console.warn = (m: unknown) => warnings.push(m);
-    try {
-      const outcome: WeightsOutcome = await failing.runner({ base: files('a'), ft: files('b'), topK: 4 }, noProgress, new AbortController().signal);
-      expect(outcome.result).toBe(result);
-      await new Promise((r) => setTimeout(r, 0));
-    } finally {
-      console.warn = warn;
-    }
-    expect(failing.calls).toEqual([4]);
-    expect(warnings).toEqual(['the session cache was skipped: quota', 'the weight diff was not cached: quota']);
-  });
-
-  it('stops when cancelled while reading the cache', async () => {
-    const { calls, runner } = setup(memoryCache());
-    const controller = new AbortController();
-    controller.abort(new DOMException('the weight diff was cancelled', 'AbortError'));
-    await expect(runner({ base: files('a'), ft: files('b'), topK: 4 }, noProgress, controller.signal)).rejects.toThrow('the weight diff was cancelled');
-    expect(calls).toEqual([]);
   });
 });

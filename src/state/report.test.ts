@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { WeightsDiff } from '../analysis/weights/types.ts';
 import { fingerprintModel } from '../io/fingerprint.ts';
+import type { PatchResult, SteerResult } from './activations-compute.ts';
 import { pathFileSet } from '../io/node-source.ts';
 import { openModelLoader } from './open-weights.ts';
 import { buildSessionReport, reportJson } from './report.ts';
@@ -20,6 +21,15 @@ describe('session report', () => {
     for (let i = 0; i < 400 && (store.getState().models.base.status.kind !== 'loaded' || store.getState().models.ft.status.kind !== 'loaded'); i++) await new Promise((r) => setTimeout(r, 5));
     const diff: WeightsDiff = { tensors: [], missing: [], mismatched: [], unsupported: [{ name: 'x', reason: 'int' }] };
     store.setState({ weightsRun: { status: 'done', ms: 12, result: diff, backend: 'CPU', cachedAt: Date.UTC(2026, 0, 2) }, view: 'weights', metric: 'spectral' });
+    const patch = { task: 'patching', ids: [1, 2] } as unknown as PatchResult;
+    const steer: SteerResult = { task: 'steer', layer: 3, position: 0, vectorNorm: 2, prompt: 'Once', generations: [{ strength: 1, base: ' a', ft: ' b' }] };
+    store.setState({
+      activationRuns: {
+        patching: { status: 'done', key: 'p', result: patch, ms: 7, backend: 'CPU', cached: true, cachedAt: Date.UTC(2026, 0, 1) },
+        steer: { status: 'done', key: 's', result: steer, ms: 9, backend: 'CPU', cached: false, cachedAt: null },
+        lens: { status: 'running', key: 'l', progress: null, startedAt: 0, elapsedMs: 0 },
+      },
+    });
 
     const report = await buildSessionReport(store.getState(), new Date(Date.UTC(2026, 0, 3)));
     expect(report.created).toBe('2026-01-03T00:00:00.000Z');
@@ -32,6 +42,10 @@ describe('session report', () => {
     expect(report.settings).toMatchObject({ view: 'weights', metric: 'spectral' });
     expect(report.settings).not.toHaveProperty('modelRefs');
     expect(report.results.weights).toEqual({ backend: 'CPU', ms: 12, cached_at: '2026-01-02T00:00:00.000Z', result: diff });
+    expect(report.results.activations).toEqual({
+      patching: { backend: 'CPU', ms: 7, cached: true, cached_at: '2026-01-01T00:00:00.000Z', result: patch },
+      steer: { backend: 'CPU', ms: 9, cached: false, cached_at: null, result: steer },
+    });
 
     const parsed = JSON.parse(reportJson(report)) as typeof report;
     expect(parsed.results.weights?.result).toEqual(diff);

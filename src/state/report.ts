@@ -29,7 +29,7 @@ export interface SessionReport {
   settings: Record<string, unknown>;
   results: {
     weights: { backend: string; ms: number; cached_at: string | null; result: unknown } | null;
-    activations: Record<string, { backend: string; ms: number; cached: boolean; result: unknown }>;
+    activations: Record<string, { backend: string; ms: number; cached: boolean; cached_at: string | null; result: unknown }>;
   };
 }
 
@@ -59,7 +59,7 @@ export async function buildSessionReport(state: AppState, now = new Date()): Pro
   const run = state.weightsRun;
   const activations: SessionReport['results']['activations'] = {};
   for (const [task, r] of Object.entries(state.activationRuns)) {
-    if (r?.status === 'done') activations[task] = { backend: r.backend, ms: r.ms, cached: r.cached, result: r.result };
+    if (r?.status === 'done') activations[task] = { backend: r.backend, ms: r.ms, cached: r.cached, cached_at: r.cachedAt === null ? null : new Date(r.cachedAt).toISOString(), result: r.result };
   }
   return {
     format: SESSION_FORMAT,

@@ -8,8 +8,9 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 /** The session cache's entries with their sizes, and a button that empties it. */
 export function CachePanel() {
   const cache = useApp((s) => s.resultCache);
-  // Re-list when a weight diff finishes: it may have just been stored.
+  // Re-list when an analysis finishes: its result may have just been stored.
   const finished = useApp((s) => (s.weightsRun.status === 'done' ? s.weightsRun : null));
+  const activationsDone = useApp((s) => Object.values(s.activationRuns).filter((r) => r?.status === 'done').length);
   const [entries, setEntries] = useState<CacheEntryInfo[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const refresh = useCallback(() => {
@@ -22,7 +23,7 @@ export function CachePanel() {
       (e: unknown) => setError(`the cache could not be read: ${message(e)}`),
     );
   }, [cache]);
-  useEffect(refresh, [refresh, finished]);
+  useEffect(refresh, [refresh, finished, activationsDone]);
 
   if (!cache) return null;
   const total = (entries ?? []).reduce((n, e) => n + e.bytes, 0);

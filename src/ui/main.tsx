@@ -8,7 +8,7 @@ import { openModelLoader } from '../state/open-weights.ts';
 import { connectPermalink } from '../state/permalink.ts';
 import { connectLinkModels } from '../state/session.ts';
 import { appStore } from '../state/store.ts';
-import { cachedWeightsRunner } from '../state/weights-cache.ts';
+import { cachedActivationsRunner, cachedWeightsRunner } from '../state/session-cache.ts';
 import { workerWeightsRunner } from '../state/weights-client.ts';
 import { App } from './App.tsx';
 import './app.css';
@@ -19,7 +19,7 @@ for (const type of ['dragover', 'drop'] as const) window.addEventListener(type, 
 appStore.getState().setModelLoader(openModelLoader);
 appStore.getState().setResultCache(indexedDbCache());
 appStore.getState().setWeightsRunner(cachedWeightsRunner(workerWeightsRunner, appStore));
-appStore.getState().setActivationsRunner(workerActivationsRunner());
+appStore.getState().setActivationsRunner(cachedActivationsRunner(workerActivationsRunner(), appStore));
 appStore.getState().setCrosscoderRunner(workerCrosscoderRunner());
 connectPermalink(appStore, window);
 connectGpu(appStore);

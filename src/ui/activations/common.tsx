@@ -69,10 +69,18 @@ export function TaskStatus({ task, run, what, onRetry }: { task: ActivationTask;
     }
     case 'done':
       return (
-        <p className="muted small" data-testid={`${task}-done`} data-ms={Math.round(run.ms)}>
-          {what} computed in {formatSeconds(run.ms / 1000)} on the {run.backend}
-          {run.cached ? ' (kept from before)' : ''}
-          {loadMs !== undefined && `; the models loaded there once, in ${formatSeconds(loadMs / 1000)}`}.
+        <p className="muted small" data-testid={`${task}-done`} data-ms={Math.round(run.ms)} data-cached={run.cachedAt !== null ? 'session' : run.cached ? 'memory' : 'false'}>
+          {run.cachedAt !== null ? (
+            <>
+              {what}: read from this browser’s session cache; computed {new Date(run.cachedAt).toLocaleString()} in {formatSeconds(run.ms / 1000)} on the {run.backend}.
+            </>
+          ) : (
+            <>
+              {what} computed in {formatSeconds(run.ms / 1000)} on the {run.backend}
+              {run.cached ? ' (kept from before)' : ''}
+              {loadMs !== undefined && `; the models loaded there once, in ${formatSeconds(loadMs / 1000)}`}.
+            </>
+          )}
         </p>
       );
     case 'cancelled':
