@@ -7,6 +7,8 @@ import { decoderVector, normRatios } from '../analysis/crosscoder/latents.ts';
 import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { pathFileSet } from '../io/node-source.ts';
 import { bytesSource, type FileSet } from '../io/source.ts';
+import { loadModel } from '../model/load.ts';
+import { readLoraAdapter } from '../model/lora.ts';
 import { hookName } from '../model/transformer.ts';
 import type { CrosscoderRunner } from './crosscoder.ts';
 import {
@@ -158,6 +160,22 @@ describe('the crosscoder compute steps', () => {
       expect(steer.generations[0]![role]).toBe(pair.tokenizer.decode(greedy.filter((id) => !stop.includes(id))));
     }
     await expect(steerLatent(pair, a, { latent: j, prompt: '', strengths: [0], maxNew: 2 })).rejects.toThrow(/no tokens/);
+    pair.runner.dispose();
+  });
+
+  it('applies a PEFT adapter to the base for the fine-tuned side', async () => {
+    const files = { base: await pathFileSet(`${DEMO}/base`), ft: await pathFileSet(`${DEMO}/space/adapter`) };
+    const pair = await openCrosscoderPair(files, backend, 'cpu');
+    const { acts, samples } = await collectForCrosscoder(pair, { ...COLLECT, samples: 2, layer: 2 });
+    const merged = await loadModel(files.base, backend, { adapter: await readLoraAdapter(files.ft) });
+    const name = hookName('resid_post', 2);
+    const direct = (await backend.read(merged.runWithCache([samples[0]!], [name]).cache.get(name)!)) as Float32Array;
+    let delta = 0;
+    for (let i = 0; i < 192; i++) {
+      expect(close(acts.ft[i]!, direct[192 + i]!, 1e-5, 1e-5)).toBe(true);
+      delta += Math.abs(acts.ft[i]! - acts.base[i]!);
+    }
+    expect(delta).toBeGreaterThan(1e-3);
     pair.runner.dispose();
   });
 
