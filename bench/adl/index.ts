@@ -16,7 +16,8 @@ import type { Backend } from '../../src/model/backend.ts';
 import { loadModel } from '../../src/model/load.ts';
 import { measureAdaptive } from '../lib/adaptive.ts';
 import type { Bench, BenchArgs } from '../lib/args.ts';
-import { CPU_THREADS_TEXT, dawnBackend } from '../lib/backends.ts';
+import { dawnBackend } from '../lib/backends.ts';
+import { cpuBackendThreads } from '../lib/cpu-threads.ts';
 import { maxDiff, sci, topkOverlap } from '../lib/compare.ts';
 import { peakRssMb } from '../lib/memory.ts';
 import { FIXTURES_DIR } from '../lib/models.ts';
@@ -79,7 +80,7 @@ export const adlBench: Bench = {
     const started = performance.now();
     const loadAtStart = loadText();
     const work = mkdtempSync(join(tmpdir(), 'neurodiff-adl-'));
-    const notes = [CPU_THREADS_TEXT];
+    const notes = [await cpuBackendThreads(threads)];
     const rows: Row[] = [];
     try {
       const cpu = createCpuBackend();

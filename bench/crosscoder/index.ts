@@ -13,7 +13,7 @@ import { plantFeatures, sampleActivations } from '../../src/analysis/crosscoder/
 import { createTrainer, type StepStats } from '../../src/analysis/crosscoder/trainer.ts';
 import { createWebGpuEngine } from '../../src/analysis/crosscoder/webgpu-engine.ts';
 import type { Bench, BenchArgs } from '../lib/args.ts';
-import { CPU_THREADS_TEXT, dawnBackend } from '../lib/backends.ts';
+import { dawnBackend } from '../lib/backends.ts';
 import { sci } from '../lib/compare.ts';
 import { pythonEnvText, runPython, type PythonResult } from '../lib/python.ts';
 import { loadText, writeResults } from '../lib/results.ts';
@@ -153,7 +153,7 @@ export const crosscoderBench: Bench = {
     const threads = args.threads ?? PEER_THREADS;
     const started = performance.now();
     const loadAtStart = loadText();
-    const notes = [CPU_THREADS_TEXT];
+    const notes = ['ours CPU engine: JavaScript on the main thread, 1 thread (its own loops, not the backend GEMM)'];
     const rows: Row[] = [];
     for (const c of CONFIGS) rows.push(...(await benchConfig(c, threads, notes)));
     notes.push(`${loadAtStart} at start, ${loadText()} at end`);

@@ -12,7 +12,7 @@ import { pathFileSet } from '../../src/io/node-source.ts';
 import { loadModel } from '../../src/model/load.ts';
 import { measureAdaptive } from '../lib/adaptive.ts';
 import type { Bench, BenchArgs } from '../lib/args.ts';
-import { CPU_THREADS_TEXT } from '../lib/backends.ts';
+import { cpuBackendThreads } from '../lib/cpu-threads.ts';
 import { maxDiff, sci, top1Agreement, topkOverlap } from '../lib/compare.ts';
 import { peakRssMb } from '../lib/memory.ts';
 import { randomModel } from '../lib/models.ts';
@@ -43,6 +43,7 @@ export const lensBench: Bench = {
     const started = performance.now();
     const loadAtStart = loadText();
     const dir = randomModel(PRESET, log);
+    const cpuText = await cpuBackendThreads(threads);
     const work = mkdtempSync(join(tmpdir(), 'neurodiff-lens-'));
     try {
       const be = createCpuBackend();
@@ -85,7 +86,7 @@ export const lensBench: Bench = {
         };
       });
       const notes = [
-        CPU_THREADS_TEXT,
+        cpuText,
         pythonEnvText(peer.env),
         `model: ${PRESET} (Llama, ${L} layers, d ${d}, vocab ${V}; fine-tune: low-rank deltas on o_proj and down_proj), prompt of random ids, k = ${K}`,
         `ours: differentialLogitLens (both forwards, vocabulary chunks, top-k and KL merged on the host); Node peak RSS ${fmt(rssBefore)} MiB before, ${fmt(rssAfter)} MiB after; PyTorch peak RSS ${fmt(peer.peakRssMb)} MiB`,

@@ -1,5 +1,5 @@
-// Our two backends as the Node benchmarks use them: the CPU backend, and WebGPU through Dawn
-// (a software adapter, SwiftShader, on machines without a GPU: its speed says nothing about GPUs).
+// Our WebGPU backend as the Node benchmarks use it: through Dawn (a software adapter, SwiftShader,
+// on machines without a GPU: its speed says nothing about GPUs).
 import { useDawn as startDawn } from '../../src/gpu/dawn-node.ts';
 import { gpuStatus } from '../../src/gpu/device.ts';
 import { createWebGpuBackend } from '../../src/kernels/webgpu-backend.ts';
@@ -29,6 +29,3 @@ export async function dawnBackend(): Promise<WebGpuHandle | { error: string }> {
     return { error: e instanceof Error ? e.message : String(e) };
   }
 }
-
-/** Our CPU backend runs on the JavaScript main thread: one core, whatever the peers get. */
-export const CPU_THREADS_TEXT = 'ours CPU backend: 1 thread (JavaScript main thread, no workers)';

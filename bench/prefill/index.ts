@@ -12,7 +12,8 @@ import { loadModel } from '../../src/model/load.ts';
 import type { Transformer } from '../../src/model/transformer.ts';
 import { measureAdaptive } from '../lib/adaptive.ts';
 import type { Bench, BenchArgs } from '../lib/args.ts';
-import { CPU_THREADS_TEXT, dawnBackend } from '../lib/backends.ts';
+import { dawnBackend } from '../lib/backends.ts';
+import { cpuBackendThreads } from '../lib/cpu-threads.ts';
 import { maxDiff, sci } from '../lib/compare.ts';
 import { peakRssMb } from '../lib/memory.ts';
 import { FIXTURES_DIR, randomModel } from '../lib/models.ts';
@@ -165,7 +166,7 @@ export const prefillBench: Bench = {
     const threads = args.threads ?? PEER_THREADS;
     const started = performance.now();
     const loadAtStart = loadText();
-    const notes = [CPU_THREADS_TEXT, `PyTorch threads: ${threads}`];
+    const notes = [await cpuBackendThreads(threads), `PyTorch threads: ${threads}`];
     const rows = [
       ...(await benchModel('stories260K', join(FIXTURES_DIR, 'stories260K', 'base'), lengths, true, threads, notes)),
       ...(await benchModel('gpt2-small (random)', join(randomModel('gpt2-small', log), 'base'), lengths, false, threads, notes)),

@@ -12,7 +12,7 @@ import { summariseSpectrum } from '../../src/analysis/linalg/spectrum.ts';
 import { createCpuBackend } from '../../src/gpu/cpu-backend.ts';
 import { measureAdaptive } from '../lib/adaptive.ts';
 import type { Bench, BenchArgs } from '../lib/args.ts';
-import { CPU_THREADS_TEXT } from '../lib/backends.ts';
+import { cpuBackendThreads } from '../lib/cpu-threads.ts';
 import { sci } from '../lib/compare.ts';
 import { pythonEnvText, runPython, type PythonResult } from '../lib/python.ts';
 import { loadText, writeResults } from '../lib/results.ts';
@@ -134,7 +134,7 @@ export const svdBench: Bench = {
     const loadAtStart = loadText();
     const work = mkdtempSync(join(tmpdir(), 'neurodiff-svd-'));
     const rows: Row[] = [];
-    const notes = [CPU_THREADS_TEXT, `PyTorch/numpy threads: ${threads} (numpy's BLAS is whatever it loaded; see below)`];
+    const notes = [await cpuBackendThreads(threads), `PyTorch threads: ${threads}; numpy uses the BLAS/LAPACK it loaded (see below)`];
     try {
       const matrices = shapes.map(([m, n], i) => ({ name: `${m}x${n}`, m, n, data: lowRankPlusNoise(m, n, 77 + i) }));
       await writeTensors(join(work, 'inputs.safetensors'), Object.fromEntries(matrices.map((x) => [x.name, { shape: [x.m, x.n], data: x.data }])));

@@ -11,7 +11,6 @@ import { fileURLToPath } from 'node:url';
 import type { WeightsDiff } from '../../src/analysis/weights/types.ts';
 import { parameterCount, PRESETS } from '../../scripts/make-random-model.ts';
 import type { Bench, BenchArgs } from '../lib/args.ts';
-import { CPU_THREADS_TEXT } from '../lib/backends.ts';
 import { sci } from '../lib/compare.ts';
 import { mb } from '../lib/memory.ts';
 import { randomModel } from '../lib/models.ts';
@@ -43,7 +42,7 @@ function log(line: string): void {
   console.error(line);
 }
 
-function runChild(options: object): Promise<RunSummary & { peakRssMb: number }> {
+function runChild(options: object): Promise<RunSummary & { cpuText: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -54,7 +53,7 @@ function runChild(options: object): Promise<RunSummary & { peakRssMb: number }> 
     child.on('error', reject);
     child.on('close', (code) => {
       if (code !== 0) return reject(new Error(`ours-child.ts exited with ${code}`));
-      resolve(JSON.parse(stdout.trim().split('\n').pop()!) as RunSummary);
+      resolve(JSON.parse(stdout.trim().split('\n').pop()!) as RunSummary & { cpuText: string });
     });
   });
 }
@@ -122,9 +121,9 @@ export const weights500mBench: Bench = {
     const diskBytes = await folderBytes(base);
     const work = mkdtempSync(join(tmpdir(), 'neurodiff-weights-'));
     try {
-      const idle = await runChild({ idle: true });
+      const idle = await runChild({ idle: true, threads });
       log('ours: diffWeights over the two folders');
-      const ours = await runChild({ base, ft, out: join(work, 'ours.json'), topK: TOP_K });
+      const ours = await runChild({ base, ft, out: join(work, 'ours.json'), topK: TOP_K, threads });
       const oursDiff = JSON.parse(readFileSync(join(work, 'ours.json'), 'utf8')) as WeightsDiff;
       log('PyTorch peer');
       const peer = await runPython<PythonResult & { baselineRssMb: number; totalMs: number; perTensorMs: Record<string, number>; tensors: number }>(
@@ -145,7 +144,7 @@ export const weights500mBench: Bench = {
       ] as const;
       const methods = [...new Set(oursDiff.tensors.filter((t) => changed.has(t.name)).map((t) => t.method.replace(/householder \d+\/\d+/, 'householder')))];
       const notes = [
-        CPU_THREADS_TEXT,
+        ours.cpuText,
         pythonEnvText(peer.env),
         `models: ${PRESET}, ${(params / 1e6).toFixed(0)}M parameters each, bf16, ${fmt(mb(diskBytes))} MiB on disk each (${fmt(f32Mb)} MiB as float32); ${changed.size} of ${oursDiff.tensors.length} tensors changed (rank-${spec.fineTune!.rank} deltas, then rounded to bf16, which makes ΔW full rank)`,
         `ours' spectral methods on changed tensors: ${methods.join(' | ')}`,
