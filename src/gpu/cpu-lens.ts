@@ -1,6 +1,8 @@
 // The logit-lens readout of the CPU backend: logits of a vocabulary chunk at a time (a view of the
-// unembedding's rows, no copy), folded into an online log-sum-exp and a top-k per row in float64;
-// a second pass recomputes both heads' chunks for KL(P_0 ‖ P_1).
+// unembedding's rows, no copy), folded into an online log-sum-exp and a top-k per row in float64.
+// KL(P_0 ‖ P_1) = Σ p_0 (z_0 − z_1) − lse_0 + lse_1 is accumulated in the same pass, with Σ p_0 (…)
+// kept relative to head 0's running max: in float64 the cancellation of the last two terms costs
+// nothing, so unlike the GPU (float32, a second pass with known LSEs) one pass of logits suffices.
 
 /** Logit values computed at once: rows × vocabulary chunk. */
 const CHUNK_VALUES = 1 << 18;
@@ -30,53 +32,55 @@ function chunkLogits(head: CpuLensHead, rows: number, d: number, v0: number, v1:
 
 export function cpuLogitLens(heads: readonly CpuLensHead[], rows: number, d: number, vocab: number, k: number, matmul: MatmulTransB): CpuLensResult {
   const chunk = Math.max(1, Math.floor(CHUNK_VALUES / Math.max(rows, 1)));
-  const lses: Float64Array[] = [];
-  const out: CpuLensResult = { heads: [] };
-  for (const head of heads) {
-    const max = new Float64Array(rows).fill(-Infinity);
-    const sum = new Float64Array(rows);
-    const topV = new Float64Array(rows * k).fill(-Infinity);
-    const topI = new Int32Array(rows * k).fill(-1);
-    for (let v0 = 0; v0 < vocab; v0 += chunk) {
-      const v1 = Math.min(vocab, v0 + chunk);
-      const c = v1 - v0;
-      const z = chunkLogits(head, rows, d, v0, v1, matmul);
-      for (let r = 0; r < rows; r++) {
-        const o = r * c;
-        let m = max[r]!;
-        for (let j = 0; j < c; j++) if (z[o + j]! > m) m = z[o + j]!;
-        let s = sum[r]! * Math.exp(max[r]! - m);
-        for (let j = 0; j < c; j++) s += Math.exp(z[o + j]! - m);
-        max[r] = m;
-        sum[r] = s;
-        insertTop(topV, topI, r * k, k, z, o, c, v0);
-      }
-    }
-    const lse = Float64Array.from(max, (m, r) => m + Math.log(sum[r]!));
-    lses.push(lse);
-    const logProbs = Float32Array.from(topV, (v, i) => v - lse[Math.floor(i / k)]!);
-    out.heads.push({ lse: Float32Array.from(lse), logProbs, ids: topI });
-  }
-  if (heads.length === 2) {
-    const [p, q] = heads as [CpuLensHead, CpuLensHead];
-    const [lseP, lseQ] = lses as [Float64Array, Float64Array];
-    const kl = new Float64Array(rows);
-    for (let v0 = 0; v0 < vocab; v0 += chunk) {
-      const v1 = Math.min(vocab, v0 + chunk);
-      const c = v1 - v0;
-      const zp = chunkLogits(p, rows, d, v0, v1, matmul);
-      const zq = chunkLogits(q, rows, d, v0, v1, matmul);
-      for (let r = 0; r < rows; r++) {
-        let s = 0;
-        for (let j = r * c; j < (r + 1) * c; j++) {
-          const lp = zp[j]! - lseP[r]!;
-          s += Math.exp(lp) * (lp - (zq[j]! - lseQ[r]!));
+  const state = heads.map(() => ({
+    max: new Float64Array(rows).fill(-Infinity),
+    sum: new Float64Array(rows),
+    topV: new Float64Array(rows * k).fill(-Infinity),
+    topI: new Int32Array(rows * k).fill(-1),
+  }));
+  // Σ_v exp(z0_v − max0) (z0_v − z1_v), rescaled with head 0's sum: KL = a / sum0 − lse0 + lse1.
+  const klAcc = new Float64Array(rows);
+  for (let v0 = 0; v0 < vocab; v0 += chunk) {
+    const v1 = Math.min(vocab, v0 + chunk);
+    const c = v1 - v0;
+    const z = heads.map((head) => chunkLogits(head, rows, d, v0, v1, matmul));
+    for (let r = 0; r < rows; r++) {
+      const o = r * c;
+      for (let h = 0; h < heads.length; h++) {
+        const st = state[h]!;
+        const zh = z[h]!;
+        const old = st.max[r]!;
+        let m = old;
+        for (let j = 0; j < c; j++) if (zh[o + j]! > m) m = zh[o + j]!;
+        const rescale = Math.exp(old - m);
+        let s = st.sum[r]! * rescale;
+        if (h === 0 && heads.length === 2) {
+          const zq = z[1]!;
+          let acc = klAcc[r]! * rescale;
+          for (let j = o; j < o + c; j++) {
+            const e = Math.exp(zh[j]! - m);
+            s += e;
+            acc += e * (zh[j]! - zq[j]!);
+          }
+          klAcc[r] = acc;
+        } else {
+          for (let j = o; j < o + c; j++) s += Math.exp(zh[j]! - m);
         }
-        kl[r]! += s;
+        st.max[r] = m;
+        st.sum[r] = s;
+        insertTop(st.topV, st.topI, r * k, k, zh, o, c, v0);
       }
     }
-    out.kl = Float32Array.from(kl);
   }
+  const lses = state.map((st) => Float64Array.from(st.max, (m, r) => m + Math.log(st.sum[r]!)));
+  const out: CpuLensResult = {
+    heads: state.map((st, h) => ({
+      lse: Float32Array.from(lses[h]!),
+      logProbs: Float32Array.from(st.topV, (v, i) => v - lses[h]![Math.floor(i / k)]!),
+      ids: st.topI,
+    })),
+  };
+  if (heads.length === 2) out.kl = Float32Array.from(klAcc, (a, r) => a / state[0]!.sum[r]! - lses[0]![r]! + lses[1]![r]!);
   return out;
 }
 

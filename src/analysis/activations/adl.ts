@@ -7,7 +7,7 @@ import { PairedRunner } from '../../model/paired.ts';
 import { hookName, type HookFn, type KvCache, type Transformer } from '../../model/transformer.ts';
 import { lensTop, type LensOptions } from './lens.ts';
 import { checkPairInput, runPairedPasses, type PairInput } from './passes.ts';
-import { checkIds, checkLayer, checkPair, cosine, DEFAULT_BATCH_SIZE, disposeAll, equalLengthBatches, readF32, readI32, type ModelPair, type RunOptions } from './run.ts';
+import { captureActivations, checkIds, checkLayer, checkPair, cosine, DEFAULT_BATCH_SIZE, disposeAll, equalLengthBatches, readF32, readI32, type ModelPair, type RunOptions } from './run.ts';
 
 export interface TokenProb {
   id: number;
@@ -68,11 +68,7 @@ export async function adlDifferences(input: PairInput, samples: readonly (readon
   const perSample = positions.map(() => new Float32Array(S * d));
   let normSum = 0;
   let normCount = 0;
-  const capture = (m: Transformer, rows: readonly (readonly number[])[]) => {
-    const { logits, cache } = m.runWithCache(rows, [name], { stopAfterLayer: layer });
-    if (logits) be.dispose(logits);
-    return cache.get(name)!;
-  };
+  const capture = (m: Transformer, rows: readonly (readonly number[])[]) => captureActivations(m, rows, [name], layer).get(name)!;
   const batches = equalLengthBatches(samples, opts.batchSize ?? DEFAULT_BATCH_SIZE);
   await runPairedPasses(
     input,

@@ -4,7 +4,7 @@
 import type { Backend, Tensor } from '../../model/backend.ts';
 import { hookName, type Transformer } from '../../model/transformer.ts';
 import { checkPairInput, runPairedPasses, type Carried, type PairInput } from './passes.ts';
-import { checkIds, checkLayer, checkPair, cosine, DEFAULT_BATCH_SIZE, disposeAll, equalLengthBatches, readF32, type ModelPair, type RunOptions } from './run.ts';
+import { captureActivations, checkIds, checkLayer, checkPair, cosine, DEFAULT_BATCH_SIZE, disposeAll, equalLengthBatches, readF32, type ModelPair, type RunOptions } from './run.ts';
 
 export const HOOK_KINDS = ['resid_pre', 'attn_out', 'mlp_out', 'resid_post'] as const;
 export type HookKind = (typeof HOOK_KINDS)[number];
@@ -52,11 +52,7 @@ export async function promptDifferences(pair: ModelPair, ids: readonly number[],
   const T = ids.length;
   const names = Array.from({ length: L }, (_, i) => hookName(kind, i));
   opts.signal?.throwIfAborted();
-  const capture = (m: Transformer) => {
-    const { logits, cache } = m.runWithCache([ids], names);
-    if (logits) be.dispose(logits);
-    return cache;
-  };
+  const capture = (m: Transformer) => captureActivations(m, [ids], names);
   const cb = capture(pair.base);
   const cf = capture(pair.ft);
   const out = { norm: new Float32Array(L * T), relative: new Float32Array(L * T), cosine: new Float32Array(L * T) };
@@ -124,8 +120,7 @@ export async function corpusDifferences(input: PairInput, samples: readonly (rea
   let tokens = 0;
   const batches = equalLengthBatches(samples, opts.batchSize ?? DEFAULT_BATCH_SIZE);
   const capture = (m: Transformer, rows: readonly (readonly number[])[]) => {
-    const { logits, cache } = m.runWithCache(rows, names, { stopAfterLayer: lastLayer });
-    if (logits) be.dispose(logits);
+    const cache = captureActivations(m, rows, names, lastLayer);
     return names.map((n) => cache.get(n)!);
   };
   await runPairedPasses(

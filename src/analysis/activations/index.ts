@@ -5,3 +5,4 @@ export * from './lens.ts';
 export * from './differences.ts';
 export * from './adl.ts';
 export * from './patching.ts';
+export * from './passes.ts';

@@ -6,7 +6,7 @@
 // passes blocks of layers, at most `maxRows` rows per call.
 import { numel, type Backend, type LensHead, type LensReadout, type Tensor } from '../../model/backend.ts';
 import { hookName, type Transformer } from '../../model/transformer.ts';
-import { checkIds, checkPair, disposeAll, finalNorm, readF32, readI32, type ModelPair, type RunOptions } from './run.ts';
+import { captureActivations, checkIds, checkPair, disposeAll, finalNorm, readF32, readI32, type ModelPair, type RunOptions } from './run.ts';
 
 export interface LensOptions {
   /** Tokens kept per row, 1..32. Default 10. */
@@ -111,11 +111,7 @@ export async function differentialLogitLens(pair: ModelPair, ids: readonly numbe
   const T = ids.length;
   const k = Math.min(opts.k ?? 10, pair.base.config.vocab);
   const names = Array.from({ length: L }, (_, i) => hookName('resid_post', i));
-  const run = (m: Transformer) => {
-    const { logits, cache } = m.runWithCache([ids], names, { stopAfterLayer: L - 1 });
-    if (logits) be.dispose(logits);
-    return cache;
-  };
+  const run = (m: Transformer) => captureActivations(m, [ids], names);
   opts.signal?.throwIfAborted();
   const cb = run(pair.base);
   const cf = run(pair.ft);

@@ -3,7 +3,7 @@
 // (the logit lens head).
 import { ShapeError, type Backend, type Tensor } from '../../model/backend.ts';
 import type { ModelConfig } from '../../model/config.ts';
-import type { Transformer } from '../../model/transformer.ts';
+import type { TokenInput, Transformer } from '../../model/transformer.ts';
 
 export interface ModelPair {
   base: Transformer;
@@ -67,6 +67,16 @@ export function equalLengthBatches(rows: readonly (readonly number[])[], batchSi
     }
   }
   return batches;
+}
+
+/**
+ * The named activations of a run through block `lastLayer` (default: all). Logits, which the caller
+ * does not want, are then computed for the last position only: never [rows, vocab] for a big vocabulary.
+ */
+export function captureActivations(model: Transformer, rows: TokenInput, names: readonly string[], lastLayer = model.config.nLayers - 1): Map<string, Tensor> {
+  const { logits, cache } = model.runWithCache(rows, names, { stopAfterLayer: lastLayer, lastPositionOnly: true });
+  if (logits) model.backend.dispose(logits);
+  return cache;
 }
 
 /** norm_final(h) with the model's own final norm: h [..., d] → [..., d]. */
