@@ -1,57 +1,14 @@
-// Matrix products over Float32Array. `matmulInto` runs the WebAssembly SIMD kernels (cpu-wasm/)
-// where they exist, and the JavaScript kernels below otherwise. matmulTransB and matmulPlain are
-// register-tiled 4×4 so that each loaded value feeds four multiply-adds (V8 keeps the sixteen
-// accumulators in registers; about 6 GFLOP/s on one core) and sum in float64.
-import { wasmGemmAvailable, wasmGemmOptions, wasmMatmul } from './cpu-wasm/gemm.ts';
+// Matrix products over Float32Array. `matmulInto` runs the WebAssembly SIMD kernels (cpu-wasm/,
+// about 50 GFLOP/s on one core here) where the engine has wasm SIMD, and the JavaScript kernels
+// below otherwise. These are register-tiled 4×4 so that each loaded value feeds four multiply-adds
+// (V8 keeps the sixteen accumulators in registers; about 6 GFLOP/s on one core) and sum in float64.
+import { wasmMatmul } from './cpu-wasm/gemm.ts';
 
 /** c [M, N] = a [M, K] · b, b [K, N] or, with transposeB, b [N, K] (weights stored [out, in]). */
 export function matmulInto(a: Float32Array, b: Float32Array, c: Float32Array, M: number, N: number, K: number, transposeB: boolean): void {
   if (wasmMatmul(a, b, c, M, N, K, transposeB)) return;
-  if (wasmGemmOptions.enabled && wasmGemmAvailable()) matmulRowsF32(a, b, c, M, N, K, transposeB);
-  else if (transposeB) matmulTransB(a, b, c, M, N, K);
+  if (transposeB) matmulTransB(a, b, c, M, N, K);
   else matmulPlain(a, b, c, M, N, K);
-}
-
-const fround = Math.fround;
-
-/**
- * The few-row products beside the WebAssembly kernels (one token while generating): float32
- * products summed in float32 in k order, as the kernels do, so a row gets the same bits whether it
- * is multiplied alone or among others. (An f32 sum computed in float64 and rounded once is the f32
- * sum: 53 ≥ 2·24 + 2 bits.)
- */
-export function matmulRowsF32(a: Float32Array, b: Float32Array, c: Float32Array, M: number, N: number, K: number, transposeB: boolean): void {
-  for (let i = 0; i < M; i++) {
-    const a0 = i * K;
-    const o = i * N;
-    if (!transposeB) {
-      const row = c.subarray(o, o + N);
-      row.fill(0);
-      for (let k = 0, bo = 0; k < K; k++, bo += N) {
-        const x = a[a0 + k]!;
-        for (let j = 0; j < N; j++) row[j]! += fround(x * b[bo + j]!);
-      }
-      continue;
-    }
-    let j = 0;
-    for (; j + 4 <= N; j += 4) {
-      const b0 = j * K, b1 = b0 + K, b2 = b1 + K, b3 = b2 + K;
-      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      for (let k = 0; k < K; k++) {
-        const x = a[a0 + k]!;
-        s0 = fround(s0 + fround(x * b[b0 + k]!));
-        s1 = fround(s1 + fround(x * b[b1 + k]!));
-        s2 = fround(s2 + fround(x * b[b2 + k]!));
-        s3 = fround(s3 + fround(x * b[b3 + k]!));
-      }
-      c[o + j] = s0; c[o + j + 1] = s1; c[o + j + 2] = s2; c[o + j + 3] = s3;
-    }
-    for (; j < N; j++) {
-      let s = 0;
-      for (let k = 0, bo = j * K; k < K; k++) s = fround(s + fround(a[a0 + k]! * b[bo + k]!));
-      c[o + j] = s;
-    }
-  }
 }
 
 /** c [M, N] = a [M, K] · bᵀ, b [N, K] (weights stored [out, in]): dot products of contiguous rows. */

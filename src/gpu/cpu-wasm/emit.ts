@@ -71,7 +71,8 @@ export const mul = binary(0x6c);
 export const ltS = binary(0x48);
 export const gtS = binary(0x4a);
 export const geS = binary(0x4e);
-export const minS = (a: Local, b: Local): Code => seq(get(a), get(b), ltS(get(a), get(b)), [0x1b]);
+/** The smaller of a and b (select); each operand is evaluated twice, so pass locals or constants. */
+export const minS = (a: Code, b: Code): Code => seq(a, b, ltS(a, b), [0x1b]);
 
 // Memory: scalar f32 and 128-bit vectors.
 export const f32Load = (addr: Code, offset = 0): Code => seq(addr, [0x2a], memarg(2, offset));

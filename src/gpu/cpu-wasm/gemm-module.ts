@@ -41,6 +41,7 @@ const PANEL_COLS = 8;
 /** Bytes of one k step of a packed A tile and of a packed B panel. */
 const A_STEP = TILE_ROWS * 4;
 const B_STEP = PANEL_COLS * 4;
+const PACK_ROWS_K = 16;
 
 /** Function indices, in the order of `functions` below. */
 const TILES = 0;
@@ -101,10 +102,15 @@ function tilesFunction(): { fn: FunctionBuilder; body: Code } {
   return { fn, body: forRange(t, int(0), get(tiles), int(1), perTile) };
 }
 
-/** B [K, N] row-major (row stride ldb): copy panels p0..p1 to [panel][K][8]. */
+/**
+ * B [K, N] row-major (row stride ldb): copy panels p0..p1 to [panel][K][8], PACK_ROWS_K rows of B at
+ * a time across all panels, so that both halves of each source cache line are used while it is in L1.
+ */
 function packRowsFunction(): { fn: FunctionBuilder; body: Code } {
   const fn = new FunctionBuilder('packRows', [i32, i32, i32, i32, i32, i32]);
   const [src, ldb, dst, K, p0, p1] = fn.params() as [Local, Local, Local, Local, Local, Local];
+  const k0 = fn.local(i32);
+  const kEnd = fn.local(i32);
   const p = fn.local(i32);
   const k = fn.local(i32);
   const s = fn.local(i32);
@@ -116,11 +122,16 @@ function packRowsFunction(): { fn: FunctionBuilder; body: Code } {
     ...set(d, add(get(d), int(B_STEP))),
   ];
   const panel = [
-    ...set(s, add(get(src), mul(get(p), int(B_STEP)))),
-    ...set(d, add(get(dst), mul(mul(get(p), get(K)), int(B_STEP)))),
-    ...forRange(k, int(0), get(K), int(1), copy),
+    ...set(s, add(add(get(src), mul(get(p), int(B_STEP))), mul(get(k0), get(ldb)))),
+    ...set(d, add(get(dst), mul(add(mul(get(p), get(K)), get(k0)), int(B_STEP)))),
+    ...forRange(k, get(k0), get(kEnd), int(1), copy),
   ];
-  return { fn, body: forRange(p, get(p0), get(p1), int(1), panel) };
+  const rows = [
+    ...set(kEnd, sub(get(K), get(k0))),
+    ...set(kEnd, add(get(k0), minS(get(kEnd), int(PACK_ROWS_K)))),
+    ...forRange(p, get(p0), get(p1), int(1), panel),
+  ];
+  return { fn, body: forRange(k0, int(0), get(K), int(PACK_ROWS_K), rows) };
 }
 
 /** B [N, K] row-major (weights [out, in], row stride ldb): gather panels p0..p1 to [panel][K][8]. */
@@ -164,12 +175,12 @@ function gemmFunction(): { fn: FunctionBuilder; body: Code } {
   );
   const perTileBlock = [
     ...set(nt, sub(get(tiles), get(t0))),
-    ...set(nt, minS(nt, mcTiles)),
+    ...set(nt, minS(get(nt), get(mcTiles))),
     ...forRange(p, get(p0), get(p1), int(1), perPanel),
   ];
   const perKBlock = [
     ...set(kc, sub(get(K), get(k0))),
-    ...set(kc, minS(kc, kcBlock)),
+    ...set(kc, minS(get(kc), get(kcBlock))),
     ...forRange(t0, int(0), get(tiles), get(mcTiles), perTileBlock),
   ];
   return { fn, body: [...set(aStride, mul(get(K), int(A_STEP))), ...forRange(k0, int(0), get(K), get(kcBlock), perKBlock)] };

@@ -65,7 +65,6 @@ describe('WebAssembly SIMD matmul', () => {
   for (const transposeB of [false, true]) {
     const layout = transposeB ? 'a·bᵀ' : 'a·b';
     it(`${layout} matches float64 dot products on odd shapes`, () => {
-      wasmGemmOptions.minRows = 1;
       for (const [M, N, K] of SHAPES) {
         const { a, b, c, ran } = product(M, N, K, transposeB);
         expect(ran).toBe(true);
@@ -84,7 +83,7 @@ describe('WebAssembly SIMD matmul', () => {
     });
 
     it(`${layout} split over worker threads equals the single-thread result`, async () => {
-      Object.assign(wasmGemmOptions, { threads: 3, minThreadFlops: 0 });
+      Object.assign(wasmGemmOptions, { threads: 3, flopsPerThread: 1 });
       expect(await startWasmGemmThreads()).toBe(3);
       const M = 37;
       const N = 203;
@@ -97,17 +96,14 @@ describe('WebAssembly SIMD matmul', () => {
     });
   }
 
-  it('leaves c alone and returns false when disabled or for fewer rows than minRows', () => {
+  it('leaves c alone and returns false when disabled', () => {
     wasmGemmOptions.enabled = false;
-    expect(product(8, 8, 8, false).ran).toBe(false);
-    wasmGemmOptions.enabled = true;
-    const few = product(wasmGemmOptions.minRows - 1, 8, 8, true);
-    expect(few.ran).toBe(false);
-    expect(few.c.every(Number.isNaN)).toBe(true);
+    const off = product(8, 8, 8, false);
+    expect(off.ran).toBe(false);
+    expect(off.c.every(Number.isNaN)).toBe(true);
   });
 
   it('gives zeros for K = 0 and does nothing for empty outputs', () => {
-    wasmGemmOptions.minRows = 0;
     const c = new Float32Array(12).fill(5);
     expect(wasmMatmul(new Float32Array(0), new Float32Array(0), c, 3, 4, 0, false)).toBe(true);
     expect([...c]).toEqual(new Array(12).fill(0));
@@ -129,7 +125,7 @@ describe('WebAssembly SIMD matmul', () => {
     }
   });
 
-  it('gives a row the same bits alone (JavaScript rows) as among others (wasm), for any blocks and threads', async () => {
+  it('gives a row the same bits alone as among others, whatever the blocks and threads', async () => {
     const M = 13;
     const N = 29;
     const K = 301;
@@ -137,7 +133,7 @@ describe('WebAssembly SIMD matmul', () => {
       const a = values(M * K, 21);
       const b = values(K * N, 22);
       const all = new Float32Array(M * N);
-      Object.assign(wasmGemmOptions, { kcBlock: 16, threads: 2, minThreadFlops: 0 });
+      Object.assign(wasmGemmOptions, { kcBlock: 16, threads: 2, flopsPerThread: 1 });
       await startWasmGemmThreads();
       matmulInto(a, b, all, M, N, K, transposeB);
       Object.assign(wasmGemmOptions, defaults);
