@@ -3,7 +3,8 @@
 // f16 is a storage type for weights: matmul/linear read f16 B directly and embedding reads f16
 // tables; any other op widens f16 inputs to f32 first. Results are f32 (indices i32).
 // A weight larger than one storage binding (createEmpty) is kept as row blocks: embedding gathers
-// from each block, and x·Wᵀ runs per block with the outputs copied side by side.
+// from each block, x·Wᵀ runs per block with the outputs copied side by side, and the logit lens
+// streams over the blocks of an unembedding.
 
 import { f16ToF32 } from '../io/dtype.ts';
 import {
@@ -499,7 +500,7 @@ class WebGpuBackend implements Backend {
     if (t instanceof RowBlockTensor) {
       throw new ShapeError(
         op,
-        `tensor [${t.shape.join(', ')}] is kept as ${t.blocks.length} row blocks (larger than one storage binding): only embedding, matmul/linear as transposed b, read and dispose take it`,
+        `tensor [${t.shape.join(', ')}] is kept as ${t.blocks.length} row blocks (larger than one storage binding): only embedding, matmul/linear as transposed b, logitLens, read and dispose take it`,
       );
     }
     if (!(t instanceof GpuTensor)) throw new ShapeError(op, `tensor belongs to the ${t.backend} backend, not webgpu`);

@@ -125,7 +125,7 @@ export interface Backend {
    * An uninitialised f32 or f16 tensor, to be filled with writeRows: weights are streamed from the file
    * in chunks instead of passing through one host array. On WebGPU, a tensor larger than one storage
    * binding is kept as row blocks, which embedding (as the table), matmul/linear (as b, transposed),
-   * read and dispose accept; other ops refuse it.
+   * logitLens (as an unembedding), read and dispose accept; other ops refuse it.
    */
   createEmpty(shape: readonly number[], dtype: 'f32' | 'f16'): Tensor;
   /**
@@ -139,8 +139,9 @@ export interface Backend {
    * Logit-lens readout without materialising [rows, V] logits: each head's logits z = normed · unembedᵀ
    * (then cap · tanh(z / cap) with a softcap) are streamed over the vocabulary with an online
    * log-sum-exp and top-k. normed is [..., d] (every head the same rows), unembed [V, d] in f32 or f16,
-   * row blocks accepted; 1 ≤ k ≤ min(LENS_MAX_K, V). With two heads, a second pass recomputes both
-   * heads' logits and gives KL(P_0 ‖ P_1) per row, P_h the softmax of head h's logits.
+   * row blocks accepted; 1 ≤ k ≤ min(LENS_MAX_K, V). With two heads, also KL(P_0 ‖ P_1) per row, P_h
+   * the softmax of head h's logits (WebGPU: from a second pass that recomputes both heads' logits once
+   * their LSEs are known).
    */
   logitLens(heads: readonly LensHead[], k: number): { heads: LensReadout[]; kl?: Tensor };
 }
