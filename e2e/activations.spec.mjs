@@ -24,6 +24,12 @@ async function waitForTask(page, task) {
   console.log(`     ${task}: ${await done.textContent()} (${await done.getAttribute('data-ms')} ms)`);
 }
 
+/** Clicks an export button and returns the downloaded file's bytes. */
+async function download(page, click) {
+  const [file] = await Promise.all([page.waitForEvent('download'), click()]);
+  return readFileSync(await file.path());
+}
+
 export const tests = {
   async 'the lens view shows δ per layer and token and both models\' lens; a reload keeps prompt, layer and position'({ page, url, screenshot }) {
     const prompt = 'Once upon a time, a little girl went to the';
@@ -42,6 +48,23 @@ export const tests = {
     assert.ok(kls.every((k) => k >= -1e-6) && kls.some((k) => k > 1e-3), 'KL(P_ft || P_base) is non-negative and somewhere positive');
     assert.equal(await page.getByTestId('delta-strip').locator('rect.delta-cell').count(), L * T);
     await screenshot('lens-view');
+
+    // Exports: the δ strip with its legend as one SVG; the lens as CSV, unrounded.
+    const stripMenu = page.getByTestId('export-activation-delta-resid_post-norm');
+    await stripMenu.locator('summary').click();
+    const stripSvg = (await download(page, () => stripMenu.getByRole('button', { name: 'SVG' }).click())).toString('utf8');
+    assert.equal((stripSvg.match(/<svg /g) ?? []).length, 3, 'one document holding the strip and its legend');
+    assert.equal((stripSvg.match(/<rect [^>]*data-layer=/g) ?? []).length, L * T, 'every δ cell is in the SVG');
+    assert.match(stripSvg, /‖δ‖ = ‖x_ft − x_base‖/, 'the legend title is in it');
+    const lensMenu = page.getByTestId('export-logit-lens');
+    await lensMenu.locator('summary').click();
+    const csv = (await download(page, () => lensMenu.getByRole('button', { name: 'CSV' }).click())).toString('utf8').split('\r\n');
+    assert.equal(csv[0], 'layer,position,input_token,rank,base_token,base_prob,ft_token,ft_prob,kl_ft_base');
+    assert.equal(csv.length - 2, L * T * 5, 'five ranks per layer and position');
+    const last = csv.find((l) => l.startsWith(`${L - 1},${T - 1},`));
+    const shownKl = Number(await grid.locator(`g.lens-cell[data-layer="${L - 1}"][data-position="${T - 1}"]`).getAttribute('data-kl'));
+    const csvKl = Number(last.split(',').at(-1));
+    assert.ok(Math.abs(csvKl - shownKl) <= 1e-12 + 1e-9 * Math.abs(shownKl), `the CSV keeps the KL (${csvKl} vs ${shownKl})`);
 
     const cell = grid.locator(`g.lens-cell[data-layer="${L - 1}"][data-position="${T - 1}"]`);
     await cell.hover();

@@ -4,8 +4,10 @@ import { DEFAULT_ADL_POSITIONS, defaultAdlLayer, type TokenProb } from '../../an
 import { MIN_TOKENS_PER_SAMPLE, type AdlPositionResult, type CorpusSettings, type AdlResult, type TokenTexts } from '../../state/activations-compute.ts';
 import { ADL_TOP, DEFAULT_ADL_SAMPLES, DEFAULT_TOKENS_PER_SAMPLE, loadBuiltinCorpus, MAX_ADL_SAMPLES, MAX_TOKENS_PER_SAMPLE, STEER_MAX_NEW, STEER_STRENGTHS } from '../../state/activations.ts';
 import { appStore, useApp } from '../../state/store.ts';
+import { CopyLinkButton } from '../export/CopyLink.tsx';
+import { ExportMenu, type ExportTable } from '../export/ExportMenu.tsx';
 import { formatValue } from '../format.ts';
-import { percent, PromptBox, TaskStatus, tokenLabel, tokenTitle, usePairLayers, usePrompt, useTask } from './common.tsx';
+import { percent, PromptBox, TaskStatus, tokenLabel, tokenText, tokenTitle, usePairLayers, usePrompt, useTask } from './common.tsx';
 import './activations.css';
 
 const PATCHSCOPE_SHOWN = 6;
@@ -39,6 +41,7 @@ export function AdlView() {
           <h2>
             ADL: the mean activation difference δ_p at the first positions of generic text, read through the fine-tuned model’s logit lens
           </h2>
+          <CopyLinkButton />
         </div>
         <div className="controls adl-controls">
           <label>
@@ -264,9 +267,18 @@ function AdlTables({ result, position, onPosition }: { result: AdlResult; positi
   };
   return (
     <section className="panel">
-      <h2>
-        blocks.{result.layer}.hook_resid_post: δ_p = mean over {result.samples} samples of (h_ft − h_base) at position p
-      </h2>
+      <div className="panel-head">
+        <h2>
+          blocks.{result.layer}.hook_resid_post: δ_p = mean over {result.samples} samples of (h_ft − h_base) at position p
+        </h2>
+        <ExportMenu
+          name={`adl-L${result.layer}-consistency`}
+          table={() => ({
+            header: ['position', 'sample', 'cosine_with_mean_delta', 'delta_norm', 'mean_consistency'],
+            rows: result.positions.flatMap((p) => Array.from(p.consistencyPerSample, (c, i) => [p.position, i, c, p.norm, p.consistency])),
+          })}
+        />
+      </div>
       <table className="adl-table adl-stats" data-testid="adl-stats">
         {head(true)}
         <tbody>
@@ -293,11 +305,17 @@ function AdlTables({ result, position, onPosition }: { result: AdlResult; positi
       </table>
       <div className="adl-signs">
         <div>
-          <h3>+δ_p: tokens the fine-tune pushes towards</h3>
+          <div className="panel-head">
+            <h3>+δ_p: tokens the fine-tune pushes towards</h3>
+            <ExportMenu name={`adl-L${result.layer}-top`} table={() => adlTokensTable(result, 'top')} />
+          </div>
           {table('top', 'adl-top')}
         </div>
         <div>
-          <h3>−δ_p: tokens it pushes away from</h3>
+          <div className="panel-head">
+            <h3>−δ_p: tokens it pushes away from</h3>
+            <ExportMenu name={`adl-L${result.layer}-top-negative`} table={() => adlTokensTable(result, 'topNegative')} />
+          </div>
           {table('topNegative', 'adl-top-negative')}
         </div>
       </div>
@@ -309,15 +327,31 @@ function AdlTables({ result, position, onPosition }: { result: AdlResult; positi
   );
 }
 
+function adlTokensTable(result: AdlResult, sign: 'top' | 'topNegative'): ExportTable {
+  return {
+    header: ['layer', 'position', 'direction', 'rank', 'id', 'token', 'prob'],
+    rows: result.positions.flatMap((p) => p[sign].map((t, r) => [result.layer, p.position, sign === 'top' ? 'plus_delta' : 'minus_delta', r + 1, t.id, tokenText(result.tokens, t.id), t.prob])),
+  };
+}
+
 function PatchscopeTable({ result, pos }: { result: AdlResult; pos: AdlPositionResult }) {
   const ps = pos.patchscope;
   if (!ps) return null;
   const patchscopeMax = Math.max(...ps.scales.map((s) => s.top[0]?.prob ?? 0));
   return (
     <section className="panel" data-testid="patchscope">
-      <h2>
-        Patchscope of δ_{pos.position}: s · δ̂ replaces the residual at layer {result.layer} on the last token of identity prompts (“man -&gt; man … ?”)
-      </h2>
+      <div className="panel-head">
+        <h2>
+          Patchscope of δ_{pos.position}: s · δ̂ replaces the residual at layer {result.layer} on the last token of identity prompts (“man -&gt; man … ?”)
+        </h2>
+        <ExportMenu
+          name={`patchscope-L${result.layer}-p${pos.position}`}
+          table={() => ({
+            header: ['scale', 'rank', 'id', 'token', 'prob', 'stable_at_scales'],
+            rows: ps.scales.flatMap((sc) => sc.top.map((t, r) => [sc.scale, r + 1, t.id, tokenText(result.tokens, t.id), t.prob, ps.stable.find((st) => st.id === t.id)?.scales ?? 0])),
+          })}
+        />
+      </div>
       <p className="small">
         Stable across scales:{' '}
         <span data-testid="patchscope-stable">
@@ -373,6 +407,15 @@ function SteerPanel({ layer, position, request }: { layer: number; position: num
         <h2>
           Steering: both models with s · v added at layer {layer} at every position, v = δ_{position} / ‖δ_{position}‖ · mean ‖h_ft‖
         </h2>
+        {result && (
+          <ExportMenu
+            name={`steering-L${result.layer}-p${result.position}`}
+            table={() => ({
+              header: ['layer', 'position', 'strength', 'vector_norm', 'prompt', 'base_continuation', 'ft_continuation'],
+              rows: result.generations.map((g) => [result.layer, result.position, g.strength, result.vectorNorm, result.prompt, g.base, g.ft]),
+            })}
+          />
+        )}
       </div>
       <PromptBox testId="steer-prompt" />
       <div className="status">

@@ -3,8 +3,10 @@ import { HOOK_KINDS, type HookKind } from '../../analysis/activations/difference
 import type { DeltasResult, LensResult } from '../../state/activations-compute.ts';
 import { DELTA_SCALES, LENS_TOP, type DeltaScale } from '../../state/activations.ts';
 import { useApp } from '../../state/store.ts';
+import { CopyLinkButton } from '../export/CopyLink.tsx';
+import { ExportMenu, type ExportTable } from '../export/ExportMenu.tsx';
 import { formatValue } from '../format.ts';
-import { percent, PromptBox, TaskStatus, tokenLabel, tokenTitle, usePrompt, useTask } from './common.tsx';
+import { percent, PromptBox, sectionSvgs, TaskStatus, tokenLabel, tokenText, tokenTitle, usePrompt, useTask } from './common.tsx';
 import { deltaValues, DeltaStrip, SCALE_INFO } from './DeltaStrip.tsx';
 import { LensGrid, type Cell } from './LensGrid.tsx';
 import './activations.css';
@@ -35,6 +37,7 @@ export function LensView() {
       <section className="panel">
         <div className="panel-head">
           <h2>Activations and logit lens: where the two models part on one prompt</h2>
+          <CopyLinkButton />
         </div>
         <PromptBox />
         {shape && (
@@ -72,6 +75,7 @@ export function LensView() {
               ))}
             </span>
           </div>
+          {deltas.result && <ExportMenu name={`activation-delta-${deltas.result.kind}-${scale}`} svg={sectionSvgs('.delta-strip svg')} table={() => deltasTable(deltas.result!)} />}
         </div>
         <TaskStatus task="deltas" run={deltas.run} what="The activation differences" onRetry={deltas.start} />
         {deltas.result && <DeltaStrip deltas={deltas.result} scale={scale} selected={selected} onSelect={select} />}
@@ -80,6 +84,7 @@ export function LensView() {
       <section className="panel">
         <div className="panel-head">
           <h2>Differential logit lens: both models’ top next token at every layer</h2>
+          {lens.result && <ExportMenu name="logit-lens" svg={sectionSvgs('.lens-grid svg')} table={() => lensTable(lens.result!)} />}
         </div>
         <TaskStatus task="lens" run={lens.run} what="The logit lens" onRetry={lens.start} />
         {lens.result && <LensGrid lens={lens.result} selected={selected} onSelect={select} />}
@@ -88,6 +93,31 @@ export function LensView() {
       {selected && lens.result && <CellDetail lens={lens.result} deltas={deltas.result} cell={selected} scale={scale} />}
     </>
   );
+}
+
+function deltasTable(d: DeltasResult): ExportTable {
+  const rows = d.ids.flatMap((_, position) => Array.from({ length: d.layers }, (_, layer) => {
+    const i = layer * d.positions + position;
+    return [`blocks.${layer}.hook_${d.kind}`, layer, position, tokenText(d.tokens, d.ids[position]!), d.norm[i]!, d.relative[i]!, d.cosine[i]!];
+  }));
+  return { header: ['hook', 'layer', 'position', 'input_token', 'delta_norm', 'relative_norm', 'cosine'], rows };
+}
+
+/** Layer, position and rank, with both models' token and probability there, and KL(P_ft ‖ P_base) of the cell. */
+function lensTable(lens: LensResult): ExportTable {
+  const k = lens.base.k;
+  const rows = [];
+  for (let layer = 0; layer < lens.layers; layer++) {
+    for (let position = 0; position < lens.positions; position++) {
+      const row = layer * lens.positions + position;
+      for (let j = 0; j < k; j++) {
+        const b = lens.base.ids[row * k + j]!;
+        const f = lens.ft.ids[row * k + j]!;
+        rows.push([layer, position, tokenText(lens.tokens, lens.ids[position]!), j + 1, tokenText(lens.tokens, b), lens.base.probs[row * k + j]!, tokenText(lens.tokens, f), lens.ft.probs[row * k + j]!, lens.kl[row]!]);
+      }
+    }
+  }
+  return { header: ['layer', 'position', 'input_token', 'rank', 'base_token', 'base_prob', 'ft_token', 'ft_prob', 'kl_ft_base'], rows };
 }
 
 function TopList({ title, texts, ids, probs, testId }: { title: string; texts: LensResult['tokens']; ids: ArrayLike<number>; probs: ArrayLike<number>; testId: string }) {
@@ -118,9 +148,22 @@ function CellDetail({ lens, deltas, cell, scale }: { lens: LensResult; deltas: D
   const delta = deltas && deltas.layers === lens.layers && deltas.positions === lens.positions ? deltaValues(deltas, scale)[row] : undefined;
   return (
     <section className="panel" data-testid="lens-detail">
-      <h2>
-        Layer {cell.layer}, position {cell.position}: after {tokenTitle(lens.tokens, lens.ids[cell.position]!)}
-      </h2>
+      <div className="panel-head">
+        <h2>
+          Layer {cell.layer}, position {cell.position}: after {tokenTitle(lens.tokens, lens.ids[cell.position]!)}
+        </h2>
+        <ExportMenu
+          name={`logit-lens-L${cell.layer}-p${cell.position}`}
+          table={() => ({
+            header: ['rank', 'base_id', 'base_token', 'base_prob', 'ft_id', 'ft_token', 'ft_prob'],
+            rows: Array.from({ length: k }, (_, j) => {
+              const b = lens.base.ids[row * k + j]!;
+              const f = lens.ft.ids[row * k + j]!;
+              return [j + 1, b, tokenText(lens.tokens, b), lens.base.probs[row * k + j]!, f, tokenText(lens.tokens, f), lens.ft.probs[row * k + j]!];
+            }),
+          })}
+        />
+      </div>
       <p className="muted">
         KL(P_ft ‖ P_base) = <span data-testid="detail-kl">{formatValue(lens.kl[row]!)}</span> nats
         {delta !== undefined && deltas && (

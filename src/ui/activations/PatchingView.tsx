@@ -4,6 +4,8 @@ import type { PatchedLayers, PositionsCompared, StitchingResult } from '../../an
 import type { PatchResult } from '../../state/activations-compute.ts';
 import { PATCH_POSITIONS } from '../../state/activations.ts';
 import { useApp } from '../../state/store.ts';
+import { CopyLinkButton } from '../export/CopyLink.tsx';
+import { ExportMenu } from '../export/ExportMenu.tsx';
 import { formatValue } from '../format.ts';
 import { Legend, PromptBox, TaskStatus, tokenLabel, tokenTitle, usePrompt, useTask } from './common.tsx';
 import './activations.css';
@@ -28,6 +30,10 @@ const recoveryColor = (() => {
   const s = d3.scaleDiverging(d3.interpolateRdBu).domain([-1, 0, 1]).clamp(true);
   return (v: number) => (Number.isFinite(v) ? s(v) : '#ccc');
 })();
+
+/** The heatmap's SVG with the section's colour legend under it. */
+const heatmapSvgs = (menu: HTMLElement) =>
+  [menu.closest('figure')?.querySelector<SVGSVGElement>('svg'), menu.closest('section')?.querySelector<SVGSVGElement>('svg.legend')].filter((e): e is SVGSVGElement => e != null);
 
 function RecoveryHeatmap({ list, title, testId }: { list: readonly PatchedLayers[]; title: string; testId: string }) {
   const ref = useRef<SVGSVGElement>(null);
@@ -89,6 +95,11 @@ function RecoveryHeatmap({ list, title, testId }: { list: readonly PatchedLayers
     <figure className="recovery" data-testid={testId}>
       <figcaption>{title}</figcaption>
       <svg ref={ref} width={LEFT + list.length * KIND_W + 6} height={TOP + L * CELL_H + 4} role="img" aria-label={title} />
+      <ExportMenu
+        name={testId}
+        svg={heatmapSvgs}
+        table={() => ({ header: ['hook', 'kind', 'layer', 'recovery', 'kl_to_target'], rows: list.flatMap((p) => Array.from(p.recovery, (r, l) => [`blocks.${l}.hook_${p.kind}`, p.kind, l, r, p.kl[l]!])) })}
+      />
       <p className="small" data-testid={`${testId}-critical`}>
         Largest recovery:{' '}
         {list.map((p, i) => (
@@ -111,10 +122,12 @@ interface Series {
 const CW = 380;
 const CH = 220;
 const M = { top: 12, right: 12, bottom: 40, left: 52 };
+const KEY_H = 15;
 
-/** Lines over ℓ = 0..n−1; `fromZero` starts the y axis at 0 (KL), else it spans the values (loss). Guides are labelled alternately at the right and left ends. */
+/** Lines over ℓ = 0..n−1, with their keys under the axes; `fromZero` starts the y axis at 0 (KL), else it spans the values (loss). Guides are labelled alternately at the right and left ends. */
 function LineChart({ series, yLabel, guides = [], fromZero = true, testId }: { series: Series[]; yLabel: string; guides?: { y: number; label: string }[]; fromZero?: boolean; testId: string }) {
   const ref = useRef<SVGSVGElement>(null);
+  const height = CH + series.length * KEY_H + 4;
   useEffect(() => {
     const svg = d3.select(ref.current!);
     svg.selectAll('*').remove();
@@ -165,17 +178,24 @@ function LineChart({ series, yLabel, guides = [], fromZero = true, testId }: { s
         .append('title')
         .text((v, i) => `${s.name} at ℓ = ${i}: ${formatValue(v)}`);
     }
+    const keys = svg
+      .append('g')
+      .attr('class', 'chart-keys')
+      .selectAll('g')
+      .data(series)
+      .join('g')
+      .attr('transform', (_, i) => `translate(${M.left},${CH + i * KEY_H + 8})`);
+    keys.append('line').attr('class', (s) => `key-line ${s.className}`).attr('x1', 0).attr('x2', 18).attr('y1', 0).attr('y2', 0);
+    keys.append('text').attr('class', 'key-label').attr('x', 24).attr('y', 4).text((s) => s.name);
   }, [series, yLabel, guides, fromZero]);
+  const table = () => ({
+    header: ['stitch_layer', ...series.map((s) => s.name)],
+    rows: Array.from({ length: series[0]?.values.length ?? 0 }, (_, l) => [l, ...series.map((s) => s.values[l]!)]),
+  });
   return (
     <figure className="line-chart">
-      <svg ref={ref} width={CW} height={CH} data-testid={testId} role="img" aria-label={yLabel} />
-      <figcaption className="chart-keys">
-        {series.map((s) => (
-          <span key={s.name} className={`key ${s.className}`}>
-            {s.name}
-          </span>
-        ))}
-      </figcaption>
+      <svg ref={ref} width={CW} height={height} data-testid={testId} role="img" aria-label={yLabel} />
+      <ExportMenu name={testId} svg={(menu) => menu.closest('figure')?.querySelector('svg')} table={table} />
     </figure>
   );
 }
@@ -234,6 +254,7 @@ export function PatchingView() {
       <section className="panel">
         <div className="panel-head">
           <h2>Patching: which layers carry the difference between the models on this prompt</h2>
+          <CopyLinkButton />
           <span className="segmented" role="radiogroup" aria-label="Positions compared">
             {PATCH_POSITIONS.map((p) => (
               <label key={p}>

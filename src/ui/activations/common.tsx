@@ -147,6 +147,14 @@ export function tokenLabel(texts: TokenTexts, id: number): string {
   return shown.trim() === '' ? shown.replace(/ /g, '␣') : shown.trim();
 }
 
+/** A token's text exactly as the tokenizer decodes it (for exported tables), or #id when unknown. */
+export function tokenText(texts: TokenTexts, id: number): string {
+  return texts[id] ?? `#${id}`;
+}
+
+/** The SVGs matching `selector` in the export menu's section, in page order: a chart and its legend, exported as one figure. */
+export const sectionSvgs = (selector: string) => (menu: HTMLElement) => Array.from(menu.closest('section')?.querySelectorAll<SVGSVGElement>(selector) ?? []);
+
 /** A token exactly (quoted, leading space kept) with its id: for tooltips. */
 export function tokenTitle(texts: TokenTexts, id: number): string {
   const t = texts[id];
@@ -170,11 +178,11 @@ export function Legend({ color, domain, title, testId, width = 240 }: { color: (
       .join('stop')
       .attr('offset', (t) => `${t * 100}%`)
       .attr('stop-color', (t) => color(x.invert(t * width)));
-    const g = svg.append('g').attr('transform', 'translate(8,0)');
+    const g = svg.append('g').attr('transform', 'translate(14,0)');
     g.append('text').attr('class', 'legend-title').attr('y', 11).text(title);
     g.append('rect').attr('y', 16).attr('width', width).attr('height', 10).attr('fill', `url(#${id})`);
     g.append('g').attr('class', 'legend-axis').attr('transform', 'translate(0,26)').call(d3.axisBottom(x).ticks(5).tickSizeOuter(0));
   }, [color, domain, title, width]);
   // The title is one line of 11px text: about 6.5px a character.
-  return <svg ref={ref} className="legend" width={Math.max(width + 24, 16 + title.length * 6.5)} height={48} data-testid={testId} role="img" aria-label={title} />;
+  return <svg ref={ref} className="legend" width={Math.max(width + 32, 22 + title.length * 6.5)} height={48} data-testid={testId} role="img" aria-label={title} />;
 }

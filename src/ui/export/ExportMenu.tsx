@@ -1,7 +1,7 @@
 import { useRef, useState } from 'react';
 import { toCsv, type Cell } from '../../analysis/report/csv.ts';
 import { downloadBlob, safeFileName } from './download.ts';
-import { serializeSvg, svgSize, svgToPng } from './svg.ts';
+import { serializeFigure, svgToPng } from './svg.ts';
 
 export interface ExportTable {
   header: string[];
@@ -11,8 +11,8 @@ export interface ExportTable {
 interface Props {
   /** The file name without extension, and the menu's test id (`export-<name>`). */
   name: string;
-  /** Finds the figure to export from the menu's own element, when a button is pressed. */
-  svg?: (menu: HTMLElement) => SVGSVGElement | null | undefined;
+  /** Finds the figure to export from the menu's own element, when a button is pressed; several SVGs (a chart and its legend) are stacked. */
+  svg?: (menu: HTMLElement) => SVGSVGElement | readonly SVGSVGElement[] | null | undefined;
   table?: () => ExportTable;
 }
 
@@ -28,9 +28,8 @@ export function ExportMenu({ name, svg, table }: Props) {
       .catch((e: unknown) => setError(e instanceof Error ? e.message : String(e)));
   };
   const figure = () => {
-    const el = menu.current && svg?.(menu.current);
-    if (!el) throw new Error('the figure is not drawn yet');
-    return { text: serializeSvg(el), ...svgSize(el) };
+    const found = menu.current && svg?.(menu.current);
+    return serializeFigure(found ? (Array.isArray(found) ? found : [found as SVGSVGElement]) : []);
   };
   return (
     <details className="export-menu" data-testid={`export-${name}`} ref={menu}>

@@ -22,8 +22,10 @@ const STYLE_PROPS = [
   'display',
 ] as const;
 
-/** The SVG element as a standalone document: styles inline, size and namespaces set, a white background. */
-export function serializeSvg(svg: SVGSVGElement): string {
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** A copy of the element with the page's computed styles written inline and no classes. */
+function styledClone(svg: SVGSVGElement): SVGSVGElement {
   const clone = svg.cloneNode(true) as SVGSVGElement;
   const source = [svg, ...Array.from(svg.querySelectorAll('*'))];
   const target = [clone, ...Array.from(clone.querySelectorAll('*'))];
@@ -40,18 +42,51 @@ export function serializeSvg(svg: SVGSVGElement): string {
     }
     out.removeAttribute('class');
   });
-  const { width, height } = svgSize(svg);
-  clone.setAttribute('xmlns', 'http://www.w3.org/2000/svg');
-  clone.setAttribute('xmlns:xlink', 'http://www.w3.org/1999/xlink');
-  clone.setAttribute('width', String(width));
-  clone.setAttribute('height', String(height));
-  if (!clone.getAttribute('viewBox')) clone.setAttribute('viewBox', `0 0 ${width} ${height}`);
-  const background = svg.ownerDocument.createElementNS('http://www.w3.org/2000/svg', 'rect');
+  return clone;
+}
+
+/** Namespaces, size and a white background: the root of a standalone SVG file, as text. */
+function standalone(root: SVGSVGElement, width: number, height: number): string {
+  root.setAttribute('xmlns', SVG_NS);
+  root.setAttribute('xmlns:xlink', 'http://www.w3.org/1999/xlink');
+  root.setAttribute('width', String(width));
+  root.setAttribute('height', String(height));
+  if (!root.getAttribute('viewBox')) root.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  const background = root.ownerDocument.createElementNS(SVG_NS, 'rect');
   background.setAttribute('width', '100%');
   background.setAttribute('height', '100%');
   background.setAttribute('fill', '#ffffff');
-  clone.insertBefore(background, clone.firstChild);
-  return '<?xml version="1.0" encoding="UTF-8"?>\n' + new XMLSerializer().serializeToString(clone);
+  root.insertBefore(background, root.firstChild);
+  return '<?xml version="1.0" encoding="UTF-8"?>\n' + new XMLSerializer().serializeToString(root);
+}
+
+/** The SVG element as a standalone document: styles inline, size and namespaces set, a white background. */
+export function serializeSvg(svg: SVGSVGElement): string {
+  const { width, height } = svgSize(svg);
+  return standalone(styledClone(svg), width, height);
+}
+
+/** Several SVG elements (a chart and its colour legend) stacked top to bottom as one standalone document. */
+export function serializeFigure(parts: readonly SVGSVGElement[], gap = 8): { text: string; width: number; height: number } {
+  const [first] = parts;
+  if (!first) throw new Error('the figure is not drawn yet');
+  if (parts.length === 1) return { text: serializeSvg(first), ...svgSize(first) };
+  const root = first.ownerDocument.createElementNS(SVG_NS, 'svg');
+  let y = 0;
+  let width = 0;
+  for (const part of parts) {
+    const size = svgSize(part);
+    const clone = styledClone(part);
+    clone.setAttribute('x', '0');
+    clone.setAttribute('y', String(y));
+    clone.setAttribute('width', String(size.width));
+    clone.setAttribute('height', String(size.height));
+    root.append(clone);
+    y += size.height + gap;
+    width = Math.max(width, size.width);
+  }
+  const height = y - gap;
+  return { text: standalone(root, width, height), width, height };
 }
 
 export function svgSize(svg: SVGSVGElement): { width: number; height: number } {
