@@ -47,17 +47,26 @@ let passed = 0;
 let failed = 0;
 try {
   for (const t of tests) {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    const page = await context.newPage();
-    page.setDefaultTimeout(20_000);
     const log = [];
     const pageErrors = [];
-    page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
-    page.on('pageerror', (e) => pageErrors.push(e));
+    const contexts = [];
+    const openPage = async (options = {}) => {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
+      contexts.push(context);
+      const p = await context.newPage();
+      p.setDefaultTimeout(20_000);
+      const tag = contexts.length > 1 ? `[context ${contexts.length}] ` : '';
+      p.on('console', (m) => log.push(`${tag}console.${m.type()}: ${m.text()}`));
+      p.on('pageerror', (e) => pageErrors.push(e));
+      return p;
+    };
+    const page = await openPage();
     const ctx = {
       page,
       url: (path = '/') => server.url + path,
       screenshot: (name, of = page) => of.screenshot({ path: join(screenshots, `${slug(name)}.png`), fullPage: true }),
+      /** A page in a new browser context (its own storage and cache, as another person's browser), closed after the test. */
+      newPage: openPage,
     };
     const started = Date.now();
     try {
@@ -80,7 +89,7 @@ try {
         () => {},
       );
     } finally {
-      await context.close();
+      for (const c of contexts) await c.close();
     }
   }
 } finally {
