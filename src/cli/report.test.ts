@@ -108,12 +108,12 @@ describe('neurodiff report', () => {
     expect(findAll(spectrum, 'circle')).toHaveLength(8);
 
     // ADL: the CSV lists the lens tokens of ±δ_p for positions 0–4, as report.json does.
-    // Text a spreadsheet would read as a formula (starting with = + - @) carries a leading apostrophe.
+    // Direction is named as in report.json; a token a spreadsheet would read as a formula carries a leading apostrophe.
     const rows = csvRows(await readFile(join(out, 'adl-tokens.csv'), 'utf8')).map((row) => row.map((f) => f.replace(/^'(?=[=+\-@\t\r])/, '')));
     expect(rows[0]).toEqual(['position', 'direction', 'rank', 'id', 'token', 'prob']);
     expect(rows).toHaveLength(1 + 5 * 2 * 10);
     for (const p of report.adl.positions) {
-      const mine = rows.filter((row) => row[0] === String(p.position) && row[1] === '+delta');
+      const mine = rows.filter((row) => row[0] === String(p.position) && row[1] === 'top');
       expect(mine.map((row) => Number(row[3]))).toEqual(p.top.map((t) => t.id));
       expect(mine.map((row) => row[4])).toEqual(p.top.map((t) => t.token));
       const probs = mine.map((row) => Number(row[5]));

@@ -149,7 +149,7 @@ export const report: Command = {
     const most = mostChangedMatrix(diff);
     if (most) await write('spectrum', 'spectrum.svg', lineChartSvg(spectrumChart(most)));
     const adlRows: Cell[][] = adlJson.positions.flatMap((p) =>
-      (['top', 'top_negative'] as const).flatMap((direction) => p[direction].map((t, rank) => [p.position, direction === 'top' ? '+delta' : '-delta', rank + 1, t.id, t.token, t.prob])),
+      (['top', 'top_negative'] as const).flatMap((direction) => p[direction].map((t, rank) => [p.position, direction, rank + 1, t.id, t.token, t.prob])),
     );
     await write('adl_tokens', 'adl-tokens.csv', toCsv(['position', 'direction', 'rank', 'id', 'token', 'prob'], adlRows));
     await write(

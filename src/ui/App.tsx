@@ -59,7 +59,7 @@ export function App() {
             </button>
           </Banner>
         )}
-        {!loaded ? <ModelsScreen /> : view === 'weights' ? <WeightsView /> : view === 'lens' ? <LensView /> : view === 'adl' ? <AdlView /> : view === 'patching' ? <PatchingView /> : view === 'crosscoders' ? <CrosscodersView /> : viewNeedsModels(view) ? <ViewNotBuilt view={view} /> : <ModelsScreen />}
+        {!loaded ? <ModelsScreen /> : view === 'weights' ? <WeightsView /> : view === 'lens' ? <LensView /> : view === 'adl' ? <AdlView /> : view === 'patching' ? <PatchingView /> : view === 'crosscoders' ? <CrosscodersView /> : <ModelsScreen />}
       </main>
     </div>
   );
@@ -126,14 +126,3 @@ function ModelsScreen() {
   );
 }
 
-function ViewNotBuilt({ view }: { view: View }) {
-  return (
-    <section className="panel">
-      <div className="panel-head">
-        <h2>{VIEW_LABELS[view]}</h2>
-        <CopyLinkButton />
-      </div>
-      <p className="muted">This view is not built yet.</p>
-    </section>
-  );
-}

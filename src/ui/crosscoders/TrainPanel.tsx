@@ -3,6 +3,7 @@
 import { useRef, useState, type DragEvent } from 'react';
 import type { CcRun, CcSettings } from '../../state/crosscoder.ts';
 import { useApp } from '../../state/store.ts';
+import { CopyLinkButton } from '../export/CopyLink.tsx';
 import { downloadBlob } from '../export/download.ts';
 import { ExportMenu } from '../export/ExportMenu.tsx';
 import { formatBytes, formatCount, formatSeconds, formatValue } from '../format.ts';
@@ -238,6 +239,7 @@ export function TrainPanel({ layers, layer, dModel }: { layers: number; layer: n
       <div className="panel-head">
         <h2>Crosscoders: a BatchTopK dictionary over both models' activations</h2>
         <span className="cc-file-buttons">
+          <CopyLinkButton />
           <button type="button" disabled={busy} onClick={() => fileInput.current?.click()} data-testid="cc-load" title="A .safetensors crosscoder, ours or one from science-of-finetuning's crosscoder_learning; you can also drop it on this panel">
             Load a crosscoder…
           </button>
