@@ -103,6 +103,8 @@ function startWorker(index: number, bytes: Uint8Array<ArrayBuffer>, memory: WebA
 export class GemmThreads {
   private readonly ctrl: Int32Array;
   private started = 0;
+  /** A worker could not be created here (no worker_threads, a CSP without blob:): stop trying. */
+  private unavailable = false;
 
   constructor(
     private readonly bytes: Uint8Array<ArrayBuffer>,
@@ -114,7 +116,10 @@ export class GemmThreads {
   /** Start workers up to `threads - 1` (they get ready asynchronously); returns how many are ready now. */
   ensure(threads: number): number {
     const want = Math.min(MAX_WORKERS, threads - 1);
-    while (this.started < want && startWorker(this.started + 1, this.bytes, this.memory)) this.started++;
+    while (!this.unavailable && this.started < want) {
+      if (startWorker(this.started + 1, this.bytes, this.memory)) this.started++;
+      else this.unavailable = true;
+    }
     let ready = 0;
     while (ready < this.started && Atomics.load(this.ctrl, READY + ready + 1) === 1) ready++;
     return ready;
