@@ -47,12 +47,10 @@ interface Engine {
 
 let engine: Engine | null | undefined;
 
-function createEngine(): Engine | null {
-  if (typeof WebAssembly !== 'object') return null;
-  const shared = canBlockHere() && typeof SharedArrayBuffer === 'function';
+function instantiate(shared: boolean): Engine | null {
   const memoryType = { initialPages: 2, maximumPages: MAX_PAGES, shared };
   const bytes = gemmModuleBytes(memoryType);
-  // The module is wasm SIMD: validation fails where the engine lacks it.
+  // The module is wasm SIMD (and threads, when shared): validation fails where the engine lacks them.
   if (!WebAssembly.validate(bytes)) return null;
   try {
     const memory = new WebAssembly.Memory({ initial: memoryType.initialPages, maximum: MAX_PAGES, shared });
@@ -66,6 +64,11 @@ function createEngine(): Engine | null {
   } catch {
     return null;
   }
+}
+
+function createEngine(): Engine | null {
+  if (typeof WebAssembly !== 'object') return null;
+  return (canBlockHere() ? instantiate(true) : null) ?? instantiate(false);
 }
 
 function getEngine(): Engine | null {
@@ -84,7 +87,11 @@ function heapFor(e: Engine, bytes: number): Float32Array | null {
   const have = e.memory.buffer.byteLength / PAGE;
   if (pages > have) {
     if (pages > MAX_PAGES) return null;
-    e.memory.grow(pages - have);
+    try {
+      e.memory.grow(pages - have);
+    } catch {
+      return null; // out of memory: the JavaScript kernels need none
+    }
   }
   if (e.heap.buffer.byteLength !== e.memory.buffer.byteLength) e.heap = new Float32Array(e.memory.buffer);
   return e.heap;
