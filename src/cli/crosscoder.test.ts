@@ -177,6 +177,21 @@ describe('neurodiff crosscoder', () => {
     }
   });
 
+  it('latents --sort ft-nu ranks the fine-tune-leaning half by Latent Scaling', async () => {
+    const r = await cli(['crosscoder', 'latents', join(dir, 'cc.safetensors'), join(DEMO, 'base'), join(DEMO, 'ocean/model'), '--corpus', CORPUS, '--cache', join(dir, 'cache'), '--top', '6', '--sort', 'ft-nu', '--logits', '0', '--json']);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { latents: Latent[]; ft_specific_by_nu: number };
+    const score = (l: Latent) => (l.nu_error === null || l.nu_recon === null ? Infinity : Math.max(l.nu_error, l.nu_recon));
+    expect(out.latents.length).toBeGreaterThan(0);
+    for (const l of out.latents) {
+      expect(l.ratio).toBeLessThan(0.5);
+      expect(l.logit_effects.positive).toEqual([]);
+    }
+    for (let i = 1; i < out.latents.length; i++) expect(score(out.latents[i]!)).toBeGreaterThanOrEqual(score(out.latents[i - 1]!));
+    const below = out.latents.filter((l) => score(l) < 0.3).length;
+    expect(out.ft_specific_by_nu).toBeGreaterThanOrEqual(below);
+  });
+
   it('fails with one clear line on a missing corpus, a bad option or no subcommand', async () => {
     const missing = await cli(['crosscoder', 'train', join(DEMO, 'base'), join(DEMO, 'ocean/model'), '--corpus', join(dir, 'nope.txt'), '--out', join(dir, 'x.safetensors'), '--no-cache']);
     expect(missing.code).toBe(1);

@@ -7,7 +7,7 @@ import { createCpuEngine } from '../analysis/crosscoder/cpu-engine.ts';
 import type { CrosscoderEngine } from '../analysis/crosscoder/engine.ts';
 import { loadCrosscoder, saveCrosscoder } from '../analysis/crosscoder/file.ts';
 import { createInference } from '../analysis/crosscoder/inference.ts';
-import { classifyRatio, createLatentStats, decoderVector, logitEffects, normRatios, type LatentClass, type LatentInfo } from '../analysis/crosscoder/latents.ts';
+import { classifyRatio, createLatentStats, SPECIFIC_NU, decoderVector, logitEffects, normRatios, type LatentClass, type LatentInfo } from '../analysis/crosscoder/latents.ts';
 import type { CrosscoderModel } from '../analysis/crosscoder/model.ts';
 import { createRng } from '../analysis/crosscoder/rng.ts';
 import { createTrainer, train, type StepStats } from '../analysis/crosscoder/trainer.ts';
@@ -23,9 +23,9 @@ type Values = Record<string, unknown>;
 
 const USAGE = [
   'train <base> <ft> --corpus f --dict D --k k --steps n --out file.safetensors [--layer i] [--hook resid_post] [--seed s] [--backend cpu|webgpu]',
-  '        [--batch tokens] [--lr x] [--k-max k --anneal-steps n] [--aux-alpha a] [--dead-tokens n] [--warmup n] [--decay-start n]',
+  '        [--batch tokens] [--lr x] [--k-max k --anneal-steps n] [--aux-alpha a] [--dead-tokens n] [--init-norm x] [--warmup n] [--decay-start n]',
   '        [--tokens-per-sample n] [--max-samples n] [--skip-positions n] [--holdout fraction] [--eval-tokens n] [--cache dir | --no-cache]',
-  '  latents <file.safetensors> <base> <ft> --corpus f [--top 10] [--sort ft|base|frequency] [--ids 1,2] [--examples 5] [--logits 10]',
+  '  latents <file.safetensors> <base> <ft> --corpus f [--top 10] [--sort ft|ft-nu|base|frequency] [--ids 1,2] [--examples 5] [--logits 10]',
 ].join('\n');
 
 const SUBCOMMANDS = ['train', 'latents'] as const;
@@ -48,6 +48,7 @@ export const crosscoder: Command = {
     'k-max': { type: 'string' },
     'anneal-steps': { type: 'string' },
     'aux-alpha': { type: 'string' },
+    'init-norm': { type: 'string' },
     'dead-tokens': { type: 'string' },
     warmup: { type: 'string' },
     'decay-start': { type: 'string' },
@@ -352,6 +353,7 @@ async function runTrain(args: string[], values: Values): Promise<TrainSummary> {
   const lr = num(values, 'lr', { integer: false, min: 0 }) ?? 1e-4;
   const auxAlpha = num(values, 'aux-alpha', { integer: false, min: 0 }) ?? 1 / 32;
   const deadTokens = num(values, 'dead-tokens', { min: 1 }) ?? 10_000_000;
+  const initNorm = num(values, 'init-norm', { integer: false, min: 1e-6 }) ?? 1;
   const warmup = num(values, 'warmup', { min: 0 }) ?? Math.min(1000, Math.floor(steps / 10));
   const decayStart = num(values, 'decay-start', { min: 0 });
   if (decayStart !== undefined && decayStart >= steps) throw new UsageError(`--decay-start ${decayStart} must be below --steps ${steps}`);
@@ -380,6 +382,7 @@ async function runTrain(args: string[], values: Values): Promise<TrainSummary> {
       lr,
       auxAlpha,
       deadTokens,
+      initNorm,
       warmupSteps: warmup,
       thresholdStartStep: Math.min(1000, Math.floor(steps / 2)),
       seed,
@@ -509,7 +512,10 @@ export interface LatentsResult {
   readonly tokens: number;
   readonly live: number;
   readonly classes: Record<LatentClass, number>;
+  /** Live latents with r < 0.1, ν^ε < 0.3 and ν^r < 0.3 (ALGORITHMS.md's truly ft-specific). */
   readonly ft_specific: number;
+  /** Live latents with r < 0.5, ν^ε < 0.3 and ν^r < 0.3: fine-tune-specific by Latent Scaling alone. */
+  readonly ft_specific_by_nu: number;
   readonly latents: readonly LatentOut[];
 }
 
@@ -527,7 +533,7 @@ async function runLatents(args: string[], values: Values): Promise<LatentsResult
   const examples = num(values, 'examples', { min: 0 }) ?? 5;
   const logitsTop = num(values, 'logits', { min: 0 }) ?? 10;
   const sort = str(values, 'sort') ?? 'ft';
-  if (!['ft', 'base', 'frequency'].includes(sort)) throw new UsageError(`--sort must be ft, base or frequency, got "${sort}"`);
+  if (!['ft', 'ft-nu', 'base', 'frequency'].includes(sort)) throw new UsageError(`--sort must be ft, ft-nu, base or frequency, got "${sort}"`);
   const idsRaw = str(values, 'ids');
   if (!existsSync(file)) throw new FormatError(file, 'no such crosscoder file');
   const interrupt = interruptSignal();
@@ -583,8 +589,14 @@ async function runLatents(args: string[], values: Values): Promise<LatentsResult
     let chosen: LatentInfo[];
     if (ids) chosen = ids.map((j) => report.latents[j]!);
     else {
-      const order = live.slice();
+      // ft-nu: the fine-tune-leaning half (r < 0.5) by Latent Scaling, max(ν^ε, ν^r) ascending.
+      const order = sort === 'ft-nu' ? live.filter((l) => l.ratio < 0.5) : live.slice();
+      const nu = (l: LatentInfo) => {
+        const v = Math.max(l.ft.nuError, l.ft.nuRecon);
+        return Number.isNaN(v) ? Infinity : v;
+      };
       if (sort === 'ft') order.sort((a, b) => a.ratio - b.ratio);
+      else if (sort === 'ft-nu') order.sort((a, b) => nu(a) - nu(b) || a.ratio - b.ratio);
       else if (sort === 'base') order.sort((a, b) => b.ratio - a.ratio);
       else order.sort((a, b) => b.frequency - a.frequency);
       chosen = order.slice(0, top);
@@ -601,6 +613,7 @@ async function runLatents(args: string[], values: Values): Promise<LatentsResult
       live: live.length,
       classes,
       ft_specific: live.filter((l) => l.ftSpecific).length,
+      ft_specific_by_nu: live.filter((l) => l.ratio < 0.5 && l.ft.nuError < SPECIFIC_NU && l.ft.nuRecon < SPECIFIC_NU).length,
       latents,
     };
   } finally {
@@ -671,7 +684,7 @@ function describeLatent(l: LatentInfo, model: CrosscoderModel, samples: number[]
 function formatLatents(r: LatentsResult): string {
   const f = (x: number, p = 3) => (Number.isFinite(x) ? x.toFixed(p) : String(x));
   const lines = [
-    `${r.file}: ${r.hook}, ${r.tokens} tokens; live latents ${r.live} (ft-only ${r.classes['ft-only']}, shared ${r.classes.shared}, base-only ${r.classes['base-only']}, other ${r.classes.other}); ft-specific by Latent Scaling ${r.ft_specific}`,
+    `${r.file}: ${r.hook}, ${r.tokens} tokens; live latents ${r.live} (ft-only ${r.classes['ft-only']}, shared ${r.classes.shared}, base-only ${r.classes['base-only']}, other ${r.classes.other}); ft-specific (r < 0.1, ν < 0.3) ${r.ft_specific}; ν < 0.3 with r < 0.5 ${r.ft_specific_by_nu}`,
   ];
   for (const l of r.latents) {
     lines.push('', `latent ${l.id}: r=${f(l.ratio)} (${l.class}) ν^ε=${f(l.nu_error)} ν^r=${f(l.nu_recon)} frequency ${f(l.frequency, 5)}${l.ft_specific ? ' ft-specific' : ''}`);
