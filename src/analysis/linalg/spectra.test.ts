@@ -3,7 +3,7 @@ import { createCpuBackend } from '../../gpu/cpu-backend.ts';
 import { useDawn } from '../../gpu/dawn-node.ts';
 import { createWebGpuBackend } from '../../kernels/webgpu-backend.ts';
 import { jacobiEigenvalues, singularValues } from './dense.ts';
-import { gramSingularValues } from './gram.ts';
+import { gramSingularValues, hostGram } from './gram.ts';
 import { loraSpectrum } from './lora.ts';
 import { randomizedSingularValues, type MatrixBackend } from './randomized.ts';
 import { summariseSpectrum } from './spectrum.ts';
@@ -90,12 +90,16 @@ describe.each(backends)('spectra on %s', (_, makeBackend) => {
     expect([...again.ritz]).toEqual([...res.ritz]);
   });
 
-  it('full spectrum through the Gram: values and effective rank against the float64 reference', async () => {
+  it.each([
+    ['float64 host', undefined],
+    ['float32 backend', 0],
+  ] as const)('full spectrum through the Gram (%s): values and effective rank against the float64 reference', async (accumulation, preciseGramMaxWork) => {
     for (const [m, n, jacobiMaxN] of [[60, 100, 256], [100, 60, 256], [70, 90, 0]] as const) {
       const a = gaussianMatrix(m, n, 16 + m);
       const want = referenceSigma(a, m, n);
-      const res = await gramSingularValues(backend, upload(a, m, n), { jacobiMaxN });
+      const res = await gramSingularValues(backend, upload(a, m, n), { jacobiMaxN, ...(preciseGramMaxWork !== undefined ? { preciseGramMaxWork } : {}) });
       expect(res.method).toBe(jacobiMaxN === 0 ? 'tridiagonal-ql' : 'jacobi');
+      expect(res.accumulation).toBe(accumulation);
       expect(res.values.length).toBe(Math.min(m, n));
       for (let i = 0; i < want.length; i++) expect(close(res.values[i]!, want[i]!, 1e-4, 1e-4 * want[0]!)).toBe(true);
       const erank = summariseSpectrum(res.values).effectiveRank;
@@ -104,10 +108,35 @@ describe.each(backends)('spectra on %s', (_, makeBackend) => {
     }
   });
 
-  it('the Gram floor zeroes what float32 cannot resolve, so a rank-2 matrix keeps its effective rank', async () => {
+  it('the float64 Gram resolves a spectrum falling to 1e-9·σ1 down to its floor, in both orientations', async () => {
+    for (const [m, n] of [[90, 61], [61, 90]] as const) {
+      const sigma = Array.from({ length: 61 }, (_, i) => 10 ** (-9 * (i / 60)));
+      // The reference is the SVD of the float32 matrix actually analysed.
+      const a = Float64Array.from(Float32Array.from(matrixWithSpectrum(m, n, sigma, 18)));
+      const want = singularValues(a, m, n);
+      const res = await gramSingularValues(backend, upload(a, m, n));
+      expect(res.accumulation).toBe('float64 host');
+      // (4·61 + √90)·ε64 → σ_floor ≈ 2.4e-7·σ1: the last 15 or so of the 61 lie below it.
+      expect(close(res.floor, want[0]! * Math.sqrt((4 * 61 + Math.sqrt(90)) * Number.EPSILON), 1e-6)).toBe(true);
+      const below = want.filter((s) => s <= res.floor).length;
+      expect(below).toBeGreaterThan(10);
+      expect(below).toBeLessThan(25);
+      for (let i = 0; i < want.length; i++) {
+        const got = res.values[i]!;
+        // |σ² − ref²| ≤ floor² is the bound the floor stands for.
+        if (got > 0) expect(Math.abs(got - want[i]!)).toBeLessThanOrEqual(res.floor ** 2 / (got + want[i]!));
+        else expect(want[i]!).toBeLessThanOrEqual(Math.SQRT2 * res.floor);
+      }
+      // Values 100× above the floor are exact to 1e-4 relative or better.
+      for (let i = 0; i < want.length; i++) if (want[i]! > 100 * res.floor) expect(close(res.values[i]!, want[i]!, 1e-4)).toBe(true);
+    }
+  });
+
+  it('the float32 Gram floor zeroes what float32 cannot resolve, so a rank-2 matrix keeps its effective rank', async () => {
     const [m, n] = [64, 160];
     const a = matrixWithSpectrum(m, n, [3, 1], 17);
-    const res = await gramSingularValues(backend, upload(a, m, n));
+    const res = await gramSingularValues(backend, upload(a, m, n), { preciseGramMaxWork: 0 });
+    expect(res.accumulation).toBe('float32 backend');
     expect(close(res.values[0]!, 3, 1e-4)).toBe(true);
     expect(close(res.values[1]!, 1, 1e-4)).toBe(true);
     for (let i = 2; i < m; i++) expect(res.values[i]).toBe(0);
@@ -115,6 +144,24 @@ describe.each(backends)('spectra on %s', (_, makeBackend) => {
     // p = (3/4, 1/4)
     const want = Math.exp(-(0.75 * Math.log(0.75) + 0.25 * Math.log(0.25)));
     expect(close(summariseSpectrum(res.values).effectiveRank, want, 1e-4)).toBe(true);
+  });
+});
+
+describe('hostGram', () => {
+  it('equals the float64 Gram of the smaller side, for sizes off the 4-row blocks and the 256-column panels', () => {
+    for (const [m, n] of [[7, 600], [600, 7], [13, 515], [516, 12], [1, 5], [4, 4]] as const) {
+      const a = Float32Array.from(gaussianMatrix(m, n, m * 1000 + n));
+      const { g: want, side } = gramHost(Float64Array.from(a), m, n);
+      const got = hostGram(a, m, n);
+      expect(got.length).toBe(side * side);
+      for (let i = 0; i < side; i++) {
+        for (let j = 0; j < side; j++) {
+          const scale = Math.sqrt(want[i * side + i]! * want[j * side + j]!);
+          expect(close(got[i * side + j]!, want[i * side + j]!, 0, 1e-14 * scale)).toBe(true);
+          expect(got[i * side + j]).toBe(got[j * side + i]);
+        }
+      }
+    }
   });
 });
 

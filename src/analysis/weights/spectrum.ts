@@ -1,7 +1,9 @@
-// The spectral part of a tensor diff: top singular values by randomized subspace iteration on
-// the backend, the full spectrum through the Gram matrix when the tail is resolvable, or from the
-// sketch itself when it already holds everything float32 can resolve.
-import { gramFloor, gramSingularValues } from '../linalg/gram.ts';
+// The spectral part of a tensor diff: the full spectrum through the Gram matrix of the smaller side
+// (summed in float64 on the host up to a work limit, in float32 on the backend above it), with the
+// top singular values taken from it where it resolves them; randomized subspace iteration on the
+// backend gives σ1 first, the values below the Gram's floor, and the whole answer when the sketch
+// already holds the resolvable spectrum or the matrix is too large for a full spectrum.
+import { gramAccumulation, gramFloor, gramSingularValues, gramWork, PRECISE_GRAM_MAX_WORK } from '../linalg/gram.ts';
 import { randomizedSingularValues, type MatrixBackend } from '../linalg/randomized.ts';
 import { rankAbove, summariseSpectrum } from '../linalg/spectrum.ts';
 import type { SpectrumOptions, TensorDiff } from './types.ts';
@@ -68,23 +70,13 @@ export async function matrixSpectrum(
     });
     const l = sketch.ritz.length;
     const sigma1 = sketch.ritz[0]!;
-    const top = Array.from(sketch.ritz).slice(0, topK);
     const fallbacks = sketch.householderFallbacks ? `,householder ${sketch.householderFallbacks}/${sketch.orthonormalisations}` : '';
     const randomized = `randomized(l=${l},q=${opts.powerIterations ?? 3},cholqr2${fallbacks})`;
     const side = Math.min(m, n);
-    const sketchTolerance = Math.max(m, n) * EPS32 * sigma1;
-    let fields: SpectralFields;
-    if (sketch.complete) {
-      fields = spectralFields(sketch.ritz, frobenius, sketchTolerance, topK, `${randomized}; spectrum complete in sketch`);
-    } else if (sketch.ritz[l - 1]! <= gramFloor(m, n, sigma1)) {
-      // The Gram could add nothing above its floor: the sketch holds the whole resolvable spectrum.
-      const sigma = new Float64Array(side);
-      sigma.set(sketch.ritz);
-      fields = spectralFields(sigma, frobenius, sketchTolerance, topK, `${randomized}; spectrum in sketch, tail below float32 resolution`);
-    } else if (side <= (opts.fullSpectrumMaxSide ?? 4096)) {
-      const gram = await gramSingularValues(backend, a, opts.jacobiMaxN !== undefined ? { jacobiMaxN: opts.jacobiMaxN } : {});
-      fields = spectralFields(gram.values, frobenius, gram.floor, topK, `${randomized}; spectrum gram/${gram.method}`);
-    } else {
+    const maxSide = opts.fullSpectrumMaxSide ?? 4096;
+    const rankTolerance = Math.max(m, n) * EPS32 * sigma1;
+    if (sketch.complete) return spectralFields(sketch.ritz, frobenius, rankTolerance, topK, `${randomized}; spectrum complete in sketch`);
+    if (side > maxSide) {
       return {
         spectral: sigma1,
         nuclear: null,
@@ -95,11 +87,31 @@ export async function matrixSpectrum(
         top_energy_fraction: sigma1 ** 2 / frobenius ** 2,
         numerical_rank: null,
         rank_tolerance: null,
-        top_singular_values: top,
-        method: `${randomized}; no full spectrum (min side ${side} > ${opts.fullSpectrumMaxSide ?? 4096})`,
+        top_singular_values: Array.from(sketch.ritz).slice(0, topK),
+        method: `${randomized}; no full spectrum (min side ${side} > ${maxSide})`,
       };
     }
-    return { ...fields, spectral: sigma1, top_energy_fraction: sigma1 ** 2 / frobenius ** 2, top_singular_values: top };
+    const accumulation = gramAccumulation(m, n, opts.preciseGramMaxWork);
+    if (sketch.ritz[l - 1]! <= gramFloor(m, n, sigma1, accumulation)) {
+      // The Gram could add nothing above its floor: the sketch holds the whole resolvable spectrum.
+      const sigma = new Float64Array(side);
+      sigma.set(sketch.ritz);
+      return spectralFields(sigma, frobenius, rankTolerance, topK, `${randomized}; spectrum in sketch, tail below the gram(${accumulation}) floor`);
+    }
+    const gram = await gramSingularValues(backend, a, {
+      host: delta,
+      ...(opts.jacobiMaxN !== undefined ? { jacobiMaxN: opts.jacobiMaxN } : {}),
+      ...(opts.preciseGramMaxWork !== undefined ? { preciseGramMaxWork: opts.preciseGramMaxWork } : {}),
+    });
+    // The Gram gives σ_i to relative (floor/σ_i)²/2, while q power iterations leave the sketch's values
+    // inside a slowly decaying tail short by percents: the top values come from the Gram. Where the
+    // Gram reports 0 (below its floor) the sketch has nothing better: its Ritz values are lower bounds
+    // and its l-th is above the floor here, so a top-k Ritz value there is float32 rounding.
+    const top = Array.from(gram.values.subarray(0, Math.min(topK, side)));
+    const path = accumulation === 'float64 host' ? accumulation : `${accumulation}: ${gramWork(m, n).toPrecision(2)} multiply-adds > float64 limit ${opts.preciseGramMaxWork ?? PRECISE_GRAM_MAX_WORK}`;
+    const method = `${randomized}; spectrum gram(${path})/${gram.method}, floor ${(gram.floor / gram.values[0]!).toPrecision(2)}·σ1; top-${top.length} from gram`;
+    const fields = spectralFields(gram.values, frobenius, Math.max(rankTolerance, gram.floor), topK, method);
+    return { ...fields, spectral: top[0]!, top_energy_fraction: top[0]! ** 2 / frobenius ** 2, top_singular_values: top };
   } finally {
     backend.dispose(a);
   }

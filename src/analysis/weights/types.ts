@@ -38,11 +38,17 @@ export interface TensorDiff {
   top_energy_fraction: number | null;
   /** Count of σ_i > rank_tolerance; null as nuclear. */
   numerical_rank: number | null;
-  /** The resolution of the method that produced the spectrum (see `method`). */
+  /**
+   * σ at or below this count as zero for numerical_rank: max(m, n)·ε32·σ1 (numpy's matrix_rank
+   * convention for float32 data), or the resolution of the float32 Gram when that ran and is coarser.
+   */
   rank_tolerance: number | null;
   /** Up to topK largest singular values, descending; empty for vectors. */
   top_singular_values: number[];
-  /** How the numbers were obtained, e.g. "randomized(l=26,q=3,householder 2/7); spectrum gram/jacobi". */
+  /**
+   * How the numbers were obtained, e.g. "randomized(l=26,q=3,cholqr2); spectrum gram(float64 host)/jacobi,
+   * floor 4.3e-7·σ1; top-16 from gram".
+   */
   method: string;
 }
 
@@ -89,6 +95,12 @@ export interface SpectrumOptions {
   fullSpectrumMaxSide?: number;
   /** Jacobi eigenvalues up to this Gram size, tridiagonal QL above. Default 256. */
   jacobiMaxN?: number;
+  /**
+   * The Gram is summed in float64 on the host (resolving σ down to ≈ 1e-6·σ1) when that costs at most
+   * this many multiply-adds, min(m, n)²·max(m, n)/2, and in float32 on the backend (≈ 1e-3·σ1) above.
+   * Default 2³⁴ (linalg/gram.ts, PRECISE_GRAM_MAX_WORK).
+   */
+  preciseGramMaxWork?: number;
 }
 
 export interface RunOptions {
