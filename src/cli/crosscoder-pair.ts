@@ -6,13 +6,14 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { collectPairedActivations, defaultLayer, tokenizeCorpus, type CollectSettings, type PairedActivations } from '../analysis/crosscoder/collect.ts';
 import { activationCacheKey, decodeActivations, encodeActivations, fingerprintFiles, sha256Hex } from '../analysis/crosscoder/collect-cache.ts';
-import { pathFileSet, pathSource } from '../io/node-source.ts';
+import { pathSource } from '../io/node-source.ts';
 import { openModel } from '../io/open-model.ts';
 import { FormatError } from '../io/source.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import type { Backend } from '../model/backend.ts';
 import { loraAdapterFromStore } from '../model/lora.ts';
 import { PairedRunner, storeSource, type ModelSource } from '../model/paired.ts';
+import { filesAt, readTokenizerFile } from './models.ts';
 
 export interface OpenedPair {
   readonly base: ModelSource;
@@ -23,7 +24,8 @@ export interface OpenedPair {
   readonly nLayers: number;
 }
 
-export async function openPair(basePath: string, ftPath: string, backend: Backend, signal?: AbortSignal): Promise<OpenedPair> {
+/** `tokenizerPath` (--tokenizer) replaces the tokenizer found beside the models. */
+export async function openPair(basePath: string, ftPath: string, backend: Backend, signal?: AbortSignal, tokenizerPath?: string): Promise<OpenedPair> {
   const baseFiles = await filesAt(basePath, 'base model');
   const base = await openModel(baseFiles);
   if (base.kind === 'peft-adapter') throw new FormatError(basePath, 'is a PEFT adapter; give the model it adapts as <base> and the adapter as <ft>');
@@ -41,14 +43,9 @@ export async function openPair(basePath: string, ftPath: string, backend: Backen
     ftSource = storeSource(ft.store, ft.config, backend, ftPath);
     ftFp = await fingerprintFiles(ftFiles, signal);
   }
-  const tokenizer = base.tokenizer ?? ft.tokenizer;
-  if (!tokenizer) throw new FormatError(basePath, 'has no tokenizer (tokenizer.json, or one inside the GGUF / beside the llama2.c file), so the corpus cannot be tokenized');
+  const tokenizer = tokenizerPath ? await readTokenizerFile(tokenizerPath, baseSource.config.vocab) : (base.tokenizer ?? ft.tokenizer);
+  if (!tokenizer) throw new FormatError(basePath, 'has no tokenizer (tokenizer.json, or one inside the GGUF / beside the llama2.c file), so the corpus cannot be tokenized; give one with --tokenizer');
   return { base: baseSource, ft: ftSource, tokenizer, fingerprints: { base: baseFp, ft: ftFp }, nLayers: baseSource.config.nLayers };
-}
-
-async function filesAt(path: string, what: string) {
-  if (!existsSync(path)) throw new FormatError(path, `no such file or folder (the ${what})`);
-  return pathFileSet(path);
 }
 
 export interface ActivationRequest extends CollectSettings {

@@ -15,16 +15,17 @@ import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { pathSource } from '../io/node-source.ts';
 import { FormatError } from '../io/source.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
+import type { Backend } from '../model/backend.ts';
 import type { Command } from './commands.ts';
+import { str, type Values } from './models.ts';
 import { defaultCacheDir, openPair, prepareActivations, type OpenedPair, type PreparedActivations } from './crosscoder-pair.ts';
 import { UsageError } from './errors.ts';
 
-type Values = Record<string, unknown>;
 
 const USAGE = [
   'train <base> <ft> --corpus f --dict D --k k --steps n --out file.safetensors [--layer i] [--hook resid_post] [--seed s] [--backend cpu|webgpu]',
   '        [--batch tokens] [--lr x] [--k-max k --anneal-steps n] [--aux-alpha a] [--dead-tokens n] [--init-norm x] [--warmup n] [--decay-start n]',
-  '        [--tokens-per-sample n] [--max-samples n] [--skip-positions n] [--holdout fraction] [--eval-tokens n] [--cache dir | --no-cache]',
+  '        [--tokens-per-sample n] [--max-samples n] [--skip-positions n] [--holdout fraction] [--eval-tokens n] [--cache dir | --no-cache] [--tokenizer f]',
   '  latents <file.safetensors> <base> <ft> --corpus f [--top 10] [--sort ft|ft-nu|base|frequency] [--ids 1,2] [--examples 5] [--logits 10]',
 ].join('\n');
 
@@ -58,6 +59,7 @@ export const crosscoder: Command = {
     holdout: { type: 'string' },
     'eval-tokens': { type: 'string' },
     cache: { type: 'string' },
+    tokenizer: { type: 'string' },
     'no-cache': { type: 'boolean' },
     top: { type: 'string' },
     sort: { type: 'string' },
@@ -78,11 +80,6 @@ export const crosscoder: Command = {
 };
 
 // ---------------------------------------------------------------- options
-
-function str(values: Values, name: string): string | undefined {
-  const v = values[name];
-  return typeof v === 'string' ? v : undefined;
-}
 
 function required(values: Values, name: string, sub: string): string {
   const v = str(values, name);
@@ -152,8 +149,7 @@ function interruptSignal(): { signal: AbortSignal; release(): void } {
   return { signal: ac.signal, release: () => process.off('SIGINT', onInt) };
 }
 
-async function activations(sub: string, pair: OpenedPair, values: Values, defaults: { layer?: number; hook?: HookKind; tokensPerSample?: number; skipPositions?: number; maxSamples?: number }, signal: AbortSignal): Promise<PreparedActivations> {
-  const be = createCpuBackend();
+async function activations(sub: string, pair: OpenedPair, be: Backend, values: Values, defaults: { layer?: number; hook?: HookKind; tokensPerSample?: number; skipPositions?: number; maxSamples?: number }, signal: AbortSignal): Promise<PreparedActivations> {
   const layer = num(values, 'layer', { min: 0 }) ?? defaults.layer;
   if (layer !== undefined && layer >= pair.nLayers) throw new UsageError(`--layer ${layer} is outside 0..${pair.nLayers - 1}`);
   const hook = hookOption(values) ?? defaults.hook;
@@ -364,8 +360,8 @@ async function runTrain(args: string[], values: Values): Promise<TrainSummary> {
   const interrupt = interruptSignal();
   try {
     const be = createCpuBackend();
-    const pair = await openPair(basePath, ftPath, be, interrupt.signal);
-    const prepared = await activations('train', pair, values, {}, interrupt.signal);
+    const pair = await openPair(basePath, ftPath, be, interrupt.signal, str(values, 'tokenizer'));
+    const prepared = await activations('train', pair, be, values, {}, interrupt.signal);
     const acts = prepared.acts;
     const d = acts.d;
     const D = dict ?? 32 * d;
@@ -546,7 +542,7 @@ async function runLatents(args: string[], values: Values): Promise<LatentsResult
       return j;
     });
     const be = createCpuBackend();
-    const pair = await openPair(basePath, ftPath, be, interrupt.signal);
+    const pair = await openPair(basePath, ftPath, be, interrupt.signal, str(values, 'tokenizer'));
     const hookKind = model.info.hook_kind;
     const layer = intInfo(model, 'layer');
     const tokensPerSample = intInfo(model, 'tokens_per_sample');
@@ -555,6 +551,7 @@ async function runLatents(args: string[], values: Values): Promise<LatentsResult
     const prepared = await activations(
       'latents',
       pair,
+      be,
       values,
       {
         ...(layer !== undefined ? { layer } : {}),

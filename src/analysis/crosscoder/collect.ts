@@ -6,6 +6,7 @@
 import { hookName, type TokenInput } from '../../model/transformer.ts';
 import type { PairedRunner } from '../../model/paired.ts';
 import type { Tokenizer } from '../../io/tokenizer.ts';
+import { corpusLines } from '../activations/corpus.ts';
 import { computeNormalization, type Normalization } from './model.ts';
 import { createRng } from './rng.ts';
 import type { BatchSource, PairBatch } from './trainer.ts';
@@ -60,15 +61,14 @@ export interface PairedActivations {
   readonly info: Readonly<Record<string, string>>;
 }
 
-/** Each non-empty line of a corpus tokenized as the tokenizer's family expects (BOS where its post-processor adds one), then cut. */
+/** Each non-empty line of a corpus (trimmed, as corpusLines) tokenized as the tokenizer's family expects (BOS where its post-processor adds one), then cut. */
 export function tokenizeCorpus(text: string, tokenizer: Tokenizer, opts: CorpusOptions = {}): number[][] {
   const perSample = opts.tokensPerSample ?? 128;
   if (!Number.isInteger(perSample) || perSample < 1) throw new RangeError(`tokens per sample must be a positive integer, got ${perSample}`);
   const max = opts.maxSamples ?? Infinity;
   const out: number[][] = [];
-  for (const line of text.split(/\r?\n/)) {
+  for (const line of corpusLines(text)) {
     if (out.length >= max) break;
-    if (line.trim() === '') continue;
     const ids = tokenizer.encode(line);
     if (ids.length > 0) out.push(ids.slice(0, perSample));
   }
