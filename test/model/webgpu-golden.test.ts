@@ -1,5 +1,5 @@
 // The same forward pass on the WebGPU backend (Dawn in Node, software adapter): golden hooks of
-// three architectures and a greedy continuation with the KV cache.
+// every architecture, base and fine-tune, and their greedy continuations with the KV cache.
 import { readFile } from 'node:fs/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useDawn } from '../../src/gpu/dawn-node.ts';
@@ -14,20 +14,19 @@ beforeAll(async () => {
   gpu = await createWebGpuBackend();
 });
 
-describe.each(['gpt2', 'gemma2', 'qwen3'])('%s on the WebGPU backend', (arch) => {
-  it('ft: every hook matches golden.safetensors', async () => {
-    const model = await loadFixture(`arch/${arch}/ft`, gpu);
+const ARCHS = ['gpt2', 'llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'gemma2', 'gemma3'];
+
+describe.each(ARCHS)('%s on the WebGPU backend', (arch) => {
+  it.each(['base', 'ft'] as const)('%s: every hook matches golden.safetensors and the greedy continuation equals ground_truth.json', async (role) => {
+    const model = await loadFixture(`arch/${arch}/${role}`, gpu);
     expect(model.weight('embed.W_E').backend).toBe('webgpu');
-    const diffs = await compareWithGolden(model, await readGolden(`${FIXTURES}arch/${arch}/golden.safetensors`), 'ft.', 1e-4, 1e-4);
+    const diffs = await compareWithGolden(model, await readGolden(`${FIXTURES}arch/${arch}/golden.safetensors`), `${role}.`, 1e-4, 1e-4);
     expect(diffs.size).toBe(14);
     expect(failures(diffs)).toEqual([]);
+    const truth = JSON.parse(await readFile(`${FIXTURES}arch/${arch}/ground_truth.json`, 'utf8')) as Record<string, number[]>;
+    const prompt = truth.greedy_prompt!;
+    const expected = truth[`greedy_${role}`]!;
+    expect(await model.generate(prompt, expected.length)).toEqual(expected);
     model.dispose();
   });
-});
-
-it('phi3 on WebGPU: greedy continuation with the KV cache equals ground_truth.json', async () => {
-  const truth = JSON.parse(await readFile(`${FIXTURES}arch/phi3/ground_truth.json`, 'utf8')) as { greedy_prompt: number[]; greedy_base: number[] };
-  const model = await loadFixture('arch/phi3/base', gpu);
-  expect(await model.generate(truth.greedy_prompt, truth.greedy_base.length)).toEqual(truth.greedy_base);
-  model.dispose();
 });
