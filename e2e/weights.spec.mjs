@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const demo = join(root, 'public', 'models', 'demo');
@@ -160,4 +161,64 @@ export const tests = {
     assert.ok(await rail.getByRole('button', { name: 'Weights', exact: true }).isDisabled(), 'no weights view for a mismatched pair');
     await screenshot('own-models-errors');
   },
+};
+
+/** A copy of a one-file safetensors checkpoint split into two shards with model.safetensors.index.json. */
+function shardedCopy(folder) {
+  const bytes = readFileSync(join(folder, 'model.safetensors'));
+  const headerLen = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLen).toString('utf8'));
+  const data = bytes.subarray(8 + headerLen);
+  const names = Object.keys(header).filter((n) => n !== '__metadata__').sort();
+  const out = mkdtempSync(join(tmpdir(), 'nd-sharded-'));
+  const half = Math.ceil(names.length / 2);
+  const weightMap = {};
+  [names.slice(0, half), names.slice(half)].forEach((group, i) => {
+    const file = `model-0000${i + 1}-of-00002.safetensors`;
+    const h = {};
+    const parts = [];
+    let offset = 0;
+    for (const name of group) {
+      const [begin, end] = header[name].data_offsets;
+      h[name] = { ...header[name], data_offsets: [offset, offset + end - begin] };
+      parts.push(data.subarray(begin, end));
+      offset += end - begin;
+      weightMap[name] = file;
+    }
+    let json = JSON.stringify(h);
+    while ((8 + Buffer.byteLength(json)) % 8 !== 0) json += ' ';
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+    writeFileSync(join(out, file), Buffer.concat([len, Buffer.from(json), ...parts]));
+  });
+  writeFileSync(join(out, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  copyFileSync(join(folder, 'config.json'), join(out, 'config.json'));
+  return out;
+}
+
+tests['a dropped folder with a sharded checkpoint is compared tensor by tensor'] = async ({ page, url, screenshot }) => {
+  const arch = join(root, 'test', 'fixtures', 'arch', 'llama');
+  const truth = JSON.parse(readFileSync(join(arch, 'ground_truth.json'), 'utf8'));
+  await page.goto(url());
+  await page.getByTestId('use-own-models').click();
+  await page.getByTestId('input-folder-base').setInputFiles(shardedCopy(join(arch, 'base')));
+  await page.getByTestId('input-folder-ft').setInputFiles(join(arch, 'ft'));
+  assert.deepEqual(
+    await page.getByTestId('files-base').locator('td.files-path').allTextContents(),
+    ['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json'],
+    'both shards and the index are listed',
+  );
+  await page.getByTestId('drop-base').getByTestId('load-status').and(page.locator('.ok')).waitFor();
+  await page.getByTestId('drop-ft').getByTestId('load-status').and(page.locator('.ok')).waitFor();
+  await page.getByTestId('open-weights').click();
+  await waitForDiff(page);
+  for (const name of Object.keys(truth.changed_tensors)) {
+    await page.locator(`rect.cell[data-tensor="${name}"]`).click();
+    const panel = await page.getByTestId('tensor-panel').textContent();
+    assert.ok(panel.includes(name), `the panel opens ${name}`);
+  }
+  const frob = truth.changed_tensors['model.layers.2.self_attn.o_proj.weight'].frobenius;
+  const shown = Number((await page.getByTestId('stat-frobenius').textContent())?.trim());
+  assert.ok(Math.abs(shown - frob) <= 1e-3 * frob, `‖ΔW‖_F of o_proj across shards: ${shown} vs ${frob}`);
+  await screenshot('weights-sharded');
 };
