@@ -89,8 +89,8 @@ export interface SpectrumOptions {
   seed?: number;
   /**
    * The full spectrum (nuclear norm, effective rank, energy ranks) comes from the Gram matrix of
-   * the smaller side when that side is at most this long. Default 4096. Cost: 2·m·n·min(m, n)
-   * flops on the backend plus 4/3·min(m, n)³ on the host.
+   * the smaller side when that side is at most this long. Default 4096. Cost: the Gram
+   * (min(m, n)²·max(m, n)/2 multiply-adds, see preciseGramMaxWork) plus 4/3·min(m, n)³ flops on the host.
    */
   fullSpectrumMaxSide?: number;
   /** Jacobi eigenvalues up to this Gram size, tridiagonal QL above. Default 256. */
