@@ -170,7 +170,7 @@ export const svdBench: Bench = {
       rmSync(work, { recursive: true, force: true });
     }
     notes.push(`ours randomized and numpy randomized: l = k + ${OVERSAMPLE} columns, q = ${POWER_ITERATIONS} power iterations (torch.svd_lowrank: q = l, niter = ${POWER_ITERATIONS}); numpy svd: dgesdd on the float32 input upcast to float64; torch svdvals: sgesdd in float32`);
-    notes.push(`matrices: rank-${RANK} part with σ_i ∝ e^(−i/8) plus unit Gaussian noise, float32; ours zeroes σ below the float32 Gram floor`);
+    notes.push(`matrices: rank-${RANK} part with σ_i ∝ e^(−i/8) plus unit Gaussian noise, float32; ours sums the Gram in float64 on the host (named in method) and zeroes σ only below the eigensolver's error floor`);
     notes.push(`${loadAtStart} at start, ${loadText()} at end`);
     console.log(`== svd\n${[...new Set(notes)].join('\n')}\n\n${report(rows)}\n(${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
     const path = writeResults('svd', { k: K, oversample: OVERSAMPLE, powerIterations: POWER_ITERATIONS, peerThreads: threads, notes, rows });
