@@ -3,17 +3,11 @@
 // one request at a time. A running request is cancelled through a shared flag, because a worker busy
 // on the CPU backend reads no messages until it is done.
 import type { Progress } from '../analysis/activations/run.ts';
-import type { ByteSource, FileSet } from '../io/source.ts';
 import type { Backend } from '../model/backend.ts';
 import { openActivationPair, runActivationTask, type ActivationRequest, type ActivationResult, type LoadedPair, type PairFiles, type PairInfo } from './activations-compute.ts';
 import type { Role } from './models.ts';
-import { READ_CHUNK, type Port } from './weights-protocol.ts';
+import { createFileProxy, errorMessage, fileManifest, READ_CHUNK, serveRead, type FileEntry, type Port, type ReadReply, type ReadRequest } from './file-proxy.ts';
 
-interface FileEntry {
-  path: string;
-  name: string;
-  size: number;
-}
 
 /** Run id −1: the pair's loading. */
 export const LOAD_ID = -1;
@@ -21,11 +15,10 @@ export const LOAD_ID = -1;
 type ToWorker =
   | { type: 'open'; files: Record<Role, FileEntry[]>; cancel: SharedArrayBuffer | null }
   | { type: 'run'; id: number; request: ActivationRequest }
-  | { type: 'bytes'; id: number; bytes: ArrayBuffer }
-  | { type: 'read-error'; id: number; message: string };
+  | ReadReply;
 
 type FromWorker =
-  | { type: 'read'; id: number; role: Role; path: string; offset: number; length: number }
+  | ReadRequest
   | { type: 'progress'; id: number; progress: Progress }
   | { type: 'result'; id: number; result: ActivationResult; ms: number; info: PairInfo }
   | { type: 'error'; id: number; message: string; cancelled: boolean };
@@ -39,7 +32,6 @@ export interface ActivationOutcome {
   cachedAt?: number;
 }
 
-const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 const cancelledError = () => new DOMException('the analysis was cancelled', 'AbortError');
 
@@ -81,8 +73,7 @@ export class ActivationSession {
     this.flag = canShareMemory() ? new Int32Array(new SharedArrayBuffer(4)) : null;
     this.flag?.fill(LOAD_ID - 1);
     port.addEventListener('message', this.onMessage);
-    const manifest = (set: FileSet) => [...set].map(([path, src]) => ({ path, name: src.name, size: src.size }));
-    this.post({ type: 'open', files: { base: manifest(files.base), ft: manifest(files.ft) }, cancel: this.flag ? (this.flag.buffer as SharedArrayBuffer) : null });
+    this.post({ type: 'open', files: { base: fileManifest(files.base), ft: fileManifest(files.ft) }, cancel: this.flag ? (this.flag.buffer as SharedArrayBuffer) : null });
   }
 
   /** Runs a request after those before it; rejects with the worker's message, or an AbortError when cancelled. */
@@ -139,21 +130,9 @@ export class ActivationSession {
 
   private receive(m: FromWorker) {
     switch (m.type) {
-      case 'read': {
-        const src = (m.role === 'base' ? this.files.base : this.files.ft).get(m.path);
-        if (!src) {
-          this.post({ type: 'read-error', id: m.id, message: `${m.path}: no such file` });
-          return;
-        }
-        src.read(m.offset, m.length, this.life.signal).then(
-          (bytes) => {
-            const copy = bytes.slice();
-            this.post({ type: 'bytes', id: m.id, bytes: copy.buffer }, [copy.buffer]);
-          },
-          (err: unknown) => this.post({ type: 'read-error', id: m.id, message: message(err) }),
-        );
+      case 'read':
+        serveRead(m, this.files, this.life.signal, (reply, transfer) => this.post(reply, transfer));
         return;
-      }
       case 'progress':
         if (m.id === LOAD_ID) this.loadProgress = m.progress;
         if (this.current && (m.id === LOAD_ID || m.id === this.current.id) && !this.current.signal.aborted) this.current.onProgress(m.progress);
@@ -177,35 +156,13 @@ export class ActivationSession {
 
 /** Worker side: opens the pair on 'open', then answers each 'run' in order. */
 export function serveActivations(port: Port, makeBackend: () => Promise<{ backend: Backend; name: string }>, chunk = READ_CHUNK): void {
-  let nextRead = 0;
-  const pending = new Map<number, { resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>();
   const post = (m: FromWorker) => port.postMessage(m, []);
   let flag: Int32Array | null = null;
   let loaded: Promise<LoadedPair> | null = null;
   let chain: Promise<void> = Promise.resolve();
 
-  const request = (role: Role, path: string, offset: number, length: number) =>
-    new Promise<Uint8Array>((resolve, reject) => {
-      const id = nextRead++;
-      pending.set(id, { resolve, reject });
-      post({ type: 'read', id, role, path, offset, length });
-    });
-  const proxy = (role: Role, entries: FileEntry[]): FileSet =>
-    new Map(
-      entries.map(({ path, name, size }) => {
-        const src: ByteSource = {
-          name,
-          size,
-          async read(offset, length) {
-            if (length <= chunk) return request(role, path, offset, length);
-            const out = new Uint8Array(length);
-            for (let pos = 0; pos < length; pos += chunk) out.set(await request(role, path, offset + pos, Math.min(chunk, length - pos)), pos);
-            return out;
-          },
-        };
-        return [path, src];
-      }),
-    );
+  const fileProxy = createFileProxy(post, chunk);
+  const proxy = fileProxy.files;
 
   /** A signal that also polls the shared flag wherever the analyses check for cancellation. */
   const signalFor = (id: number) => {
@@ -239,7 +196,7 @@ export function serveActivations(port: Port, makeBackend: () => Promise<{ backen
       signal.throwIfAborted();
       post({ type: 'result', id, result, ms: performance.now() - t0, info: pair.info });
     } catch (err) {
-      post({ type: 'error', id, message: message(err), cancelled: signal.aborted });
+      post({ type: 'error', id, message: errorMessage(err), cancelled: signal.aborted });
     }
   };
 
@@ -247,13 +204,9 @@ export function serveActivations(port: Port, makeBackend: () => Promise<{ backen
     const m = e.data as ToWorker;
     switch (m.type) {
       case 'bytes':
-      case 'read-error': {
-        const p = pending.get(m.id);
-        pending.delete(m.id);
-        if (m.type === 'bytes') p?.resolve(new Uint8Array(m.bytes));
-        else p?.reject(new Error(m.message));
+      case 'read-error':
+        fileProxy.receive(m);
         return;
-      }
       case 'open': {
         if (loaded) return;
         flag = m.cancel ? new Int32Array(m.cancel) : null;

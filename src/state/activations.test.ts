@@ -12,7 +12,7 @@ import { MAX_PROMPT_TOKENS, openActivationPair, runActivationTask, type Activati
 import { ActivationSession, serveActivations } from './activations-protocol.ts';
 import { openModelLoader } from './open-weights.ts';
 import { createAppStore } from './store.ts';
-import type { Port } from './weights-protocol.ts';
+import type { Port } from './file-proxy.ts';
 
 const backend = createCpuBackend();
 const DEMO = 'test/fixtures/demo';

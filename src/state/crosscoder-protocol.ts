@@ -6,7 +6,7 @@
 // where memory cannot be shared, through a message the training loop reads when it yields.
 import { loadCrosscoder, saveCrosscoder } from '../analysis/crosscoder/file.ts';
 import type { CrosscoderEngine } from '../analysis/crosscoder/engine.ts';
-import { blobSource, type ByteSource, type FileSet } from '../io/source.ts';
+import { blobSource, type FileSet } from '../io/source.ts';
 import type { Backend } from '../model/backend.ts';
 import {
   analyseCrosscoder,
@@ -33,13 +33,8 @@ import {
   type TrainSettings,
 } from './crosscoder-compute.ts';
 import type { Role } from './models.ts';
-import { READ_CHUNK, type Port } from './weights-protocol.ts';
+import { createFileProxy, errorMessage, fileManifest, READ_CHUNK, serveRead, type FileEntry, type Port, type ReadReply, type ReadRequest } from './file-proxy.ts';
 
-interface FileEntry {
-  path: string;
-  name: string;
-  size: number;
-}
 
 export type CrosscoderOp =
   | { kind: 'train'; collect: CollectRequest; settings: TrainSettings }
@@ -74,17 +69,15 @@ type ToWorker =
   | { type: 'open'; files: Record<Role, FileEntry[]>; control: SharedArrayBuffer | null }
   | { type: 'op'; id: number; op: CrosscoderOp }
   | { type: 'command'; id: number; command: Command }
-  | { type: 'bytes'; id: number; bytes: ArrayBuffer }
-  | { type: 'read-error'; id: number; message: string };
+  | ReadReply;
 
 type FromWorker =
-  | { type: 'read'; id: number; role: Role; path: string; offset: number; length: number }
+  | ReadRequest
   | { type: 'progress'; id: number; progress: Progress }
   | { type: 'steps'; id: number; points: StepPoint[] }
   | { type: 'result'; id: number; result: CrosscoderOpResult }
   | { type: 'error'; id: number; message: string; cancelled: boolean };
 
-const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 export const cancelledError = () => new DOMException('the crosscoder run was cancelled', 'AbortError');
 
 export function canShareMemory(): boolean {
@@ -127,8 +120,7 @@ export class CrosscoderSession {
     this.control = canShareMemory() ? new Int32Array(new SharedArrayBuffer(8)) : null;
     this.control?.fill(-1);
     port.addEventListener('message', this.onMessage);
-    const manifest = (set: FileSet) => [...set].map(([path, src]) => ({ path, name: src.name, size: src.size }));
-    this.post({ type: 'open', files: { base: manifest(files.base), ft: manifest(files.ft) }, control: this.control ? (this.control.buffer as SharedArrayBuffer) : null });
+    this.post({ type: 'open', files: { base: fileManifest(files.base), ft: fileManifest(files.ft) }, control: this.control ? (this.control.buffer as SharedArrayBuffer) : null });
   }
 
   /** Runs an operation after those before it; rejects with the worker's message, or an AbortError when cancelled. */
@@ -189,21 +181,9 @@ export class CrosscoderSession {
 
   private receive(m: FromWorker) {
     switch (m.type) {
-      case 'read': {
-        const src = (m.role === 'base' ? this.files.base : this.files.ft).get(m.path);
-        if (!src) {
-          this.post({ type: 'read-error', id: m.id, message: `${m.path}: no such file` });
-          return;
-        }
-        src.read(m.offset, m.length, this.life.signal).then(
-          (bytes) => {
-            const copy = bytes.slice();
-            this.post({ type: 'bytes', id: m.id, bytes: copy.buffer }, [copy.buffer]);
-          },
-          (err: unknown) => this.post({ type: 'read-error', id: m.id, message: message(err) }),
-        );
+      case 'read':
+        serveRead(m, this.files, this.life.signal, (reply, transfer) => this.post(reply, transfer));
         return;
-      }
       case 'progress':
         if (this.current?.id === m.id && !this.current.cancelled) this.current.onProgress?.(m.progress);
         return;
@@ -244,8 +224,6 @@ export interface ServeOptions {
 export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions = {}): void {
   const chunk = opts.chunk ?? READ_CHUNK;
   const stepFlushMs = opts.stepFlushMs ?? 150;
-  let nextRead = 0;
-  const pending = new Map<number, { resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>();
   const post = (m: FromWorker, transfer: Transferable[] = []) => port.postMessage(m, transfer);
   let control: Int32Array | null = null;
   let opened: Promise<OpenedPair> | null = null;
@@ -262,28 +240,8 @@ export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions
   // The models load on first use, within whichever operation needs them first.
   let reportLoad: ((p: Progress) => void) | null = null;
 
-  const request = (role: Role, path: string, offset: number, length: number) =>
-    new Promise<Uint8Array>((resolve, reject) => {
-      const id = nextRead++;
-      pending.set(id, { resolve, reject });
-      post({ type: 'read', id, role, path, offset, length });
-    });
-  const proxy = (role: Role, entries: FileEntry[]): FileSet =>
-    new Map(
-      entries.map(({ path, name, size }) => {
-        const src: ByteSource = {
-          name,
-          size,
-          async read(offset, length) {
-            if (length <= chunk) return request(role, path, offset, length);
-            const out = new Uint8Array(length);
-            for (let pos = 0; pos < length; pos += chunk) out.set(await request(role, path, offset + pos, Math.min(chunk, length - pos)), pos);
-            return out;
-          },
-        };
-        return [path, src];
-      }),
-    );
+  const fileProxy = createFileProxy(post, chunk);
+  const proxy = fileProxy.files;
 
   /** The command for operation `id`, from the shared flag or a message. */
   const commandFor = (id: number): Command | undefined => {
@@ -415,13 +373,9 @@ export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions
     const m = e.data as ToWorker;
     switch (m.type) {
       case 'bytes':
-      case 'read-error': {
-        const p = pending.get(m.id);
-        pending.delete(m.id);
-        if (m.type === 'bytes') p?.resolve(new Uint8Array(m.bytes));
-        else p?.reject(new Error(m.message));
+      case 'read-error':
+        fileProxy.receive(m);
         return;
-      }
       case 'command':
         commands.set(m.id, m.command);
         return;
@@ -445,7 +399,7 @@ export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions
           } catch (err) {
             const cancelled = commandFor(m.id) === 'cancel';
             if (cancelled) dropTraining();
-            post({ type: 'error', id: m.id, message: message(err), cancelled });
+            post({ type: 'error', id: m.id, message: errorMessage(err), cancelled });
           } finally {
             commands.delete(m.id);
           }

@@ -4,7 +4,7 @@ import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { gpuStatus } from '../gpu/device.ts';
 import { createWebGpuBackend } from '../kernels/webgpu-backend.ts';
 import { serveCrosscoder } from './crosscoder-protocol.ts';
-import type { Port } from './weights-protocol.ts';
+import type { Port } from './file-proxy.ts';
 
 // A software WebGPU adapter (SwiftShader) is slower than plain JavaScript: the models and the
 // crosscoder run on the GPU only where the adapter is hardware.

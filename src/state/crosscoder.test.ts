@@ -26,7 +26,7 @@ import {
 import { CrosscoderSession, serveCrosscoder, type CrosscoderOp, type CrosscoderOpResult } from './crosscoder-protocol.ts';
 import { openModelLoader } from './open-weights.ts';
 import { createAppStore } from './store.ts';
-import type { Port } from './weights-protocol.ts';
+import type { Port } from './file-proxy.ts';
 
 const backend = createCpuBackend();
 const DEMO = 'test/fixtures/demo';

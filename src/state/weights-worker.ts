@@ -2,7 +2,8 @@
 import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { gpuStatus } from '../gpu/device.ts';
 import { createWebGpuBackend } from '../kernels/webgpu-backend.ts';
-import { serveWeightsDiff, type Port } from './weights-protocol.ts';
+import type { Port } from './file-proxy.ts';
+import { serveWeightsDiff } from './weights-protocol.ts';
 
 // A software WebGPU adapter (SwiftShader) is several times slower than plain JavaScript, so the
 // spectra run on the GPU only where the adapter is hardware.

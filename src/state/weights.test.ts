@@ -8,7 +8,8 @@ import type { ByteSource, FileSet } from '../io/source.ts';
 import { openModelLoader } from './open-weights.ts';
 import { createAppStore } from './store.ts';
 import { computeWeightsDiff, type DiffProgress } from './weights-compute.ts';
-import { runOverPort, serveWeightsDiff, type Port } from './weights-protocol.ts';
+import type { Port } from './file-proxy.ts';
+import { runOverPort, serveWeightsDiff } from './weights-protocol.ts';
 import type { WeightsRunner } from './weights.ts';
 
 const backend = createCpuBackend();
