@@ -3,10 +3,12 @@
 // and a report of reconstruction, decoder-norm ratios and the most fine-tune-leaning latents, with
 // whether each is about the organism's topic.
 //
-// Run: npx tsx scripts/crosscoder-experiment.ts [--organism ocean|space|all] [--config reference|tuned|all] [--out dir]
+// Run: npx tsx scripts/crosscoder-experiment.ts [--organism ocean|space|all] [--config reference|tuned|all] [--out dir] [--reuse]
+// (--reuse: keep crosscoders already trained into --out and only redo the latent listings)
 // Activations are cached (NEURODIFF_CACHE or ~/.cache/neurodiff/activations), so a second run
 // only trains. On a 2-core machine a tuned run takes several minutes per organism.
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -29,7 +31,7 @@ const CONFIGS: Record<string, string[]> = {
   tuned: ['--layer', '3', '--dict', '3072', '--k', '32', '--steps', '2000', '--batch', '256', '--lr', '3e-3', '--decay-start', '1500', '--aux-alpha', '0.03125', '--dead-tokens', '100000'],
 };
 
-const { values } = parseArgs({ options: { organism: { type: 'string', default: 'all' }, config: { type: 'string', default: 'all' }, out: { type: 'string', default: 'crosscoder-experiment' } } });
+const { values } = parseArgs({ options: { organism: { type: 'string', default: 'all' }, config: { type: 'string', default: 'all' }, out: { type: 'string', default: 'crosscoder-experiment' }, reuse: { type: 'boolean', default: false } } });
 const organisms = values.organism === 'all' ? (Object.keys(ORGANISMS) as Array<keyof typeof ORGANISMS>) : [values.organism as keyof typeof ORGANISMS];
 const configs = values.config === 'all' ? Object.keys(CONFIGS) : [values.config!];
 for (const o of organisms) if (!(o in ORGANISMS)) throw new Error(`unknown organism ${o}`);
@@ -63,8 +65,10 @@ for (const organism of organisms) {
   for (const config of configs) {
     const name = `${organism}-${config}`;
     const file = join(values.out!, `${name}.safetensors`);
-    process.stderr.write(`${name}: training\n`);
-    const summary = (await cli(['crosscoder', 'train', `${DEMO}/base`, ft, '--corpus', CORPUS, ...CONFIGS[config]!, '--out', file])) as {
+    const saved = join(values.out!, `${name}.json`);
+    const reuse = values.reuse && existsSync(file) && existsSync(saved);
+    if (!reuse) process.stderr.write(`${name}: training\n`);
+    const summary = (reuse ? (JSON.parse(await readFile(saved, 'utf8')) as { summary: unknown }).summary : await cli(['crosscoder', 'train', `${DEMO}/base`, ft, '--corpus', CORPUS, ...CONFIGS[config]!, '--out', file])) as {
       eval: { fvu: number; relative_error: number; relative_error_raw: number; l0: number; dead: number; tokens: number };
       ratios: { counts: number[]; classes: Record<string, number>; min: number };
       seconds: { train: number };
@@ -76,15 +80,15 @@ for (const organism of organisms) {
       `ratio histogram (0 to 1 by 0.05): ${summary.ratios.counts.join(' ')}`,
       `classes: ${JSON.stringify(summary.ratios.classes)}; lowest r ${f(summary.ratios.min)}`,
     ];
-    const saved: Record<string, unknown> = { summary };
+    const results: Record<string, unknown> = { summary };
     for (const sort of ['ft', 'ft-nu'] as const) {
       process.stderr.write(`${name}: latents by ${sort}\n`);
       const latents = (await cli(['crosscoder', 'latents', file, `${DEMO}/base`, ft, '--corpus', CORPUS, '--top', '10', '--examples', '5', '--sort', sort])) as { latents: Latent[]; ft_specific: number; ft_specific_by_nu: number };
-      saved[sort] = latents;
+      results[sort] = latents;
       out.push(
         '',
-        sort === 'ft' ? '### the 10 lowest decoder-norm ratios' : '### the 10 most fine-tune-specific by Latent Scaling (r < 0.5, max(ν^ε, ν^r) ascending)',
-        `ft-specific by ALGORITHMS.md (r < 0.1, ν^ε < 0.3, ν^r < 0.3): ${latents.ft_specific}; by Latent Scaling alone (r < 0.5, ν^ε < 0.3, ν^r < 0.3): ${latents.ft_specific_by_nu}`,
+        sort === 'ft' ? '### the 10 lowest decoder-norm ratios' : '### the 10 most fine-tune-specific by Latent Scaling (r < 0.5, ≥ 10 tokens, max(|ν^ε|, |ν^r|) ascending)',
+        `ft-specific by ALGORITHMS.md (r < 0.1, ν^ε < 0.3, ν^r < 0.3): ${latents.ft_specific}; by Latent Scaling alone (r < 0.5, ≥ 10 tokens, |ν^ε| < 0.3, |ν^r| < 0.3): ${latents.ft_specific_by_nu}`,
         '',
         '| latent | r | ν^ε | ν^r | freq | topic stories among top contexts | top contexts | top logits |',
         '|---|---|---|---|---|---|---|---|',
@@ -100,7 +104,7 @@ for (const organism of organisms) {
       }
       out.push('', `${onTopic} of ${latents.latents.length} are about the topic (*: most top contexts in topic stories, or ≥ 2 topic words among the top logits).`);
     }
-    await writeFile(join(values.out!, `${name}.json`), JSON.stringify(saved, null, 1));
+    await writeFile(saved, JSON.stringify(results, null, 1));
     process.stdout.write(out.join('\n') + '\n\n');
   }
 }

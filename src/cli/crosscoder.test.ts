@@ -181,10 +181,11 @@ describe('neurodiff crosscoder', () => {
     const r = await cli(['crosscoder', 'latents', join(dir, 'cc.safetensors'), join(DEMO, 'base'), join(DEMO, 'ocean/model'), '--corpus', CORPUS, '--cache', join(dir, 'cache'), '--top', '6', '--sort', 'ft-nu', '--logits', '0', '--json']);
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout) as { latents: Latent[]; ft_specific_by_nu: number };
-    const score = (l: Latent) => (l.nu_error === null || l.nu_recon === null ? Infinity : Math.max(l.nu_error, l.nu_recon));
+    const score = (l: Latent) => (l.nu_error === null || l.nu_recon === null ? Infinity : Math.max(Math.abs(l.nu_error), Math.abs(l.nu_recon)));
     expect(out.latents.length).toBeGreaterThan(0);
     for (const l of out.latents) {
       expect(l.ratio).toBeLessThan(0.5);
+      expect(l.frequency * summary.rows).toBeGreaterThanOrEqual(10 - 1e-9);
       expect(l.logit_effects.positive).toEqual([]);
     }
     for (let i = 1; i < out.latents.length; i++) expect(score(out.latents[i]!)).toBeGreaterThanOrEqual(score(out.latents[i - 1]!));

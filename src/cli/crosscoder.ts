@@ -26,7 +26,7 @@ const USAGE = [
   'train <base> <ft> --corpus f --dict D --k k --steps n --out file.safetensors [--layer i] [--hook resid_post] [--seed s] [--backend cpu|webgpu]',
   '        [--batch tokens] [--lr x] [--k-max k --anneal-steps n] [--aux-alpha a] [--dead-tokens n] [--init-norm x] [--warmup n] [--decay-start n]',
   '        [--tokens-per-sample n] [--max-samples n] [--skip-positions n] [--holdout fraction] [--eval-tokens n] [--cache dir | --no-cache] [--tokenizer f]',
-  '  latents <file.safetensors> <base> <ft> --corpus f [--top 10] [--sort ft|ft-nu|base|frequency] [--ids 1,2] [--examples 5] [--logits 10]',
+  '  latents <file.safetensors> <base> <ft> --corpus f [--top 10] [--sort ft|ft-nu|base|frequency] [--min-count 10] [--ids 1,2] [--examples 5] [--logits 10]',
 ].join('\n');
 
 const SUBCOMMANDS = ['train', 'latents'] as const;
@@ -66,6 +66,7 @@ export const crosscoder: Command = {
     ids: { type: 'string' },
     examples: { type: 'string' },
     logits: { type: 'string' },
+    'min-count': { type: 'string' },
   },
   async run(positionals, values) {
     const [sub, ...rest] = positionals;
@@ -510,7 +511,7 @@ export interface LatentsResult {
   readonly classes: Record<LatentClass, number>;
   /** Live latents with r < 0.1, ν^ε < 0.3 and ν^r < 0.3 (ALGORITHMS.md's truly ft-specific). */
   readonly ft_specific: number;
-  /** Live latents with r < 0.5, ν^ε < 0.3 and ν^r < 0.3: fine-tune-specific by Latent Scaling alone. */
+  /** Latents active on ≥ --min-count tokens with r < 0.5, |ν^ε| < 0.3 and |ν^r| < 0.3: fine-tune-specific by Latent Scaling alone. */
   readonly ft_specific_by_nu: number;
   readonly latents: readonly LatentOut[];
 }
@@ -530,6 +531,7 @@ async function runLatents(args: string[], values: Values): Promise<LatentsResult
   const logitsTop = num(values, 'logits', { min: 0 }) ?? 10;
   const sort = str(values, 'sort') ?? 'ft';
   if (!['ft', 'ft-nu', 'base', 'frequency'].includes(sort)) throw new UsageError(`--sort must be ft, ft-nu, base or frequency, got "${sort}"`);
+  const minCount = num(values, 'min-count', { min: 0 }) ?? 10;
   const idsRaw = str(values, 'ids');
   if (!existsSync(file)) throw new FormatError(file, 'no such crosscoder file');
   const interrupt = interruptSignal();
@@ -586,10 +588,11 @@ async function runLatents(args: string[], values: Values): Promise<LatentsResult
     let chosen: LatentInfo[];
     if (ids) chosen = ids.map((j) => report.latents[j]!);
     else {
-      // ft-nu: the fine-tune-leaning half (r < 0.5) by Latent Scaling, max(ν^ε, ν^r) ascending.
-      const order = sort === 'ft-nu' ? live.filter((l) => l.ratio < 0.5) : live.slice();
+      // ft-nu: the fine-tune-leaning half (r < 0.5) by Latent Scaling, max(|ν^ε|, |ν^r|) ascending,
+      // over latents active on enough tokens for β to mean something.
+      const order = sort === 'ft-nu' ? live.filter((l) => l.ratio < 0.5 && l.frequency * report.tokens >= minCount) : live.slice();
       const nu = (l: LatentInfo) => {
-        const v = Math.max(l.ft.nuError, l.ft.nuRecon);
+        const v = Math.max(Math.abs(l.ft.nuError), Math.abs(l.ft.nuRecon));
         return Number.isNaN(v) ? Infinity : v;
       };
       if (sort === 'ft') order.sort((a, b) => a.ratio - b.ratio);
@@ -610,7 +613,7 @@ async function runLatents(args: string[], values: Values): Promise<LatentsResult
       live: live.length,
       classes,
       ft_specific: live.filter((l) => l.ftSpecific).length,
-      ft_specific_by_nu: live.filter((l) => l.ratio < 0.5 && l.ft.nuError < SPECIFIC_NU && l.ft.nuRecon < SPECIFIC_NU).length,
+      ft_specific_by_nu: live.filter((l) => l.ratio < 0.5 && l.frequency * report.tokens >= minCount && Math.abs(l.ft.nuError) < SPECIFIC_NU && Math.abs(l.ft.nuRecon) < SPECIFIC_NU).length,
       latents,
     };
   } finally {
