@@ -9,6 +9,7 @@ import type { Progress } from '../analysis/activations/run.ts';
 import type { ActivationRequest, ActivationResult, ActivationTask, CorpusRef, PairFiles, PairInfo, ResultFor } from './activations-compute.ts';
 import type { ActivationOutcome } from './activations-protocol.ts';
 import { pairReady, type ModelsSlice } from './models.ts';
+import { loadBuiltinCorpusInto } from './builtin-corpus.ts';
 
 export const DELTA_SCALES = ['norm', 'relative', 'cosine'] as const;
 export type DeltaScale = (typeof DELTA_SCALES)[number];
@@ -218,19 +219,15 @@ export function activationsPairIsCurrent(state: ActivationsSlice & ModelsSlice):
 }
 
 /** Fetches the built-in corpus once (from the app's base URL `root`) unless a corpus is there. */
-export async function loadBuiltinCorpus(store: { getState(): ActivationsSlice }, root: string): Promise<void> {
-  const s = store.getState();
-  if (s.corpus.status === 'ready' || s.corpus.status === 'loading') return;
-  s.setCorpusState({ status: 'loading', name: BUILTIN_CORPUS.name });
-  const url = new URL(BUILTIN_CORPUS.path, root).href;
-  try {
-    const res = await fetch(url);
-    if (!res.ok) throw new Error(`HTTP ${res.status} for ${url}`);
-    const text = await res.text();
-    if (store.getState().corpus.status !== 'loading') return;
-    store.getState().setCorpusText(BUILTIN_CORPUS.name, text, true);
-  } catch (e) {
-    if (store.getState().corpus.status !== 'loading') return;
-    store.getState().setCorpusState({ status: 'error', name: BUILTIN_CORPUS.name, message: e instanceof Error ? e.message : String(e) });
-  }
+export function loadBuiltinCorpus(store: { getState(): ActivationsSlice }, root: string): Promise<void> {
+  return loadBuiltinCorpusInto(
+    {
+      status: () => store.getState().corpus.status,
+      loading: (name) => store.getState().setCorpusState({ status: 'loading', name }),
+      loaded: (name, text) => store.getState().setCorpusText(name, text, true),
+      failed: (name, message) => store.getState().setCorpusState({ status: 'error', name, message }),
+    },
+    BUILTIN_CORPUS,
+    root,
+  );
 }

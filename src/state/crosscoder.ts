@@ -7,6 +7,7 @@ import type { FileSet } from '../io/source.ts';
 import type { CorpusText, CrosscoderSummary, LatentDetail, PairInfo, Progress, SteerOut, StepPoint, TrainSettings } from './crosscoder-compute.ts';
 import type { Command, CrosscoderOp, CrosscoderOpResult, OpHandlers, Timings } from './crosscoder-protocol.ts';
 import { pairReady, type ModelsSlice } from './models.ts';
+import { loadBuiltinCorpusInto } from './builtin-corpus.ts';
 
 /** The corpus served with the app: the demo's generic stories mixed with eight topics (one of them the sea). */
 export const CROSSCODER_CORPUS = { path: 'models/demo/mixed_stories.txt', name: 'mixed_stories.txt' } as const;
@@ -307,19 +308,15 @@ export function crosscoderPairIsCurrent(state: CrosscoderSlice & ModelsSlice): b
 }
 
 /** Fetches the built-in corpus once (from the app's base URL `root`) unless a corpus is there. */
-export async function loadCrosscoderCorpus(store: { getState(): CrosscoderSlice }, root: string): Promise<void> {
-  const s = store.getState();
-  if (s.ccCorpus.status === 'ready' || s.ccCorpus.status === 'loading') return;
-  s.setCcCorpusState({ status: 'loading', name: CROSSCODER_CORPUS.name });
-  const url = new URL(CROSSCODER_CORPUS.path, root).href;
-  try {
-    const res = await fetch(url);
-    if (!res.ok) throw new Error(`HTTP ${res.status} for ${url}`);
-    const text = await res.text();
-    if (store.getState().ccCorpus.status !== 'loading') return;
-    store.getState().setCcCorpusText(CROSSCODER_CORPUS.name, text, true);
-  } catch (e) {
-    if (store.getState().ccCorpus.status !== 'loading') return;
-    store.getState().setCcCorpusState({ status: 'error', name: CROSSCODER_CORPUS.name, message: errorText(e) });
-  }
+export function loadCrosscoderCorpus(store: { getState(): CrosscoderSlice }, root: string): Promise<void> {
+  return loadBuiltinCorpusInto(
+    {
+      status: () => store.getState().ccCorpus.status,
+      loading: (name) => store.getState().setCcCorpusState({ status: 'loading', name }),
+      loaded: (name, text) => store.getState().setCcCorpusText(name, text, true),
+      failed: (name, message) => store.getState().setCcCorpusState({ status: 'error', name, message }),
+    },
+    CROSSCODER_CORPUS,
+    root,
+  );
 }
