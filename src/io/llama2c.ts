@@ -39,6 +39,7 @@ export async function readLlama2cHeader(src: ByteSource): Promise<Llama2cHeader>
   if (src.size < 28) fail(src, `too short to be a llama2.c checkpoint (${src.size} bytes; the header alone is 28)`);
   const head = await src.read(0, Math.min(src.size, 41));
   const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  if (view.getUint32(0, true) === 0x04034b50) fail(src, 'is a PyTorch checkpoint (a zip of pickles), not a llama2.c checkpoint: pickles are not supported, convert it to safetensors');
   let version: 0 | 1 | 2 = 0;
   let at = 0;
   if (view.getUint32(0, true) === MAGIC) {
@@ -51,10 +52,24 @@ export async function readLlama2cHeader(src: ByteSource): Promise<Llama2cHeader>
   const ints = Array.from({ length: 7 }, (_, i) => view.getInt32(at + 4 * i, true));
   const [dim, hiddenDim, nLayers, nHeads, nKvHeads, rawVocab, seqLen] = ints as [number, number, number, number, number, number, number];
   const vocabSize = Math.abs(rawVocab);
-  const sane =
-    dim > 0 && dim <= 1 << 16 && hiddenDim > 0 && hiddenDim <= 1 << 20 && nLayers > 0 && nLayers <= 1024 && nHeads > 0 && nKvHeads > 0 &&
-    vocabSize > 0 && vocabSize <= 1 << 24 && seqLen > 0 && seqLen <= 1 << 24 && dim % nHeads === 0 && nHeads % nKvHeads === 0 && (dim / nHeads) % 2 === 0;
-  if (!sane) fail(src, `not a llama2.c checkpoint: header [dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len] = [${ints.join(', ')}] is not a valid configuration`);
+  const fields: Array<[string, number, number]> = [
+    ['dim', dim, 1 << 16],
+    ['hidden_dim', hiddenDim, 1 << 20],
+    ['n_layers', nLayers, 1024],
+    ['n_heads', nHeads, 1024],
+    ['n_kv_heads', nKvHeads, 1024],
+    ['vocab_size', vocabSize, 1 << 24],
+    ['seq_len', seqLen, 1 << 24],
+  ];
+  const problems = fields.filter(([, v, max]) => !(v > 0 && v <= max)).map(([name, v, max]) => `${name} ${v} is not in 1..${max}`);
+  if (problems.length === 0) {
+    if (dim % nHeads !== 0) problems.push(`dim ${dim} is not a multiple of n_heads ${nHeads}`);
+    else if ((dim / nHeads) % 2 !== 0) problems.push(`the head size dim / n_heads = ${dim / nHeads} is odd`);
+    if (nHeads % nKvHeads !== 0) problems.push(`n_heads ${nHeads} is not a multiple of n_kv_heads ${nKvHeads}`);
+  }
+  if (problems.length > 0) {
+    fail(src, `not a llama2.c checkpoint: in its header [dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len] = [${ints.join(', ')}], ${problems.join('; ')}`);
+  }
   const sharedClassifier = version === 0 ? rawVocab > 0 : view.getUint8(36) !== 0;
   const groupSize = version === 2 ? view.getInt32(37, true) : 0;
   if (version === 2 && (groupSize <= 0 || dim % groupSize !== 0)) fail(src, `llama2.c v2 checkpoint has an invalid group size ${groupSize}`);

@@ -46,7 +46,10 @@ describe('openModel', () => {
 
   it('names the files it saw when nothing fits', async () => {
     const notes: FileSet = new Map([text('hello', 'notes.txt'), text('PK\u0003\u0004 zipped pickle, not a llama2.c checkpoint', 'weights.bin')]);
-    await expect(detectModel(notes)).rejects.toThrow(/folder: no model recognised: .* \(files seen: notes\.txt, weights\.bin\)/);
+    await expect(detectModel(notes)).rejects.toThrow(/^weights\.bin: is a PyTorch checkpoint \(a zip of pickles\)/);
+    await expect(detectModel(new Map([text('hello', 'notes.txt')]))).rejects.toThrow(/folder: no model recognised: .* \(files seen: notes\.txt\)/);
+    const badHeader: FileSet = new Map([text('x'.repeat(64), 'model.bin')]);
+    await expect(detectModel(badHeader)).rejects.toThrow(/^model\.bin: not a llama2\.c checkpoint: in its header .* dim 2021161080 is not in 1\.\.65536/);
     await expect(openModel(new Map())).rejects.toThrow(/files seen: none/);
     const pickled: FileSet = new Map([text('{}', 'config.json'), text('PK', 'pytorch_model.bin')]);
     await expect(detectModel(pickled)).rejects.toThrow(/config\.json: the weights beside it are PyTorch pickles/);

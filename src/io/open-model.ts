@@ -1,6 +1,7 @@
 // One entry point for every model format: whatever was dropped or named, the result is a
 // WeightStore under Hugging Face tensor names plus a Hugging Face config.json object, so the model
 // layer only ever sees Hugging Face checkpoints.
+import { checkFinite, type CheckedStore, type FiniteOptions } from './finite.ts';
 import { openGguf } from './gguf.ts';
 import { openLlama2c, readLlama2cTokenizer } from './llama2c.ts';
 import { onnxFile, readOnnxInitializers } from './onnx.ts';
@@ -13,7 +14,8 @@ export type ModelSourceKind = 'hf' | 'gguf' | 'llama2c' | 'onnx' | 'peft-adapter
 
 export interface OpenedModel {
   readonly kind: ModelSourceKind;
-  readonly store: WeightStore;
+  /** Every read checked for NaN and infinity (finite.ts): refused, or recorded with `allowNonfinite`. */
+  readonly store: CheckedStore;
   /** config.json, as found or as synthesized from the format's header; adapter_config.json for an adapter. */
   readonly config: Record<string, unknown>;
   readonly tokenizer?: Tokenizer;
@@ -29,9 +31,10 @@ const listing = (files: FileSet) => {
   return names.length === 0 ? 'none' : names.length > 20 ? `${names.slice(0, 20).join(', ')}, … (${names.length} in all)` : names.join(', ');
 };
 
-/** The .bin files whose header and size make a llama2.c checkpoint. */
-async function llama2cCheckpoints(files: FileSet): Promise<ByteSource[]> {
+/** The .bin files whose header and size make a llama2.c checkpoint, and why each other one is not. */
+async function llama2cCheckpoints(files: FileSet): Promise<{ found: ByteSource[]; failures: FormatError[] }> {
   const found: ByteSource[] = [];
+  const failures: FormatError[] = [];
   for (const name of withExt(files, '.bin')) {
     const src = files.get(name)!;
     try {
@@ -39,10 +42,13 @@ async function llama2cCheckpoints(files: FileSet): Promise<ByteSource[]> {
       found.push(src);
     } catch (e) {
       if (!(e instanceof FormatError)) throw e;
+      if (!isTokenizerName(name)) failures.push(e);
     }
   }
-  return found;
+  return { found, failures };
 }
+
+const isTokenizerName = (name: string) => name === 'tokenizer.bin' || /^tok.*\.bin$/.test(name);
 
 export async function detectModel(files: FileSet): Promise<ModelSourceKind> {
   const has = (n: string) => files.has(n);
@@ -57,17 +63,28 @@ export async function detectModel(files: FileSet): Promise<ModelSourceKind> {
   if (ggufs.length > 1) throw new FormatError(ggufs.join(', '), 'more than one .gguf file: split GGUF files are not supported, give one model at a time');
   if (ggufs.length === 1) return 'gguf';
   if (onnxFile(files)) return 'onnx';
-  if ((await llama2cCheckpoints(files)).length > 0) return 'llama2c';
+  const llama2c = await llama2cCheckpoints(files);
+  if (llama2c.found.length > 0) return 'llama2c';
   if (has('config.json') && withExt(files, '.bin').length > 0) {
     throw new FormatError('config.json', 'the weights beside it are PyTorch pickles (.bin), which are not supported: convert them to safetensors');
   }
+  // A lone .bin that is not a checkpoint: say why it is not, rather than "no model recognised".
+  const failure = llama2c.failures[0];
+  if (failure) throw new FormatError(failure.file, `${failure.detail} (read as a llama2.c checkpoint, the only model format a .bin can be here)`);
   throw new FormatError(
     'folder',
     `no model recognised: expected a Hugging Face folder (config.json + *.safetensors), a PEFT adapter (adapter_config.json + adapter_model.safetensors), a .gguf file, a llama2.c .bin checkpoint or an .onnx file (files seen: ${listing(files)})`,
   );
 }
 
-export async function openModel(files: FileSet): Promise<OpenedModel> {
+export type OpenOptions = FiniteOptions;
+
+export async function openModel(files: FileSet, opts: OpenOptions = {}): Promise<OpenedModel> {
+  const opened = await openUnchecked(files);
+  return { ...opened, store: checkFinite(opened.store, opts) };
+}
+
+async function openUnchecked(files: FileSet): Promise<Omit<OpenedModel, 'store'> & { store: WeightStore }> {
   const kind = await detectModel(files);
   const warnings: string[] = [];
   const asRecord = (v: unknown, file: string): Record<string, unknown> => {
@@ -100,11 +117,11 @@ export async function openModel(files: FileSet): Promise<OpenedModel> {
       return { kind, store, config, ...(tokenizer ? { tokenizer } : {}), label: src.name, warnings };
     }
     case 'llama2c': {
-      const checkpoints = await llama2cCheckpoints(files);
+      const checkpoints = (await llama2cCheckpoints(files)).found;
       if (checkpoints.length > 1) throw new FormatError(checkpoints.map((c) => c.name).join(', '), 'more than one llama2.c checkpoint: give one model at a time');
       const src = checkpoints[0]!;
       const { store, config, header } = await openLlama2c(src);
-      const candidates = withExt(files, '.bin').filter((n) => n !== src.name && (n === 'tokenizer.bin' || /^tok.*\.bin$/.test(n)));
+      const candidates = withExt(files, '.bin').filter((n) => n !== src.name && isTokenizerName(n));
       let tokenizer: Tokenizer | undefined;
       for (const name of candidates) {
         try {

@@ -4,7 +4,7 @@ import { decodeBF16, decodeF16, decodeF32 } from './dtype.ts';
 import { FormatError, readJson, type ByteSource, type FileSet } from './source.ts';
 import { rowRange, type StoredDType, type StoredTensor, type WeightStore } from './store.ts';
 
-const BYTES: Partial<Record<StoredDType, number>> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+const BYTES = new Map<string, number>(Object.entries({ F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 }));
 const MAX_HEADER = 100 * 1024 * 1024;
 
 export interface SafetensorsEntry extends StoredTensor {
@@ -23,8 +23,11 @@ export async function readSafetensorsHeader(source: ByteSource): Promise<Safeten
   if (source.size < 8) throw new FormatError(source.name, `too short to be a safetensors file (${source.size} bytes)`);
   const lenBytes = await source.read(0, 8);
   const headerLen = Number(new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true));
-  if (headerLen > MAX_HEADER || 8 + headerLen > source.size) {
-    throw new FormatError(source.name, `not a safetensors file, or truncated: header length ${headerLen} does not fit in ${source.size} bytes`);
+  if (headerLen > MAX_HEADER) {
+    throw new FormatError(source.name, `not a safetensors file: its header length ${headerLen} is over the ${MAX_HEADER / 1024 / 1024} MiB limit on safetensors headers`);
+  }
+  if (8 + headerLen > source.size) {
+    throw new FormatError(source.name, `not a safetensors file, or truncated: its header length ${headerLen} runs past the end of the file (${source.size} bytes)`);
   }
   let header: unknown;
   try {
@@ -38,16 +41,21 @@ export async function readSafetensorsHeader(source: ByteSource): Promise<Safeten
   const dataStart = 8 + headerLen;
   const dataLen = source.size - dataStart;
   const entries = new Map<string, SafetensorsEntry>();
+  const ranges: Array<{ name: string; begin: number; end: number }> = [];
   let metadata: Record<string, string> = {};
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
+      if (raw !== null && (typeof raw !== 'object' || Array.isArray(raw) || !Object.values(raw).every((v) => typeof v === 'string'))) {
+        throw new FormatError(source.name, 'safetensors "__metadata__" must map names to strings');
+      }
       metadata = (raw ?? {}) as Record<string, string>;
       continue;
     }
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new FormatError(source.name, `tensor "${name}" is described by ${JSON.stringify(raw)}, not an object`);
     const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    const size = typeof e.dtype === 'string' ? BYTES.get(e.dtype) : undefined;
+    if (size === undefined) throw new FormatError(source.name, `tensor "${name}" has unsupported dtype ${JSON.stringify(e.dtype)} (supported: ${[...BYTES.keys()].join(', ')})`);
     const dtype = e.dtype as StoredDType;
-    const size = BYTES[dtype];
-    if (typeof e.dtype !== 'string' || size === undefined) throw new FormatError(source.name, `tensor "${name}" has unsupported dtype ${String(e.dtype)}`);
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw new FormatError(source.name, `tensor "${name}" has an invalid shape ${JSON.stringify(e.shape)}`);
     }
@@ -58,15 +66,40 @@ export async function readSafetensorsHeader(source: ByteSource): Promise<Safeten
     }
     const [begin, end] = offs as [number, number];
     const expected = shape.reduce((a, b) => a * b, 1) * size;
-    if (end - begin !== expected) {
-      throw new FormatError(source.name, `tensor "${name}" claims ${end - begin} bytes but ${dtype}${JSON.stringify(shape)} needs ${expected}: the header lies about sizes`);
+    if (end < begin || end - begin !== expected) {
+      throw new FormatError(source.name, `tensor "${name}" has data_offsets [${begin}, ${end}] (${end - begin} bytes) but ${dtype}[${shape.join(', ')}] needs ${expected}: the header lies about sizes`);
     }
     if (end > dataLen) {
       throw new FormatError(source.name, `tensor "${name}" ends at byte ${dataStart + end} but the file has ${source.size} bytes: the file is truncated`);
     }
     entries.set(name, { name, shape, dtype, byteLength: expected, source, offset: dataStart + begin });
+    ranges.push({ name, begin, end });
   }
+  checkLayout(source, ranges, dataLen, headerLen);
   return { source, metadata, entries };
+}
+
+/**
+ * The tensors' byte ranges must tile the data region exactly, as the safetensors format requires:
+ * in order, without overlap (two tensors sharing bytes) or gaps, ending at the end of the file. A
+ * header length off by some bytes shows here, since the data region then starts in the wrong place.
+ */
+function checkLayout(source: ByteSource, ranges: Array<{ name: string; begin: number; end: number }>, dataLen: number, headerLen: number): void {
+  ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let at = 0;
+  let prev: string | undefined;
+  for (const r of ranges) {
+    if (r.begin < at) throw new FormatError(source.name, `tensors "${prev}" and "${r.name}" overlap (bytes ${r.begin}..${at} of the data): each tensor must have its own bytes`);
+    if (r.begin > at) throw new FormatError(source.name, `${r.begin - at} bytes of the data before tensor "${r.name}" belong to no tensor: the header's data_offsets leave a gap`);
+    at = r.end;
+    prev = r.name;
+  }
+  if (at !== dataLen) {
+    throw new FormatError(
+      source.name,
+      `the tensors cover ${at} bytes of data but ${dataLen} follow the header (header length ${headerLen}): the header length or the data_offsets are wrong, or the file has trailing bytes`,
+    );
+  }
 }
 
 export async function readEntryF32(e: SafetensorsEntry, signal?: AbortSignal): Promise<Float32Array> {
@@ -93,7 +126,7 @@ function entryRowBytes(e: SafetensorsEntry): number {
 }
 
 function decodeFloats(e: SafetensorsEntry, bytes: Uint8Array): Float32Array {
-  const count = bytes.byteLength / BYTES[e.dtype]!;
+  const count = bytes.byteLength / BYTES.get(e.dtype)!;
   switch (e.dtype) {
     case 'F32':
       return decodeF32(bytes, count);
@@ -148,17 +181,25 @@ export function safetensorsStore(files: readonly SafetensorsFile[], label: strin
 export async function openSafetensorsFolder(files: FileSet, prefix = 'model'): Promise<WeightStore> {
   const index = files.get(`${prefix}.safetensors.index.json`);
   if (index) {
-    const json = (await readJson(index)) as { weight_map?: Record<string, string> };
-    if (!json.weight_map || typeof json.weight_map !== 'object') throw new FormatError(index.name, 'has no weight_map');
-    const shardNames = [...new Set(Object.values(json.weight_map))].sort();
+    const json = await readJson(index);
+    const weightMap = typeof json === 'object' && json !== null && !Array.isArray(json) && Object.hasOwn(json, 'weight_map') ? (json as { weight_map: unknown }).weight_map : undefined;
+    if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) throw new FormatError(index.name, 'has no "weight_map" object (tensor name → shard file)');
+    const shardNames = new Set<string>();
+    for (const [tensor, shard] of Object.entries(weightMap)) {
+      if (typeof shard !== 'string') throw new FormatError(index.name, `maps tensor "${tensor}" to ${JSON.stringify(shard)}, not a shard file name`);
+      if (shard.startsWith('/') || shard.startsWith('\\') || /^[A-Za-z]:/.test(shard) || shard.split(/[\\/]/).includes('..')) {
+        throw new FormatError(index.name, `names shard "${shard}", a path outside the model's folder: refused`);
+      }
+      shardNames.add(shard);
+    }
     const shards: SafetensorsFile[] = [];
-    for (const shard of shardNames) {
+    for (const shard of [...shardNames].sort()) {
       const src = files.get(shard);
       if (!src) throw new FormatError(index.name, `names shard "${shard}", which is not in the folder`);
       shards.push(await readSafetensorsHeader(src));
     }
     const store = safetensorsStore(shards, index.name);
-    for (const name of Object.keys(json.weight_map)) {
+    for (const name of Object.keys(weightMap)) {
       if (!store.tensors.has(name)) throw new FormatError(index.name, `lists tensor "${name}", which is in none of the shards`);
     }
     return store;

@@ -14,7 +14,7 @@ export type FileSet = ReadonlyMap<string, ByteSource>;
 export class FormatError extends Error {
   constructor(
     readonly file: string,
-    detail: string,
+    readonly detail: string,
   ) {
     super(`${file}: ${detail}`);
     this.name = 'FormatError';

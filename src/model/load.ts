@@ -8,6 +8,7 @@
 // f16 storage of values beyond float16's range (|x| ≥ 65520) would turn them into infinities: such a
 // tensor is kept in float32 instead (reloaded from the file), and onWarning says so.
 import { bf16ToF16, f16Overflow, rowChunks } from '../io/chunks.ts';
+import { checkFinite, type FiniteOptions } from '../io/finite.ts';
 import { openSafetensorsFolder } from '../io/safetensors.ts';
 import { FormatError, readJson, type FileSet } from '../io/source.ts';
 import { formatBytes, readRowsF32, rowLayout, WHOLE_READ_MAX_BYTES, type StoredTensor, type WeightStore } from '../io/store.ts';
@@ -19,7 +20,7 @@ import { Transformer } from './transformer.ts';
 
 export const DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024;
 
-export interface LoadOptions {
+export interface LoadOptions extends FiniteOptions {
   signal?: AbortSignal;
   /**
    * Called as checkpoint bytes reach the backend: when a checkpoint tensor is complete, and within a
@@ -61,7 +62,7 @@ export async function loadModel(files: FileSet, backend: Backend, opts: LoadOpti
   const configFile = files.get('config.json');
   if (!configFile) throw new FormatError('folder', `no config.json (files: ${[...files.keys()].join(', ') || 'none'})`);
   const config = await readJson(configFile);
-  const store = await openSafetensorsFolder(files);
+  const store = checkFinite(await openSafetensorsFolder(files), opts);
   return loadModelFromStore(store, config, backend, opts, configFile.name);
 }
 
@@ -70,8 +71,10 @@ export async function loadModelFromStore(store: WeightStore, rawConfig: unknown,
   const config = parseConfig(rawConfig, configLabel);
   const dtype = opts.dtype ?? 'f32';
   checkMemoryBudget(config, dtype, opts.memoryBudgetBytes, store.label);
+  checkLayerCount(store, config, configLabel);
   const specs = convertNames(config, new Set(store.tensors.keys()));
   checkSpecs(store, config, specs);
+  checkUnused(store, config, specs, configLabel);
   const adapter = opts.adapter;
   if (adapter) checkAdapterTargets(store, specs, adapter);
 
@@ -275,6 +278,43 @@ function checkSpecs(store: WeightStore, config: ModelConfig, specs: readonly Wei
       );
     }
   }
+}
+
+/** Layer numbers in checkpoint names: "model.layers.3.…", "transformer.h.3.…". */
+const LAYER_NAME = /(?:^|\.)(?:layers|h)\.(\d+)\./;
+
+/**
+ * The config's layer count against the layers the checkpoint holds, before anything is built from
+ * it: a config asking for 10⁹ layers is refused here, not by running out of memory.
+ */
+function checkLayerCount(store: WeightStore, config: ModelConfig, configLabel: string): void {
+  let present = 0;
+  for (const name of store.tensors.keys()) {
+    const m = LAYER_NAME.exec(name);
+    if (m) present = Math.max(present, Number(m[1]) + 1);
+  }
+  if (config.nLayers > present) {
+    throw new FormatError(configLabel, `says the model has ${config.nLayers} layers, but ${store.label} holds tensors for ${present === 0 ? 'none' : present === 1 ? 'layer 0 only' : `layers 0..${present - 1}`}`);
+  }
+}
+
+/**
+ * Checkpoint tensors that the config leaves unused mean config and weights disagree (a config with
+ * fewer layers than the checkpoint would silently drop the rest): refused, naming them. Left out:
+ * buffers some exporters save (GPT-2's attention masks, rotary inverse frequencies), a tied model's
+ * saved lm_head, and a multimodal checkpoint's vision tower.
+ */
+function checkUnused(store: WeightStore, config: ModelConfig, specs: readonly WeightSpec[], configLabel: string): void {
+  const used = new Set(specs.map((s) => s.source.name));
+  const ignorable = (name: string) =>
+    /(?:^|\.)attn\.(?:masked_)?bias$/.test(name) ||
+    name.endsWith('rotary_emb.inv_freq') ||
+    (config.tiedEmbeddings && /(?:^|\.)lm_head\.weight$/.test(name)) ||
+    /(?:^|\.)(?:vision_tower|vision_model|multi_modal_projector)\./.test(name);
+  const unused = [...store.tensors.keys()].filter((n) => !used.has(n) && !ignorable(n));
+  if (unused.length === 0) return;
+  const shown = unused.slice(0, 6).join(', ') + (unused.length > 6 ? `, and ${unused.length - 6} more` : '');
+  throw new FormatError(store.label, `holds ${unused.length} tensor${unused.length === 1 ? '' : 's'} that a ${config.modelType} model with ${config.nLayers} layers as ${configLabel} describes does not use: ${shown}`);
 }
 
 function checkAdapterTargets(store: WeightStore, specs: readonly WeightSpec[], adapter: LoraAdapter): void {
