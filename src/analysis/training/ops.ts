@@ -1,0 +1,465 @@
+// The forward pass's ops with their backward passes, over row-major Float32Arrays, recorded on a Tape.
+// Conventions follow the forward pass (src/model/transformer.ts, src/gpu/cpu-backend.ts): weights
+// [out, in], activations [rows, features], sequences [B·T, heads·headDim], rotate-half rotary.
+// Matrix products go through the CPU GEMM (matmulInto: WebAssembly SIMD where available).
+import type { Activation, RopeParams } from '../../model/backend.ts';
+import { ropeAngle, ropeInvFreq } from '../../model/rope.ts';
+import { matmulInto } from '../../gpu/cpu-matmul.ts';
+import type { Param, Tape } from './tape.ts';
+
+/** The LoRA factors of one linear weight: W x + scaling · B[rows] A x. B covers the whole (maybe fused) module. */
+export interface LoraPart {
+  A: Param;
+  B: Param;
+  rank: number;
+  /** Rows of B that belong to this weight (all of them unless the module is fused, as GPT-2's c_attn). */
+  rows: readonly [number, number];
+  scaling: number;
+}
+
+function addInto(dst: Float32Array, src: Float32Array, scale = 1): void {
+  if (scale === 1) for (let i = 0; i < dst.length; i++) dst[i]! += src[i]!;
+  else for (let i = 0; i < dst.length; i++) dst[i]! += scale * src[i]!;
+}
+
+/** [rows, cols] → [cols, rows]. */
+export function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    for (let c = 0; c < cols; c++) out[c * rows + r] = src[o + c]!;
+  }
+  return out;
+}
+
+/** c = a [M, K] · bᵀ with b [N, K]. */
+function mmT(a: Float32Array, b: Float32Array, M: number, N: number, K: number): Float32Array {
+  const c = new Float32Array(M * N);
+  matmulInto(a, b, c, M, N, K, true);
+  return c;
+}
+
+/** c = a [M, K] · b [K, N]. */
+function mm(a: Float32Array, b: Float32Array, M: number, N: number, K: number): Float32Array {
+  const c = new Float32Array(M * N);
+  matmulInto(a, b, c, M, N, K, false);
+  return c;
+}
+
+export function embedding(tape: Tape, w: Param, ids: Int32Array, d: number): Float32Array {
+  const vocab = w.data.length / d;
+  const out = new Float32Array(ids.length * d);
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (id < 0 || id >= vocab) throw new RangeError(`token id ${id} is outside the vocabulary of ${vocab}`);
+    out.set(w.data.subarray(id * d, id * d + d), i * d);
+  }
+  tape.record(() => {
+    const g = tape.take(out);
+    if (!g || !w.grad) return;
+    for (let i = 0; i < ids.length; i++) {
+      const o = ids[i]! * d;
+      for (let j = 0; j < d; j++) w.grad[o + j]! += g[i * d + j]!;
+    }
+  });
+  return out;
+}
+
+export function add(tape: Tape, a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i]! + b[i]!;
+  tape.record(() => {
+    const g = tape.take(out);
+    if (!g) return;
+    addInto(tape.grad(a), g);
+    addInto(tape.grad(b), g);
+  });
+  return out;
+}
+
+export function scale(tape: Tape, x: Float32Array, s: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = x[i]! * s;
+  tape.record(() => {
+    const g = tape.take(out);
+    if (g) addInto(tape.grad(x), g, s);
+  });
+  return out;
+}
+
+/** cap · tanh(x / cap) (Gemma 2's soft-capping). */
+export function softcap(tape: Tape, x: Float32Array, cap: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = cap * Math.tanh(x[i]! / cap);
+  tape.record(() => {
+    const g = tape.take(out);
+    if (!g) return;
+    const gx = tape.grad(x);
+    for (let i = 0; i < x.length; i++) {
+      const t = out[i]! / cap;
+      gx[i]! += g[i]! * (1 - t * t);
+    }
+  });
+  return out;
+}
+
+/** RMS norm over rows of n: x / rms(x) · w (or · (1 + w) with addOne). Rows may be heads (qk-norm). */
+export function rmsNorm(tape: Tape, x: Float32Array, n: number, w: Param, eps: number, addOne: boolean): Float32Array {
+  const rows = x.length / n;
+  const out = new Float32Array(x.length);
+  const inv = new Float64Array(rows);
+  const wv = w.data;
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    let ss = 0;
+    for (let j = 0; j < n; j++) ss += x[o + j]! * x[o + j]!;
+    const iv = 1 / Math.sqrt(ss / n + eps);
+    inv[r] = iv;
+    for (let j = 0; j < n; j++) out[o + j] = x[o + j]! * iv * (addOne ? 1 + wv[j]! : wv[j]!);
+  }
+  tape.record(() => {
+    const g = tape.take(out);
+    if (!g) return;
+    const gx = tape.grad(x);
+    for (let r = 0; r < rows; r++) {
+      const o = r * n;
+      const iv = inv[r]!;
+      let dot = 0;
+      for (let j = 0; j < n; j++) {
+        const xh = x[o + j]! * iv;
+        const gw = addOne ? 1 + wv[j]! : wv[j]!;
+        dot += g[o + j]! * gw * xh;
+        if (w.grad) w.grad[j]! += g[o + j]! * xh;
+      }
+      dot /= n;
+      for (let j = 0; j < n; j++) {
+        const gw = addOne ? 1 + wv[j]! : wv[j]!;
+        gx[o + j]! += iv * (g[o + j]! * gw - x[o + j]! * iv * dot);
+      }
+    }
+  });
+  return out;
+}
+
+export function layerNorm(tape: Tape, x: Float32Array, n: number, w: Param, b: Param, eps: number): Float32Array {
+  const rows = x.length / n;
+  const out = new Float32Array(x.length);
+  const inv = new Float64Array(rows);
+  const mean = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    let m = 0;
+    for (let j = 0; j < n; j++) m += x[o + j]!;
+    m /= n;
+    let v = 0;
+    for (let j = 0; j < n; j++) v += (x[o + j]! - m) ** 2;
+    const iv = 1 / Math.sqrt(v / n + eps);
+    mean[r] = m;
+    inv[r] = iv;
+    for (let j = 0; j < n; j++) out[o + j] = (x[o + j]! - m) * iv * w.data[j]! + b.data[j]!;
+  }
+  tape.record(() => {
+    const g = tape.take(out);
+    if (!g) return;
+    const gx = tape.grad(x);
+    for (let r = 0; r < rows; r++) {
+      const o = r * n;
+      const iv = inv[r]!;
+      const m = mean[r]!;
+      let sum = 0;
+      let dot = 0;
+      for (let j = 0; j < n; j++) {
+        const xh = (x[o + j]! - m) * iv;
+        const gh = g[o + j]! * w.data[j]!;
+        sum += gh;
+        dot += gh * xh;
+        if (w.grad) w.grad[j]! += g[o + j]! * xh;
+        if (b.grad) b.grad[j]! += g[o + j]!;
+      }
+      sum /= n;
+      dot /= n;
+      for (let j = 0; j < n; j++) gx[o + j]! += iv * (g[o + j]! * w.data[j]! - sum - (x[o + j]! - m) * iv * dot);
+    }
+  });
+  return out;
+}
+
+/** x [M, K] → x Wᵀ + b [M, N], W [N, K]; with LoRA, + scaling · (x Aᵀ) B[rows]ᵀ. */
+export function linear(tape: Tape, x: Float32Array, K: number, w: Param, N: number, bias?: Param, lora?: LoraPart): Float32Array {
+  const M = x.length / K;
+  const y = mmT(x, w.data, M, N, K);
+  if (bias) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) y[i * N + j]! += bias.data[j]!;
+  let u: Float32Array | undefined;
+  let Bp: Float32Array | undefined;
+  if (lora) {
+    const r = lora.rank;
+    u = mmT(x, lora.A.data, M, r, K);
+    Bp = lora.B.data.subarray(lora.rows[0] * r, lora.rows[1] * r);
+    addInto(y, mmT(u, Bp, M, N, r), lora.scaling);
+  }
+  tape.record(() => {
+    const g = tape.take(y);
+    if (!g) return;
+    const gx = tape.grad(x);
+    addInto(gx, mm(g, w.data, M, K, N));
+    const gT = w.grad || lora ? transpose(g, M, N) : undefined;
+    if (w.grad) addInto(w.grad, mm(gT!, x, N, K, M));
+    if (bias?.grad) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) bias.grad[j]! += g[i * N + j]!;
+    if (lora) {
+      const r = lora.rank;
+      const gu = mm(g, Bp!, M, r, N);
+      for (let i = 0; i < gu.length; i++) gu[i]! *= lora.scaling;
+      addInto(gx, mm(gu, lora.A.data, M, K, r));
+      if (lora.A.grad) addInto(lora.A.grad, mm(transpose(gu, M, r), x, r, K, M));
+      if (lora.B.grad) addInto(lora.B.grad.subarray(lora.rows[0] * r, lora.rows[1] * r), mm(gT!, u!, N, r, M), lora.scaling);
+    }
+  });
+  return y;
+}
+
+const invFreqs = new Map<string, Float32Array>();
+
+function ropeTables(p: RopeParams, seq: number): { cos: Float32Array; sin: Float32Array } {
+  const key = JSON.stringify(p);
+  let inv = invFreqs.get(key);
+  if (!inv) {
+    inv = ropeInvFreq(p);
+    invFreqs.set(key, inv);
+  }
+  const half = p.rotaryDim / 2;
+  const cos = new Float32Array(seq * half);
+  const sin = new Float32Array(seq * half);
+  for (let t = 0; t < seq; t++) {
+    for (let i = 0; i < half; i++) {
+      const a = ropeAngle(inv, i, t);
+      cos[t * half + i] = Math.cos(a);
+      sin[t * half + i] = Math.sin(a);
+    }
+  }
+  return { cos, sin };
+}
+
+/** Rotate-half rotary embedding of x [B·T, heads·headDim] at positions 0..T-1. */
+export function rope(tape: Tape, x: Float32Array, seq: number, heads: number, headDim: number, p: RopeParams): Float32Array {
+  const { cos, sin } = ropeTables(p, seq);
+  const half = p.rotaryDim / 2;
+  const D = heads * headDim;
+  const rows = x.length / D;
+  const rotate = (src: Float32Array, dst: Float32Array, sign: number): void => {
+    for (let r = 0; r < rows; r++) {
+      const t = r % seq;
+      for (let h = 0; h < heads; h++) {
+        const o = r * D + h * headDim;
+        for (let i = 0; i < half; i++) {
+          const c = cos[t * half + i]!;
+          const s = sign * sin[t * half + i]!;
+          const x1 = src[o + i]!;
+          const x2 = src[o + i + half]!;
+          dst[o + i]! += x1 * c - x2 * s;
+          dst[o + i + half]! += x2 * c + x1 * s;
+        }
+        for (let i = 2 * half; i < headDim; i++) dst[o + i]! += src[o + i]!;
+      }
+    }
+  };
+  const out = new Float32Array(x.length);
+  rotate(x, out, 1);
+  tape.record(() => {
+    const g = tape.take(out);
+    if (g) rotate(g, tape.grad(x), -1);
+  });
+  return out;
+}
+
+export interface AttentionShape {
+  batch: number;
+  seq: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  scale: number;
+  /** Sliding window in tokens; 0 for none. */
+  window: number;
+  /** Soft-cap of the scores; 0 for none. */
+  softcap: number;
+}
+
+/** Causal attention of q [B·T, H·hd] over k, v [B·T, Hkv·hd] (grouped-query), softmax kept for backward. */
+export function attention(tape: Tape, q: Float32Array, k: Float32Array, v: Float32Array, a: AttentionShape): Float32Array {
+  const { batch: B, seq: T, nHeads: H, nKvHeads: Hkv, headDim: hd } = a;
+  const Dq = H * hd;
+  const Dk = Hkv * hd;
+  const group = H / Hkv;
+  const out = new Float32Array(B * T * Dq);
+  const probs = new Float32Array(B * H * T * T);
+  const gather = (src: Float32Array, b: number, D: number, off: number): Float32Array => {
+    const m = new Float32Array(T * hd);
+    for (let t = 0; t < T; t++) m.set(src.subarray((b * T + t) * D + off, (b * T + t) * D + off + hd), t * hd);
+    return m;
+  };
+  const scatterAdd = (dst: Float32Array, m: Float32Array, b: number, D: number, off: number): void => {
+    for (let t = 0; t < T; t++) {
+      const o = (b * T + t) * D + off;
+      for (let j = 0; j < hd; j++) dst[o + j]! += m[t * hd + j]!;
+    }
+  };
+  const visible = (t: number, s: number): boolean => s <= t && (a.window <= 0 || t - s < a.window);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const kOff = Math.floor(h / group) * hd;
+      const Qh = gather(q, b, Dq, h * hd);
+      const S = mmT(Qh, gather(k, b, Dk, kOff), T, T, hd);
+      const P = probs.subarray((b * H + h) * T * T, (b * H + h + 1) * T * T);
+      for (let t = 0; t < T; t++) {
+        let max = -Infinity;
+        for (let s = 0; s <= t; s++) {
+          if (!visible(t, s)) continue;
+          let sc = S[t * T + s]! * a.scale;
+          if (a.softcap > 0) sc = a.softcap * Math.tanh(sc / a.softcap);
+          S[t * T + s] = sc;
+          if (sc > max) max = sc;
+        }
+        let sum = 0;
+        for (let s = 0; s <= t; s++) if (visible(t, s)) sum += Math.exp(S[t * T + s]! - max);
+        for (let s = 0; s <= t; s++) if (visible(t, s)) P[t * T + s] = Math.exp(S[t * T + s]! - max) / sum;
+      }
+      scatterAdd(out, mm(P, gather(v, b, Dk, kOff), T, hd, T), b, Dq, h * hd);
+    }
+  }
+  tape.record(() => {
+    const g = tape.take(out);
+    if (!g) return;
+    const gq = tape.grad(q);
+    const gk = tape.grad(k);
+    const gv = tape.grad(v);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const kOff = Math.floor(h / group) * hd;
+        const P = probs.subarray((b * H + h) * T * T, (b * H + h + 1) * T * T);
+        const Qh = gather(q, b, Dq, h * hd);
+        const Kh = gather(k, b, Dk, kOff);
+        const Vh = gather(v, b, Dk, kOff);
+        const dO = gather(g, b, Dq, h * hd);
+        const dP = mmT(dO, Vh, T, T, hd);
+        const capped = a.softcap > 0 ? mmT(Qh, Kh, T, T, hd) : undefined;
+        for (let t = 0; t < T; t++) {
+          let dot = 0;
+          for (let s = 0; s <= t; s++) dot += dP[t * T + s]! * P[t * T + s]!;
+          for (let s = 0; s < T; s++) {
+            const i = t * T + s;
+            let ds = s <= t ? P[i]! * (dP[i]! - dot) : 0;
+            if (capped && ds !== 0) {
+              const th = Math.tanh((capped[i]! * a.scale) / a.softcap);
+              ds *= 1 - th * th;
+            }
+            dP[i] = ds * a.scale;
+          }
+        }
+        scatterAdd(gq, mm(dP, Kh, T, hd, T), b, Dq, h * hd);
+        scatterAdd(gk, mm(transpose(dP, T, T), Qh, T, hd, T), b, Dk, kOff);
+        scatterAdd(gv, mm(transpose(P, T, T), dO, T, hd, T), b, Dk, kOff);
+      }
+    }
+  });
+  return out;
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+function erf(x: number): number {
+  // Numerical Recipes erfc (relative error < 1.2e-7), as the forward pass uses.
+  const z = Math.abs(x);
+  const t = 1 / (1 + 0.5 * z);
+  const erfc = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  const y = 1 - erfc;
+  return x < 0 ? -y : y;
+}
+
+/** The activation and its derivative at x. */
+function activationWithSlope(act: Activation, x: number): [number, number] {
+  switch (act) {
+    case 'silu': {
+      const s = 1 / (1 + Math.exp(-x));
+      return [x * s, s * (1 + x * (1 - s))];
+    }
+    case 'relu':
+      return x > 0 ? [x, 1] : [0, 0];
+    case 'gelu': {
+      const cdf = 0.5 * (1 + erf(x / Math.SQRT2));
+      return [x * cdf, cdf + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI)];
+    }
+    case 'gelu_tanh': {
+      const inner = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
+      const th = Math.tanh(inner);
+      return [0.5 * x * (1 + th), 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)];
+    }
+  }
+}
+
+export function activation(tape: Tape, x: Float32Array, act: Activation): Float32Array {
+  const out = new Float32Array(x.length);
+  const slope = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) [out[i], slope[i]] = activationWithSlope(act, x[i]!);
+  tape.record(() => {
+    const g = tape.take(out);
+    if (!g) return;
+    const gx = tape.grad(x);
+    for (let i = 0; i < x.length; i++) gx[i]! += g[i]! * slope[i]!;
+  });
+  return out;
+}
+
+/** act(gate) · up. */
+export function gated(tape: Tape, gate: Float32Array, up: Float32Array, act: Activation): Float32Array {
+  const out = new Float32Array(gate.length);
+  const a = new Float32Array(gate.length);
+  const slope = new Float32Array(gate.length);
+  for (let i = 0; i < gate.length; i++) {
+    [a[i], slope[i]] = activationWithSlope(act, gate[i]!);
+    out[i] = a[i]! * up[i]!;
+  }
+  tape.record(() => {
+    const g = tape.take(out);
+    if (!g) return;
+    const gg = tape.grad(gate);
+    const gu = tape.grad(up);
+    for (let i = 0; i < g.length; i++) {
+      gg[i]! += g[i]! * up[i]! * slope[i]!;
+      gu[i]! += g[i]! * a[i]!;
+    }
+  });
+  return out;
+}
+
+/**
+ * Σ over rows with a target ≥ 0 of −log softmax(logits)[target]; the gradient fed back is
+ * `weight` times that of the sum (weight = 1 / tokens in the whole batch gives the mean).
+ */
+export function crossEntropy(tape: Tape, logits: Float32Array, vocab: number, targets: Int32Array, weight: number): number {
+  const rows = targets.length;
+  const lse = new Float64Array(rows);
+  let loss = 0;
+  for (let r = 0; r < rows; r++) {
+    const tg = targets[r]!;
+    if (tg < 0) continue;
+    const o = r * vocab;
+    let max = -Infinity;
+    for (let j = 0; j < vocab; j++) if (logits[o + j]! > max) max = logits[o + j]!;
+    let sum = 0;
+    for (let j = 0; j < vocab; j++) sum += Math.exp(logits[o + j]! - max);
+    lse[r] = max + Math.log(sum);
+    loss += lse[r]! - logits[o + tg]!;
+  }
+  tape.record(() => {
+    const g = tape.grad(logits);
+    for (let r = 0; r < rows; r++) {
+      const tg = targets[r]!;
+      if (tg < 0) continue;
+      const o = r * vocab;
+      const l = lse[r]!;
+      for (let j = 0; j < vocab; j++) g[o + j]! += weight * Math.exp(logits[o + j]! - l);
+      g[o + tg]! -= weight;
+    }
+  });
+  return loss;
+}

@@ -1,0 +1,219 @@
+// The training engine against finite differences (per op) and against PyTorch (per architecture):
+// test/fixtures/training/<arch>.safetensors holds PyTorch's loss and gradients for a fixed batch, full
+// and LoRA, and the loss curve of 50 LoRA steps (scripts/training-reference.py wrote them).
+import { describe, expect, it } from 'vitest';
+import { pathFileSet, pathSource } from '../../io/node-source.ts';
+import { readSafetensorsHeader, safetensorsStore } from '../../io/safetensors.ts';
+import type { WeightStore } from '../../io/store.ts';
+import { createCpuBackend } from '../../gpu/cpu-backend.ts';
+import { loadModel } from '../../model/load.ts';
+import { canonicalShapes, peftFactorName, toCheckpoint } from './export.ts';
+import { defaultTargetModules, TrainableTransformer, type Trainable } from './model.ts';
+import * as op from './ops.ts';
+import { Rng } from './rng.ts';
+import { Tape, type Param } from './tape.ts';
+import { AdamW, DEFAULT_OPTIMIZER, trainStep } from './train.ts';
+
+function randn(rng: Rng, n: number, s = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (rng.next() + rng.next() + rng.next() - 1.5) * 2 * s;
+  return a;
+}
+
+/**
+ * Checks d(Σ out · R)/d(input) from the tape against central differences in float64 terms: `run`
+ * builds the op from the inputs on a tape and returns its output.
+ */
+function checkGradients(inputs: Float32Array[], params: Param[], run: (tape: Tape) => Float32Array, seedsItself = false, h = 1e-2): number {
+  const rng = new Rng(7);
+  const probe = (): number => {
+    const out = run(new Tape());
+    let s = 0;
+    for (let i = 0; i < out.length; i++) s += out[i]! * R[i]!;
+    return s;
+  };
+  // A loss op seeds its own gradient (weight 1): then the probe is the loss itself.
+  const R = seedsItself ? new Float32Array([1]) : randn(rng, run(new Tape()).length);
+  for (const p of params) p.grad!.fill(0);
+  const tape = new Tape();
+  const out = run(tape);
+  if (!seedsItself) tape.grad(out).set(R);
+  const analytic = new Map<Float32Array, Float32Array>();
+  // The input gradient buffers, taken before backward clears the tape's map.
+  const recorded = inputs.map((x) => tape.grad(x));
+  tape.backward();
+  inputs.forEach((x, i) => analytic.set(x, recorded[i]!));
+  for (const p of params) analytic.set(p.data, p.grad!);
+  let worst = 0;
+  for (const [x, g] of analytic) {
+    for (let i = 0; i < x.length; i += Math.max(1, Math.floor(x.length / 12))) {
+      const keep = x[i]!;
+      x[i] = keep + h;
+      const up = probe();
+      x[i] = keep - h;
+      const down = probe();
+      x[i] = keep;
+      const numeric = (up - down) / (2 * h);
+      worst = Math.max(worst, Math.abs(numeric - g[i]!) / (1e-2 + Math.abs(numeric)));
+    }
+  }
+  return worst;
+}
+
+const param = (data: Float32Array): Param => ({ data, grad: new Float32Array(data.length) });
+
+describe('training ops: gradients against finite differences', () => {
+  const rng = new Rng(1);
+  it('linear with bias and LoRA (fused rows)', () => {
+    const x = randn(rng, 6 * 5);
+    const w = param(randn(rng, 4 * 5));
+    const b = param(randn(rng, 4));
+    const A = param(randn(rng, 2 * 5));
+    const B = param(randn(rng, 7 * 2));
+    const lora = { A, B, rank: 2, rows: [2, 6] as const, scaling: 1.5 };
+    expect(checkGradients([x], [w, b, A, B], (t) => op.linear(t, x, 5, w, 4, b, lora))).toBeLessThan(2e-3);
+  });
+  it('RMS norm (plain and 1 + w) and layer norm', () => {
+    const x = randn(rng, 4 * 8);
+    const w = param(randn(rng, 8));
+    const b = param(randn(rng, 8));
+    expect(checkGradients([x], [w], (t) => op.rmsNorm(t, x, 8, w, 1e-5, false))).toBeLessThan(2e-3);
+    expect(checkGradients([x], [w], (t) => op.rmsNorm(t, x, 8, w, 1e-5, true))).toBeLessThan(2e-3);
+    expect(checkGradients([x], [w, b], (t) => op.layerNorm(t, x, 8, w, b, 1e-5))).toBeLessThan(2e-3);
+  });
+  it('rotary (partial) and attention with GQA, window and soft-cap', () => {
+    const q = randn(rng, 2 * 5 * 4 * 4, 0.7);
+    const k = randn(rng, 2 * 5 * 2 * 4, 0.7);
+    const v = randn(rng, 2 * 5 * 2 * 4);
+    expect(checkGradients([q], [], (t) => op.rope(t, q, 5, 4, 4, { theta: 100, rotaryDim: 2 }))).toBeLessThan(2e-3);
+    const shape = { batch: 2, seq: 5, nHeads: 4, nKvHeads: 2, headDim: 4, scale: 0.5, window: 3, softcap: 2 };
+    expect(checkGradients([q, k, v], [], (t) => op.attention(t, q, k, v, shape))).toBeLessThan(2e-3);
+    expect(checkGradients([q, k, v], [], (t) => op.attention(t, q, k, v, { ...shape, window: 0, softcap: 0 }))).toBeLessThan(2e-3);
+  });
+  it('activations, gating, embedding, soft-cap and cross-entropy', () => {
+    const x = randn(rng, 24);
+    const y = randn(rng, 24);
+    for (const act of ['silu', 'gelu', 'gelu_tanh'] as const) {
+      expect(checkGradients([x], [], (t) => op.activation(t, x, act)), act).toBeLessThan(2e-3);
+      expect(checkGradients([x, y], [], (t) => op.gated(t, x, y, act)), act).toBeLessThan(2e-3);
+    }
+    expect(checkGradients([x], [], (t) => op.softcap(t, x, 1.5))).toBeLessThan(2e-3);
+    const w = param(randn(rng, 5 * 3));
+    expect(checkGradients([], [w], (t) => op.embedding(t, w, new Int32Array([4, 0, 4, 2]), 3))).toBeLessThan(2e-3);
+    const logits = randn(rng, 3 * 6);
+    const targets = new Int32Array([2, -1, 5]);
+    const ce = (t: Tape): Float32Array => new Float32Array([op.crossEntropy(t, logits, 6, targets, 1)]);
+    expect(checkGradients([logits], [], ce, true)).toBeLessThan(2e-3);
+  });
+});
+
+async function referenceStore(arch: string): Promise<WeightStore> {
+  const path = `test/fixtures/training/${arch}.safetensors`;
+  return safetensorsStore([await readSafetensorsHeader(await pathSource(path))], path);
+}
+
+async function trainable(arch: string, mode: Trainable): Promise<TrainableTransformer> {
+  const model = await loadModel(await pathFileSet(`test/fixtures/arch/${arch}/base`), createCpuBackend());
+  return TrainableTransformer.fromTransformer(model, mode);
+}
+
+/** ‖a − b‖ / ‖b‖. */
+function relError(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  let n = 0;
+  for (let i = 0; i < b.length; i++) {
+    d += (a[i]! - b[i]!) ** 2;
+    n += b[i]! ** 2;
+  }
+  return Math.sqrt(d / n);
+}
+
+async function ids(path: string, name: string): Promise<{ ids: Int32Array; shape: readonly number[] }> {
+  const e = (await readSafetensorsHeader(await pathSource(path))).entries.get(name)!;
+  const bytes = await e.source.read(e.offset, e.byteLength);
+  return { ids: new Int32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)), shape: e.shape };
+}
+
+async function loadFactors(model: TrainableTransformer, ref: WeightStore, prefix: string, zeroB: boolean): Promise<void> {
+  for (const m of model.lora.values()) {
+    m.A.data.set(await ref.readF32(`${prefix}${peftFactorName(m.module, 'A')}`));
+    if (zeroB) m.B.data.fill(0);
+    else m.B.data.set(await ref.readF32(`${prefix}${peftFactorName(m.module, 'B')}`));
+  }
+}
+
+const ARCHS = ['llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'gpt2', 'gemma2', 'gemma3'] as const;
+
+describe('training engine against PyTorch', () => {
+  for (const arch of ARCHS) {
+    it(`${arch}: full fine-tuning loss and every parameter's gradient`, async () => {
+      const ref = await referenceStore(arch);
+      const model = await trainable(arch, { kind: 'full' });
+      const { ids: x, shape } = await ids(ref.label, 'input_ids');
+      const [B, T] = shape as [number, number];
+      const { loss, tokens } = model.lossAndGrad(x, B, T, 1 / (B * (T - 1)));
+      const want = (await ref.readF32('full.loss'))[0]!;
+      expect(Math.abs(loss / tokens - want) / want).toBeLessThan(1e-5);
+      const grads = new Map([...model.weights].map(([n, p]) => [n, p.grad!]));
+      const ours = toCheckpoint(grads, model.sources, canonicalShapes(model));
+      const refNames = [...ref.tensors.keys()].filter((n) => n.startsWith('full.grad.')).map((n) => n.slice('full.grad.'.length));
+      expect(ours.map((t) => t.name).sort()).toEqual(refNames.sort());
+      let worst = 0;
+      for (const t of ours) {
+        expect(t.shape, t.name).toEqual(ref.tensors.get(`full.grad.${t.name}`)!.shape);
+        const e = relError(t.data, await ref.readF32(`full.grad.${t.name}`));
+        worst = Math.max(worst, e);
+        expect(e, t.name).toBeLessThan(1e-4);
+      }
+      console.log(`${arch} full: loss ${(loss / tokens).toFixed(6)} vs ${want.toFixed(6)}; worst gradient ‖Δ‖/‖g‖ ${worst.toExponential(2)} over ${ours.length} tensors`);
+    });
+
+    it(`${arch}: LoRA loss and every factor's gradient`, async () => {
+      const ref = await referenceStore(arch);
+      const meta = ref.tensors;
+      const config = (await trainable(arch, { kind: 'full' })).config;
+      const lora = { rank: 4, alpha: 8, rslora: arch === 'qwen3', targetModules: defaultTargetModules(config) };
+      const model = await trainable(arch, { kind: 'lora', lora });
+      await loadFactors(model, ref, 'lora.init.', false);
+      const { ids: x, shape } = await ids(ref.label, 'input_ids');
+      const [B, T] = shape as [number, number];
+      model.zeroGrad();
+      const { loss, tokens } = model.lossAndGrad(x, B, T, 1 / (B * (T - 1)));
+      const want = (await ref.readF32('lora.loss'))[0]!;
+      expect(Math.abs(loss / tokens - want) / want).toBeLessThan(1e-5);
+      const names = [...meta.keys()].filter((n) => n.startsWith('lora.grad.'));
+      expect(names.length).toBe(2 * model.lora.size);
+      let worst = 0;
+      for (const m of model.lora.values()) {
+        for (const [f, p] of [['A', m.A], ['B', m.B]] as const) {
+          const name = `lora.grad.${peftFactorName(m.module, f)}`;
+          const e = relError(p.grad!, await ref.readF32(name));
+          worst = Math.max(worst, e);
+          expect(e, name).toBeLessThan(1e-4);
+        }
+      }
+      console.log(`${arch} LoRA: loss ${(loss / tokens).toFixed(6)} vs ${want.toFixed(6)}; worst factor gradient ‖Δ‖/‖g‖ ${worst.toExponential(2)} over ${names.length} factors`);
+    });
+  }
+
+  for (const arch of ['llama', 'gpt2'] as const) {
+    it(`${arch}: 50 LoRA AdamW steps (warm-up, cosine, clipping, weight decay, micro-batches) follow PyTorch's loss curve`, async () => {
+      const ref = await referenceStore(arch);
+      const config = (await trainable(arch, { kind: 'full' })).config;
+      const model = await trainable(arch, { kind: 'lora', lora: { rank: 4, alpha: 8, rslora: false, targetModules: defaultTargetModules(config) } });
+      await loadFactors(model, ref, 'curve.init.', true);
+      const { ids: all, shape } = await ids(ref.label, 'curve.ids');
+      const [steps, B, T] = shape as [number, number, number];
+      const want = await ref.readF32('curve.loss');
+      const opt = new AdamW([...model.params().values()], { ...DEFAULT_OPTIMIZER, lr: 1e-2, steps, warmupSteps: 5, weightDecay: 0.01, maxGradNorm: 1 });
+      let worst = 0;
+      for (let s = 0; s < steps; s++) {
+        const { loss } = trainStep(model, opt, all.subarray(s * B * T, (s + 1) * B * T), B, T, 2);
+        worst = Math.max(worst, Math.abs(loss - want[s]!) / want[s]!);
+      }
+      expect(want[steps - 1]!).toBeLessThan(want[0]! - 0.1);
+      console.log(`${arch}: loss curve ${want[0]!.toFixed(4)} → ${want[steps - 1]!.toFixed(4)}, worst relative difference to PyTorch ${worst.toExponential(2)}`);
+      expect(worst).toBeLessThan(0.01);
+    });
+  }
+});
