@@ -53,6 +53,14 @@ describe('Hugging Face tokenizer.json', () => {
     expect(tok.decode(ids)).toBe(stories[0]);
   });
 
+  it('writes bytes that are not a whole character as <0xXX>, and keeps control characters as they are', async () => {
+    const demo = await load('test/fixtures/demo/base');
+    // ByteLevel pieces: "â" is the byte 0xE2, "âĢ" the bytes E2 80 (the start of a dash or quote), "ć" the byte 0x07.
+    expect([demo.decodeToken(159), demo.decodeToken(2562), demo.decodeToken(196), demo.decodeToken(199)]).toEqual(['<0xE2>', '<0xE2><0x80>', '\u0007', '\n']);
+    const sp = await load('test/fixtures/tokenizers/stories260K');
+    expect([sp.decodeToken(229), sp.decodeToken(10)]).toEqual(['<0xE2>', '\u0007']);
+  });
+
   it('rejects a file that is not a tokenizer.json', () => {
     expect(() => hfTokenizer({ vocab: [] }, {}, 'weird/tokenizer.json')).toThrow(/weird\/tokenizer\.json: is not a tokenizer\.json/);
   });

@@ -2,6 +2,35 @@
 // the SentencePiece-style vocabularies carried by llama2.c tokenizer files and GGUF headers.
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { FormatError, readJson, type FileSet } from './source.ts';
+import { bytesToText } from './token-text.ts';
+
+/** GPT-2's byte-level alphabet: the character each byte is written as in a ByteLevel vocabulary, inverted. */
+const BYTE_LEVEL_BYTES: ReadonlyMap<string, number> = (() => {
+  const printable = (b: number) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  const map = new Map<string, number>();
+  let extra = 0;
+  for (let b = 0; b < 256; b++) map.set(String.fromCodePoint(printable(b) ? b : 256 + extra++), b);
+  return map;
+})();
+
+function usesByteLevel(json: object): boolean {
+  const decoder = 'decoder' in json ? json.decoder : null;
+  return JSON.stringify(decoder ?? null).includes('"ByteLevel"');
+}
+
+/** The bytes of a vocabulary piece: a byte-fallback piece (<0xE2>) or a ByteLevel piece ("Ġâ"); null for any other. */
+function pieceBytes(piece: string, byteLevel: boolean): Uint8Array | null {
+  const fallback = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
+  if (fallback) return Uint8Array.of(parseInt(fallback[1]!, 16));
+  if (!byteLevel) return null;
+  const bytes: number[] = [];
+  for (const c of piece) {
+    const b = BYTE_LEVEL_BYTES.get(c);
+    if (b === undefined) return null;
+    bytes.push(b);
+  }
+  return Uint8Array.from(bytes);
+}
 
 export interface EncodeOptions {
   /** Start with the BOS token. Left out: the tokenizer's own default (its post-processor, or BOS for llama2.c). */
@@ -15,7 +44,10 @@ export interface Tokenizer {
   encode(text: string, opts?: EncodeOptions): number[];
   /** The text of a sequence, special tokens left out. */
   decode(ids: readonly number[]): string;
-  /** The text of one token, with its leading space if it has one; special tokens give their content. */
+  /**
+   * The text of one token, with its leading space if it has one; special tokens give their content.
+   * Bytes that are not a whole UTF-8 character on their own are written as <0xE2> (token-text.ts).
+   */
   decodeToken(id: number): string;
 }
 
@@ -49,6 +81,7 @@ export function hfTokenizer(json: unknown, config: unknown = {}, name = 'tokeniz
   const refIds = tok.encode('a', { add_special_tokens: false }).ids;
   const ref = refIds[refIds.length - 1];
   const refText = ref === undefined ? '' : tok.decode([ref]);
+  const byteLevel = usesByteLevel(json);
   return {
     vocabSize,
     bosId,
@@ -67,9 +100,13 @@ export function hfTokenizer(json: unknown, config: unknown = {}, name = 'tokeniz
       checkId(id, vocabSize);
       const content = special.get(id);
       if (content !== undefined) return content;
-      if (ref === undefined) return tok.decode([id]);
-      const text = tok.decode([ref, id]);
-      return text.startsWith(refText) ? text.slice(refText.length) : tok.decode([id]);
+      const text = ref === undefined ? tok.decode([id]) : tok.decode([ref, id]);
+      const own = ref === undefined ? text : text.startsWith(refText) ? text.slice(refText.length) : tok.decode([id]);
+      if (!own.includes('\uFFFD')) return own;
+      // Part of a character: its bytes say more than U+FFFD.
+      const piece = tok.id_to_token(id);
+      const bytes = piece === undefined || piece.includes('\uFFFD') ? null : pieceBytes(piece, byteLevel);
+      return bytes ? bytesToText(bytes) : own;
     },
   };
 }
@@ -237,7 +274,7 @@ export class SentencePieceTokenizer implements Tokenizer {
   decodeToken(id: number): string {
     checkId(id, this.vocabSize);
     const b = this.byteOf[id]!;
-    if (b >= 0) return new TextDecoder().decode(new Uint8Array([b]));
+    if (b >= 0) return bytesToText(Uint8Array.of(b));
     return this.vocab.pieces[id]!;
   }
 }

@@ -48,7 +48,7 @@ export type CorpusState =
   | { status: 'error'; name: string; message: string };
 
 export interface ActivationsSlice {
-  /** The position a view focuses on (lens: the selected column; ADL: the δ_p shown in detail); null: the view's default. */
+  /** The lens's selected column (with `layer`); null: none selected. */
   position: number | null;
   /** The hook point of the δ heat strip. */
   hookKind: HookKind;

@@ -3,8 +3,8 @@ import { useStore } from 'zustand';
 import { activationsPairIsCurrent, createActivationsSlice, type ActivationsSlice } from './activations.ts';
 import { createCrosscoderSlice, crosscoderPairIsCurrent, type CrosscoderSlice } from './crosscoder.ts';
 import { createGpuSlice, type GpuSlice } from './gpu.ts';
-import { createModelsSlice, type ModelsSlice } from './models.ts';
-import { createSessionSlice, keepModelRefsCurrent, type SessionSlice } from './session.ts';
+import { createModelsSlice, pairReady, type ModelsSlice } from './models.ts';
+import { createSessionSlice, keepModelRefsCurrent, ROLES, wantedRef, type SessionSlice } from './session.ts';
 import { createViewSlice, type ViewSlice } from './view.ts';
 import { createWeightsSlice, runIsCurrent, type WeightsSlice } from './weights.ts';
 
@@ -23,6 +23,7 @@ export function createAppStore(): AppStore {
     ...createCrosscoderSlice(...a),
   }));
   keepModelRefsCurrent(store);
+  forgetPairViewOnModelChange(store);
   // A weight diff for files that are no longer loaded is stopped and forgotten.
   store.subscribe((s) => {
     if (s.weightsPair !== null && !runIsCurrent(s)) s.resetWeights();
@@ -31,6 +32,23 @@ export function createAppStore(): AppStore {
     if (s.ccPair !== null && !crosscoderPairIsCurrent(s)) s.resetCrosscoder();
   });
   return store;
+}
+
+/** The view state that names parts of one pair (a tensor, layers, positions, a latent), at its defaults. */
+export const PAIR_VIEW_DEFAULTS = { tensor: null, layer: null, position: null, adlLayer: null, adlPosition: null, ccLayer: null, latent: null } as const satisfies Partial<AppState>;
+
+/**
+ * When a loaded pair is replaced by files no link asked for, its view state goes with it: the new
+ * pair opens at its defaults, not at the old pair's tensor or layer. Files a link names keep the
+ * link's state (it was made for them).
+ */
+function forgetPairViewOnModelChange(store: AppStore): void {
+  store.subscribe((s, prev) => {
+    if (!pairReady(prev.models)) return;
+    const replaced = ROLES.filter((role) => s.models[role].pending !== prev.models[role].pending);
+    if (replaced.length === 0 || replaced.some((role) => wantedRef(s, role) !== null)) return;
+    store.setState(PAIR_VIEW_DEFAULTS);
+  });
 }
 
 export const appStore = createAppStore();

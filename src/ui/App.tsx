@@ -1,6 +1,7 @@
 import { DEMO, switchToOwnModels } from '../state/demo.ts';
 import { pairProblem, pairReady } from '../state/models.ts';
 import { appStore, useApp } from '../state/store.ts';
+import { storedLayerOf } from '../state/view.ts';
 import { VIEWS, viewNeedsModels, type View } from '../state/views.ts';
 import { Banner, LinkErrorBanner, LinkNotice } from './Banners.tsx';
 import { CachePanel } from './CachePanel.tsx';
@@ -94,7 +95,7 @@ function ModelsScreen() {
   const gpu = useApp((s) => s.gpu);
   const view = useApp((s) => s.view);
   const prompt = useApp((s) => s.prompt);
-  const layer = useApp((s) => s.layer);
+  const layer = useApp((s) => storedLayerOf(s, s.view));
   const problem = useApp((s) => pairProblem(s.models));
   const ready = useApp((s) => pairReady(s.models));
   const setView = useApp((s) => s.setView);

@@ -7,21 +7,25 @@ import { appStore, useApp } from '../../state/store.ts';
 import { CopyLinkButton } from '../export/CopyLink.tsx';
 import { ExportMenu, type ExportTable } from '../export/ExportMenu.tsx';
 import { formatValue } from '../format.ts';
-import { percent, PromptBox, TaskStatus, tokenLabel, tokenText, tokenTitle, usePairLayers, usePrompt, useTask } from './common.tsx';
+import { HideNonWords, percent, PromptBox, rankedWords, TaskStatus, tokenLabel, tokenText, tokenTitle, usePairLayers, usePrompt, useTask } from './common.tsx';
 import './activations.css';
 
 const PATCHSCOPE_SHOWN = 6;
+const STABLE_SHOWN = 12;
+/** Tokens asked for per list: enough that ADL_TOP words remain once non-words are hidden. */
+const ADL_FETCHED = 3 * ADL_TOP;
 
 export function AdlView() {
   const L = usePairLayers();
-  const storedLayer = useApp((s) => s.layer);
-  const setLayer = useApp((s) => s.setLayer);
-  const storedPosition = useApp((s) => s.position);
-  const setPosition = useApp((s) => s.setPosition);
+  const storedLayer = useApp((s) => s.adlLayer);
+  const setLayer = useApp((s) => s.setAdlLayer);
+  const storedPosition = useApp((s) => s.adlPosition);
+  const setPosition = useApp((s) => s.setAdlPosition);
   const samples = useApp((s) => s.adlSamples);
   const tokens = useApp((s) => s.adlTokens);
   const corpus = useApp((s) => s.corpus);
-  const layer = storedLayer ?? (L === null ? null : defaultAdlLayer(L));
+  const [hideNonWords, setHideNonWords] = useState(true);
+  const layer = storedLayer !== null && L !== null && storedLayer < L ? storedLayer : L === null ? null : defaultAdlLayer(L);
   const position = storedPosition !== null && DEFAULT_ADL_POSITIONS.includes(storedPosition) ? storedPosition : 0;
 
   useEffect(() => {
@@ -29,7 +33,7 @@ export function AdlView() {
   }, []);
 
   const ref = corpus.status === 'ready' ? corpus.ref : null;
-  const request = useMemo(() => (ref && layer !== null ? { task: 'adl' as const, layer, top: ADL_TOP, corpus: ref, samples, tokensPerSample: tokens } : null), [ref, layer, samples, tokens]);
+  const request = useMemo(() => (ref && layer !== null ? { task: 'adl' as const, layer, top: ADL_FETCHED, corpus: ref, samples, tokensPerSample: tokens } : null), [ref, layer, samples, tokens]);
   const adl = useTask('adl', request);
   const result = adl.result;
   const selected = result?.positions.find((p) => p.position === position) ?? null;
@@ -62,8 +66,8 @@ export function AdlView() {
       </section>
       {result && (
         <>
-          <AdlTables result={result} position={position} onPosition={setPosition} />
-          {selected && <PatchscopeTable result={result} pos={selected} />}
+          <AdlTables result={result} position={position} onPosition={setPosition} hide={hideNonWords} onHide={setHideNonWords} />
+          {selected && <PatchscopeTable result={result} pos={selected} hide={hideNonWords} onHide={setHideNonWords} />}
         </>
       )}
       {request && <SteerPanel layer={request.layer} position={position} request={request} />}
@@ -228,7 +232,9 @@ function TokenCell({ t, texts, max }: { t: TokenProb | undefined; texts: TokenTe
   );
 }
 
-function AdlTables({ result, position, onPosition }: { result: AdlResult; position: number; onPosition(p: number): void }) {
+function AdlTables({ result, position, onPosition, hide, onHide }: { result: AdlResult; position: number; onPosition(p: number): void; hide: boolean; onHide(hide: boolean): void }) {
+  const lists = { top: result.positions.map((p) => rankedWords(p.top, result.tokens, ADL_TOP, hide)), topNegative: result.positions.map((p) => rankedWords(p.topNegative, result.tokens, ADL_TOP, hide)) };
+  const hidden = [...lists.top, ...lists.topNegative].reduce((n, l) => n + l.hidden, 0);
   const head = (buttons: boolean) => (
     <thead>
       <tr>
@@ -248,7 +254,7 @@ function AdlTables({ result, position, onPosition }: { result: AdlResult; positi
     </thead>
   );
   const table = (sign: 'top' | 'topNegative', testId: string) => {
-    const max = Math.max(...result.positions.map((p) => p[sign][0]?.prob ?? 0));
+    const max = Math.max(...lists[sign].map((l) => l.shown[0]?.prob ?? 0));
     return (
       <table className="adl-table" data-testid={testId}>
         {head(false)}
@@ -256,8 +262,8 @@ function AdlTables({ result, position, onPosition }: { result: AdlResult; positi
           {Array.from({ length: ADL_TOP }, (_, r) => (
             <tr key={r}>
               <th className="muted num">{r + 1}</th>
-              {result.positions.map((p) => (
-                <TokenCell key={p.position} t={p[sign][r]} texts={result.tokens} max={max} />
+              {result.positions.map((p, i) => (
+                <TokenCell key={p.position} t={lists[sign][i]!.shown[r]} texts={result.tokens} max={max} />
               ))}
             </tr>
           ))}
@@ -303,6 +309,7 @@ function AdlTables({ result, position, onPosition }: { result: AdlResult; positi
           </tr>
         </tbody>
       </table>
+      <HideNonWords hide={hide} onChange={onHide} hidden={hidden} />
       <div className="adl-signs">
         <div>
           <div className="panel-head">
@@ -334,10 +341,13 @@ function adlTokensTable(result: AdlResult, sign: 'top' | 'topNegative'): ExportT
   };
 }
 
-function PatchscopeTable({ result, pos }: { result: AdlResult; pos: AdlPositionResult }) {
+function PatchscopeTable({ result, pos, hide, onHide }: { result: AdlResult; pos: AdlPositionResult; hide: boolean; onHide(hide: boolean): void }) {
   const ps = pos.patchscope;
   if (!ps) return null;
-  const patchscopeMax = Math.max(...ps.scales.map((s) => s.top[0]?.prob ?? 0));
+  const rows = ps.scales.map((s) => ({ scale: s.scale, ...rankedWords(s.top, result.tokens, PATCHSCOPE_SHOWN, hide) }));
+  const stable = rankedWords(ps.stable, result.tokens, STABLE_SHOWN, hide);
+  const hidden = stable.hidden + rows.reduce((n, r) => n + r.hidden, 0);
+  const patchscopeMax = Math.max(...rows.map((r) => r.shown[0]?.prob ?? 0));
   return (
     <section className="panel" data-testid="patchscope">
       <div className="panel-head">
@@ -355,7 +365,7 @@ function PatchscopeTable({ result, pos }: { result: AdlResult; pos: AdlPositionR
       <p className="small">
         Stable across scales:{' '}
         <span data-testid="patchscope-stable">
-          {ps.stable.slice(0, 12).map((t) => (
+          {stable.shown.map((t) => (
             <span key={t.id} className="token-chip" title={`${tokenTitle(result.tokens, t.id)}: top list at ${t.scales} scales`}>
               {tokenLabel(result.tokens, t.id)} <span className="muted">×{t.scales}</span>
             </span>
@@ -366,6 +376,7 @@ function PatchscopeTable({ result, pos }: { result: AdlResult; pos: AdlPositionR
         δ̂ = δ_{pos.position} rescaled to the fine-tuned model’s mean ‖h‖ ({result.ftNorm === null ? 'unknown: samples too short, so δ itself' : formatValue(result.ftNorm)}). Tokens count
         at a scale when they are in the top 100 for every identity prompt.
       </p>
+      <HideNonWords hide={hide} onChange={onHide} hidden={hidden} />
       <div className="table-scroll">
         <table className="adl-table patchscope-table" data-testid="patchscope-table">
           <thead>
@@ -377,11 +388,11 @@ function PatchscopeTable({ result, pos }: { result: AdlResult; pos: AdlPositionR
             </tr>
           </thead>
           <tbody>
-            {ps.scales.map((s) => (
+            {rows.map((s) => (
               <tr key={s.scale}>
                 <th className="num">{s.scale}</th>
                 {Array.from({ length: PATCHSCOPE_SHOWN }, (_, j) => (
-                  <TokenCell key={j} t={s.top[j]} texts={result.tokens} max={patchscopeMax} />
+                  <TokenCell key={j} t={s.shown[j]} texts={result.tokens} max={patchscopeMax} />
                 ))}
               </tr>
             ))}

@@ -142,6 +142,7 @@ function TopList({ title, texts, ids, probs, testId }: { title: string; texts: L
 }
 
 function CellDetail({ lens, deltas, cell, scale }: { lens: LensResult; deltas: DeltasResult | null; cell: Cell; scale: DeltaScale }) {
+  const openAdlAtLayer = useApp((s) => s.openAdlAtLayer);
   const row = cell.layer * lens.positions + cell.position;
   const k = lens.base.k;
   const slice = (a: Int32Array | Float32Array) => a.subarray(row * k, (row + 1) * k);
@@ -152,6 +153,9 @@ function CellDetail({ lens, deltas, cell, scale }: { lens: LensResult; deltas: D
         <h2>
           Layer {cell.layer}, position {cell.position}: after {tokenTitle(lens.tokens, lens.ids[cell.position]!)}
         </h2>
+        <button type="button" onClick={() => openAdlAtLayer(cell.layer)} data-testid="use-layer-in-adl" title="Open the ADL view at this layer (the ADL keeps its own layer otherwise)">
+          Use layer {cell.layer} in ADL →
+        </button>
         <ExportMenu
           name={`logit-lens-L${cell.layer}-p${cell.position}`}
           table={() => ({

@@ -2,6 +2,7 @@
 // the prompt box, token labels, and a colour legend.
 import * as d3 from 'd3';
 import { useEffect, useRef, useState } from 'react';
+import { isWordToken, tokenDisplay, tokenQuoted } from '../../io/token-text.ts';
 import type { ActivationRequest, ActivationTask, ResultFor, TokenTexts } from '../../state/activations-compute.ts';
 import { DEFAULT_PROMPT, requestKey, resultFor, type TaskRun } from '../../state/activations.ts';
 import { MAX_PROMPT_LENGTH } from '../../state/permalink.ts';
@@ -139,12 +140,42 @@ function PromptForm({ prompt, testId }: { prompt: string; testId: string }) {
   );
 }
 
-/** A token as shown in cells: its text without the leading space, with whitespace made visible. */
+/** A token as shown in cells and lists (token-text.ts): control characters visible, bytes as <0xE2>, no leading space. */
 export function tokenLabel(texts: TokenTexts, id: number): string {
   const t = texts[id];
-  if (t === undefined) return `#${id}`;
-  const shown = t.replace(/\n/g, '⏎').replace(/\t/g, '⇥');
-  return shown.trim() === '' ? shown.replace(/ /g, '␣') : shown.trim();
+  return t === undefined ? `#${id}` : tokenDisplay(t);
+}
+
+/**
+ * The first `n` of a ranked list, leaving out tokens that are not words when `hide` is set
+ * (punctuation, spaces, bytes, control characters), with how many were left out on the way.
+ */
+export function rankedWords<T extends { id: number }>(list: readonly T[], texts: TokenTexts, n: number, hide: boolean): { shown: T[]; hidden: number } {
+  if (!hide) return { shown: list.slice(0, n), hidden: 0 };
+  const shown: T[] = [];
+  let hidden = 0;
+  for (const t of list) {
+    if (shown.length === n) break;
+    const text = texts[t.id];
+    if (text === undefined || isWordToken(text)) shown.push(t);
+    else hidden++;
+  }
+  return { shown, hidden };
+}
+
+/** The "hide non-word tokens" switch of ranked lists, with how many it hides. */
+export function HideNonWords({ hide, onChange, hidden }: { hide: boolean; onChange(hide: boolean): void; hidden: number }) {
+  return (
+    <label className="hide-non-words small" title="Punctuation, spaces, bytes (<0xE2>) and control characters">
+      <input type="checkbox" checked={hide} onChange={(e) => onChange(e.currentTarget.checked)} data-testid="hide-non-words" /> hide non-word tokens
+      {hide && (
+        <span className="muted" data-testid="hidden-count">
+          {' '}
+          ({hidden} hidden)
+        </span>
+      )}
+    </label>
+  );
 }
 
 /** A token's text exactly as the tokenizer decodes it (for exported tables), or #id when unknown. */
@@ -158,7 +189,7 @@ export const sectionSvgs = (selector: string) => (menu: HTMLElement) => Array.fr
 /** A token exactly (quoted, leading space kept) with its id: for tooltips. */
 export function tokenTitle(texts: TokenTexts, id: number): string {
   const t = texts[id];
-  return t === undefined ? `#${id}` : `${JSON.stringify(t)} (#${id})`;
+  return t === undefined ? `#${id}` : `${tokenQuoted(t)} (#${id})`;
 }
 
 export const percent = (p: number) => (p >= 0.1 ? `${(p * 100).toFixed(0)}%` : p >= 0.001 ? `${(p * 100).toFixed(1)}%` : `${(p * 100).toExponential(0)}%`);

@@ -10,7 +10,7 @@ import './crosscoders.css';
 export function CrosscodersView() {
   const layers = useApp((s) => (s.models.base.status.kind === 'loaded' ? s.models.base.status.summary.layers : null));
   const dModel = useApp((s) => (s.models.base.status.kind === 'loaded' ? s.models.base.status.summary.dModel : null));
-  const chosen = useApp((s) => s.layer);
+  const chosen = useApp((s) => s.ccLayer);
   const current = useApp(crosscoderPairIsCurrent);
   const result = useApp((s) => s.ccResult);
   const latent = useApp((s) => s.latent);

@@ -1,6 +1,7 @@
 // The feature browser: the crosscoder's summary, the histogram of decoder norm ratios, the activation
 // density, the Latent Scaling scatter, and the latent table with its filters (all in the permalink).
 import { useMemo, useState } from 'react';
+import { tokenDisplay, tokenQuoted } from '../../io/token-text.ts';
 import type { CrosscoderSummary, PairInfo } from '../../state/crosscoder-compute.ts';
 import { DEFAULT_LATENT_FILTER, LATENT_FILTER_CLASSES, LATENT_SORTS, MIN_LOG_FREQUENCY, type LatentFilter } from '../../state/crosscoder.ts';
 import { useApp } from '../../state/store.ts';
@@ -232,8 +233,8 @@ export function FeatureBrowser({ summary, pair }: { summary: CrosscoderSummary; 
                   <td className="num">{formatValue(t.maxActivation[j]!)}</td>
                   <td className="cc-tokens">
                     {(t.topTokens[j] ?? []).map((tok, i) => (
-                      <span key={i} className="cc-tok">
-                        {tok}
+                      <span key={i} className="cc-tok" title={tokenQuoted(tok)}>
+                        {tokenDisplay(tok)}
                       </span>
                     ))}
                   </td>

@@ -2,6 +2,7 @@
 // activation, the histogram of its activations, its logit effects, and steering with its
 // fine-tuned decoder direction (on demand).
 import { useEffect, useState } from 'react';
+import { mergeByteRuns, tokenDisplay, tokenQuoted, visibleText } from '../../io/token-text.ts';
 import type { ContextOut, CrosscoderSummary, LatentDetail } from '../../state/crosscoder-compute.ts';
 import { STEER_MAX_NEW, STEER_STRENGTHS } from '../../state/crosscoder.ts';
 import { useApp } from '../../state/store.ts';
@@ -15,10 +16,6 @@ const BEFORE = 40;
 const AFTER = 12;
 const DEFAULT_STEER_PROMPT = 'Once upon a time';
 
-/** A token as text with its whitespace visible where it would vanish. */
-export function showToken(text: string): string {
-  return text.replace(/\n/g, '↵').replace(/\t/g, '→');
-}
 
 function Context({ ctx, scale }: { ctx: ContextOut; scale: number }) {
   const peak = ctx.acts.indexOf(ctx.maxActivation);
@@ -29,7 +26,7 @@ function Context({ ctx, scale }: { ctx: ContextOut; scale: number }) {
       <span className="cc-context-max num">{formatValue(ctx.maxActivation)}</span>
       <span className="cc-context-text">
         {from > 0 && <span className="muted">…</span>}
-        {ctx.tokens.slice(from, to).map((tok, i) => {
+        {mergeByteRuns(ctx.tokens).slice(from, to).map((tok, i) => {
           const a = ctx.acts[from + i]!;
           const alpha = scale > 0 ? Math.min(1, a / scale) : 0;
           return (
@@ -40,7 +37,7 @@ function Context({ ctx, scale }: { ctx: ContextOut; scale: number }) {
               title={a > 0 ? `activation ${formatValue(a)}` : undefined}
               data-act={a}
             >
-              {showToken(tok)}
+              {visibleText(tok)}
             </span>
           );
         })}
@@ -57,7 +54,7 @@ function LogitList({ title, items, testId }: { title: string; items: { token: st
       <ol>
         {items.map((e, i) => (
           <li key={i}>
-            <span className="cc-tok">{showToken(e.token)}</span> <span className="num muted">{e.value > 0 ? '+' : ''}{formatValue(e.value)}</span>
+            <span className="cc-tok" title={tokenQuoted(e.token)}>{tokenDisplay(e.token)}</span> <span className="num muted">{e.value > 0 ? '+' : ''}{formatValue(e.value)}</span>
           </li>
         ))}
       </ol>

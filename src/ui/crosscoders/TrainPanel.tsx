@@ -194,7 +194,7 @@ function CorpusLine({ busy }: { busy: boolean }) {
 export function TrainPanel({ layers, layer, dModel }: { layers: number; layer: number; dModel: number | null }) {
   const settings = useApp((s) => s.ccSettings);
   const setSettings = useApp((s) => s.setCcSettings);
-  const setLayer = useApp((s) => s.setLayer);
+  const setLayer = useApp((s) => s.setCcLayer);
   const run = useApp((s) => s.ccRun);
   const curve = useApp((s) => s.ccCurve);
   const result = useApp((s) => s.ccResult);

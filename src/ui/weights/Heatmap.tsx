@@ -3,7 +3,7 @@ import { useEffect, useMemo, useRef } from 'react';
 import type { WeightsDiff } from '../../analysis/weights/types.ts';
 import { METRIC_INFO, type Metric } from '../../state/metrics.ts';
 import { formatValue } from '../format.ts';
-import { colorScale, heatmapModel, NA_FILL, ZERO_COLOR, type HeatCell } from './heatmap-model.ts';
+import { colorScale, formatTick, heatmapModel, legendTicks, NA_FILL, ZERO_COLOR, type HeatCell } from './heatmap-model.ts';
 import { KIND_LABELS, type LayerKind } from './tensor-kinds.ts';
 
 const CELL_W = 58;
@@ -151,7 +151,7 @@ export function Heatmap({ result, metric, selected, onSelect }: Props) {
       .attr('offset', (t) => `${t * 100}%`)
       .attr('stop-color', (t) => colors.color(axisScale.invert(t * LEGEND_W)));
     legend.append('rect').attr('y', 8).attr('width', LEGEND_W).attr('height', 10).attr('fill', `url(#${gradientId})`);
-    const axis = d3.axisBottom(axisScale).ticks(info.log ? 4 : 5, info.log ? '~g' : '~g').tickSizeOuter(0);
+    const axis = d3.axisBottom(axisScale).tickValues(legendTicks(colors)).tickFormat((v) => formatTick(Number(v))).tickSizeOuter(0);
     legend.append('g').attr('class', 'legend-axis').attr('transform', 'translate(0,18)').call(axis);
     const swatches = legend.append('g').attr('transform', `translate(${LEGEND_W + 24},8)`);
     const values = [...model.cells, ...model.strip].map((c) => c.value);

@@ -84,3 +84,26 @@ export function colorScale(values: readonly (number | null)[], log: boolean): Co
     domain: [lo, hi],
   };
 }
+
+/**
+ * The values the legend labels, every one of them with a number: nice steps inside the domain,
+ * and on a log scale that spans decades, the powers of ten (with 2 and 5 when there are few).
+ */
+export function legendTicks({ domain: [lo, hi], log }: Pick<ColorScale, 'domain' | 'log'>): number[] {
+  const inside = (t: number) => t >= lo * (1 - 1e-9) && t <= hi * (1 + 1e-9);
+  if (!log || hi / lo < 10) {
+    const ticks = d3.ticks(lo, hi, 4).filter(inside);
+    return ticks.length >= 2 ? ticks : [lo, hi];
+  }
+  const all = d3.scaleLog().domain([lo, hi]).ticks();
+  const lead = (t: number) => Math.round(t / 10 ** Math.floor(Math.log10(t) + 1e-9));
+  const powers = all.filter((t) => lead(t) === 1);
+  const ticks = powers.length >= 3 ? powers : all.filter((t) => [1, 2, 5].includes(lead(t)));
+  const step = Math.ceil(ticks.length / 6);
+  return ticks.filter((_, i) => i % step === 0);
+}
+
+/** A tick label: short, in exponent form below 10⁻³ and from 10⁵. */
+export function formatTick(v: number): string {
+  return v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5) ? d3.format('~e')(v) : d3.format('~g')(v);
+}

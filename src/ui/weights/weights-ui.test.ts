@@ -6,7 +6,7 @@ import { createCpuBackend } from '../../gpu/cpu-backend.ts';
 import { pathFileSet } from '../../io/node-source.ts';
 import { computeWeightsDiff } from '../../state/weights-compute.ts';
 import { formatValue } from '../format.ts';
-import { colorScale, heatmapModel, NA_FILL, ZERO_COLOR } from './heatmap-model.ts';
+import { colorScale, formatTick, heatmapModel, legendTicks, NA_FILL, ZERO_COLOR } from './heatmap-model.ts';
 import { TensorPanel } from './TensorPanel.tsx';
 import { StaleTensor } from './WeightsView.tsx';
 
@@ -52,6 +52,18 @@ describe('colorScale', () => {
     };
     expect(lightness(s.color(1e-3))).toBeGreaterThan(lightness(s.color(1e-2)));
     expect(lightness(s.color(1e-2))).toBeGreaterThan(lightness(s.color(1e-1)));
+  });
+
+  it('labels every legend tick, on narrow and wide log ranges alike', () => {
+    const labels = (lo: number, hi: number, log = true) => legendTicks({ domain: [lo, hi], log }).map(formatTick);
+    // An adapter's relative change sits inside one decade: d3's log ticks would leave these unlabelled.
+    expect(labels(0.25, 0.56)).toEqual(['0.3', '0.4', '0.5']);
+    expect(labels(0.6, 5.5)).toEqual(['1', '2', '3', '4', '5']);
+    expect(labels(1.2e-5, 2.9e-5)).toEqual(['1.5e-5', '2e-5', '2.5e-5']);
+    expect(labels(1e-4, 2)).toEqual(['1e-4', '0.001', '0.01', '0.1', '1']);
+    expect(labels(1e-9, 1)).toEqual(['1e-9', '1e-7', '1e-5', '0.001', '0.1']);
+    expect(labels(0.02, 0.9)).toEqual(['0.02', '0.05', '0.1', '0.2', '0.5']);
+    expect(labels(3, 4, false)).toEqual(['3', '3.2', '3.4', '3.6', '3.8', '4']);
   });
 
   it('widens a single value into a range', () => {
