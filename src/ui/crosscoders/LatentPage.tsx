@@ -3,7 +3,7 @@
 // fine-tuned decoder direction (on demand).
 import { useEffect, useState } from 'react';
 import { mergeByteRuns, tokenDisplay, tokenQuoted, visibleText } from '../../io/token-text.ts';
-import type { ContextOut, CrosscoderSummary, LatentDetail } from '../../state/crosscoder-compute.ts';
+import type { ContextOut, CrosscoderSummary, LatentDetail } from '../../jobs/crosscoder.ts';
 import { STEER_MAX_NEW, STEER_STRENGTHS } from '../../state/crosscoder.ts';
 import { useApp } from '../../state/store.ts';
 import { ExportMenu } from '../export/ExportMenu.tsx';
