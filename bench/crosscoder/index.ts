@@ -6,7 +6,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createCpuEngine } from '../../src/analysis/crosscoder/cpu-engine.ts';
 import type { CrosscoderEngine } from '../../src/analysis/crosscoder/engine.ts';
+import { wasmGemmStats } from '../../src/gpu/cpu-wasm/gemm.ts';
+import { cpuBackendThreads } from '../lib/cpu-threads.ts';
+import { profiled, profileText } from '../lib/profile.ts';
 import { identityNormalization } from '../../src/analysis/crosscoder/model.ts';
 import { createRng } from '../../src/analysis/crosscoder/rng.ts';
 import { plantFeatures, sampleActivations } from '../../src/analysis/crosscoder/synthetic.ts';
@@ -68,7 +72,7 @@ function summarise(config: Config, impl: string, all: StepTimes[]): Row {
   return { config: config.name, impl, steps: all, tokensPerS: config.batch / (stepMs / 1000), selectShare: median(timed.map((s) => s.selectMs / s.stepMs)) };
 }
 
-async function trainOurs(c: Config, engine: CrosscoderEngine | undefined, batches: { base: Float32Array; ft: Float32Array }[], steps: number): Promise<StepStats[]> {
+async function trainOurs(c: Config, label: string, engine: CrosscoderEngine | undefined, batches: { base: Float32Array; ft: Float32Array }[], steps: number): Promise<StepStats[]> {
   const trainer = createTrainer({
     d: c.d,
     D: c.D,
@@ -84,7 +88,7 @@ async function trainOurs(c: Config, engine: CrosscoderEngine | undefined, batche
   for (let s = 0; s < steps; s++) {
     const b = batches[s % batches.length]!;
     out.push(await trainer.step(b.base, b.ft));
-    log(`${c.name} ${engine ? 'WebGPU' : 'CPU'} step ${s}: ${out[s]!.stepMs.toFixed(0)} ms, select ${out[s]!.selectMs.toFixed(0)} ms, loss ${out[s]!.loss.toFixed(5)}`);
+    log(`${c.name} ${label} step ${s}: ${out[s]!.stepMs.toFixed(0)} ms, select ${out[s]!.selectMs.toFixed(0)} ms, loss ${out[s]!.loss.toFixed(5)}`);
   }
   return out;
 }
@@ -116,7 +120,16 @@ async function benchConfig(c: Config, threads: number, notes: string[]): Promise
     });
     await writeTensors(join(work, 'inputs.safetensors'), files);
 
-    const cpu = await trainOurs(c, undefined, batches, c.steps);
+    // The CPU engine's phases are timed by a proxy (a clock read around each call).
+    const { proxy: cpuEngine, profile } = profiled(createCpuEngine({ d: c.d, D: c.D }), (m) => m);
+    wasmGemmStats.enabled = true;
+    wasmGemmStats.kernelMs = 0;
+    wasmGemmStats.totalMs = 0;
+    const started = performance.now();
+    const cpu = await trainOurs(c, 'CPU', cpuEngine, batches, c.steps);
+    const total = performance.now() - started;
+    wasmGemmStats.enabled = false;
+    notes.push(`profile ${c.name} ours CPU engine, ${c.steps} steps: ${profileText(profile, total, 'trainer JS')} (encode includes GEMM wasm kernels ${((100 * wasmGemmStats.kernelMs) / total).toFixed(1)}%)`);
     const peer = await runPython<PythonResult & { steps: StepTimes[] }>(
       'crosscoder.py',
       { inputs: join(work, 'inputs.safetensors'), threads, d: c.d, D: c.D, k: c.k, steps: c.steps, lr: LR, batches: BATCHES },
@@ -133,7 +146,7 @@ async function benchConfig(c: Config, threads: number, notes: string[]): Promise
       } else {
         notes.push(`WebGPU adapter: ${gpu.adapter}${gpu.software ? ' (a CPU rasteriser, SwiftShader: says nothing about GPU speed)' : ''}; its select time includes the encoder, which the selection's readback waits for`);
         const engine = await createWebGpuEngine(c.d, c.D);
-        const steps = await trainOurs(c, engine, batches, WEBGPU_STEPS);
+        const steps = await trainOurs(c, 'WebGPU', engine, batches, WEBGPU_STEPS);
         rows.push({ ...summarise(c, gpu.software ? 'ours WebGPU engine (SwiftShader)' : 'ours WebGPU engine', steps), lossMaxRelDiff: lossDiff(steps, peer.steps) });
       }
     }
@@ -153,7 +166,7 @@ export const crosscoderBench: Bench = {
     const threads = args.threads ?? PEER_THREADS;
     const started = performance.now();
     const loadAtStart = loadText();
-    const notes = ['ours CPU engine: JavaScript on the main thread, 1 thread (its own loops, not the backend GEMM)'];
+    const notes = [`ours CPU engine: dense encoder on the ${await cpuBackendThreads(threads)}`];
     const rows: Row[] = [];
     for (const c of CONFIGS) rows.push(...(await benchConfig(c, threads, notes)));
     notes.push(`${loadAtStart} at start, ${loadText()} at end`);

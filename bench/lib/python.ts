@@ -1,11 +1,17 @@
-// Runs a peer script of bench/py with Debian's Python (the one with torch and numpy), passing
-// options as one JSON argument and reading one JSON object from its last stdout line.
+// Runs a peer script of bench/py, passing options as one JSON argument and reading one JSON object
+// from its last stdout line. The peer is the PyTorch a user installs (`npm run bench:setup`:
+// pip's torch 2 with MKL in bench/.venv); without that virtual environment, Debian's python3 and
+// its torch 1.13 on the reference BLAS, which the tables then flag.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const PYTHON = '/usr/bin/python3';
-export const PY_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'py');
+const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
+const VENV_PYTHON = join(BENCH_DIR, '.venv', 'bin', 'python');
+const VENV_READY = existsSync(VENV_PYTHON);
+export const PYTHON = VENV_READY ? VENV_PYTHON : '/usr/bin/python3';
+export const PY_DIR = join(BENCH_DIR, 'py');
 
 /** The fields bench/py/common.py's setup() reports. */
 export interface PythonEnv {
@@ -15,6 +21,8 @@ export interface PythonEnv {
   torch_threads: number;
   torch_interop_threads: number;
   blas: { numpy_blas_opt_libraries: string[]; loaded: string[] };
+  /** The BLAS torch was built with, from torch.__config__.show() (e.g. "MKL", "OpenBLAS"). */
+  torch_blas: string;
   omp_wait_policy: string | null;
 }
 
@@ -62,5 +70,6 @@ export function runPython<T extends PythonResult>(script: string, options: objec
 /** One line naming the peer's threads and BLAS, for the tables' headers. */
 export function pythonEnvText(env: PythonEnv): string {
   const blas = env.blas.loaded.map((p) => p.split('/').pop()).join(', ') || 'none found';
-  return `PyTorch ${env.torch} (${env.torch_threads} threads, interop ${env.torch_interop_threads}, OMP_WAIT_POLICY=${env.omp_wait_policy ?? 'unset'}), numpy ${env.numpy}, BLAS/LAPACK loaded: ${blas}`;
+  const warning = VENV_READY ? '' : ' WARNING: Debian\'s torch, not the pip PyTorch 2 a user installs (run `npm run bench:setup`)';
+  return `PyTorch ${env.torch} (BLAS ${env.torch_blas}; ${env.torch_threads} threads, interop ${env.torch_interop_threads}, OMP_WAIT_POLICY=${env.omp_wait_policy ?? 'unset'}), numpy ${env.numpy}, BLAS/LAPACK loaded: ${blas} [${PYTHON}]${warning}`;
 }

@@ -16,6 +16,8 @@ import { dawnBackend } from '../lib/backends.ts';
 import { cpuBackendThreads } from '../lib/cpu-threads.ts';
 import { maxDiff, sci } from '../lib/compare.ts';
 import { peakRssMb } from '../lib/memory.ts';
+import { profiledBackend, profileText } from '../lib/profile.ts';
+import { wasmGemmStats } from '../../src/gpu/cpu-wasm/gemm.ts';
 import { FIXTURES_DIR, randomModel } from '../lib/models.ts';
 import { pythonEnvText, runPython, type PythonResult } from '../lib/python.ts';
 import { loadText, writeResults } from '../lib/results.ts';
@@ -79,22 +81,35 @@ async function runOurs(label: string, model: Transformer, be: Backend, name: str
   }
 }
 
-async function benchModel(name: string, dir: string, lengths: readonly number[], withWebGpu: boolean, threads: number, notes: string[]): Promise<Row[]> {
+async function benchModel(name: string, dir: string, lengths: readonly number[], withWebGpu: boolean, full: boolean, threads: number, notes: string[]): Promise<Row[]> {
   const rows: Row[] = [];
   const work = mkdtempSync(join(tmpdir(), 'neurodiff-prefill-'));
   try {
-    const cpu = createCpuBackend();
+    // Ops are timed by the wrapper (a clock read around each call: well under a millisecond a forward).
+    const prof = profiledBackend(createCpuBackend());
+    const cpu = prof.backend;
     const files = await pathFileSet(dir);
     const model = await loadModel(files, cpu);
     const ids = new Map(lengths.map((T) => [T, tokenIds(model.config.vocab, BATCH * T, 1000 + T)]));
     await writeTensors(join(work, 'inputs.safetensors'), Object.fromEntries(lengths.map((T) => [`ids.${T}`, { shape: [BATCH, T], data: ids.get(T)! }])));
     const ours = new Map<string, Float32Array>();
     await runOurs('ours CPU', model, cpu, name, lengths, ids, rows, ours);
+    for (const T of lengths) {
+      prof.reset();
+      wasmGemmStats.enabled = true;
+      const t0 = performance.now();
+      await oursForward(model, cpu, ids.get(T)!, T);
+      const total = performance.now() - t0;
+      wasmGemmStats.enabled = false;
+      notes.push(`profile ${name} ours CPU T=${T}: ${profileText(prof.profile, total)}`);
+    }
     model.dispose();
     if (withWebGpu) {
       const gpu = await dawnBackend();
       if ('error' in gpu) {
         rows.push(...lengths.map((T) => ({ model: name, tokens: T, impl: 'ours WebGPU', error: gpu.error })));
+      } else if (gpu.software && !full) {
+        notes.push(`WebGPU adapter: ${gpu.adapter}, a software rasteriser: its prefill (minutes, and no measure of a GPU) runs with --full only`);
       } else {
         notes.push(`WebGPU adapter: ${gpu.adapter}${gpu.software ? ': a software rasteriser on the CPU (SwiftShader), not a GPU' : ''}`);
         const gm = await loadModel(files, gpu.backend);
@@ -168,8 +183,8 @@ export const prefillBench: Bench = {
     const loadAtStart = loadText();
     const notes = [await cpuBackendThreads(threads), `PyTorch threads: ${threads}`];
     const rows = [
-      ...(await benchModel('stories260K', join(FIXTURES_DIR, 'stories260K', 'base'), lengths, true, threads, notes)),
-      ...(await benchModel('gpt2-small (random)', join(randomModel('gpt2-small', log), 'base'), lengths, false, threads, notes)),
+      ...(await benchModel('stories260K', join(FIXTURES_DIR, 'stories260K', 'base'), lengths, true, args.full, threads, notes)),
+      ...(await benchModel('gpt2-small (random)', join(randomModel('gpt2-small', log), 'base'), lengths, false, args.full, threads, notes)),
     ];
     notes.push(`${loadAtStart} at start, ${loadText()} at end; Node peak RSS ${peakRssMb().toFixed(0)} MiB`);
     console.log(`== prefill\n${[...new Set(notes)].join('\n')}\n\n${report(rows)}\n(${((performance.now() - started) / 1000).toFixed(0)} s)\n`);

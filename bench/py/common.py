@@ -1,4 +1,5 @@
-"""Shared by the PyTorch / numpy peers of the benchmarks (run with Debian's /usr/bin/python3).
+"""Shared by the PyTorch / numpy peers of the benchmarks (run in bench/.venv's pip PyTorch when it
+exists, Debian's /usr/bin/python3 otherwise).
 
 Each script prints exactly one JSON object on stdout (its last line); progress goes to stderr.
 Inputs and outputs cross as safetensors files, read here without the safetensors package
@@ -42,6 +43,18 @@ def blas_info():
     return {'numpy_blas_opt_libraries': built, 'loaded': sorted(loaded)}
 
 
+def torch_blas(torch):
+    """The BLAS named in torch's build configuration (torch.__config__.show())."""
+    config = torch.__config__.show()
+    for line in config.splitlines():
+        if 'BLAS_INFO' in line:
+            return line.split('BLAS_INFO=')[-1].split(',')[0].strip()
+    for name in ('MKL', 'OpenBLAS', 'Accelerate'):
+        if name.lower() in config.lower():
+            return name
+    return 'unknown'
+
+
 def setup(threads):
     """Sets torch's thread count and reports the environment the timings come from."""
     import torch
@@ -53,6 +66,7 @@ def setup(threads):
         'torch_threads': torch.get_num_threads(),
         'torch_interop_threads': torch.get_num_interop_threads(),
         'blas': blas_info(),
+        'torch_blas': torch_blas(torch),
         'openblas_env': {k: v for k, v in os.environ.items() if k.startswith('OPENBLAS')},
         'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY'),
     }

@@ -243,6 +243,9 @@ describe('cpu backend: attention', () => {
     ['grouped query', 6, 6, { nHeads: 4, nKvHeads: 2, headDim: 4, scale: 0.5, queryOffset: 0 }],
     ['sliding window and soft-cap', 9, 9, { nHeads: 4, nKvHeads: 1, headDim: 4, scale: 0.7, queryOffset: 0, window: 3, softcap: 1.5 }],
     ['queries after a cache', 2, 7, { nHeads: 2, nKvHeads: 1, headDim: 8, scale: 0.35, queryOffset: 5, window: 4 }],
+    // Longer than one block of query rows (64): the blocks' key ranges and masks.
+    ['several row blocks, grouped', 150, 150, { nHeads: 4, nKvHeads: 2, headDim: 8, scale: 0.35, queryOffset: 0 }],
+    ['several row blocks after a cache, window', 130, 140, { nHeads: 2, nKvHeads: 1, headDim: 12, scale: 0.3, queryOffset: 10, window: 70 }],
   ];
   for (const [name, T, S, p] of cases) {
     it(name, async () => {

@@ -500,7 +500,14 @@ function topkRow(v: Float32Array, off: number, n: number, k: number, values: Flo
   }
 }
 
-/** Causal grouped-query attention, one query row at a time: only one row of scores exists at once. */
+/** Query rows per block of attention: the block's scores (rows × keys) are one GEMM. */
+const ATTENTION_ROWS = 64;
+
+/**
+ * Causal grouped-query attention as blocked GEMMs: per (batch, head) and block of query rows,
+ * scores = Q·Kᵀ over the keys the block can see (one GEMM), a row softmax in place (max and sum in
+ * float64), then P·V (a second GEMM). Only one block of scores exists at a time.
+ */
 function attention(q: Tensor, k: Tensor, v: Tensor, p: AttentionParams): Tensor {
   const qv = floats(q, 'attention');
   const kv = floats(k, 'attention');
@@ -516,33 +523,66 @@ function attention(q: Tensor, k: Tensor, v: Tensor, p: AttentionParams): Tensor 
   const window = p.window ?? 0;
   const cap = p.softcap ?? 0;
   const out = new Float32Array(B * T * Dq);
-  const scores = new Float64Array(S);
-  const acc = new Float64Array(hd);
+  if (T === 0 || hd === 0) return f32(out, q.shape);
+  const R = Math.min(ATTENTION_ROWS, T);
+  const qh = new Float32Array(T * hd);
+  const kh = new Float32Array(S * hd);
+  const vh = new Float32Array(S * hd);
+  const scores = new Float32Array(R * S);
+  const oh = new Float32Array(R * hd);
   for (let b = 0; b < B; b++) {
-    for (let h = 0; h < nHeads; h++) {
-      const kh = Math.floor(h / group) * hd;
-      for (let t = 0; t < T; t++) {
-        const pos = queryOffset + t;
-        const first = window > 0 ? Math.max(0, pos - window + 1) : 0;
-        const qo = (b * T + t) * Dq + h * hd;
-        let max = -Infinity;
-        for (let s = first; s <= pos; s++) {
-          let sc = dot(qv, qo, kv, (b * S + s) * Dk + kh, hd) * scale;
-          if (cap > 0) sc = cap * Math.tanh(sc / cap);
-          scores[s] = sc;
-          if (sc > max) max = sc;
+    for (let g = 0; g < nKvHeads; g++) {
+      gatherHead(kv, kh, b * S, S, Dk, g * hd, hd);
+      gatherHead(vv, vh, b * S, S, Dk, g * hd, hd);
+      for (let h = g * group; h < (g + 1) * group; h++) {
+        gatherHead(qv, qh, b * T, T, Dq, h * hd, hd);
+        for (let t0 = 0; t0 < T; t0 += R) {
+          const rows = Math.min(R, T - t0);
+          // Keys [s0, s1) cover every row of the block; each row masks the ones it may not see.
+          const s1 = queryOffset + t0 + rows;
+          const s0 = window > 0 ? Math.max(0, queryOffset + t0 - window + 1) : 0;
+          const width = s1 - s0;
+          const sc = scores.subarray(0, rows * width);
+          matmulInto(qh.subarray(t0 * hd, (t0 + rows) * hd), kh.subarray(s0 * hd, s1 * hd), sc, rows, width, hd, true);
+          for (let r = 0; r < rows; r++) {
+            const pos = queryOffset + t0 + r;
+            const first = window > 0 ? Math.max(0, pos - window + 1) : 0;
+            softmaxMasked(sc, r * width, width, first - s0, pos + 1 - s0, scale, cap);
+          }
+          matmulInto(sc, vh.subarray(s0 * hd, s1 * hd), oh, rows, hd, width, false);
+          for (let r = 0; r < rows; r++) out.set(oh.subarray(r * hd, (r + 1) * hd), (b * T + t0 + r) * Dq + h * hd);
         }
-        let sum = 0;
-        acc.fill(0);
-        for (let s = first; s <= pos; s++) {
-          const w = Math.exp(scores[s]! - max);
-          sum += w;
-          const vo = (b * S + s) * Dk + kh;
-          for (let d = 0; d < hd; d++) acc[d]! += w * vv[vo + d]!;
-        }
-        for (let d = 0; d < hd; d++) out[qo + d] = acc[d]! / sum;
       }
     }
   }
   return f32(out, q.shape);
+}
+
+/** Columns [c0, c0 + width) of rows [row0, row0 + rows) of a [?, stride] matrix, into dst [rows, width]. */
+function gatherHead(src: Float32Array, dst: Float32Array, row0: number, rows: number, stride: number, c0: number, width: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = (row0 + r) * stride + c0;
+    dst.set(src.subarray(o, o + width), r * width);
+  }
+}
+
+/** Row [o, o + n) of scores in place: scale, soft-cap, softmax over [lo, hi), zeros outside. */
+function softmaxMasked(sc: Float32Array, o: number, n: number, lo: number, hi: number, scale: number, cap: number): void {
+  let max = -Infinity;
+  for (let j = o + lo; j < o + hi; j++) {
+    let x = sc[j]! * scale;
+    if (cap > 0) x = cap * Math.tanh(x / cap);
+    sc[j] = x;
+    if (x > max) max = x;
+  }
+  let sum = 0;
+  for (let j = o + lo; j < o + hi; j++) {
+    const e = Math.exp(sc[j]! - max);
+    sc[j] = e;
+    sum += e;
+  }
+  const inv = 1 / sum;
+  for (let j = o + lo; j < o + hi; j++) sc[j]! *= inv;
+  sc.fill(0, o, o + lo);
+  sc.fill(0, o + hi, o + n);
 }

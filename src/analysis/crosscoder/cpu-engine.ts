@@ -1,6 +1,8 @@
-// The CPU reference engine. Dense work is only the encoder (B·D·2d multiply-adds); the decoder,
-// the backward pass and the auxiliary loss visit the kept (token, latent) pairs only.
+// The CPU reference engine. Dense work is only the encoder (B·D·2d multiply-adds, on the CPU
+// backend's WebAssembly GEMM in float32); the decoder, the backward pass and the auxiliary loss
+// visit the kept (token, latent) pairs only.
 // Generic over Float32Array / Float64Array storage: float64 is for gradient checks.
+import { matmulInto } from '../../gpu/cpu-matmul.ts';
 import type { AdamOptions, CrosscoderEngine, LossOptions, LossParts, SelectInfo } from './engine.ts';
 import { scoreWeights, zeroParams, type CodeNormalization, type CrosscoderParams, type FloatArray } from './model.ts';
 import { cutAbove, emitSparse, findTopKCut, type SparseCode, type TopKCut } from './select.ts';
@@ -29,6 +31,8 @@ class CpuEngine<A extends FloatArray> implements CrosscoderEngine {
   private xf: A;
   private f: A;
   private scores = new Float32Array(0);
+  /** The fine-tuned model's half of the encoder's pre-activations (float32 engine). */
+  private encFt = new Float32Array(0);
   private scratch = new Uint32Array(0);
   private readonly fired: Uint8Array;
   private w: Float64Array;
@@ -115,6 +119,22 @@ class CpuEngine<A extends FloatArray> implements CrosscoderEngine {
     const { d, D, n, xb, xf, f } = this;
     const { encW, encB } = this.p;
     const offFt = D * d;
+    if (encW instanceof Float32Array && xb instanceof Float32Array && xf instanceof Float32Array && f instanceof Float32Array) {
+      // f = relu(xb·W_baseᵀ + xf·W_ftᵀ + b): two GEMMs (the encoder's rows are [D, d] per model).
+      if (this.encFt.length < n * D) this.encFt = new Float32Array(n * D);
+      const fb = f.subarray(0, n * D);
+      const ff = this.encFt.subarray(0, n * D);
+      matmulInto(xb.subarray(0, n * d), encW.subarray(0, offFt), fb, n, D, d, true);
+      matmulInto(xf.subarray(0, n * d), encW.subarray(offFt, 2 * offFt), ff, n, D, d, true);
+      for (let t = 0; t < n; t++) {
+        const o = t * D;
+        for (let j = 0; j < D; j++) {
+          const s = fb[o + j]! + ff[o + j]! + encB[j]!;
+          fb[o + j] = s > 0 ? s : 0;
+        }
+      }
+      return;
+    }
     // Four tokens per pass over a latent's encoder rows: each weight load serves four tokens.
     let t = 0;
     for (; t + 4 <= n; t += 4) {

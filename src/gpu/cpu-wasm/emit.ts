@@ -84,6 +84,8 @@ export const vLoadSplat = (addr: Code, offset = 0): Code => seq(addr, simd(0x09)
 export const vZero = (): Code => seq(simd(0x0c), new Array<number>(16).fill(0));
 export const f32x4Add = (a: Code, b: Code): Code => seq(a, b, simd(0xe4));
 export const f32x4Mul = (a: Code, b: Code): Code => seq(a, b, simd(0xe6));
+/** Relaxed SIMD: a·b + c, fused where the hardware has FMA (the engine chooses; results may differ between engines). */
+export const f32x4RelaxedMadd = (a: Code, b: Code, c: Code): Code => seq(a, b, c, simd(0x105));
 
 // Structured control. Branch depths count enclosing blocks from the innermost (0).
 export const call = (fn: number, ...args: Code[]): Code => seq(...args, [0x10], uleb(fn));

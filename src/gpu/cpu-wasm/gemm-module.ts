@@ -4,7 +4,8 @@
 // - A is packed by tiles of 4 rows: for each k, the 4 values a[r, k] side by side ([tiles][K][4]);
 // - B is packed by panels of 8 columns: for each k, the 8 values b[k, j] side by side ([panels][K][8]).
 // The 4×8 micro-kernel keeps 8 f32x4 accumulators in registers; each k step loads two vectors of B,
-// splats four values of A and does 8 multiplies and 8 adds (64 flops for 6 loads). K is cut into
+// splats four values of A and does 8 multiplies and 8 adds (64 flops for 6 loads), or, in the
+// relaxed-SIMD variant, 8 f32x4.relaxed_madd (fused multiply-adds where the CPU has FMA). K is cut into
 // blocks of kcBlock so that a panel of B (kcBlock × 8 floats) stays in L1 while the tiles of up to
 // mcTiles × 4 rows of A (from L2) pass over it. Rows and columns are padded to whole tiles and
 // panels with zeros by the caller, so the kernels have no edge cases.
@@ -16,6 +17,7 @@ import {
   f32Store,
   f32x4Add,
   f32x4Mul,
+  f32x4RelaxedMadd,
   forRange,
   FunctionBuilder,
   get,
@@ -50,14 +52,14 @@ const PACK_COLUMNS = 2;
 const GEMM = 3;
 
 /** One panel of B against `tiles` tiles of A: C[4t.., 8 cols] (+)= A_tile[kc] · B_panel[kc]. */
-function tilesFunction(): { fn: FunctionBuilder; body: Code } {
+function tilesFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
   const fn = new FunctionBuilder('tiles', [i32, i32, i32, i32, i32, i32, i32, i32]);
   const [ap, bp, cp, ldc, kc, tiles, aStride, accumulate] = fn.params() as [Local, Local, Local, Local, Local, Local, Local, Local];
   const t = fn.local(i32);
   const a = fn.local(i32);
   const aEnd = fn.local(i32);
   const b = fn.local(i32);
-  const rows = [fn.local(i32), fn.local(i32), fn.local(i32), fn.local(i32)];
+  const rows = Array.from({ length: TILE_ROWS }, () => fn.local(i32));
   const acc = rows.map(() => [fn.local(v128), fn.local(v128)]);
   const b0 = fn.local(v128);
   const b1 = fn.local(v128);
@@ -81,11 +83,9 @@ function tilesFunction(): { fn: FunctionBuilder; body: Code } {
   }
   const step: Code[] = [set(b0, vLoad(get(b))), set(b1, vLoad(get(b), 16))];
   for (let r = 0; r < TILE_ROWS; r++) {
-    step.push(
-      set(x, vLoadSplat(get(a), 4 * r)),
-      set(accAt(r, 0), f32x4Add(get(accAt(r, 0)), f32x4Mul(get(x), get(b0)))),
-      set(accAt(r, 1), f32x4Add(get(accAt(r, 1)), f32x4Mul(get(x), get(b1)))),
-    );
+    const madd = (acc: Local, b: Local): Code =>
+      relaxed ? f32x4RelaxedMadd(get(x), get(b), get(acc)) : f32x4Add(get(acc), f32x4Mul(get(x), get(b)));
+    step.push(set(x, vLoadSplat(get(a), 4 * r)), set(accAt(r, 0), madd(accAt(r, 0), b0)), set(accAt(r, 1), madd(accAt(r, 1), b1)));
   }
   step.push(set(a, add(get(a), int(A_STEP))), set(b, add(get(b), int(B_STEP))));
   const kLoop: Code = [0x03, 0x40, ...step.flat(), ...gtS(get(aEnd), get(a)), 0x0d, 0, 0x0b];
@@ -210,7 +210,10 @@ export interface GemmExports {
   work(ap: number, K: number, bsrc: number, ldb: number, transposed: number, bp: number, c: number, ldc: number, tiles: number, p0: number, p1: number, kcBlock: number, mcTiles: number): void;
 }
 
-/** The module's bytes; a shared memory import lets worker threads instantiate it over one memory. */
-export function gemmModuleBytes(memory: { initialPages: number; maximumPages: number; shared: boolean }): Uint8Array<ArrayBuffer> {
-  return encodeModule(memory, [tilesFunction(), packRowsFunction(), packColumnsFunction(), gemmFunction(), workFunction()]);
+/**
+ * The module's bytes; a shared memory import lets worker threads instantiate it over one memory.
+ * `relaxed` uses relaxed SIMD's fused multiply-add (validate before use: not every engine has it).
+ */
+export function gemmModuleBytes(memory: { initialPages: number; maximumPages: number; shared: boolean }, relaxed = false): Uint8Array<ArrayBuffer> {
+  return encodeModule(memory, [tilesFunction(relaxed), packRowsFunction(), packColumnsFunction(), gemmFunction(), workFunction()]);
 }

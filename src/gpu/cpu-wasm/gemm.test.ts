@@ -1,7 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { matmulInto } from '../cpu-matmul.ts';
 import { gemmModuleBytes, type GemmExports } from './gemm-module.ts';
-import { startWasmGemmThreads, wasmGemmAvailable, wasmGemmOptions, wasmMatmul } from './gemm.ts';
+import { resetWasmGemm, startWasmGemmThreads, wasmGemmAvailable, wasmGemmOptions, wasmGemmRelaxed, wasmMatmul } from './gemm.ts';
 
 const defaults = { ...wasmGemmOptions };
 afterEach(() => Object.assign(wasmGemmOptions, defaults));
@@ -57,9 +57,23 @@ function product(M: number, N: number, K: number, transposeB: boolean): { a: Flo
   return { a, b, c, ran };
 }
 
-describe('WebAssembly SIMD matmul', () => {
-  it('has wasm SIMD in this Node', () => {
+// Both kernel variants: plain SIMD multiply and add, and relaxed SIMD's fused multiply-add (Node 20
+// has it behind a flag, which gemm.ts turns on; later Nodes and Chromium have it by default).
+for (const relaxed of [false, true]) describe(`WebAssembly SIMD matmul (${relaxed ? 'relaxed-SIMD FMA' : 'plain SIMD'} kernels)`, () => {
+  beforeAll(() => {
+    defaults.relaxed = relaxed;
+    wasmGemmOptions.relaxed = relaxed;
+    resetWasmGemm();
+  });
+  afterAll(() => {
+    defaults.relaxed = true;
+    wasmGemmOptions.relaxed = true;
+    resetWasmGemm();
+  });
+
+  it('has wasm SIMD in this Node, and the kernel variant asked for', () => {
     expect(wasmGemmAvailable()).toBe(true);
+    expect(wasmGemmRelaxed()).toBe(relaxed);
   });
 
   for (const transposeB of [false, true]) {
@@ -150,7 +164,7 @@ describe('WebAssembly SIMD matmul', () => {
 
   it('runs on an unshared memory too (a page main thread, where workers cannot be waited for)', () => {
     const memory = new WebAssembly.Memory({ initial: 2, maximum: 2 });
-    const bytes = gemmModuleBytes({ initialPages: 2, maximumPages: 2, shared: false });
+    const bytes = gemmModuleBytes({ initialPages: 2, maximumPages: 2, shared: false }, relaxed);
     const { work } = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as GemmExports;
     const heap = new Float32Array(memory.buffer);
     // One tile of A (4 rows, K = 3) packed as [k][row], and one panel of B (8 columns) row-major.

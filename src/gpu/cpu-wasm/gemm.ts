@@ -22,6 +22,12 @@ export interface WasmGemmOptions {
   mcTiles: number;
   /** Floats of A (and of B) moved into wasm memory per block; a block of C holds up to twice as many. */
   blockFloats: number;
+  /**
+   * Use relaxed SIMD's fused multiply-add where the engine validates it (Chromium; Node from 22, or
+   * Node 20 with --experimental-wasm-relaxed-simd); plain SIMD multiply and add otherwise. Read
+   * when the kernels are first used (resetWasmGemm() to change it later).
+   */
+  relaxed: boolean;
 }
 
 export const wasmGemmOptions: WasmGemmOptions = {
@@ -31,7 +37,14 @@ export const wasmGemmOptions: WasmGemmOptions = {
   kcBlock: 256,
   mcTiles: 32,
   blockFloats: 1 << 21,
+  relaxed: true,
 };
+
+/**
+ * Time spent when `enabled` (for the benchmarks' profiles): in the kernels (packing B and multiplying,
+ * all threads) and in whole calls (plus packing A and copying into and out of the module's memory).
+ */
+export const wasmGemmStats = { enabled: false, kernelMs: 0, totalMs: 0 };
 
 const PAGE = 65536;
 /** The first page holds the thread pool's control words; data starts after it. */
@@ -39,6 +52,8 @@ const DATA_START = PAGE;
 const MAX_PAGES = 16384;
 
 interface Engine {
+  /** The kernels use relaxed SIMD's fused multiply-add. */
+  relaxed: boolean;
   memory: WebAssembly.Memory;
   gemm: GemmExports;
   threads: GemmThreads | undefined;
@@ -49,13 +64,19 @@ let engine: Engine | null | undefined;
 
 function instantiate(shared: boolean): Engine | null {
   const memoryType = { initialPages: 2, maximumPages: MAX_PAGES, shared };
-  const bytes = gemmModuleBytes(memoryType);
-  // The module is wasm SIMD (and threads, when shared): validation fails where the engine lacks them.
+  // The module is wasm SIMD (threads when shared, relaxed SIMD when asked): validation fails where the engine lacks them.
+  let relaxed = wasmGemmOptions.relaxed;
+  let bytes = gemmModuleBytes(memoryType, relaxed);
+  if (relaxed && !WebAssembly.validate(bytes)) {
+    relaxed = false;
+    bytes = gemmModuleBytes(memoryType, false);
+  }
   if (!WebAssembly.validate(bytes)) return null;
   try {
     const memory = new WebAssembly.Memory({ initial: memoryType.initialPages, maximum: MAX_PAGES, shared });
     const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
     return {
+      relaxed,
       memory,
       gemm: instance.exports as unknown as GemmExports,
       threads: shared ? new GemmThreads(bytes, memory) : undefined,
@@ -66,8 +87,20 @@ function instantiate(shared: boolean): Engine | null {
   }
 }
 
+/**
+ * Node 20's V8 has relaxed SIMD behind a flag (standard in WebAssembly 3.0, on by default in
+ * Chromium and in Node from 22); turn it on before the kernels are validated.
+ */
+function enableRelaxedSimdInNode(): void {
+  const proc = (globalThis as { process?: { versions?: { node?: string }; getBuiltinModule?: (id: string) => unknown } }).process;
+  if (typeof proc?.versions?.node !== 'string') return;
+  const v8 = proc.getBuiltinModule?.('node:v8') as { setFlagsFromString?: (flags: string) => void } | undefined;
+  v8?.setFlagsFromString?.('--experimental-wasm-relaxed-simd');
+}
+
 function createEngine(): Engine | null {
   if (typeof WebAssembly !== 'object') return null;
+  if (wasmGemmOptions.relaxed) enableRelaxedSimdInNode();
   return (canBlockHere() ? instantiate(true) : null) ?? instantiate(false);
 }
 
@@ -79,6 +112,20 @@ function getEngine(): Engine | null {
 /** Whether the WebAssembly SIMD kernels run here (false: the JavaScript kernels do). */
 export function wasmGemmAvailable(): boolean {
   return getEngine() !== null;
+}
+
+/** Whether the kernels in use are the relaxed-SIMD (fused multiply-add) ones. */
+export function wasmGemmRelaxed(): boolean {
+  return getEngine()?.relaxed ?? false;
+}
+
+/**
+ * Drops the kernels (their memory and threads go when nothing refers to them), so that the next
+ * product builds them again with the current options (tests of both kernel variants).
+ */
+export function resetWasmGemm(): void {
+  engine?.threads?.close();
+  engine = undefined;
 }
 
 /** A view of the memory that covers `bytes`, growing it if needed; null if it cannot grow that far. */
@@ -104,12 +151,9 @@ function packA(a: Float32Array, i0: number, rows: number, K: number, heap: Float
     const d0 = at + t * K * MR;
     const s0 = (i0 + t * MR) * K;
     if ((t + 1) * MR <= rows) {
-      // Four source rows side by side: sequential writes, which V8 runs about twice as fast.
+      // The tile's source rows side by side: sequential writes, which V8 runs about twice as fast.
       for (let k = 0, s = s0, d = d0; k < K; k++, s++, d += MR) {
-        heap[d] = a[s]!;
-        heap[d + 1] = a[s + K]!;
-        heap[d + 2] = a[s + 2 * K]!;
-        heap[d + 3] = a[s + 3 * K]!;
+        for (let r = 0, sr = s; r < MR; r++, sr += K) heap[d + r] = a[sr]!;
       }
     } else {
       for (let r = 0; r < MR; r++) {
@@ -146,6 +190,8 @@ export function wasmMatmul(a: Float32Array, b: Float32Array, c: Float32Array, M:
   const cAt = bPackAt + nb * K;
   const heap = heapFor(e, (cAt + mb * nb) * 4);
   if (!heap) return false;
+  const stats = wasmGemmStats.enabled ? wasmGemmStats : undefined;
+  const started = stats ? performance.now() : 0;
 
   for (let i0 = 0; i0 < M; i0 += mb) {
     const rows = Math.min(mb, M - i0);
@@ -173,8 +219,10 @@ export function wasmMatmul(a: Float32Array, b: Float32Array, c: Float32Array, M:
       }
       const args = [aAt * 4, K, bRawAt * 4, ldb, transposeB ? 1 : 0, bPackAt * 4, cAt * 4, width * 4, tiles, 0, panels, o.kcBlock, o.mcTiles];
       const threads = Math.max(1, Math.min(o.threads, panels, Math.floor((2 * tiles * MR * cols * K) / o.flopsPerThread)));
+      const kernelStart = stats ? performance.now() : 0;
       if (threads > 1 && e.threads) e.threads.run(e.gemm, args, threads);
       else e.gemm.work(...(args as Parameters<GemmExports['work']>));
+      if (stats) stats.kernelMs += performance.now() - kernelStart;
       if (width === N) {
         c.set(heap.subarray(cAt, cAt + rows * N), i0 * N);
       } else {
@@ -182,6 +230,7 @@ export function wasmMatmul(a: Float32Array, b: Float32Array, c: Float32Array, M:
       }
     }
   }
+  if (stats) stats.totalMs += performance.now() - started;
   return true;
 }
 

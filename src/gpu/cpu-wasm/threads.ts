@@ -54,7 +54,7 @@ else self.onmessage = (event) => start(event.data);
 
 type NodeProcess = { versions?: { node?: string }; getBuiltinModule?: (id: string) => unknown };
 type NodeWorkerThreads = { Worker: new (source: string, options: { eval: true }) => NodeWorker };
-type NodeWorker = { postMessage(value: unknown): void; unref(): void; on(event: 'error', listener: (e: unknown) => void): void };
+type NodeWorker = { postMessage(value: unknown): void; unref(): void; terminate(): unknown; on(event: 'error', listener: (e: unknown) => void): void };
 
 function nodeProcess(): NodeProcess | undefined {
   const p = (globalThis as { process?: NodeProcess }).process;
@@ -76,33 +76,35 @@ export function canBlockHere(): boolean {
   return g.window === undefined && g.crossOriginIsolated === true && typeof Worker === 'function';
 }
 
-function startWorker(index: number, bytes: Uint8Array<ArrayBuffer>, memory: WebAssembly.Memory): boolean {
+function startWorker(index: number, bytes: Uint8Array<ArrayBuffer>, memory: WebAssembly.Memory): { terminate(): unknown } | null {
   const message = { bytes, memory, index };
   const proc = nodeProcess();
   try {
     if (proc) {
       const threads = proc.getBuiltinModule?.('node:worker_threads') as NodeWorkerThreads | undefined;
-      if (!threads) return false;
+      if (!threads) return null;
       const worker = new threads.Worker(WORKER_SOURCE, { eval: true });
       // Workers wait in Atomics.wait forever; they must not keep the process alive.
       worker.unref();
       worker.on('error', () => {});
       worker.postMessage(message);
+      return worker;
     } else {
       const url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: 'text/javascript' }));
       const worker = new Worker(url);
       URL.revokeObjectURL(url);
       worker.postMessage(message);
+      return worker;
     }
-    return true;
   } catch {
-    return false;
+    return null;
   }
 }
 
 export class GemmThreads {
   private readonly ctrl: Int32Array;
   private started = 0;
+  private readonly workers: { terminate(): unknown }[] = [];
   /** A worker could not be created here (no worker_threads, a CSP without blob:): stop trying. */
   private unavailable = false;
 
@@ -117,12 +119,24 @@ export class GemmThreads {
   ensure(threads: number): number {
     const want = Math.min(MAX_WORKERS, threads - 1);
     while (!this.unavailable && this.started < want) {
-      if (startWorker(this.started + 1, this.bytes, this.memory)) this.started++;
-      else this.unavailable = true;
+      const worker = startWorker(this.started + 1, this.bytes, this.memory);
+      if (worker) {
+        this.workers.push(worker);
+        this.started++;
+      } else {
+        this.unavailable = true;
+      }
     }
     let ready = 0;
     while (ready < this.started && Atomics.load(this.ctrl, READY + ready + 1) === 1) ready++;
     return ready;
+  }
+
+  /** Ends the workers; the pool takes no more jobs. */
+  close(): void {
+    for (const w of this.workers) void w.terminate();
+    this.workers.length = 0;
+    this.unavailable = true;
   }
 
   /** Runs `work(args)` split by panels over up to `threads` threads (fewer while workers start). */
