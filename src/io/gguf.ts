@@ -13,21 +13,21 @@ export type GgufValue = number | bigint | string | boolean | GgufValue[];
 export type GgufMetadata = Readonly<Record<string, GgufValue>>;
 
 /** ggml tensor types this reader decodes, by their number in the file. */
-const TYPES: Record<number, { dtype: StoredDType; block: number; bytes: number }> = {
-  0: { dtype: 'F32', block: 1, bytes: 4 },
-  1: { dtype: 'F16', block: 1, bytes: 2 },
-  2: { dtype: 'Q4_0', block: 32, bytes: 18 },
-  8: { dtype: 'Q8_0', block: 32, bytes: 34 },
-  12: { dtype: 'Q4_K', block: 256, bytes: 144 },
-  14: { dtype: 'Q6_K', block: 256, bytes: 210 },
-  30: { dtype: 'BF16', block: 1, bytes: 2 },
-};
-const TYPE_NAMES: Record<number, string> = {
+const TYPES = new Map<number, { dtype: StoredDType; block: number; bytes: number }>([
+  [0, { dtype: 'F32', block: 1, bytes: 4 }],
+  [1, { dtype: 'F16', block: 1, bytes: 2 }],
+  [2, { dtype: 'Q4_0', block: 32, bytes: 18 }],
+  [8, { dtype: 'Q8_0', block: 32, bytes: 34 }],
+  [12, { dtype: 'Q4_K', block: 256, bytes: 144 }],
+  [14, { dtype: 'Q6_K', block: 256, bytes: 210 }],
+  [30, { dtype: 'BF16', block: 1, bytes: 2 }],
+]);
+const TYPE_NAMES = new Map<number, string>(Object.entries({
   3: 'Q4_1', 6: 'Q5_0', 7: 'Q5_1', 9: 'Q8_1', 10: 'Q2_K', 11: 'Q3_K', 13: 'Q5_K', 15: 'Q8_K', 16: 'IQ2_XXS', 17: 'IQ2_XS', 18: 'IQ3_XXS',
   19: 'IQ1_S', 20: 'IQ4_NL', 21: 'IQ3_S', 22: 'IQ2_S', 23: 'IQ4_XS', 24: 'I8', 25: 'I16', 26: 'I32', 27: 'I64', 28: 'F64', 29: 'IQ1_M',
   34: 'TQ1_0', 35: 'TQ2_0', 39: 'MXFP4',
-};
-const typeName = (t: number) => TYPES[t]?.dtype ?? TYPE_NAMES[t] ?? `type ${t}`;
+}).map(([k, v]) => [Number(k), v]));
+const typeName = (t: number) => TYPES.get(t)?.dtype ?? TYPE_NAMES.get(t) ?? `type ${t}`;
 
 export interface GgufTensor extends StoredTensor {
   /** Absolute byte offset of the data in the file. */
@@ -73,23 +73,52 @@ export async function readGgufHeader(src: ByteSource): Promise<GgufFile> {
     throw new FormatError(src.name, `truncated: the file (${src.size} bytes) ends inside the GGUF header`);
   }
   if (!parsed.littleEndian) throw new FormatError(src.name, 'big-endian GGUF files are not supported');
+  const alignment = Number(parsed.metadata['general.alignment'] ?? 32);
+  if (!Number.isSafeInteger(alignment) || alignment < 8 || (alignment & (alignment - 1)) !== 0) {
+    throw new FormatError(src.name, `general.alignment is ${String(parsed.metadata['general.alignment'])}: it must be a power of two, at least 8`);
+  }
   const tensors = new Map<string, GgufTensor>();
   for (const info of parsed.tensorInfos) {
+    if (tensors.has(info.name)) throw new FormatError(src.name, `has two tensors named "${info.name}"`);
     const ne = info.shape.map(Number);
-    const type = TYPES[info.dtype];
+    if (ne.length > 4 || !ne.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new FormatError(src.name, `tensor "${info.name}" has an invalid shape [${info.shape.join(', ')}]`);
+    const type = TYPES.get(info.dtype);
     if (!type) {
-      throw new FormatError(src.name, `tensor "${info.name}" has ggml type ${typeName(info.dtype)} (${info.dtype}), which NeuroDiff cannot read (supported: ${Object.values(TYPES).map((t) => t.dtype).join(', ')})`);
+      throw new FormatError(src.name, `tensor "${info.name}" has ggml type ${typeName(info.dtype)} (${info.dtype}), which NeuroDiff cannot read (supported: ${[...TYPES.values()].map((t) => t.dtype).join(', ')})`);
     }
     const count = ne.reduce((a, b) => a * b, 1);
     if ((ne[0] ?? 1) % type.block !== 0) throw new FormatError(src.name, `tensor "${info.name}" has rows of ${ne[0]} values, not a multiple of the ${type.dtype} block of ${type.block}`);
     const byteLength = (count / type.block) * type.bytes;
-    const offset = dataStart + Number(info.offset);
-    if (offset + byteLength > src.size) {
-      throw new FormatError(src.name, `truncated: tensor "${info.name}" ends at byte ${offset + byteLength}, the file has ${src.size} bytes`);
+    const relative = Number(info.offset);
+    if (!Number.isSafeInteger(relative) || relative % alignment !== 0) {
+      throw new FormatError(src.name, `tensor "${info.name}" starts at data offset ${info.offset}, not a multiple of the file's alignment (${alignment})`);
+    }
+    const offset = dataStart + relative;
+    if (!Number.isSafeInteger(byteLength) || offset + byteLength > src.size) {
+      throw new FormatError(src.name, `truncated: tensor "${info.name}" ends at byte ${offset + byteLength}, the file has ${src.size} bytes (${type.dtype} [${ne.join(', ')}])`);
     }
     tensors.set(info.name, { name: info.name, shape: [...ne].reverse(), dtype: type.dtype, byteLength, offset, ne });
   }
+  checkGgufLayout(src, [...tensors.values()], alignment);
   return { source: src, metadata: parsed.metadata as GgufMetadata, tensors };
+}
+
+/**
+ * Tensors follow one another in the data section, each padded to the alignment: two tensors sharing
+ * bytes, or a gap wider than the padding (a type whose size is less than the space the writer left),
+ * mean the header is wrong.
+ */
+function checkGgufLayout(src: ByteSource, tensors: GgufTensor[], alignment: number): void {
+  const sorted = [...tensors].sort((a, b) => a.offset - b.offset);
+  for (let i = 0; i + 1 < sorted.length; i++) {
+    const t = sorted[i]!;
+    const next = sorted[i + 1]!;
+    const end = t.offset + t.byteLength;
+    if (end > next.offset) throw new FormatError(src.name, `tensors "${t.name}" (${t.dtype}, ${t.byteLength} bytes) and "${next.name}" overlap: the first ends at byte ${end}, the second starts at ${next.offset}`);
+    if (next.offset - end >= alignment) {
+      throw new FormatError(src.name, `tensor "${t.name}" (${t.dtype} [${t.shape.join(', ')}], ${t.byteLength} bytes) is followed by ${next.offset - end} unused bytes before "${next.name}": its type or shape does not match the space it was written in`);
+    }
+  }
 }
 
 /** Values of a GGUF tensor as float32, row-major over `shape`. */
@@ -208,13 +237,13 @@ interface ArchSpec {
   readonly extraConfig: Record<string, unknown>;
 }
 
-const ARCHS: Record<string, ArchSpec> = {
+const ARCHS = new Map<string, ArchSpec>(Object.entries({
   llama: { hfArchitecture: 'LlamaForCausalLM', modelType: 'llama', permutedQK: true, extraConfig: { attention_bias: false, mlp_bias: false } },
   qwen2: { hfArchitecture: 'Qwen2ForCausalLM', modelType: 'qwen2', permutedQK: false, extraConfig: {} },
   qwen3: { hfArchitecture: 'Qwen3ForCausalLM', modelType: 'qwen3', permutedQK: false, extraConfig: { attention_bias: false } },
-};
+}));
 
-const BLOCK_PARTS: Record<string, string> = {
+const BLOCK_PARTS = new Map<string, string>(Object.entries({
   attn_norm: 'input_layernorm',
   attn_q: 'self_attn.q_proj',
   attn_k: 'self_attn.k_proj',
@@ -226,19 +255,19 @@ const BLOCK_PARTS: Record<string, string> = {
   ffn_gate: 'mlp.gate_proj',
   ffn_up: 'mlp.up_proj',
   ffn_down: 'mlp.down_proj',
-};
-const TOP_LEVEL: Record<string, string> = {
+}));
+const TOP_LEVEL = new Map<string, string>(Object.entries({
   'token_embd.weight': 'model.embed_tokens.weight',
   'output_norm.weight': 'model.norm.weight',
   'output.weight': 'lm_head.weight',
-};
+}));
 
 /** The Hugging Face name of a GGUF tensor, or undefined when it has none. */
 export function hfTensorName(ggufName: string): string | undefined {
-  const top = TOP_LEVEL[ggufName];
+  const top = TOP_LEVEL.get(ggufName);
   if (top) return top;
   const m = /^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$/.exec(ggufName);
-  const part = m && BLOCK_PARTS[m[2]!];
+  const part = m && BLOCK_PARTS.get(m[2]!);
   return part ? `model.layers.${m[1]}.${part}.${m[3]}` : undefined;
 }
 
@@ -252,7 +281,7 @@ function f32Decimal(x: number): number {
 }
 
 function num(meta: GgufMetadata, key: string): number | undefined {
-  const v = meta[key];
+  const v = Object.hasOwn(meta, key) ? meta[key] : undefined;
   return typeof v === 'number' || typeof v === 'bigint' ? Number(v) : undefined;
 }
 
@@ -282,34 +311,47 @@ function llama3RopeScaling(factors: Float32Array, theta: number, headDim: number
 
 /** The tokenizer a GGUF header carries: SentencePiece ("llama") or byte-level BPE ("gpt2"). */
 export function ggufTokenizer(meta: GgufMetadata, name: string): { tokenizer?: Tokenizer; problem?: string } {
-  const model = meta['tokenizer.ggml.model'];
-  const tokens = meta['tokenizer.ggml.tokens'];
+  const get = (key: string): GgufValue | undefined => (Object.hasOwn(meta, key) ? meta[key] : undefined);
+  const model = get('tokenizer.ggml.model');
+  const tokens = get('tokenizer.ggml.tokens');
   if (model === undefined || !Array.isArray(tokens)) return { problem: `${name} carries no tokenizer` };
-  const types = (meta['tokenizer.ggml.token_type'] as number[] | undefined) ?? [];
-  const bos = num(meta, 'tokenizer.ggml.bos_token_id');
-  const eos = num(meta, 'tokenizer.ggml.eos_token_id');
-  const addBos = meta['tokenizer.ggml.add_bos_token'];
+  const numbers = (key: string): number[] => {
+    const v = get(key) ?? [];
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'number')) throw new FormatError(name, `${key} must be an array of numbers`);
+    if (v.length !== 0 && v.length !== tokens.length) throw new FormatError(name, `${key} has ${v.length} entries for ${tokens.length} tokens`);
+    return v as number[];
+  };
+  const types = numbers('tokenizer.ggml.token_type');
+  const tokenId = (key: string): number | undefined => {
+    const id = num(meta, key);
+    if (id !== undefined && !(Number.isInteger(id) && id >= 0 && id < tokens.length)) throw new FormatError(name, `${key} is ${id}, not a token id of its ${tokens.length}-token vocabulary`);
+    return id;
+  };
+  const bos = tokenId('tokenizer.ggml.bos_token_id');
+  const eos = tokenId('tokenizer.ggml.eos_token_id');
+  const addBos = get('tokenizer.ggml.add_bos_token');
   const pieces = tokens.map(String);
   if (model === 'llama') {
-    const scores = (meta['tokenizer.ggml.scores'] as number[] | undefined) ?? [];
-    const KINDS: Record<number, PieceKind> = { 1: 'normal', 2: 'unknown', 3: 'control', 4: 'normal', 5: 'control', 6: 'byte' };
-    const kinds = pieces.map((_, i) => KINDS[types[i] ?? 1] ?? 'normal');
+    const scores = numbers('tokenizer.ggml.scores');
+    if (scores.length !== pieces.length) return { problem: `${name}: a SentencePiece tokenizer needs tokenizer.ggml.scores, one per token` };
+    const KINDS = new Map<number, PieceKind>([[1, 'normal'], [2, 'unknown'], [3, 'control'], [4, 'normal'], [5, 'control'], [6, 'byte']]);
+    const kinds = pieces.map((_, i) => KINDS.get(types[i] ?? 1) ?? 'normal');
     const tokenizer = new SentencePieceTokenizer({
       pieces: pieces.map((p, i) => (kinds[i] === 'control' || kinds[i] === 'unknown' ? p : p.replaceAll('\u2581', ' '))),
       scores,
       kinds,
       bosId: bos,
       eosId: eos,
-      addSpacePrefix: meta['tokenizer.ggml.add_space_prefix'] !== false,
+      addSpacePrefix: get('tokenizer.ggml.add_space_prefix') !== false,
       addBosByDefault: addBos !== false,
     });
     return { tokenizer };
   }
   if (model === 'gpt2') {
-    const pre = String(meta['tokenizer.ggml.pre'] ?? 'gpt2');
-    const split = BPE_SPLITS[pre];
-    if (split === undefined) return { problem: `${name}: tokenizer pre-tokenization "${pre}" is not supported (supported: ${Object.keys(BPE_SPLITS).join(', ')})` };
-    const vocab: Record<string, number> = {};
+    const pre = String(get('tokenizer.ggml.pre') ?? 'gpt2');
+    const split = BPE_SPLITS.get(pre);
+    if (split === undefined) return { problem: `${name}: tokenizer pre-tokenization "${pre}" is not supported (supported: ${[...BPE_SPLITS.keys()].join(', ')})` };
+    const vocab: Record<string, number> = Object.create(null) as Record<string, number>;
     pieces.forEach((p, i) => (vocab[p] = i));
     const added = pieces.flatMap((content, id) =>
       types[id] === 3 || types[id] === 4 ? [{ id, content, special: types[id] === 3, normalized: false, lstrip: false, rstrip: false, single_word: false }] : [],
@@ -331,7 +373,7 @@ export function ggufTokenizer(meta: GgufMetadata, name: string): { tokenizer?: T
             }
           : null,
       decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-      model: { type: 'BPE', vocab, merges: (meta['tokenizer.ggml.merges'] as string[] | undefined) ?? [], ignore_merges: pre === 'llama-bpe', byte_fallback: false, fuse_unk: false, dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null },
+      model: { type: 'BPE', vocab, merges: (get('tokenizer.ggml.merges') as string[] | undefined) ?? [], ignore_merges: pre === 'llama-bpe', byte_fallback: false, fuse_unk: false, dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null },
     };
     const special = (id: number | undefined) => (id === undefined ? undefined : pieces[id]);
     return { tokenizer: hfTokenizer(json, { bos_token: special(bos), eos_token: special(eos) }, name) };
@@ -340,11 +382,11 @@ export function ggufTokenizer(meta: GgufMetadata, name: string): { tokenizer?: T
 }
 
 /** Split patterns of the byte-level BPE pre-tokenizers, by tokenizer.ggml.pre; "" is GPT-2's own. */
-const BPE_SPLITS: Record<string, string> = {
+const BPE_SPLITS = new Map<string, string>(Object.entries({
   gpt2: '',
   'llama-bpe': "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
   qwen2: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-};
+}));
 
 export interface OpenedGguf {
   readonly file: GgufFile;
@@ -359,8 +401,8 @@ export async function openGguf(src: ByteSource): Promise<OpenedGguf> {
   const file = await readGgufHeader(src);
   const meta = file.metadata;
   const arch = String(meta['general.architecture'] ?? '');
-  const spec = ARCHS[arch];
-  if (!spec) throw new FormatError(src.name, `GGUF architecture "${arch}" is not supported (supported: ${Object.keys(ARCHS).join(', ')})`);
+  const spec = ARCHS.get(arch);
+  if (!spec) throw new FormatError(src.name, `GGUF architecture "${arch}" is not supported (supported: ${[...ARCHS.keys()].join(', ')})`);
   const key = (k: string) => num(meta, `${arch}.${k}`);
   const hidden = key('embedding_length');
   const layers = key('block_count');
@@ -369,6 +411,13 @@ export async function openGguf(src: ByteSource): Promise<OpenedGguf> {
   if (!hidden || !layers || !heads || !ffn) {
     throw new FormatError(src.name, `GGUF metadata lacks ${arch}.embedding_length, block_count, attention.head_count or feed_forward_length`);
   }
+  let blocks = 0;
+  for (const name of file.tensors.keys()) {
+    const m = /^blk\.(\d+)\./.exec(name);
+    if (m) blocks = Math.max(blocks, Number(m[1]) + 1);
+  }
+  // (A file with no block tensors at all is refused by the loader, which needs them.)
+  if (blocks > 0 && layers !== blocks) throw new FormatError(src.name, `${arch}.block_count is ${layers}, but the file holds tensors for ${blocks} blocks`);
   const kvHeads = key('attention.head_count_kv') ?? heads;
   const headDim = key('attention.key_length') ?? hidden / heads;
   const theta = key('rope.freq_base') ?? 10000;

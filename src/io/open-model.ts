@@ -99,6 +99,10 @@ async function openUnchecked(files: FileSet): Promise<Omit<OpenedModel, 'store'>
       const store = await openSafetensorsFolder(files, kind === 'hf' ? 'model' : 'adapter_model');
       const tokenizer = await readHfTokenizer(files);
       if (!tokenizer && kind === 'hf') warnings.push('no tokenizer.json in the folder: text cannot be tokenized');
+      const vocab = Object.hasOwn(config, 'vocab_size') ? config.vocab_size : undefined;
+      if (tokenizer && typeof vocab === 'number' && tokenizer.vocabSize > vocab) {
+        throw new FormatError('tokenizer.json', `has token ids up to ${tokenizer.vocabSize - 1}, but the model's vocabulary (vocab_size in config.json) has ${vocab} tokens: the tokenizer belongs to another model`);
+      }
       return { kind, store, config, ...(tokenizer ? { tokenizer } : {}), label: store.label, warnings };
     }
     case 'gguf': {

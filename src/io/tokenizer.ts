@@ -57,8 +57,9 @@ function checkId(id: number, vocabSize: number): void {
 
 /** A tokenizer.json (and optional tokenizer_config.json) run by @huggingface/tokenizers. */
 export function hfTokenizer(json: unknown, config: unknown = {}, name = 'tokenizer.json'): Tokenizer {
-  if (typeof json !== 'object' || json === null || !('model' in json)) throw new FormatError(name, 'is not a tokenizer.json (no "model")');
-  const cfg = (typeof config === 'object' && config !== null ? config : {}) as Record<string, unknown>;
+  if (typeof json !== 'object' || json === null || Array.isArray(json) || !Object.hasOwn(json, 'model')) throw new FormatError(name, 'is not a tokenizer.json (no "model")');
+  checkTokenizerJson(json as Record<string, unknown>, name);
+  const cfg = (typeof config === 'object' && config !== null && !Array.isArray(config) ? config : {}) as Record<string, unknown>;
   let tok: HfTokenizer;
   try {
     tok = new HfTokenizer(json, { ...cfg, clean_up_tokenization_spaces: cfg.clean_up_tokenization_spaces === true });
@@ -109,6 +110,41 @@ export function hfTokenizer(json: unknown, config: unknown = {}, name = 'tokeniz
       return bytes ? bytesToText(bytes) : own;
     },
   };
+}
+
+/** Largest token id accepted from a tokenizer file (the same limit as a config's vocab_size). */
+export const MAX_TOKEN_ID = (1 << 24) - 1;
+
+/**
+ * The parts of a tokenizer.json that the tokenizers library trusts, checked before it runs: ids are
+ * integers within MAX_TOKEN_ID (an id of 2³¹ would make it walk a sparse array that long), a BPE /
+ * WordPiece / WordLevel vocabulary maps tokens to ids, a Unigram one lists [piece, score] pairs.
+ */
+function checkTokenizerJson(json: Record<string, unknown>, name: string): void {
+  const id = (v: unknown, what: string): void => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_TOKEN_ID) throw new FormatError(name, `${what} has id ${JSON.stringify(v)}: token ids must be integers in 0..${MAX_TOKEN_ID}`);
+  };
+  const model = json.model;
+  if (typeof model !== 'object' || model === null || Array.isArray(model)) throw new FormatError(name, '"model" is not an object');
+  const m = model as Record<string, unknown>;
+  const type = Object.hasOwn(m, 'type') ? m.type : undefined;
+  const vocab = Object.hasOwn(m, 'vocab') ? m.vocab : undefined;
+  if (type === 'Unigram') {
+    if (!Array.isArray(vocab) || vocab.length > MAX_TOKEN_ID + 1 || !vocab.every((e) => Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'number')) {
+      throw new FormatError(name, 'a Unigram model\'s "vocab" must list [piece, score] pairs');
+    }
+  } else if (vocab !== undefined) {
+    if (typeof vocab !== 'object' || vocab === null || Array.isArray(vocab)) throw new FormatError(name, `the ${String(type ?? 'model')} "vocab" must map tokens to ids (a JSON object), got ${Array.isArray(vocab) ? 'an array' : JSON.stringify(vocab)}`);
+    for (const [token, v] of Object.entries(vocab)) id(v, `vocabulary token ${JSON.stringify(token.slice(0, 40))}`);
+  }
+  const added = Object.hasOwn(json, 'added_tokens') ? json.added_tokens : undefined;
+  if (added !== undefined && added !== null) {
+    if (!Array.isArray(added)) throw new FormatError(name, '"added_tokens" must be an array');
+    for (const t of added) {
+      if (typeof t !== 'object' || t === null || typeof (t as { content?: unknown }).content !== 'string') throw new FormatError(name, 'an entry of "added_tokens" has no "content" string');
+      id((t as { id?: unknown }).id, `added token ${JSON.stringify((t as { content: string }).content.slice(0, 40))}`);
+    }
+  }
 }
 
 /** tokenizer.json (with tokenizer_config.json when present) from a folder, or undefined if there is none. */

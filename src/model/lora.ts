@@ -1,6 +1,7 @@
 // PEFT LoRA adapters: adapter_config.json + adapter_model.safetensors. The update of a target weight
 // is ΔW = scaling · B A with A [r, in], B [out, r], scaling = alpha / r (alpha / sqrt(r) with rsLoRA).
 // Merged into the base weights at load (load.ts); the factors stay readable for analyses.
+import { checkFinite, countNonFinite, type FiniteOptions } from '../io/finite.ts';
 import { openSafetensorsFolder } from '../io/safetensors.ts';
 import { FormatError, readJson, type FileSet } from '../io/source.ts';
 import type { WeightStore } from '../io/store.ts';
@@ -47,10 +48,10 @@ export interface LoraAdapter {
 }
 
 /** A PEFT adapter folder. */
-export async function readLoraAdapter(files: FileSet): Promise<LoraAdapter> {
+export async function readLoraAdapter(files: FileSet, opts: FiniteOptions = {}): Promise<LoraAdapter> {
   const configFile = files.get('adapter_config.json');
   if (!configFile) throw new FormatError('adapter folder', `no adapter_config.json (files: ${[...files.keys()].join(', ') || 'none'})`);
-  const store = await openSafetensorsFolder(files, 'adapter_model');
+  const store = checkFinite(await openSafetensorsFolder(files, 'adapter_model'), opts);
   return loraAdapterFromStore(store, await readJson(configFile), configFile.name);
 }
 
@@ -71,6 +72,13 @@ export function loraAdapterFromStore(store: WeightStore, rawConfig: unknown, con
   }
 
   const targets = new Map<string, LoraTarget>();
+  const untargeted = [...factors.keys()].filter((module) => !isTargeted(config.targetModules, module));
+  if (untargeted.length > 0) {
+    throw new FormatError(
+      label,
+      `holds LoRA factors for ${untargeted.length === factors.size ? 'modules' : `${untargeted.length} modules`} that target_modules [${[config.targetModules].flat().join(', ')}] in ${configLabel} does not name (${untargeted.slice(0, 3).join(', ')}${untargeted.length > 3 ? ', …' : ''}): the config and the weights disagree`,
+    );
+  }
   for (const [module, f] of factors) {
     if (!f.A || !f.B) throw new FormatError(label, `module "${module}" has lora_${f.A ? 'A' : 'B'} but no lora_${f.A ? 'B' : 'A'}`);
     const a = store.tensors.get(f.A)!.shape;
@@ -109,40 +117,61 @@ export function loraAdapterFromStore(store: WeightStore, rawConfig: unknown, con
 function parseLoraConfig(raw: unknown, file: string): LoraConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new FormatError(file, 'is not a JSON object');
   const c = raw as Record<string, unknown>;
-  if (c.peft_type !== undefined && c.peft_type !== 'LORA') throw new FormatError(file, `peft_type "${String(c.peft_type)}" is not LORA`);
-  if (c.use_dora === true) throw new FormatError(file, 'DoRA adapters (use_dora) are not supported');
-  const num = (key: string): number => {
-    const v = c[key];
+  const get = (key: string): unknown => (Object.hasOwn(c, key) ? c[key] : undefined);
+  const peftType = get('peft_type');
+  if (peftType !== undefined && peftType !== 'LORA') throw new FormatError(file, `peft_type ${JSON.stringify(peftType)} is not LORA`);
+  if (get('use_dora') === true) throw new FormatError(file, 'DoRA adapters (use_dora) are not supported');
+  const num = (key: string, v = get(key)): number => {
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new FormatError(file, `"${key}" must be a positive number, got ${JSON.stringify(v)}`);
+    if (v > MAX_LORA_NUMBER) throw new FormatError(file, `"${key}" is ${v}, above the limit of ${MAX_LORA_NUMBER} for it`);
     return v;
   };
   const record = (key: string): Record<string, number> => {
-    const v = c[key];
+    const v = get(key);
     if (v === undefined || v === null) return {};
-    if (typeof v !== 'object' || Array.isArray(v) || !Object.values(v).every((x) => typeof x === 'number')) throw new FormatError(file, `"${key}" must map module names to numbers`);
-    return v as Record<string, number>;
+    if (typeof v !== 'object' || Array.isArray(v)) throw new FormatError(file, `"${key}" must map module names to numbers`);
+    const out: Record<string, number> = Object.create(null) as Record<string, number>;
+    for (const [k, x] of Object.entries(v)) out[k] = num(`${key}.${k}`, x);
+    return out;
   };
-  const targets = c.target_modules;
+  const targets = get('target_modules');
+  if (targets !== undefined && targets !== null && typeof targets !== 'string' && !(Array.isArray(targets) && targets.every((t) => typeof t === 'string'))) {
+    throw new FormatError(file, '"target_modules" must be a module name pattern or a list of module names');
+  }
   return {
     r: num('r'),
     alpha: num('lora_alpha'),
-    useRslora: c.use_rslora === true,
-    targetModules: typeof targets === 'string' ? targets : Array.isArray(targets) ? targets.map(String) : [],
-    fanInFanOut: c.fan_in_fan_out === true,
+    useRslora: get('use_rslora') === true,
+    targetModules: typeof targets === 'string' ? targets : Array.isArray(targets) ? (targets as string[]) : [],
+    fanInFanOut: get('fan_in_fan_out') === true,
     rankPattern: record('rank_pattern'),
     alphaPattern: record('alpha_pattern'),
   };
 }
 
-/** PEFT's rule: the first pattern key k with module matching (.*\.)?k$. */
+/** Largest r or lora_alpha accepted: far above real adapters, low enough that α/r · B A stays finite. */
+const MAX_LORA_NUMBER = 1e6;
+
+/**
+ * Whether target_modules names a module, as PEFT's check_target_module_exists decides for a list:
+ * the module itself, or a name it ends with after a dot. A string is a regular expression to PEFT;
+ * none is built from a file here, so only "all-linear" and plain names are checked, other
+ * expressions are taken as given.
+ */
+function isTargeted(targets: readonly string[] | string, module: string): boolean {
+  if (typeof targets === 'string') return targets === 'all-linear' || /[^\w.-]/.test(targets) || suffixMatch(targets, module);
+  return targets.length === 0 || targets.some((t) => suffixMatch(t, module));
+}
+
+const suffixMatch = (key: string, module: string) => module === key || module.endsWith(`.${key}`);
+
+/**
+ * The value of the first rank_pattern / alpha_pattern key naming the module. PEFT matches keys as
+ * regular expressions, `(.*\.)?key$`; here a key is matched literally, as the module or a dotted
+ * suffix of it, which is what PEFT writes (module names) and costs one comparison per key.
+ */
 function patternValue(patterns: Readonly<Record<string, number>>, module: string): number | undefined {
-  for (const [key, value] of Object.entries(patterns)) {
-    try {
-      if (new RegExp(`^(.*\\.)?${key}$`).test(module)) return value;
-    } catch {
-      if (module === key || module.endsWith(`.${key}`)) return value;
-    }
-  }
+  for (const key of Object.keys(patterns)) if (suffixMatch(key, module)) return patterns[key];
   return undefined;
 }
 
@@ -177,6 +206,16 @@ export function mergeLora(w: Float32Array, shape: readonly number[], target: Lor
   }
   const delta = loraDelta(target, f);
   for (let i = 0; i < delta.length; i++) delta[i] = w[i]! + delta[i]!;
+  // Finite weights and factors (checked as read) can still overflow through the scaling.
+  const out = countNonFinite(delta);
+  if (out.nan + out.inf > 0) {
+    const before = countNonFinite(w);
+    const fa = countNonFinite(f.A);
+    const fb = countNonFinite(f.B);
+    if (before.nan + before.inf + fa.nan + fa.inf + fb.nan + fb.inf === 0) {
+      throw new FormatError(target.aName, `the LoRA update of "${target.weight}" overflows float32 (${out.nan + out.inf} values are not finite with scaling ${target.scaling}, from lora_alpha ${target.alpha} and r ${target.r})`);
+    }
+  }
   return delta;
 }
 
