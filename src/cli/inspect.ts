@@ -2,6 +2,7 @@
 import { parseConfig, parameterCount } from '../model/config.ts';
 import { loraAdapterFromStore } from '../model/lora.ts';
 import { numel } from '../model/backend.ts';
+import { describeNaming } from '../io/onnx-names.ts';
 import type { Command } from './commands.ts';
 import { UsageError } from './errors.ts';
 import { openModelAt } from './models.ts';
@@ -24,7 +25,7 @@ export const inspect: Command = {
       stored += numel(t.shape);
       bytes += t.byteLength;
     }
-    const common = { path, format: opened.kind, label: opened.label, stored_parameters: stored, bytes, dtypes, warnings: opened.warnings };
+    const common = { path, format: opened.kind, label: opened.label, stored_parameters: stored, bytes, dtypes, warnings: opened.warnings, ...(opened.onnxNames ? { onnx_names: describeNaming(opened.onnxNames) } : {}) };
     if (opened.kind === 'peft-adapter') {
       const a = loraAdapterFromStore(opened.store, opened.config, join(path, 'adapter_config.json'));
       return {

@@ -8,6 +8,7 @@ import type { ModelPair, Progress } from '../analysis/activations/run.ts';
 import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { readLlama2cTokenizer } from '../io/llama2c.ts';
 import { pathFileSet, pathSource } from '../io/node-source.ts';
+import { externalDataLocations } from '../io/onnx.ts';
 import { openModel, type OpenedModel } from '../io/open-model.ts';
 import { FormatError, readJson, readText, type ByteSource, type FileSet } from '../io/source.ts';
 import { hfTokenizer, type Tokenizer } from '../io/tokenizer.ts';
@@ -31,6 +32,12 @@ export async function filesAt(path: string, what: string): Promise<FileSet> {
   const dir = dirname(path);
   for (const name of await readdir(dir)) {
     if (name !== basename(path) && COMPANIONS.test(name) && statSync(join(dir, name)).isFile()) files.set(name, await pathSource(join(dir, name)));
+  }
+  // An .onnx file's external data files, where they lie beside it.
+  if (/\.onnx$/i.test(path)) {
+    for (const name of await externalDataLocations(files.get(basename(path))!)) {
+      if (existsSync(join(dir, name)) && statSync(join(dir, name)).isFile()) files.set(name, await pathSource(join(dir, name)));
+    }
   }
   return files;
 }

@@ -2,7 +2,7 @@
 // by byte range (raw tensor data is never read until asked for), and small graph edits for the
 // runner (listing node outputs, adding graph outputs).
 import { decodeBF16, decodeF16, decodeF32 } from './dtype.ts';
-import { fields, LEN, lenField, message, packedVarints, SourceCursor, str, varints, withProtoErrors, type Field } from './protobuf.ts';
+import { concatBytes, fields, I32, LEN, lenField, packedVarints, SourceCursor, str, varints, withProtoErrors, type Field } from './protobuf.ts';
 import { FormatError, type ByteSource, type FileSet } from './source.ts';
 import type { StoredDType, StoredTensor, WeightStore } from './store.ts';
 
@@ -24,6 +24,8 @@ const DATA_TYPES: Record<number, { dtype: StoredDType; size: number; field: numb
   11: { dtype: 'F64', size: 8, field: TENSOR.doubleData },
   16: { dtype: 'BF16', size: 2, field: TENSOR.int32Data },
 };
+/** More dimensions than any real tensor has: a header that claims more is refused before anything is allocated. */
+const MAX_RANK = 64;
 const DATA_TYPE_NAMES: Record<number, string> = { 4: 'UINT16', 8: 'STRING', 12: 'UINT32', 13: 'UINT64', 14: 'COMPLEX64', 15: 'COMPLEX128', 17: 'FLOAT8E4M3FN', 18: 'FLOAT8E4M3FNUZ', 19: 'FLOAT8E5M2', 20: 'FLOAT8E5M2FNUZ', 21: 'UINT4', 22: 'INT4' };
 
 export interface OnnxInitializer extends StoredTensor {
@@ -44,7 +46,12 @@ async function readInitializer(src: ByteSource, files: FileSet | undefined, star
   const externalData: Record<string, string> = {};
   for (let f = await cur.next(); f; f = await cur.next()) {
     if (f.no === TENSOR.name) name = new TextDecoder().decode(await cur.read(f));
-    else if (f.no === TENSOR.dims) dims.push(...(f.wire === LEN ? packedVarints(await cur.read(f)) : [f.value]).map(Number));
+    else if (f.no === TENSOR.dims) {
+      for (const v of f.wire === LEN ? packedVarints(await cur.read(f)) : [f.value]) {
+        if (dims.length >= MAX_RANK) throw new FormatError(src.name, `initializer "${name}" has more than ${MAX_RANK} dimensions`);
+        dims.push(Number(v));
+      }
+    }
     else if (f.no === TENSOR.dataType) dataType = Number(f.value);
     else if (f.no === TENSOR.rawData) raw = f;
     else if (f.no === TENSOR.dataLocation) external = f.value === 1n;
@@ -59,9 +66,10 @@ async function readInitializer(src: ByteSource, files: FileSet | undefined, star
       externalData[key] = value;
     } else if (f.no === TENSOR.floatData || f.no === TENSOR.int32Data || f.no === TENSOR.int64Data || f.no === TENSOR.doubleData) typed = true;
   }
-  const type = DATA_TYPES[dataType];
+  const type = Object.hasOwn(DATA_TYPES, dataType) ? DATA_TYPES[dataType] : undefined;
   if (!type) throw new FormatError(src.name, `initializer "${name}" has ONNX data type ${DATA_TYPE_NAMES[dataType] ?? dataType}, which NeuroDiff cannot read`);
   const count = dims.reduce((a, b) => a * b, 1);
+  if (dims.some((d) => !Number.isSafeInteger(d) || d < 0) || !Number.isSafeInteger(count)) throw new FormatError(src.name, `initializer "${name}" has impossible dimensions ${JSON.stringify(dims)}`);
   const byteLength = count * type.size;
   const base = { name, shape: dims, dtype: type.dtype, byteLength, dataType };
   if (external) {
@@ -96,12 +104,16 @@ export async function readInitializerF32(t: OnnxInitializer, signal?: AbortSigna
     const proto = await t.source.read(t.data.start, t.data.end - t.data.start, signal);
     const chunks: Uint8Array[] = [];
     const ints: bigint[] = [];
+    // Bounded by the declared shape: a field holding more values than the shape needs is refused below.
     for (const f of fields(proto)) {
       if (f.no !== type.field) continue;
       if (type.field === TENSOR.floatData || type.field === TENSOR.doubleData) chunks.push(proto.subarray(f.start, f.end));
-      else ints.push(...varints(proto, f));
+      else {
+        for (const x of varints(proto, f)) ints.push(x);
+        if (ints.length > count) throw new FormatError(t.source.name, `initializer "${t.name}" holds more values than its shape ${JSON.stringify(t.shape)} needs (${count})`);
+      }
     }
-    if (type.field === TENSOR.floatData || type.field === TENSOR.doubleData) bytes = message(...chunks);
+    if (type.field === TENSOR.floatData || type.field === TENSOR.doubleData) bytes = concatBytes(chunks);
     else {
       bytes = new Uint8Array(count * type.size);
       const v = new DataView(bytes.buffer);
@@ -145,24 +157,72 @@ async function graphRanges(src: ByteSource): Promise<Field[]> {
   return graphs;
 }
 
+export interface OnnxModel {
+  readonly initializers: ReadonlyMap<string, OnnxInitializer>;
+  /** The graph's nodes in file order (topological, as the format requires). */
+  readonly nodes: readonly OnnxNode[];
+}
+
 /**
- * The initializers of an .onnx file as a WeightStore, under their ONNX names. `files` supplies the
- * external data files that large exports keep beside the model.
+ * The initializers and nodes of an .onnx file, walked by byte range: initializer data (inline or in
+ * the external files that `files` supplies) is located, never read.
  */
-export async function readOnnxInitializers(src: ByteSource, files?: FileSet): Promise<WeightStore & { tensors: ReadonlyMap<string, OnnxInitializer> }> {
-  const tensors = new Map<string, OnnxInitializer>();
+export async function readOnnxModel(src: ByteSource, files?: FileSet): Promise<OnnxModel> {
+  const initializers = new Map<string, OnnxInitializer>();
+  const nodes: OnnxNode[] = [];
   await withProtoErrors(src.name, 'not a readable ONNX model', async () => {
     const graphs = await graphRanges(src);
     if (graphs.length === 0) throw new FormatError(src.name, 'not an ONNX model: no graph in the ModelProto');
     for (const g of graphs) {
       const cur = new SourceCursor(src, g.start, g.end);
       for (let f = await cur.next(); f; f = await cur.next()) {
-        if (f.no !== GRAPH.initializer || f.wire !== LEN) continue;
-        const t = await readInitializer(src, files, f.start, f.end);
-        tensors.set(t.name, t);
+        if (f.wire !== LEN) continue;
+        if (f.no === GRAPH.initializer) {
+          const t = await readInitializer(src, files, f.start, f.end);
+          initializers.set(t.name, t);
+        } else if (f.no === GRAPH.node) nodes.push(parseNode(await cur.read(f)));
       }
     }
   });
+  return { initializers, nodes };
+}
+
+/**
+ * The names of the external data files an .onnx file refers to that would lie in its own folder
+ * (a location with a path separator or "..", or an absolute one, is not a companion: it is refused
+ * when read).
+ */
+export async function externalDataLocations(src: ByteSource): Promise<string[]> {
+  const found = new Set<string>();
+  await withProtoErrors(src.name, 'not a readable ONNX model', async () => {
+    for (const g of await graphRanges(src)) {
+      const cur = new SourceCursor(src, g.start, g.end);
+      for (let f = await cur.next(); f; f = await cur.next()) {
+        if (f.no !== GRAPH.initializer || f.wire !== LEN) continue;
+        const t = new SourceCursor(src, f.start, f.end);
+        for (let h = await t.next(); h; h = await t.next()) {
+          if (h.no !== TENSOR.externalData || h.wire !== LEN) continue;
+          const entry = await t.read(h);
+          let key = '';
+          let value = '';
+          for (const e of fields(entry)) {
+            if (e.no === 1) key = str(entry, e);
+            if (e.no === 2) value = str(entry, e);
+          }
+          if (key === 'location' && value && !/[\\/]/.test(value) && value !== '..' && value !== '.') found.add(value);
+        }
+      }
+    }
+  });
+  return [...found].sort();
+}
+
+/**
+ * The initializers of an .onnx file as a WeightStore, under their ONNX names. `files` supplies the
+ * external data files that large exports keep beside the model.
+ */
+export async function readOnnxInitializers(src: ByteSource, files?: FileSet): Promise<WeightStore & { tensors: ReadonlyMap<string, OnnxInitializer> }> {
+  const tensors = (await readOnnxModel(src, files)).initializers;
   return {
     label: src.name,
     tensors,
@@ -174,11 +234,68 @@ export async function readOnnxInitializers(src: ByteSource, files?: FileSet): Pr
   };
 }
 
+export type OnnxAttribute = { readonly kind: 'int'; readonly value: number } | { readonly kind: 'float'; readonly value: number } | { readonly kind: 'string'; readonly value: string } | { readonly kind: 'ints'; readonly value: readonly number[] } | { readonly kind: 'other' };
+
 export interface OnnxNode {
   readonly name: string;
   readonly opType: string;
+  /** "" for the default ONNX domain, "com.microsoft" for onnxruntime's contrib ops. */
+  readonly domain: string;
   readonly inputs: readonly string[];
   readonly outputs: readonly string[];
+  readonly attributes: ReadonlyMap<string, OnnxAttribute>;
+  /** NodeProto.metadata_props: PyTorch 2's exporter writes pkg.torch.onnx.name_scopes and class_hierarchy. */
+  readonly metadata: ReadonlyMap<string, string>;
+}
+
+// NodeProto fields; AttributeProto fields (onnx/onnx.proto).
+const NODE = { input: 1, output: 2, name: 3, opType: 4, attribute: 5, domain: 7, metadata: 9 } as const;
+const ATTR = { name: 1, f: 2, i: 3, s: 4, ints: 8 } as const;
+
+function parseAttribute(buf: Uint8Array, start: number, end: number): [string, OnnxAttribute] {
+  let name = '';
+  let attr: OnnxAttribute = { kind: 'other' };
+  const ints: number[] = [];
+  for (const h of fields(buf, start, end)) {
+    if (h.no === ATTR.name) name = str(buf, h);
+    else if (h.no === ATTR.i) attr = { kind: 'int', value: Number(BigInt.asIntN(64, h.value)) };
+    else if (h.no === ATTR.f && h.wire === I32) attr = { kind: 'float', value: new DataView(buf.buffer, buf.byteOffset + h.start, 4).getFloat32(0, true) };
+    else if (h.no === ATTR.s) attr = { kind: 'string', value: str(buf, h) };
+    else if (h.no === ATTR.ints) for (const v of varints(buf, h)) ints.push(Number(BigInt.asIntN(64, v)));
+  }
+  if (ints.length > 0) attr = { kind: 'ints', value: ints };
+  return [name, attr];
+}
+
+/** A NodeProto held in memory at [start, end). */
+export function parseNode(buf: Uint8Array, start = 0, end = buf.length): OnnxNode {
+  const inputs: string[] = [];
+  const outputs: string[] = [];
+  const attributes = new Map<string, OnnxAttribute>();
+  const metadata = new Map<string, string>();
+  let name = '';
+  let opType = '';
+  let domain = '';
+  for (const h of fields(buf, start, end)) {
+    if (h.no === NODE.input) inputs.push(str(buf, h));
+    else if (h.no === NODE.output) outputs.push(str(buf, h));
+    else if (h.no === NODE.name) name = str(buf, h);
+    else if (h.no === NODE.opType) opType = str(buf, h);
+    else if (h.no === NODE.domain) domain = str(buf, h);
+    else if (h.no === NODE.attribute && h.wire === LEN) {
+      const [k, v] = parseAttribute(buf, h.start, h.end);
+      attributes.set(k, v);
+    } else if (h.no === NODE.metadata && h.wire === LEN) {
+      let key = '';
+      let value = '';
+      for (const g of fields(buf, h.start, h.end)) {
+        if (g.no === 1) key = str(buf, g);
+        if (g.no === 2) value = str(buf, g);
+      }
+      metadata.set(key, value);
+    }
+  }
+  return { name, opType, domain, inputs, outputs, attributes, metadata };
 }
 
 export interface OnnxGraphInfo {
@@ -212,16 +329,7 @@ export async function onnxGraphInfo(model: Uint8Array, name = 'model.onnx'): Pro
       else if (f.no === GRAPH.output) outputs.push(nameOf(f));
       else if (f.no === GRAPH.initializer) {
         for (const h of fields(model, f.start, f.end)) if (h.no === TENSOR.name) initializers.add(str(model, h));
-      } else if (f.no === GRAPH.node) {
-        const node = { name: '', opType: '', inputs: [] as string[], outputs: [] as string[] };
-        for (const h of fields(model, f.start, f.end)) {
-          if (h.no === 1) node.inputs.push(str(model, h));
-          else if (h.no === 2) node.outputs.push(str(model, h));
-          else if (h.no === 3) node.name = str(model, h);
-          else if (h.no === 4) node.opType = str(model, h);
-        }
-        nodes.push(node);
-      }
+      } else if (f.no === GRAPH.node) nodes.push(parseNode(model, f.start, f.end));
     }
     return { inputs: inputs.filter((n) => !initializers.has(n)), outputs, nodes, initializers };
   });
@@ -234,8 +342,8 @@ export async function onnxGraphInfo(model: Uint8Array, name = 'model.onnx'): Pro
 export function addGraphOutputs(model: Uint8Array, names: readonly string[], name = 'model.onnx'): Uint8Array {
   const g = graphField(model, name);
   const extra = names.map((n) => lenField(GRAPH.output, lenField(1, n)));
-  const graph = message(model.subarray(g.start, g.end), ...extra);
-  return message(model.subarray(0, g.tag), lenField(MODEL_GRAPH, graph), model.subarray(g.end));
+  const graph = concatBytes([model.subarray(g.start, g.end), ...extra]);
+  return concatBytes([model.subarray(0, g.tag), lenField(MODEL_GRAPH, graph), model.subarray(g.end)]);
 }
 
 /** The .onnx file of a folder, if it has one. */

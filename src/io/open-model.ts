@@ -4,7 +4,8 @@
 import { checkFinite, type CheckedStore, type FiniteOptions } from './finite.ts';
 import { openGguf } from './gguf.ts';
 import { openLlama2c, readLlama2cTokenizer } from './llama2c.ts';
-import { onnxFile, readOnnxInitializers } from './onnx.ts';
+import { onnxFile } from './onnx.ts';
+import { openOnnxStore, type OnnxNaming } from './onnx-names.ts';
 import { openSafetensorsFolder } from './safetensors.ts';
 import { FormatError, readJson, type ByteSource, type FileSet } from './source.ts';
 import type { WeightStore } from './store.ts';
@@ -22,6 +23,8 @@ export interface OpenedModel {
   readonly label: string;
   /** What could not be provided but did not stop the loading (e.g. no tokenizer found). */
   readonly warnings: readonly string[];
+  /** ONNX: which initializers got Hugging Face names, and how. */
+  readonly onnxNames?: OnnxNaming;
 }
 
 const topLevel = (files: FileSet) => [...files.keys()].filter((n) => !n.includes('/'));
@@ -113,12 +116,17 @@ async function openUnchecked(files: FileSet): Promise<Omit<OpenedModel, 'store'>
     }
     case 'onnx': {
       const src = onnxFile(files)!;
-      const store = await readOnnxInitializers(src, files);
       const configFile = files.get('config.json');
       const config = configFile ? asRecord(await readJson(configFile), configFile.name) : {};
-      warnings.push(`${src.name}: initializers keep their ONNX names, which are Hugging Face names only where the exporter kept them`);
+      const store = await openOnnxStore(src, files, config);
+      const lost = store.naming.unrecovered;
+      if (lost.length > 0) {
+        const names = lost.slice(0, 5).map((u) => `${u.name} (${u.reason})`).join('; ');
+        warnings.push(`${src.name}: ${lost.length} weight-like initializers keep their ONNX names, no Hugging Face name could be recovered from the graph: ${names}${lost.length > 5 ? ', …' : ''}`);
+      }
+      if (!configFile) warnings.push(`${src.name}: no config.json beside it, so the architecture is unknown`);
       const tokenizer = await readHfTokenizer(files);
-      return { kind, store, config, ...(tokenizer ? { tokenizer } : {}), label: src.name, warnings };
+      return { kind, store, config, ...(tokenizer ? { tokenizer } : {}), label: src.name, warnings, onnxNames: store.naming };
     }
     case 'llama2c': {
       const checkpoints = (await llama2cCheckpoints(files)).found;

@@ -4,7 +4,8 @@
 // ArrayBuffer (Gemma-2-2B's embedding is 2.4 GB as float32) be streamed in chunks.
 import { FormatError } from './source.ts';
 
-export type StoredDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL' | 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K';
+/** GGUF's block formats (Q8_0…); QINT8/QINT4: ONNX integer weights with a scale and zero point, read dequantized. */
+export type StoredDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL' | 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K' | 'QINT8' | 'QINT4';
 
 export interface StoredTensor {
   readonly name: string;
