@@ -301,6 +301,26 @@ export class Transformer {
 
   private attention(x: Tensor, i: number, startPos: number, kv: KvCache | undefined): Tensor {
     const be = this.backend;
+    const { q, k, v, params } = this.attentionInputs(x, i, startPos, kv);
+    const mixed = be.attention(q, k, v, params);
+    be.dispose(q);
+    if (!kv) {
+      be.dispose(k);
+      be.dispose(v);
+    }
+    const a = `blocks.${i}.attn.`;
+    const out = this.linear(mixed, `${a}W_O`, `${a}b_O`);
+    be.dispose(mixed);
+    return out;
+  }
+
+  /**
+   * Block i's attention inputs for the residual x entering it: queries, keys and values after the
+   * q/k norms and rotary embedding (keys and values include the KV cache's, which then holds them),
+   * and the attention parameters. The caller disposes q, and k and v when no cache holds them.
+   */
+  attentionInputs(x: Tensor, i: number, startPos: number, kv?: KvCache): { q: Tensor; k: Tensor; v: Tensor; params: AttentionParams } {
+    const be = this.backend;
     const c = this.config;
     const layer = c.layers[i]!;
     const a = `blocks.${i}.attn.`;
@@ -342,15 +362,7 @@ export class Transformer {
       ...(layer.window > 0 ? { window: layer.window } : {}),
       ...(c.attnSoftcap > 0 ? { softcap: c.attnSoftcap } : {}),
     };
-    const mixed = be.attention(q, k, v, params);
-    be.dispose(q);
-    if (!kv) {
-      be.dispose(k);
-      be.dispose(v);
-    }
-    const out = this.linear(mixed, `${a}W_O`, `${a}b_O`);
-    be.dispose(mixed);
-    return out;
+    return { q, k, v, params };
   }
 
   private mlp(x: Tensor, i: number): Tensor {
