@@ -4,7 +4,7 @@ import reactHooks from 'eslint-plugin-react-hooks';
 import globals from 'globals';
 
 // The layers, lowest first. A layer may import only from layers before it.
-const layers = ['io', 'model', 'gpu', 'kernels', 'analysis', 'state', 'ui'];
+const layers = ['io', 'model', 'gpu', 'kernels', 'analysis', 'jobs', 'state', 'ui'];
 const fence = (layer, above) => ({
   files: [`src/${layer}/**/*.{ts,tsx}`],
   rules: {

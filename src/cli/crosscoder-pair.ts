@@ -5,15 +5,13 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { collectPairedActivations, defaultLayer, tokenizeCorpus, type CollectSettings, type PairedActivations } from '../analysis/crosscoder/collect.ts';
-import { activationCacheKey, decodeActivations, encodeActivations, fingerprintFiles, sha256Hex } from '../analysis/crosscoder/collect-cache.ts';
+import { activationCacheKey, decodeActivations, encodeActivations, sha256Hex } from '../analysis/crosscoder/collect-cache.ts';
 import { pathSource } from '../io/node-source.ts';
-import { openModel } from '../io/open-model.ts';
 import { FormatError } from '../io/source.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import type { Backend } from '../model/backend.ts';
-import { loraAdapterFromStore } from '../model/lora.ts';
-import { PairedRunner, storeSource, type ModelSource } from '../model/paired.ts';
-import { filesAt, readTokenizerFile } from './models.ts';
+import { PairedRunner, type ModelSource } from '../model/paired.ts';
+import { openPairAt } from './models.ts';
 
 export interface OpenedPair {
   readonly base: ModelSource;
@@ -26,26 +24,10 @@ export interface OpenedPair {
 
 /** `tokenizerPath` (--tokenizer) replaces the tokenizer found beside the models. */
 export async function openPair(basePath: string, ftPath: string, backend: Backend, signal?: AbortSignal, tokenizerPath?: string): Promise<OpenedPair> {
-  const baseFiles = await filesAt(basePath, 'base model');
-  const base = await openModel(baseFiles);
-  if (base.kind === 'peft-adapter') throw new FormatError(basePath, 'is a PEFT adapter; give the model it adapts as <base> and the adapter as <ft>');
-  const ftFiles = await filesAt(ftPath, 'fine-tuned model');
-  const ft = await openModel(ftFiles);
-  const baseSource = storeSource(base.store, base.config, backend, basePath);
-  const baseFp = await fingerprintFiles(baseFiles, signal);
-  let ftSource: ModelSource;
-  let ftFp: string;
-  if (ft.kind === 'peft-adapter') {
-    const adapter = loraAdapterFromStore(ft.store, ft.config, `${ftPath}/adapter_config.json`);
-    ftSource = storeSource(base.store, base.config, backend, `${basePath} + ${ftPath}`, { adapter });
-    ftFp = await sha256Hex(`${baseFp}+${await fingerprintFiles(ftFiles, signal)}`);
-  } else {
-    ftSource = storeSource(ft.store, ft.config, backend, ftPath);
-    ftFp = await fingerprintFiles(ftFiles, signal);
-  }
-  const tokenizer = tokenizerPath ? await readTokenizerFile(tokenizerPath, baseSource.config.vocab) : (base.tokenizer ?? ft.tokenizer);
-  if (!tokenizer) throw new FormatError(basePath, 'has no tokenizer (tokenizer.json, or one inside the GGUF / beside the llama2.c file), so the corpus cannot be tokenized; give one with --tokenizer');
-  return { base: baseSource, ft: ftSource, tokenizer, fingerprints: { base: baseFp, ft: ftFp }, nLayers: baseSource.config.nLayers };
+  const opened = await openPairAt(basePath, ftPath, tokenizerPath ? { tokenizer: tokenizerPath } : {});
+  const { base, ft } = opened.sources(backend);
+  if (!opened.tokenizer) throw new FormatError(basePath, 'has no tokenizer (tokenizer.json, or one inside the GGUF / beside the llama2.c file), so the corpus cannot be tokenized; give one with --tokenizer');
+  return { base, ft, tokenizer: opened.tokenizer, fingerprints: await opened.fingerprints(signal), nLayers: base.config.nLayers };
 }
 
 export interface ActivationRequest extends CollectSettings {

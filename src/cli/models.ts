@@ -15,6 +15,7 @@ import type { Backend } from '../model/backend.ts';
 import { loadModelFromStore } from '../model/load.ts';
 import { loraAdapterFromStore, type LoraAdapter } from '../model/lora.ts';
 import type { Transformer } from '../model/transformer.ts';
+import { openPair, type OpenedPair } from '../jobs/pair.ts';
 import { UsageError } from './errors.ts';
 
 export type Values = Record<string, unknown>;
@@ -92,21 +93,30 @@ export async function loadModelArg(path: string, backend: Backend, values: Value
 export interface LoadedPair {
   pair: ModelPair;
   tokenizer: Tokenizer | undefined;
+  opened: OpenedPair;
 }
 
-/** `<base> <ft>`; an <ft> that is a PEFT adapter folder is merged into <base>. */
-export async function loadPairArgs(positionals: readonly string[], backend: Backend, values: Values, command: string): Promise<LoadedPair> {
+/** `<base> <ft>` opened (headers only); an <ft> that is a PEFT adapter folder is applied to <base>; --tokenizer replaces the one found. */
+export async function openPairArgs(positionals: readonly string[], values: Values, command: string): Promise<OpenedPair> {
   const [basePath, ftPath, extra] = positionals;
   if (!basePath || !ftPath || extra !== undefined) throw new UsageError(`${command} takes two models, <base> and <ft> (got ${positionals.length} arguments)`);
-  const base = await openModelAt(basePath, 'base model');
-  if (base.kind === 'peft-adapter') throw new FormatError(basePath, 'is a PEFT adapter; give the model it adapts as <base> and the adapter as <ft>');
-  const ft = await openModelAt(ftPath, 'fine-tuned model');
-  for (const w of [...base.warnings, ...ft.warnings]) process.stderr.write(`${w}\n`);
-  const baseModel = await load(base, backend);
-  const ftModel = ft.kind === 'peft-adapter' ? await load(base, backend, adapterOf(ft, ftPath)) : await load(ft, backend);
+  return openPairAt(basePath, ftPath, values);
+}
+
+export async function openPairAt(basePath: string, ftPath: string, values: Values, ftWhat = 'fine-tuned model'): Promise<OpenedPair> {
   const tokenizerPath = str(values, 'tokenizer');
-  const tokenizer = tokenizerPath ? await readTokenizerFile(tokenizerPath, baseModel.config.vocab) : (base.tokenizer ?? ft.tokenizer);
-  return { pair: { base: baseModel, ft: ftModel }, tokenizer };
+  const opened = await openPair(
+    { base: await filesAt(basePath, 'base model'), ft: await filesAt(ftPath, ftWhat) },
+    { labels: { base: basePath, ft: ftPath }, ...(tokenizerPath ? { tokenizer: (vocab: number) => readTokenizerFile(tokenizerPath, vocab) } : {}) },
+  );
+  for (const w of opened.warnings) process.stderr.write(`${w}\n`);
+  return opened;
+}
+
+/** `<base> <ft>` opened and both models loaded on `backend`. */
+export async function loadPairArgs(positionals: readonly string[], backend: Backend, values: Values, command: string): Promise<LoadedPair> {
+  const opened = await openPairArgs(positionals, values, command);
+  return { pair: await opened.load(backend), tokenizer: opened.tokenizer, opened };
 }
 
 export function needTokenizer(tokenizer: Tokenizer | undefined, what: string): Tokenizer {

@@ -9,16 +9,13 @@ import { activationPatching, modelStitching } from '../analysis/activations/patc
 import { toCsv, type Cell } from '../analysis/report/csv.ts';
 import { heatmapSvg, lineChartSvg } from '../analysis/report/svg.ts';
 import { mostChangedMatrix, spectrumChart, weightsHeatmap, weightsSummary, type WeightsSummary } from '../analysis/report/weights.ts';
-import { diffWeights } from '../analysis/weights/diff.ts';
-import { diffLora } from '../analysis/weights/lora.ts';
 import type { WeightsDiff } from '../analysis/weights/types.ts';
 import { fingerprintModel } from '../io/fingerprint.ts';
-import { FormatError } from '../io/source.ts';
-import { loraAdapterFromStore } from '../model/lora.ts';
+import { weightsJob } from '../jobs/weights.ts';
 import { CORPUS_OPTIONS, corpusSamples, type AdlJson } from './adl.ts';
 import type { Command } from './commands.ts';
 import { UsageError } from './errors.ts';
-import { filesAt, intOption, loadPairArgs, needTokenizer, openModelAt, pickBackend, readCorpus, stderrProgress, str, tokenText, type Values } from './models.ts';
+import { filesAt, intOption, needTokenizer, openPairAt, pickBackend, readCorpus, stderrProgress, str, tokenText, type Values } from './models.ts';
 
 export const REPORT_FORMAT = 'neurodiff-report';
 /** Small by default so a report takes seconds on small models; raise them for real ones. */
@@ -84,17 +81,12 @@ export const report: Command = {
     const backend = await pickBackend(values);
     const onProgress = stderrProgress();
 
-    const base = await openModelAt(basePath, 'base model');
-    if (base.kind === 'peft-adapter') throw new FormatError(basePath, 'is a PEFT adapter; give the model it adapts as <base> and the adapter as <ft>');
-    const ft = await openModelAt(ftPath, 'fine-tuned model');
+    const opened = await openPairAt(basePath, ftPath, values);
     process.stderr.write('report: weight diff\n');
-    const onTensor = (done: number, total: number, name: string) => onProgress({ stage: `weights ${name}`, done, total });
-    const diff =
-      ft.kind === 'peft-adapter'
-        ? await diffLora(base.store, loraAdapterFromStore(ft.store, ft.config, join(ftPath, 'adapter_config.json')), { backend, topK, onProgress: onTensor })
-        : await diffWeights(base.store, ft.store, { backend, topK, onProgress: onTensor });
+    const diff = await weightsJob(opened, { topK }, { backend, onProgress: (p) => onProgress({ stage: `weights ${p.name}`, done: p.done, total: p.total }) });
 
-    const { pair, tokenizer: tok } = await loadPairArgs(positionals, backend, values, 'report');
+    const pair = await opened.load(backend);
+    const tok = opened.tokenizer;
     const tokenizer = needTokenizer(tok, 'report');
     const { layer, corpus, batchSize } = await corpusSamples(values, tokenizer, pair.base.config.nLayers);
     process.stderr.write(`report: ADL at layer ${layer} over ${corpus.samples.length} samples of ${corpus.tokensPerSample} tokens\n`);
@@ -182,7 +174,7 @@ export const report: Command = {
       format: REPORT_FORMAT,
       version: 1,
       created: new Date().toISOString(),
-      models: { base: await modelJson(basePath, 'base model'), ft: { ...(await modelJson(ftPath, 'fine-tuned model')), kind: ft.kind === 'peft-adapter' ? 'peft-adapter' : 'model' } },
+      models: { base: await modelJson(basePath, 'base model'), ft: { ...(await modelJson(ftPath, 'fine-tuned model')), kind: opened.adapter ? 'peft-adapter' : 'model' } },
       settings: { backend: str(values, 'backend') ?? 'cpu', top_k: topK, top, layer, samples: adl.samples, tokens_per_sample: corpus.tokensPerSample, patchscope_scales: PATCHSCOPE_SCALES },
       weights: { summary: weightsSummary(diff), diff },
       adl: adlJson,

@@ -1,14 +1,11 @@
 // `neurodiff weights <base> <ft>`: per-tensor statistics and spectra of ΔW = W_ft − W_base, streamed
 // tensor by tensor. An <ft> (or --adapter) that is a PEFT adapter is analysed from its factors.
-import { diffLora } from '../analysis/weights/lora.ts';
-import { diffWeights } from '../analysis/weights/diff.ts';
 import type { WeightsDiff } from '../analysis/weights/types.ts';
 import { FormatError } from '../io/source.ts';
-import { loraAdapterFromStore } from '../model/lora.ts';
+import { weightsJob, type DiffProgress } from '../jobs/weights.ts';
 import type { Command } from './commands.ts';
 import { UsageError } from './errors.ts';
-import { intOption, openModelAt, pickBackend, str } from './models.ts';
-import { join } from 'node:path';
+import { intOption, openPairAt, pickBackend, str } from './models.ts';
 
 export const weights: Command = {
   summary: 'per-tensor ΔW statistics: norms, relative change, cosine, sparsity, spectra, effective rank',
@@ -26,22 +23,16 @@ export const weights: Command = {
     }
     const topK = intOption(values, 'top-k', 16, 1);
     const backend = await pickBackend(values);
-    const base = await openModelAt(basePath, 'base model');
-    if (base.kind === 'peft-adapter') throw new FormatError(basePath, 'is a PEFT adapter; give the model it adapts as <base>');
     const ftArg = (ftPath ?? adapterPath)!;
-    const ft = await openModelAt(ftArg, ftPath ? 'fine-tuned model' : 'adapter');
-    if (adapterPath && ft.kind !== 'peft-adapter') throw new FormatError(adapterPath, 'is not a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)');
+    const pair = await openPairAt(basePath, ftArg, values, ftPath ? 'fine-tuned model' : 'adapter');
+    if (adapterPath && !pair.adapter) throw new FormatError(adapterPath, 'is not a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)');
     let last = 0;
-    const onProgress = (done: number, total: number, name: string) => {
+    const onProgress = ({ done, total, name }: DiffProgress) => {
       const now = Date.now();
       if (now - last > 500 || done === total) process.stderr.write(`tensor ${done}/${total} ${name}\n`);
       last = now;
     };
-    if (ft.kind === 'peft-adapter') {
-      const adapter = loraAdapterFromStore(ft.store, ft.config, join(ftArg, 'adapter_config.json'));
-      return diffLora(base.store, adapter, { backend, topK, onProgress });
-    }
-    return diffWeights(base.store, ft.store, { backend, topK, onProgress });
+    return weightsJob(pair, { topK }, { backend, onProgress });
   },
   format(result) {
     const r = result as WeightsDiff;

@@ -4,7 +4,7 @@
 // on the CPU backend reads no messages until it is done.
 import type { Progress } from '../analysis/activations/run.ts';
 import type { Backend } from '../model/backend.ts';
-import { openActivationPair, runActivationTask, type ActivationRequest, type ActivationResult, type LoadedPair, type PairFiles, type PairInfo } from './activations-compute.ts';
+import { openActivationPair, runActivationTask, type ActivationRequest, type ActivationResult, type LoadedPair, type PairFiles, type PairInfo } from '../jobs/activations.ts';
 import type { Role } from './models.ts';
 import { createFileProxy, errorMessage, fileManifest, READ_CHUNK, serveRead, type FileEntry, type Port, type ReadReply, type ReadRequest } from './file-proxy.ts';
 

@@ -8,7 +8,7 @@ import { FormatError, type ByteSource, type FileSet } from '../io/source.ts';
 import { loadModel } from '../model/load.ts';
 import { readLoraAdapter } from '../model/lora.ts';
 import { corpusRef, requestKey, type ActivationsRunner } from './activations.ts';
-import { MAX_PROMPT_TOKENS, openActivationPair, runActivationTask, type ActivationRequest, type LoadedPair, type ResultFor } from './activations-compute.ts';
+import { MAX_PROMPT_TOKENS, openActivationPair, runActivationTask, type ActivationRequest, type LoadedPair, type ResultFor } from '../jobs/activations.ts';
 import { ActivationSession, serveActivations } from './activations-protocol.ts';
 import { openModelLoader } from './open-weights.ts';
 import { createAppStore } from './store.ts';
@@ -153,7 +153,7 @@ describe('openActivationPair and the tasks', () => {
     await expect(run(loaded, { task: 'adl', layer: 3, top: 20, corpus: short, samples: 10, tokensPerSample: 4 })).rejects.toThrow('tokens per sample must be an integer ≥ 8');
 
     const files = await demoFiles('space');
-    await expect(openActivationPair({ base: files.ft, ft: files.base }, backend, 'cpu')).rejects.toThrow('the base is a PEFT adapter');
+    await expect(openActivationPair({ base: files.ft, ft: files.base }, backend, 'cpu')).rejects.toThrow('adapter_model.safetensors: is a PEFT adapter, not a model');
     const noTokenizer = (set: FileSet) => new Map([...set].filter(([k]) => !k.startsWith('tokenizer')));
     const ocean = await demoFiles('ocean');
     await expect(openActivationPair({ base: noTokenizer(ocean.base), ft: noTokenizer(ocean.ft) }, backend, 'cpu')).rejects.toThrow('no tokenizer was found beside either model');

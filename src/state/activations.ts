@@ -6,7 +6,7 @@ import type { StateCreator } from 'zustand/vanilla';
 import type { HookKind } from '../analysis/activations/differences.ts';
 import type { PositionsCompared } from '../analysis/activations/patching.ts';
 import type { Progress } from '../analysis/activations/run.ts';
-import type { ActivationRequest, ActivationResult, ActivationTask, CorpusRef, PairFiles, PairInfo, ResultFor } from './activations-compute.ts';
+import type { ActivationRequest, ActivationResult, ActivationTask, CorpusRef, PairFiles, PairInfo, ResultFor } from '../jobs/activations.ts';
 import type { ActivationOutcome } from './activations-protocol.ts';
 import { pairReady, type ModelsSlice } from './models.ts';
 import { loadBuiltinCorpusInto } from './builtin-corpus.ts';

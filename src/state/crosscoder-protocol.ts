@@ -23,7 +23,7 @@ import {
   type Collected,
   type CrosscoderSummary,
   type LatentDetail,
-  type OpenedPair,
+  type CrosscoderPair,
   type PairInfo,
   type Progress,
   type SteerOut,
@@ -31,7 +31,7 @@ import {
   type StepPoint,
   type Training,
   type TrainSettings,
-} from './crosscoder-compute.ts';
+} from '../jobs/crosscoder.ts';
 import type { Role } from './models.ts';
 import { createFileProxy, errorMessage, fileManifest, READ_CHUNK, serveRead, type FileEntry, type Port, type ReadReply, type ReadRequest } from './file-proxy.ts';
 
@@ -226,7 +226,7 @@ export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions
   const stepFlushMs = opts.stepFlushMs ?? 150;
   const post = (m: FromWorker, transfer: Transferable[] = []) => port.postMessage(m, transfer);
   let control: Int32Array | null = null;
-  let opened: Promise<OpenedPair> | null = null;
+  let opened: Promise<CrosscoderPair> | null = null;
   let chain: Promise<void> = Promise.resolve();
   let collected: Collected | null = null;
   let training: (Training & { trainMs: number; collectMs: number; engine: WorkerEngine | undefined }) | null = null;
@@ -264,7 +264,7 @@ export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions
     return { signal, poll };
   };
 
-  const collect = async (pair: OpenedPair, req: CollectRequest, signal: AbortSignal, onProgress: (p: Progress) => void) => {
+  const collect = async (pair: CrosscoderPair, req: CollectRequest, signal: AbortSignal, onProgress: (p: Progress) => void) => {
     const key = collectKey(req);
     if (collected?.key === key) return { collected, ms: 0 };
     collected = null;
@@ -274,7 +274,7 @@ export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions
     return { collected: c, ms: performance.now() - t0 };
   };
 
-  const analyse = async (pair: OpenedPair, model: Analysis['model'], c: Collected, source: CrosscoderSummary['source'], signal: AbortSignal, onProgress: (p: Progress) => void) => {
+  const analyse = async (pair: CrosscoderPair, model: Analysis['model'], c: Collected, source: CrosscoderSummary['source'], signal: AbortSignal, onProgress: (p: Progress) => void) => {
     analysis = null;
     const engine = await deps.makeEngine?.(model.params.d, model.params.D);
     try {
@@ -285,7 +285,7 @@ export function serveCrosscoder(port: Port, deps: WorkerDeps, opts: ServeOptions
     return analysis;
   };
 
-  const runTraining = async (id: number, pair: OpenedPair, signal: AbortSignal, poll: () => void, onProgress: (p: Progress) => void): Promise<CrosscoderOpResult> => {
+  const runTraining = async (id: number, pair: CrosscoderPair, signal: AbortSignal, poll: () => void, onProgress: (p: Progress) => void): Promise<CrosscoderOpResult> => {
     const t = training!;
     let buffered: StepPoint[] = [];
     let lastFlush = performance.now();

@@ -22,7 +22,7 @@ import {
   trainedModel,
   type CollectRequest,
   type TrainSettings,
-} from './crosscoder-compute.ts';
+} from '../jobs/crosscoder.ts';
 import { CrosscoderSession, serveCrosscoder, type CrosscoderOp, type CrosscoderOpResult } from './crosscoder-protocol.ts';
 import { openModelLoader } from './open-weights.ts';
 import { createAppStore } from './store.ts';

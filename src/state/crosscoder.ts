@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import type { StateCreator } from 'zustand/vanilla';
 import type { FileSet } from '../io/source.ts';
-import type { CorpusText, CrosscoderSummary, LatentDetail, PairInfo, Progress, SteerOut, StepPoint, TrainSettings } from './crosscoder-compute.ts';
+import type { CorpusText, CrosscoderSummary, LatentDetail, PairInfo, Progress, SteerOut, StepPoint, TrainSettings } from '../jobs/crosscoder.ts';
 import type { Command, CrosscoderOp, CrosscoderOpResult, OpHandlers, Timings } from './crosscoder-protocol.ts';
 import { pairReady, type ModelsSlice } from './models.ts';
 import { loadBuiltinCorpusInto } from './builtin-corpus.ts';

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { AppState, AppStore } from './store.ts';
 import { HOOK_KINDS } from '../analysis/activations/differences.ts';
 import { DELTA_SCALES, MAX_ADL_SAMPLES, MAX_TOKENS_PER_SAMPLE, PATCH_POSITIONS } from './activations.ts';
-import { MIN_TOKENS_PER_SAMPLE } from './activations-compute.ts';
+import { MIN_TOKENS_PER_SAMPLE } from '../jobs/activations.ts';
 import { ccSettingsLink, latentFilterLink, MAX_LATENT } from './crosscoder.ts';
 import { METRICS } from './metrics.ts';
 import { modelRefsSchema } from './model-ref.ts';

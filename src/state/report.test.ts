@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { WeightsDiff } from '../analysis/weights/types.ts';
 import { fingerprintModel } from '../io/fingerprint.ts';
-import type { PatchResult, SteerResult } from './activations-compute.ts';
+import type { PatchResult, SteerResult } from '../jobs/activations.ts';
 import { pathFileSet } from '../io/node-source.ts';
 import { openModelLoader } from './open-weights.ts';
 import { buildSessionReport, reportJson } from './report.ts';

@@ -4,7 +4,7 @@ import type { WeightsDiff } from '../analysis/weights/types.ts';
 import { pathFileSet } from '../io/node-source.ts';
 import { bytesSource, type FileSet } from '../io/source.ts';
 import { corpusRef, type ActivationsRunner } from './activations.ts';
-import type { ActivationRequest, LensResult, PairInfo } from './activations-compute.ts';
+import type { ActivationRequest, LensResult, PairInfo } from '../jobs/activations.ts';
 import { memoryCache, type ResultCache } from './cache.ts';
 import { openModelLoader } from './open-weights.ts';
 import { activationKeyParts, cachedActivationsRunner, cachedWeightsRunner, WEIGHTS_CACHE_KIND } from './session-cache.ts';

@@ -4,7 +4,7 @@
 import { sha256Hex } from '../io/fingerprint.ts';
 import type { FileSet } from '../io/source.ts';
 import type { ActivationsRunner } from './activations.ts';
-import type { ActivationRequest, CorpusRef } from './activations-compute.ts';
+import type { ActivationRequest, CorpusRef } from '../jobs/activations.ts';
 import type { ActivationOutcome } from './activations-protocol.ts';
 import { resultKey, type ResultKeyParts } from './cache.ts';
 import { refLabel } from './model-ref.ts';

@@ -1,11 +1,11 @@
 // The weight diff in a Web Worker, over the proxy file sets of file-proxy.ts: the main thread
 // serves reads and never computes.
 import type { WeightsDiff } from '../analysis/weights/types.ts';
-import type { MatrixBackend } from '../analysis/linalg/randomized.ts';
+import type { Backend } from '../model/backend.ts';
 import type { FileSet } from '../io/source.ts';
 import { createFileProxy, errorMessage, fileManifest, READ_CHUNK, serveRead, type FileEntry, type Port, type ReadReply, type ReadRequest } from './file-proxy.ts';
 import type { Role } from './models.ts';
-import { computeWeightsDiff, type DiffProgress, type WeightsRequest } from './weights-compute.ts';
+import { computeWeightsDiff, type DiffProgress, type WeightsRequest } from '../jobs/weights.ts';
 
 type ToWorker = { type: 'start'; topK: number; files: Record<Role, FileEntry[]> } | ReadReply;
 
@@ -66,7 +66,7 @@ export function runOverPort(port: Port, req: WeightsRequest, onProgress: (p: Dif
 }
 
 /** Worker side: answers one 'start' with the diff, reading bytes through the port `chunk` bytes at a time. */
-export function serveWeightsDiff(port: Port, makeBackend: () => Promise<{ backend: MatrixBackend; name: string }>, chunk = READ_CHUNK): void {
+export function serveWeightsDiff(port: Port, makeBackend: () => Promise<{ backend: Backend; name: string }>, chunk = READ_CHUNK): void {
   const post = (m: FromWorker) => port.postMessage(m, []);
   const proxy = createFileProxy(post, chunk);
 

@@ -7,7 +7,7 @@ import { openSafetensorsFolder } from '../io/safetensors.ts';
 import type { ByteSource, FileSet } from '../io/source.ts';
 import { openModelLoader } from './open-weights.ts';
 import { createAppStore } from './store.ts';
-import { computeWeightsDiff, type DiffProgress } from './weights-compute.ts';
+import { computeWeightsDiff, type DiffProgress } from '../jobs/weights.ts';
 import type { Port } from './file-proxy.ts';
 import { runOverPort, serveWeightsDiff } from './weights-protocol.ts';
 import type { WeightsRunner } from './weights.ts';
@@ -142,7 +142,7 @@ describe('weights slice', () => {
     const store = await loadedStore();
     const gate = deferred<void>();
     const runner: WeightsRunner = async (req, onProgress, signal) => {
-      onProgress({ done: 1, total: 2, name: 'a', bytesDone: 10, bytesTotal: 20 });
+      onProgress({ stage: 'tensors', done: 1, total: 2, name: 'a', bytesDone: 10, bytesTotal: 20 });
       await gate.promise;
       return { result: await computeWeightsDiff(req, { backend, signal }), backend: 'cpu (test)' };
     };

@@ -4,7 +4,7 @@ import type { StateCreator } from 'zustand/vanilla';
 import type { FileSet } from '../io/source.ts';
 import type { Metric } from './metrics.ts';
 import { pairReady, type ModelsSlice } from './models.ts';
-import type { DiffProgress, WeightsRequest } from './weights-compute.ts';
+import type { DiffProgress, WeightsRequest } from '../jobs/weights.ts';
 import type { WeightsOutcome } from './weights-protocol.ts';
 
 /** Singular values kept per tensor: enough for the spectrum plot and the head of the energy curve. */

@@ -1,7 +1,7 @@
 import * as d3 from 'd3';
 import { useEffect, useMemo, useRef, useState, type DragEvent } from 'react';
 import { DEFAULT_ADL_POSITIONS, defaultAdlLayer, type TokenProb } from '../../analysis/activations/adl.ts';
-import { MIN_TOKENS_PER_SAMPLE, type AdlPositionResult, type CorpusSettings, type AdlResult, type TokenTexts } from '../../state/activations-compute.ts';
+import { MIN_TOKENS_PER_SAMPLE, type AdlPositionResult, type CorpusSettings, type AdlResult, type TokenTexts } from '../../jobs/activations.ts';
 import { ADL_TOP, DEFAULT_ADL_SAMPLES, DEFAULT_TOKENS_PER_SAMPLE, loadBuiltinCorpus, MAX_ADL_SAMPLES, MAX_TOKENS_PER_SAMPLE, STEER_MAX_NEW, STEER_STRENGTHS } from '../../state/activations.ts';
 import { appStore, useApp } from '../../state/store.ts';
 import { CopyLinkButton } from '../export/CopyLink.tsx';

@@ -1,6 +1,6 @@
 import * as d3 from 'd3';
 import { useEffect, useMemo, useRef } from 'react';
-import type { DeltasResult } from '../../state/activations-compute.ts';
+import type { DeltasResult } from '../../jobs/activations.ts';
 import type { DeltaScale } from '../../state/activations.ts';
 import { formatValue } from '../format.ts';
 import { Legend } from './common.tsx';

@@ -1,6 +1,6 @@
 import * as d3 from 'd3';
 import { useEffect, useMemo, useRef } from 'react';
-import type { LensResult } from '../../state/activations-compute.ts';
+import type { LensResult } from '../../jobs/activations.ts';
 import { formatValue } from '../format.ts';
 import { Legend, percent, tokenLabel, tokenTitle } from './common.tsx';
 

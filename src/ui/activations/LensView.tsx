@@ -1,6 +1,6 @@
 import { useMemo } from 'react';
 import { HOOK_KINDS, type HookKind } from '../../analysis/activations/differences.ts';
-import type { DeltasResult, LensResult } from '../../state/activations-compute.ts';
+import type { DeltasResult, LensResult } from '../../jobs/activations.ts';
 import { DELTA_SCALES, LENS_TOP, type DeltaScale } from '../../state/activations.ts';
 import { useApp } from '../../state/store.ts';
 import { CopyLinkButton } from '../export/CopyLink.tsx';

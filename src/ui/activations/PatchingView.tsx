@@ -1,7 +1,7 @@
 import * as d3 from 'd3';
 import { useEffect, useMemo, useRef } from 'react';
 import type { PatchedLayers, PositionsCompared, StitchingResult } from '../../analysis/activations/patching.ts';
-import type { PatchResult } from '../../state/activations-compute.ts';
+import type { PatchResult } from '../../jobs/activations.ts';
 import { PATCH_POSITIONS } from '../../state/activations.ts';
 import { useApp } from '../../state/store.ts';
 import { CopyLinkButton } from '../export/CopyLink.tsx';

@@ -2,7 +2,7 @@
 // the prompt box, token labels, and a colour legend.
 import * as d3 from 'd3';
 import { useEffect, useRef, useState } from 'react';
-import type { ActivationRequest, ActivationTask, ResultFor, TokenTexts } from '../../state/activations-compute.ts';
+import type { ActivationRequest, ActivationTask, ResultFor, TokenTexts } from '../../jobs/activations.ts';
 import { DEFAULT_PROMPT, requestKey, resultFor, type TaskRun } from '../../state/activations.ts';
 import { MAX_PROMPT_LENGTH } from '../../state/permalink.ts';
 import { useApp } from '../../state/store.ts';

@@ -1,7 +1,7 @@
 // The feature browser: the crosscoder's summary, the histogram of decoder norm ratios, the activation
 // density, the Latent Scaling scatter, and the latent table with its filters (all in the permalink).
 import { useMemo, useState } from 'react';
-import type { CrosscoderSummary, PairInfo } from '../../state/crosscoder-compute.ts';
+import type { CrosscoderSummary, PairInfo } from '../../jobs/crosscoder.ts';
 import { DEFAULT_LATENT_FILTER, LATENT_FILTER_CLASSES, LATENT_SORTS, MIN_LOG_FREQUENCY, type LatentFilter } from '../../state/crosscoder.ts';
 import { useApp } from '../../state/store.ts';
 import { ExportMenu } from '../export/ExportMenu.tsx';

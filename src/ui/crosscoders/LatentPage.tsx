@@ -2,7 +2,7 @@
 // activation, the histogram of its activations, its logit effects, and steering with its
 // fine-tuned decoder direction (on demand).
 import { useEffect, useState } from 'react';
-import type { ContextOut, CrosscoderSummary, LatentDetail } from '../../state/crosscoder-compute.ts';
+import type { ContextOut, CrosscoderSummary, LatentDetail } from '../../jobs/crosscoder.ts';
 import { STEER_MAX_NEW, STEER_STRENGTHS } from '../../state/crosscoder.ts';
 import { useApp } from '../../state/store.ts';
 import { ExportMenu } from '../export/ExportMenu.tsx';

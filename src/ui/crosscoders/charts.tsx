@@ -2,7 +2,7 @@
 // Latent Scaling scatter.
 import * as d3 from 'd3';
 import { useEffect, useRef } from 'react';
-import type { StepPoint } from '../../state/crosscoder-compute.ts';
+import type { StepPoint } from '../../jobs/crosscoder.ts';
 import { formatValue } from '../format.ts';
 
 const M = { top: 10, right: 16, bottom: 34, left: 48 };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { LatentTable } from '../../state/crosscoder-compute.ts';
+import type { LatentTable } from '../../jobs/crosscoder.ts';
 import { DEFAULT_LATENT_FILTER } from '../../state/crosscoder.ts';
 import { binCounts, filterLatents, leaningNu, ratioHistogram } from './latent-table.ts';
 

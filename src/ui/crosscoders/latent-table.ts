@@ -1,7 +1,7 @@
 // The feature browser's selection: which latents pass the filters, in which order, and the
 // histograms drawn over them. Pure functions over the analysis' per-latent arrays.
 import { classifyRatio, type LatentClass } from '../../analysis/crosscoder/latents.ts';
-import type { LatentTable } from '../../state/crosscoder-compute.ts';
+import type { LatentTable } from '../../jobs/crosscoder.ts';
 import type { LatentFilter } from '../../state/crosscoder.ts';
 
 export function latentClass(t: LatentTable, j: number): LatentClass {

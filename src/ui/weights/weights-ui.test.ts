@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { TensorDiff, WeightsDiff } from '../../analysis/weights/types.ts';
 import { createCpuBackend } from '../../gpu/cpu-backend.ts';
 import { pathFileSet } from '../../io/node-source.ts';
-import { computeWeightsDiff } from '../../state/weights-compute.ts';
+import { computeWeightsDiff } from '../../jobs/weights.ts';
 import { formatValue } from '../format.ts';
 import { colorScale, heatmapModel, NA_FILL, ZERO_COLOR } from './heatmap-model.ts';
 import { TensorPanel } from './TensorPanel.tsx';

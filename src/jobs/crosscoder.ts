@@ -1,4 +1,4 @@
-// The Crosscoders view's work, as its Web Worker runs it (crosscoder-protocol.ts): the pair is opened
+// The crosscoder jobs, as the analysis worker runs them: the pair is opened
 // once and kept; paired activations are collected over a corpus; a BatchTopK crosscoder is trained on
 // them (or read from a file); its latents are analysed; latent pages and steering are answered from
 // what the analysis kept. Everything sent to the page carries token text, never token ids alone.
@@ -10,12 +10,12 @@ import type { CrosscoderModel } from '../analysis/crosscoder/model.ts';
 import type { SparseCode } from '../analysis/crosscoder/select.ts';
 import { createTrainer, train, type BatchSource, type TrainRunResult, type Trainer } from '../analysis/crosscoder/trainer.ts';
 import { steer } from '../analysis/activations/adl.ts';
-import { openModel } from '../io/open-model.ts';
-import { FormatError, type FileSet } from '../io/source.ts';
+import { FormatError } from '../io/source.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import type { Backend } from '../model/backend.ts';
-import { loraAdapterFromStore } from '../model/lora.ts';
-import { PairedRunner, storeSource } from '../model/paired.ts';
+import { PairedRunner } from '../model/paired.ts';
+import type { JobContext } from './context.ts';
+import { needTokenizer, openPair, type OpenedPair, type PairFiles } from './pair.ts';
 
 export interface CorpusText {
   /** Names the corpus in caches: its name, length and a hash of the text. */
@@ -142,7 +142,7 @@ export interface PairInfo {
   backend: string;
 }
 
-export interface OpenedPair {
+export interface CrosscoderPair {
   runner: PairedRunner;
   tokenizer: Tokenizer;
   info: PairInfo;
@@ -161,26 +161,22 @@ export interface RunOptions {
   onProgress?: (p: Progress) => void;
 }
 
-/** Opens both models (a fine-tuned PEFT adapter is applied to the base); they load on first use and stay. */
-export async function openCrosscoderPair(files: { base: FileSet; ft: FileSet }, backend: Backend, backendName: string, opts: RunOptions = {}): Promise<OpenedPair> {
-  const base = await openModel(files.base);
-  if (base.kind === 'peft-adapter') throw new FormatError(base.label, 'the base is a PEFT adapter: drop the model it was trained on as the base');
-  const ft = await openModel(files.ft);
-  const tokenizer = base.tokenizer ?? ft.tokenizer;
-  if (!tokenizer) throw new FormatError(base.label, 'no tokenizer was found beside either model: crosscoders are trained on a tokenized corpus, so drop tokenizer.json (or a .gguf with its tokenizer) with the models');
-  const progress = (label: string) => (done: number, total: number) => opts.onProgress?.({ stage: 'loading', done, total: total || 1, label });
-  const baseSource = storeSource(base.store, base.config, backend, base.label, { onProgress: progress('base') });
-  const ftSource =
-    ft.kind === 'peft-adapter'
-      ? storeSource(base.store, base.config, backend, `${base.label} + ${ft.label}`, { adapter: loraAdapterFromStore(ft.store, ft.config), onProgress: progress('ft') })
-      : storeSource(ft.store, ft.config, backend, ft.label, { onProgress: progress('ft') });
-  const c = baseSource.config;
-  const f = ftSource.config;
+/** Sources of both models of an opened pair (they load on first use and stay), paired for activation collection. */
+export function crosscoderPair(opened: OpenedPair, ctx: JobContext<Progress> & { memoryBudgetBytes?: number }): CrosscoderPair {
+  const tokenizer = needTokenizer(opened, 'crosscoders are trained on a tokenized corpus');
+  const { base, ft } = opened.sources(ctx.backend, { onProgress: (label, done, total) => ctx.onProgress?.({ stage: 'loading', done, total: total || 1, label }) });
+  const c = base.config;
+  const f = ft.config;
   if (c.dModel !== f.dModel || c.nLayers !== f.nLayers || c.vocab !== f.vocab) {
-    throw new FormatError(ft.label, `differs from the base in width, depth or vocabulary (${f.dModel}×${f.nLayers}, ${f.vocab} tokens vs ${c.dModel}×${c.nLayers}, ${c.vocab}): their activations cannot be paired`);
+    throw new FormatError(opened.labels.ft, `differs from the base in width, depth or vocabulary (${f.dModel}×${f.nLayers}, ${f.vocab} tokens vs ${c.dModel}×${c.nLayers}, ${c.vocab}): their activations cannot be paired`);
   }
-  const runner = new PairedRunner(baseSource, ftSource, backend, opts.signal ? { signal: opts.signal } : {});
-  return { runner, tokenizer, info: { layers: c.nLayers, dModel: c.dModel, vocab: c.vocab, backend: backendName } };
+  const runner = new PairedRunner(base, ft, ctx.backend, { ...(ctx.signal ? { signal: ctx.signal } : {}), ...(ctx.memoryBudgetBytes !== undefined ? { memoryBudgetBytes: ctx.memoryBudgetBytes } : {}) });
+  return { runner, tokenizer, info: { layers: c.nLayers, dModel: c.dModel, vocab: c.vocab, backend: ctx.backendName ?? 'unnamed backend' } };
+}
+
+/** Opens both models (a fine-tuned PEFT adapter is applied to the base); they load on first use and stay. */
+export async function openCrosscoderPair(files: PairFiles, backend: Backend, backendName: string, opts: RunOptions = {}): Promise<CrosscoderPair> {
+  return crosscoderPair(await openPair(files), { backend, backendName, ...opts });
 }
 
 export interface Collected {
@@ -195,7 +191,7 @@ export function collectKey(req: CollectRequest): string {
 }
 
 /** Tokenizes the corpus and collects resid_post at the layer for both models. */
-export async function collectForCrosscoder(pair: OpenedPair, req: CollectRequest, opts: RunOptions = {}): Promise<Collected> {
+export async function collectForCrosscoder(pair: CrosscoderPair, req: CollectRequest, opts: RunOptions = {}): Promise<Collected> {
   const { layers } = pair.info;
   if (!Number.isInteger(req.layer) || req.layer < 0 || req.layer >= layers) throw new RangeError(`layer ${req.layer} is outside 0..${layers - 1}`);
   const samples = tokenizeCorpus(req.corpus.text, pair.tokenizer, { tokensPerSample: req.tokensPerSample, maxSamples: req.samples });
@@ -333,7 +329,7 @@ function tokenText(tokenizer: Tokenizer, id: number): string {
  * when it has none) and computes the latent statistics of ALGORITHMS.md.
  */
 export async function analyseCrosscoder(
-  pair: OpenedPair,
+  pair: CrosscoderPair,
   model: CrosscoderModel,
   collected: Collected,
   source: CrosscoderSummary['source'],
@@ -483,7 +479,7 @@ export function latentDetail(a: Analysis, tokenizer: Tokenizer, id: number): Lat
 export const MAX_PROMPT_TOKENS = 128;
 
 /** Greedy generations of both models with s · mean‖h_ft‖ · d̂_j^ft added to resid_post at the crosscoder's layer. */
-export async function steerLatent(pair: OpenedPair, a: Analysis, req: SteerRequest, opts: RunOptions = {}): Promise<SteerOut> {
+export async function steerLatent(pair: CrosscoderPair, a: Analysis, req: SteerRequest, opts: RunOptions = {}): Promise<SteerOut> {
   const { d, D } = a.model.params;
   if (!Number.isInteger(req.latent) || req.latent < 0 || req.latent >= D) throw new RangeError(`latent ${req.latent} is outside 0..${D - 1}`);
   const prompt = pair.tokenizer.encode(req.prompt);

@@ -1,4 +1,4 @@
-// The activation views' work, as the activations worker runs it: the pair is loaded once (an adapter
+// The activation jobs, as the analysis worker runs them: the pair is loaded once (an adapter
 // is merged into the base), then each request (lens, δ per token, ADL, steering, patching) runs on it.
 // Results carry the text of every token id they name, so the page never needs the tokenizer.
 import { adlDifferences, DEFAULT_ADL_POSITIONS, IDENTITY_PROMPTS, patchscope, rescale, signedLens, steer, steeringVector, type AdlDifference, type TokenProb } from '../analysis/activations/adl.ts';
@@ -6,23 +6,20 @@ import { corpusLines, tokenizeCorpus, type TokenizedCorpus } from '../analysis/a
 import { promptDifferences, type HookKind } from '../analysis/activations/differences.ts';
 import { differentialLogitLens, type LensTop } from '../analysis/activations/lens.ts';
 import { activationPatching, modelStitching, type PatchingResult, type PositionsCompared, type StitchingResult } from '../analysis/activations/patching.ts';
-import { checkPair, type ModelPair, type Progress } from '../analysis/activations/run.ts';
-import { openModel, type OpenedModel } from '../io/open-model.ts';
-import { FormatError, type FileSet } from '../io/source.ts';
+import type { ModelPair, Progress } from '../analysis/activations/run.ts';
+import { FormatError } from '../io/source.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import type { Backend } from '../model/backend.ts';
-import { loadModelFromStore } from '../model/load.ts';
-import { loraAdapterFromStore, type LoraAdapter } from '../model/lora.ts';
+import type { JobContext } from './context.ts';
+import { needTokenizer, openPair, type OpenedPair, type PairFiles } from './pair.ts';
+
+export type { PairFiles } from './pair.ts';
 
 /** Longer prompts make the lens grid unreadable and patching slow; the views say so instead. */
 export const MAX_PROMPT_TOKENS = 128;
 /** The ADL needs positions 0–4, and the steering norm positions ≥ 5. */
 export const MIN_TOKENS_PER_SAMPLE = 8;
 
-export interface PairFiles {
-  base: FileSet;
-  ft: FileSet;
-}
 
 /** A corpus by its text; `key` names it in caches (name, length and a hash of the text). */
 export interface CorpusRef {
@@ -149,55 +146,24 @@ export interface TaskOptions {
 
 const now = () => performance.now();
 
-function configLabel(opened: OpenedModel): string {
-  return opened.kind === 'hf' ? `${opened.label} (config.json)` : opened.label;
-}
-
-/** Opens and loads both models onto `backend`; a fine-tuned PEFT adapter is merged into a second copy of the base. */
-export async function openActivationPair(files: PairFiles, backend: Backend, backendName: string, opts: TaskOptions = {}): Promise<LoadedPair> {
+/** Loads both models of an opened pair onto the context's backend (an adapter is merged into a second copy of the base). */
+export async function loadActivationPair(opened: OpenedPair, ctx: JobContext): Promise<LoadedPair> {
   const t0 = now();
-  const base = await openModel(files.base);
-  if (base.kind === 'peft-adapter') throw new FormatError(base.label, 'the base is a PEFT adapter: drop the model it was trained on as the base');
-  const ft = await openModel(files.ft);
-  const tokenizer = base.tokenizer ?? ft.tokenizer;
-  if (!tokenizer) throw new FormatError(base.label, 'no tokenizer was found beside either model: the activation views tokenize text, so drop tokenizer.json (or a .gguf with its tokenizer) with the models');
-  const adapter: LoraAdapter | undefined = ft.kind === 'peft-adapter' ? loraAdapterFromStore(ft.store, ft.config) : undefined;
-  const load = (opened: OpenedModel, stage: string, withAdapter?: LoraAdapter) =>
-    loadModelFromStore(
-      opened.store,
-      opened.config,
-      backend,
-      {
-        ...(opts.signal ? { signal: opts.signal } : {}),
-        ...(withAdapter ? { adapter: withAdapter } : {}),
-        onProgress: (done, total) => opts.onProgress?.({ stage, done, total }),
-      },
-      configLabel(opened),
-    );
-  const baseModel = await load(base, 'loading the base model');
-  let ftModel;
-  try {
-    ftModel = adapter ? await load(base, 'merging the adapter into the base', adapter) : await load(ft, 'loading the fine-tuned model');
-  } catch (e) {
-    baseModel.dispose();
-    throw e;
-  }
-  const pair = { base: baseModel, ft: ftModel };
-  try {
-    checkPair(pair);
-  } catch (e) {
-    baseModel.dispose();
-    ftModel.dispose();
-    throw e;
-  }
-  const c = baseModel.config;
+  const tokenizer = needTokenizer(opened, 'the activation views tokenize text');
+  const pair = await opened.load(ctx.backend, { ...(ctx.signal ? { signal: ctx.signal } : {}), onProgress: (stage, done, total) => ctx.onProgress?.({ stage, done, total }) });
+  const c = pair.base.config;
   return {
     pair,
     tokenizer,
-    info: { layers: c.nLayers, dModel: c.dModel, vocab: c.vocab, adapter: adapter !== undefined, backend: backendName, loadMs: now() - t0 },
+    info: { layers: c.nLayers, dModel: c.dModel, vocab: c.vocab, adapter: opened.adapter !== undefined, backend: ctx.backendName ?? 'unnamed backend', loadMs: now() - t0 },
     corpora: new Map(),
     differences: new Map(),
   };
+}
+
+/** Opens and loads both models onto `backend` (openPair, then loadActivationPair). */
+export async function openActivationPair(files: PairFiles, backend: Backend, backendName: string, opts: TaskOptions = {}): Promise<LoadedPair> {
+  return loadActivationPair(await openPair(files), { backend, backendName, ...opts });
 }
 
 function tokenTexts(tokenizer: Tokenizer, ids: Iterable<number>): TokenTexts {
