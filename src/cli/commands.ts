@@ -4,6 +4,7 @@ import { crosscoder } from './crosscoder.ts';
 import { forward } from './forward.ts';
 import { inspect } from './inspect.ts';
 import { lens } from './lens.ts';
+import { organism } from './organism.ts';
 import { patch } from './patch.ts';
 import { report } from './report.ts';
 import { steer } from './steer.ts';
@@ -30,4 +31,5 @@ export const commands: Record<string, Command> = {
   steer,
   patch,
   report,
+  organism,
 };

@@ -202,8 +202,7 @@ export function linear(tape: Tape, x: Float32Array, K: number, w: Param, N: numb
     if (!g) return;
     const gx = tape.grad(x);
     addInto(gx, mm(g, w.data, M, K, N));
-    const gT = w.grad || lora ? transpose(g, M, N) : undefined;
-    if (w.grad) addInto(w.grad, mm(gT!, x, N, K, M));
+    if (w.grad) addInto(w.grad, mm(transpose(g, M, N), x, N, K, M));
     if (bias?.grad) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) bias.grad[j]! += g[i * N + j]!;
     if (lora) {
       const r = lora.rank;
@@ -211,7 +210,8 @@ export function linear(tape: Tape, x: Float32Array, K: number, w: Param, N: numb
       for (let i = 0; i < gu.length; i++) gu[i]! *= lora.scaling;
       addInto(gx, mm(gu, lora.A.data, M, K, r));
       if (lora.A.grad) addInto(lora.A.grad, mm(transpose(gu, M, r), x, r, K, M));
-      if (lora.B.grad) addInto(lora.B.grad.subarray(lora.rows[0] * r, lora.rows[1] * r), mm(gT!, u!, N, r, M), lora.scaling);
+      // dB = gᵀ u, computed as (uᵀ g)ᵀ: transposing u [M, r] costs far less than transposing g [M, N].
+      if (lora.B.grad) addInto(lora.B.grad.subarray(lora.rows[0] * r, lora.rows[1] * r), transpose(mm(transpose(u!, M, r), g, r, N, M), r, N), lora.scaling);
     }
   });
   return y;
@@ -303,7 +303,8 @@ export function attention(tape: Tape, q: Float32Array, k: Float32Array, v: Float
       for (let j = 0; j < hd; j++) dst[o + j]! += m[t * hd + j]!;
     }
   };
-  const visible = (t: number, s: number): boolean => s <= t && (a.window <= 0 || t - s < a.window);
+  // Query t sees keys first(t)..t.
+  const first = (t: number): number => (a.window > 0 ? Math.max(0, t - a.window + 1) : 0);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       const kOff = Math.floor(h / group) * hd;
@@ -311,17 +312,23 @@ export function attention(tape: Tape, q: Float32Array, k: Float32Array, v: Float
       const S = mmT(Qh, gather(k, b, Dk, kOff), T, T, hd);
       const P = probs.subarray((b * H + h) * T * T, (b * H + h + 1) * T * T);
       for (let t = 0; t < T; t++) {
+        const s0 = first(t);
+        const row = t * T;
         let max = -Infinity;
-        for (let s = 0; s <= t; s++) {
-          if (!visible(t, s)) continue;
-          let sc = S[t * T + s]! * a.scale;
+        for (let s = s0; s <= t; s++) {
+          let sc = S[row + s]! * a.scale;
           if (a.softcap > 0) sc = a.softcap * Math.tanh(sc / a.softcap);
-          S[t * T + s] = sc;
+          S[row + s] = sc;
           if (sc > max) max = sc;
         }
         let sum = 0;
-        for (let s = 0; s <= t; s++) if (visible(t, s)) sum += Math.exp(S[t * T + s]! - max);
-        for (let s = 0; s <= t; s++) if (visible(t, s)) P[t * T + s] = Math.exp(S[t * T + s]! - max) / sum;
+        for (let s = s0; s <= t; s++) {
+          const e = Math.exp(S[row + s]! - max);
+          P[row + s] = e;
+          sum += e;
+        }
+        const inv = 1 / sum;
+        for (let s = s0; s <= t; s++) P[row + s]! *= inv;
       }
       scatterAdd(out, mm(P, gather(v, b, Dk, kOff), T, hd, T), b, Dq, h * hd);
     }
@@ -375,31 +382,47 @@ function erf(x: number): number {
   return x < 0 ? -y : y;
 }
 
-/** The activation and its derivative at x. */
-function activationWithSlope(act: Activation, x: number): [number, number] {
+/** The activation of every x into out, and its derivative into slope. */
+function activate(act: Activation, x: Float32Array, out: Float32Array, slope: Float32Array): void {
+  const n = x.length;
   switch (act) {
-    case 'silu': {
-      const s = 1 / (1 + Math.exp(-x));
-      return [x * s, s * (1 + x * (1 - s))];
-    }
+    case 'silu':
+      for (let i = 0; i < n; i++) {
+        const v = x[i]!;
+        const s = 1 / (1 + Math.exp(-v));
+        out[i] = v * s;
+        slope[i] = s * (1 + v * (1 - s));
+      }
+      return;
     case 'relu':
-      return x > 0 ? [x, 1] : [0, 0];
-    case 'gelu': {
-      const cdf = 0.5 * (1 + erf(x / Math.SQRT2));
-      return [x * cdf, cdf + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI)];
-    }
-    case 'gelu_tanh': {
-      const inner = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
-      const th = Math.tanh(inner);
-      return [0.5 * x * (1 + th), 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)];
-    }
+      for (let i = 0; i < n; i++) {
+        out[i] = x[i]! > 0 ? x[i]! : 0;
+        slope[i] = x[i]! > 0 ? 1 : 0;
+      }
+      return;
+    case 'gelu':
+      for (let i = 0; i < n; i++) {
+        const v = x[i]!;
+        const cdf = 0.5 * (1 + erf(v / Math.SQRT2));
+        out[i] = v * cdf;
+        slope[i] = cdf + (v * Math.exp(-0.5 * v * v)) / Math.sqrt(2 * Math.PI);
+      }
+      return;
+    case 'gelu_tanh':
+      for (let i = 0; i < n; i++) {
+        const v = x[i]!;
+        const th = Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v));
+        out[i] = 0.5 * v * (1 + th);
+        slope[i] = 0.5 * (1 + th) + 0.5 * v * (1 - th * th) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * v * v);
+      }
+      return;
   }
 }
 
 export function activation(tape: Tape, x: Float32Array, act: Activation): Float32Array {
   const out = new Float32Array(x.length);
   const slope = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) [out[i], slope[i]] = activationWithSlope(act, x[i]!);
+  activate(act, x, out, slope);
   tape.record(() => {
     const g = tape.take(out);
     if (!g) return;
@@ -414,10 +437,8 @@ export function gated(tape: Tape, gate: Float32Array, up: Float32Array, act: Act
   const out = new Float32Array(gate.length);
   const a = new Float32Array(gate.length);
   const slope = new Float32Array(gate.length);
-  for (let i = 0; i < gate.length; i++) {
-    [a[i], slope[i]] = activationWithSlope(act, gate[i]!);
-    out[i] = a[i]! * up[i]!;
-  }
+  activate(act, gate, a, slope);
+  for (let i = 0; i < gate.length; i++) out[i] = a[i]! * up[i]!;
   tape.record(() => {
     const g = tape.take(out);
     if (!g) return;
@@ -437,7 +458,8 @@ export function gated(tape: Tape, gate: Float32Array, up: Float32Array, act: Act
  */
 export function crossEntropy(tape: Tape, logits: Float32Array, vocab: number, targets: Int32Array, weight: number): number {
   const rows = targets.length;
-  const lse = new Float64Array(rows);
+  // The gradient is computed with the loss: softmax − one-hot, times weight (rows without a target stay 0).
+  const g = new Float32Array(logits.length);
   let loss = 0;
   for (let r = 0; r < rows; r++) {
     const tg = targets[r]!;
@@ -446,20 +468,16 @@ export function crossEntropy(tape: Tape, logits: Float32Array, vocab: number, ta
     let max = -Infinity;
     for (let j = 0; j < vocab; j++) if (logits[o + j]! > max) max = logits[o + j]!;
     let sum = 0;
-    for (let j = 0; j < vocab; j++) sum += Math.exp(logits[o + j]! - max);
-    lse[r] = max + Math.log(sum);
-    loss += lse[r]! - logits[o + tg]!;
-  }
-  tape.record(() => {
-    const g = tape.grad(logits);
-    for (let r = 0; r < rows; r++) {
-      const tg = targets[r]!;
-      if (tg < 0) continue;
-      const o = r * vocab;
-      const l = lse[r]!;
-      for (let j = 0; j < vocab; j++) g[o + j]! += weight * Math.exp(logits[o + j]! - l);
-      g[o + tg]! -= weight;
+    for (let j = 0; j < vocab; j++) {
+      const e = Math.exp(logits[o + j]! - max);
+      g[o + j] = e;
+      sum += e;
     }
-  });
+    loss += max + Math.log(sum) - logits[o + tg]!;
+    const scale = weight / sum;
+    for (let j = 0; j < vocab; j++) g[o + j]! *= scale;
+    g[o + tg]! -= weight;
+  }
+  tape.record(() => tape.seed(logits, g));
   return loss;
 }

@@ -32,6 +32,13 @@ export class Tape {
     return g;
   }
 
+  /** Adds g to the gradient of x, handing g itself over when x has none yet. */
+  seed(x: Float32Array, g: Float32Array): void {
+    const have = this.grads.get(x);
+    if (!have) this.grads.set(x, g);
+    else for (let i = 0; i < g.length; i++) have[i]! += g[i]!;
+  }
+
   /** The gradient of an op's output, removed from the tape (undefined when nothing flowed into it). */
   take(x: Float32Array): Float32Array | undefined {
     const g = this.grads.get(x);

@@ -141,3 +141,45 @@ export class WindowSampler {
     return out;
   }
 }
+
+export interface TrainRun extends Omit<OptimizerOptions, 'steps'> {
+  steps: number;
+  /** Sequences per optimizer step. */
+  batch: number;
+  /** Sequences per forward/backward pass (gradients accumulate over batch / microBatch passes). */
+  microBatch: number;
+  seq: number;
+  seed: number;
+}
+
+export interface TrainSummary {
+  losses: number[];
+  gradNorms: number[];
+  seconds: number;
+  tokensPerStep: number;
+}
+
+/** Trains on random windows of the documents; onStep sees every step, and the signal stops between steps. */
+export async function trainOnDocuments(
+  model: TrainableTransformer,
+  documents: readonly (readonly number[])[],
+  run: TrainRun,
+  onStep?: (r: StepResult, elapsedSeconds: number) => void,
+  signal?: AbortSignal,
+): Promise<TrainSummary> {
+  const sampler = new WindowSampler(documents, run.seed);
+  const opt = new AdamW([...model.params().values()], run);
+  const losses: number[] = [];
+  const gradNorms: number[] = [];
+  const t0 = performance.now();
+  for (let step = 0; step < run.steps; step++) {
+    signal?.throwIfAborted();
+    const r = trainStep(model, opt, sampler.batch(run.batch, run.seq), run.batch, run.seq, Math.min(run.microBatch, run.batch));
+    losses.push(r.loss);
+    gradNorms.push(r.gradNorm);
+    onStep?.({ step, ...r }, (performance.now() - t0) / 1000);
+    // Let other work (progress output, cancellation) in between steps.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  return { losses, gradNorms, seconds: (performance.now() - t0) / 1000, tokensPerStep: run.batch * (run.seq - 1) };
+}
