@@ -15,6 +15,7 @@ import type { Backend } from '../model/backend.ts';
 import { loadModelFromStore } from '../model/load.ts';
 import { loraAdapterFromStore, type LoraAdapter } from '../model/lora.ts';
 import type { Transformer } from '../model/transformer.ts';
+import { plural } from './format.ts';
 import { UsageError } from './errors.ts';
 
 export type Values = Record<string, unknown>;
@@ -97,7 +98,7 @@ export interface LoadedPair {
 /** `<base> <ft>`; an <ft> that is a PEFT adapter folder is merged into <base>. */
 export async function loadPairArgs(positionals: readonly string[], backend: Backend, values: Values, command: string): Promise<LoadedPair> {
   const [basePath, ftPath, extra] = positionals;
-  if (!basePath || !ftPath || extra !== undefined) throw new UsageError(`${command} takes two models, <base> and <ft> (got ${positionals.length} arguments)`);
+  if (!basePath || !ftPath || extra !== undefined) throw new UsageError(`${command} takes two models, <base> and <ft> (got ${plural(positionals.length, 'argument')})`);
   const base = await openModelAt(basePath, 'base model');
   if (base.kind === 'peft-adapter') throw new FormatError(basePath, 'is a PEFT adapter; give the model it adapts as <base> and the adapter as <ft>');
   const ft = await openModelAt(ftPath, 'fine-tuned model');
