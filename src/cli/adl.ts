@@ -1,10 +1,11 @@
 // `neurodiff adl <base> <ft> --corpus f`: the Activation Difference Lens — mean activation differences at
 // the first positions of generic text, read through the fine-tuned model's logit lens and a Patchscope.
-import { activationDifferenceLens, DEFAULT_ADL_POSITIONS, defaultAdlLayer, IDENTITY_PROMPTS, type TokenProb } from '../analysis/activations/adl.ts';
+import { activationDifferenceLens, DEFAULT_ADL_POSITIONS, DEFAULT_ADL_SAMPLES, DEFAULT_TOKENS_PER_SAMPLE, defaultAdlLayer, IDENTITY_PROMPTS, type TokenProb } from '../analysis/activations/adl.ts';
 import { tokenizeCorpus } from '../analysis/activations/corpus.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import type { Command } from './commands.ts';
 import { UsageError } from './errors.ts';
+import { jsonHint, num, outputWidth, pct, shownToken, table } from './format.ts';
 import { intOption, loadPairArgs, needTokenizer, numberList, optionalInt, pickBackend, rangeList, readCorpus, stderrProgress, str, tokenText, type Values } from './models.ts';
 
 type Token = { id: number; token: string | null; prob: number };
@@ -37,9 +38,10 @@ export async function corpusSamples(values: Values, tokenizer: Tokenizer, nLayer
   const layer = optionalInt(values, 'layer') ?? defaultAdlLayer(nLayers);
   if (layer >= nLayers) throw new UsageError(`--layer ${layer} is outside 0..${nLayers - 1}`);
   const lines = await readCorpus(str(values, 'corpus'));
-  const tokensPerSample = intOption(values, 'tokens-per-sample', 64, 1);
-  const maxSamples = optionalInt(values, 'max-samples', 1);
-  const corpus = tokenizeCorpus(tokenizer, lines, { tokensPerSample, ...(maxSamples ? { maxSamples } : {}), ...(values['no-bos'] ? { addBos: false } : {}) });
+  const tokensPerSample = intOption(values, 'tokens-per-sample', DEFAULT_TOKENS_PER_SAMPLE, 1);
+  // The app's defaults: the same corpus settings give the same result in both.
+  const maxSamples = intOption(values, 'max-samples', DEFAULT_ADL_SAMPLES, 1);
+  const corpus = tokenizeCorpus(tokenizer, lines, { tokensPerSample, maxSamples, ...(values['no-bos'] ? { addBos: false } : {}) });
   if (corpus.samples.length === 0) throw new UsageError(`${str(values, 'corpus')}: no line has ${tokensPerSample} tokens; lower --tokens-per-sample`);
   return { layer, corpus, batchSize: intOption(values, 'batch', 16, 1) };
 }
@@ -88,14 +90,22 @@ export const adl: Command = {
     };
   },
   format(result) {
-    const r = result as AdlJson;
-    const list = (ts: readonly { token: string | null; id: number }[]) => ts.map((t) => JSON.stringify(t.token ?? `#${t.id}`)).join(' ');
-    const lines = [`ADL at ${r.hook} over ${r.samples} samples × ${r.tokens_per_sample} tokens (mean ‖h_ft‖ ${r.ft_norm?.toFixed(2) ?? 'n/a'})`];
-    for (const p of r.positions) {
-      lines.push(`position ${p.position} (‖δ‖ ${p.norm.toFixed(3)}, consistency ${p.consistency.toFixed(3)})`, `  top:          ${list(p.top)}`, `  top_negative: ${list(p.top_negative)}`);
-      const ps = r.patchscope.find((x) => x.position === p.position);
-      if (ps) lines.push(`  patchscope (stable over ${ps.scales.length} scales): ${list(ps.stable)}`);
-    }
-    return lines.join('\n') + '\n';
+    return formatAdl(result as AdlJson);
   },
 };
+
+/** Per position ‖δ‖, consistency and the Patchscope's stable tokens; then ±δ's top tokens, ranks by positions. */
+export function formatAdl(r: AdlJson): string {
+  const width = outputWidth();
+  const token = (t: { token: string | null; id: number }) => shownToken(t.token, t.id);
+  const out = [`ADL at ${r.hook}: δ_p = mean of h_ft − h_base over ${r.samples} samples × ${r.tokens_per_sample} tokens${r.skipped_short ? ` (${r.skipped_short} shorter lines skipped)` : ''}; mean ‖h_ft‖ ${num(r.ft_norm)}`];
+  const stable = (position: number) => r.patchscope.find((x) => x.position === position)?.stable.map((t) => `${token(t)} ×${t.scales}`).join(', ') ?? '';
+  out.push(table([{ header: 'position', right: true }, { header: '‖δ_p‖', right: true }, { header: 'consistency', right: true }, { header: r.patchscope.length ? 'Patchscope: stable across scales' : '' }], r.positions.map((p) => [String(p.position), num(p.norm), num(p.consistency), stable(p.position)]), width).trimEnd());
+  for (const [sign, title] of [['top', '+δ_p: tokens the fine-tune pushes towards'], ['top_negative', '−δ_p: tokens it pushes away from']] as const) {
+    const k = Math.max(...r.positions.map((p) => p[sign].length));
+    out.push('', `${title} (fine-tuned model's logit lens):`);
+    const rows = Array.from({ length: k }, (_, j) => [String(j + 1), ...r.positions.map((p) => (p[sign][j] ? `${token(p[sign][j])} ${pct(p[sign][j].prob)}` : ''))]);
+    out.push(table([{ header: '#', right: true }, ...r.positions.map((p) => ({ header: `position ${p.position}` }))], rows, width).trimEnd());
+  }
+  return out.join('\n') + '\n' + jsonHint('ids, probabilities and the Patchscope per scale');
+}

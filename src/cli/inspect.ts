@@ -5,6 +5,7 @@ import { numel } from '../model/backend.ts';
 import { describeNaming } from '../io/onnx-names.ts';
 import type { Command } from './commands.ts';
 import { UsageError } from './errors.ts';
+import { jsonHint, plural, table, wrapList } from './format.ts';
 import { openModelAt } from './models.ts';
 import { join } from 'node:path';
 
@@ -66,4 +67,44 @@ export const inspect: Command = {
       tensors,
     };
   },
+  format(result) {
+    return formatInspect(result as InspectJson);
+  },
 };
+
+interface InspectJson {
+  path: string;
+  format: string;
+  label: string;
+  stored_parameters: number;
+  bytes: number;
+  dtypes: Record<string, number>;
+  warnings: string[];
+  architecture?: string;
+  config?: Record<string, unknown>;
+  tokenizer?: { vocab_size: number } | null;
+  adapter?: { r: number; alpha: number; targets: unknown[] };
+  tensors: { name: string; shape: number[]; dtype: string }[];
+}
+
+/** The summary, then the tensors with layer numbers folded ("layers.{i}" × n): one row per kind of tensor. */
+function formatInspect(r: InspectJson): string {
+  const lines = [`${r.path}: ${r.format} (${r.label})`];
+  const stored = `${r.stored_parameters.toLocaleString('en-US')} parameters stored (${(r.bytes / 2 ** 20).toFixed(1)} MiB)`;
+  lines.push(r.architecture ? `${r.architecture}, ${stored}` : stored);
+  if (r.config) lines.push(wrapList(Object.entries(r.config).map(([k, v]) => `${k} ${v === null ? '—' : String(v)}`)));
+  if (r.adapter) lines.push(`LoRA r ${r.adapter.r}, alpha ${r.adapter.alpha}, ${plural(r.adapter.targets.length, 'target')}`);
+  if (r.tokenizer) lines.push(`tokenizer: vocabulary ${r.tokenizer.vocab_size}`);
+  lines.push(`dtypes: ${Object.entries(r.dtypes).map(([d, n]) => `${d} ${plural(n, 'tensor')}`).join(', ')}`);
+  for (const w of r.warnings) lines.push(`warning: ${w}`);
+  const groups = new Map<string, { count: number; shape: number[]; dtype: string }>();
+  for (const t of r.tensors) {
+    const key = `${t.name.replace(/\.\d+\./, '.{i}.')}\u0000${t.shape.join('×')}\u0000${t.dtype}`;
+    const g = groups.get(key);
+    if (g) g.count++;
+    else groups.set(key, { count: 1, shape: t.shape, dtype: t.dtype });
+  }
+  lines.push('', `${plural(r.tensors.length, 'tensor')}:`);
+  const rows = [...groups].map(([key, g]) => [key.split('\u0000')[0]!, g.count > 1 ? `×${g.count}` : '', g.shape.join('×'), g.dtype]);
+  return lines.join('\n') + '\n' + table([{ header: 'name' }, { header: 'count', right: true }, { header: 'shape', right: true }, { header: 'dtype' }], rows) + jsonHint('each tensor');
+}

@@ -3,6 +3,7 @@
 import { promptDifferences } from '../analysis/activations/differences.ts';
 import { differentialLogitLens } from '../analysis/activations/lens.ts';
 import type { Command } from './commands.ts';
+import { jsonHint, outputWidth, pct, shownToken, table } from './format.ts';
 import { intOption, loadPairArgs, pickBackend, promptIds, stderrProgress, tokenProbs, tokenText } from './models.ts';
 
 interface LensJson {
@@ -54,13 +55,33 @@ export const lens: Command = {
     };
   },
   format(result) {
-    const r = result as LensJson;
-    const lines = [`${r.direction} per layer (rows) and token (columns); top-1 tokens base → ft`];
-    const show = (t: string | null, id: number) => JSON.stringify(t ?? `#${id}`);
-    lines.push('layer  ' + r.tokens.map((t) => show(t.token, t.id)).join('  '));
-    for (const l of r.layers) {
-      lines.push(`${String(l.layer).padStart(5)}  ` + l.positions.map((p) => `${p.kl.toFixed(3)} ${show(p.base[0]!.token, p.base[0]!.id)}→${show(p.ft[0]!.token, p.ft[0]!.id)}`).join('  '));
-    }
-    return lines.join('\n') + '\n';
+    return formatLens(result as LensJson);
   },
 };
+
+/**
+ * KL(P_ft ‖ P_base) with both models' top token per position (rows) and layer (columns; the last
+ * layers that fit the width), then the last layer's top-k of both models per position.
+ */
+function formatLens(r: LensJson): string {
+  const width = outputWidth();
+  const L = r.layers.length;
+  const token = (t: { token: string | null; id: number }) => shownToken(t.token, t.id);
+  const cell = (p: LensJson['layers'][number]['positions'][number]) => `${p.kl.toFixed(3)} ${token(p.base[0]!)}→${token(p.ft[0]!)}`;
+  const rows = (layers: LensJson['layers']) => r.tokens.map((t, position) => [String(position), token(t), ...layers.map((l) => cell(l.positions[position]!))]);
+  // As many of the last layers as fit without cutting cells; the first ones go.
+  let first = 0;
+  const fits = (from: number) => table([{ header: 'pos', right: true }, { header: 'token' }, ...r.layers.slice(from).map((l) => ({ header: `layer ${l.layer}` }))], rows(r.layers.slice(from)), Infinity)
+      .split('\n')
+      .every((line) => line.length <= width);
+  while (first < L - 1 && !fits(first)) first++;
+  const shown = r.layers.slice(first);
+  const out = [`${r.direction} (nats) and top-1 token base→ft, per position and layer${first > 0 ? ` (layers ${first}–${L - 1}; ${first} earlier left out for width)` : ''}:`];
+  out.push(table([{ header: 'pos', right: true }, { header: 'token' }, ...shown.map((l) => ({ header: `layer ${l.layer}` }))], rows(shown), width).trimEnd());
+  const last = r.layers[L - 1]!;
+  const k = last.positions[0]?.base.length ?? 0;
+  const topk = (list: { token: string | null; id: number; prob: number }[]) => list.map((t) => `${token(t)} ${pct(t.prob)}`).join(', ');
+  out.push('', `layer ${last.layer}, top ${k} of each model:`);
+  out.push(table([{ header: 'pos', right: true }, { header: 'token' }, { header: 'base' }, { header: 'fine-tuned' }], r.tokens.map((t, position) => [String(position), token(t), topk(last.positions[position]!.base), topk(last.positions[position]!.ft)]), width).trimEnd());
+  return out.join('\n') + '\n' + jsonHint('every layer\'s top-k and the activation differences');
+}

@@ -1,8 +1,10 @@
 // `npx neurodiff <command>`: the same analyses as the app, without a browser.
-// Results go to stdout (one JSON object with --json); progress and messages go to stderr.
+// Results go to stdout (a text summary, or one JSON object with --json: indented on a terminal); progress
+// and messages go to stderr.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { commands } from './commands.ts';
 import { UsageError } from './errors.ts';
+import { jsonText } from './format.ts';
 
 function usage(): string {
   const lines = ['usage: neurodiff <command> [options]', '', 'commands:'];
@@ -36,8 +38,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const result = await command.run(parsed.positionals, parsed.values as Record<string, unknown>);
-  if (parsed.values.json) process.stdout.write(JSON.stringify(result) + '\n');
-  else process.stdout.write(command.format ? command.format(result) : JSON.stringify(result, null, 2) + '\n');
+  process.stdout.write(parsed.values.json || !command.format ? jsonText(result) : command.format(result));
   return 0;
 }
 

@@ -17,6 +17,7 @@ import { loadModelFromStore } from '../model/load.ts';
 import { loraAdapterFromStore, type LoraAdapter } from '../model/lora.ts';
 import type { Transformer } from '../model/transformer.ts';
 import { openPair, type OpenedPair } from '../jobs/pair.ts';
+import { plural } from './format.ts';
 import { UsageError } from './errors.ts';
 
 export type Values = Record<string, unknown>;
@@ -106,7 +107,7 @@ export interface LoadedPair {
 /** `<base> <ft>` opened (headers only); an <ft> that is a PEFT adapter folder is applied to <base>; --tokenizer replaces the one found. */
 export async function openPairArgs(positionals: readonly string[], values: Values, command: string): Promise<OpenedPair> {
   const [basePath, ftPath, extra] = positionals;
-  if (!basePath || !ftPath || extra !== undefined) throw new UsageError(`${command} takes two models, <base> and <ft> (got ${positionals.length} arguments)`);
+  if (!basePath || !ftPath || extra !== undefined) throw new UsageError(`${command} takes two models, <base> and <ft> (got ${plural(positionals.length, 'argument')})`);
   return openPairAt(basePath, ftPath, values);
 }
 

@@ -149,6 +149,6 @@ describe('neurodiff report', () => {
     expect(noCorpus.stderr.trim().split('\n').at(-1)).toBe(`neurodiff: ${join(out, 'missing.txt')}: no such corpus file`);
     const one = await cli(['report', join(DEMO, 'base'), '--corpus', 'x', '--out', out]);
     expect(one.code).toBe(2);
-    expect(one.stderr).toMatch(/report takes two models, <base> and <ft> \(got 1 arguments\)/);
+    expect(one.stderr).toMatch(/report takes two models, <base> and <ft> \(got 1 argument\)/);
   });
 });

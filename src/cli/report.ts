@@ -14,6 +14,7 @@ import { fingerprintModel } from '../io/fingerprint.ts';
 import { weightsJob } from '../jobs/weights.ts';
 import { CORPUS_OPTIONS, corpusSamples, type AdlJson } from './adl.ts';
 import type { Command } from './commands.ts';
+import { plural } from './format.ts';
 import { UsageError } from './errors.ts';
 import { filesAt, intOption, needTokenizer, openPairAt, pickBackend, readCorpus, stderrProgress, str, tokenText, type Values } from './models.ts';
 
@@ -72,7 +73,7 @@ export const report: Command = {
     const out = str(given, 'out');
     if (!out) throw new UsageError('--out <dir> is required: the folder the report and its figures are written to');
     const [basePath, ftPath, extra] = positionals;
-    if (!basePath || !ftPath || extra !== undefined) throw new UsageError(`report takes two models, <base> and <ft> (got ${positionals.length} arguments)`);
+    if (!basePath || !ftPath || extra !== undefined) throw new UsageError(`report takes two models, <base> and <ft> (got ${plural(positionals.length, 'argument')})`);
     const values: Values = { 'max-samples': DEFAULTS['max-samples'], 'tokens-per-sample': DEFAULTS['tokens-per-sample'], ...given };
     const topK = intOption(values, 'top-k', DEFAULTS['top-k'], 1);
     const top = intOption(values, 'top', DEFAULTS.top, 1);

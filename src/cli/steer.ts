@@ -17,7 +17,7 @@ interface SteerJson {
 
 export const steer: Command = {
   summary: 'steer both models with the ADL difference vector at several strengths and generate greedily',
-  usage: '<base> <ft> --corpus <file> --prompt <text> [--layer i] [--position 0] [--strengths 0,0.25,0.5,1] [--max-new 40] [--max-samples n] [--tokens-per-sample 64] [--batch 16] [--no-bos] [--backend cpu|webgpu] [--tokenizer <file>]',
+  usage: '<base> <ft> --corpus <file> --prompt <text> [--layer i] [--position 0] [--strengths 0,0.25,0.5,1] [--max-new 40] [--max-samples 200] [--tokens-per-sample 64] [--batch 16] [--no-bos] [--backend cpu|webgpu] [--tokenizer <file>]',
   options: { ...CORPUS_OPTIONS, prompt: { type: 'string' }, position: { type: 'string' }, strengths: { type: 'string' }, 'max-new': { type: 'string' } },
   async run(positionals, values): Promise<SteerJson> {
     const prompt = str(values, 'prompt');

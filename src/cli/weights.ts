@@ -4,6 +4,7 @@ import type { WeightsDiff } from '../analysis/weights/types.ts';
 import { FormatError } from '../io/source.ts';
 import { weightsJob, type DiffProgress } from '../jobs/weights.ts';
 import type { Command } from './commands.ts';
+import { jsonHint, num, table } from './format.ts';
 import { UsageError } from './errors.ts';
 import { intOption, openPairAt, pickBackend, str } from './models.ts';
 
@@ -37,12 +38,16 @@ export const weights: Command = {
   format(result) {
     const r = result as WeightsDiff;
     const changed = r.tensors.filter((t) => t.frobenius > 0).sort((a, b) => (b.relative ?? 0) - (a.relative ?? 0));
+    const SHOWN = 20;
     const lines = [`${r.tensors.length} tensors compared, ${changed.length} changed; ${r.missing.length} in one model only, ${r.mismatched.length} with different shapes`];
-    lines.push('name'.padEnd(56) + 'frobenius'.padStart(12) + 'relative'.padStart(12) + 'spectral'.padStart(12) + 'eff.rank'.padStart(10));
-    const fmt = (x: number | null, w: number) => (x === null ? 'n/a' : x.toPrecision(4)).padStart(w);
-    for (const t of changed) lines.push(t.name.padEnd(56) + fmt(t.frobenius, 12) + fmt(t.relative, 12) + fmt(t.spectral, 12) + fmt(t.effective_rank, 10));
-    for (const m of r.missing) lines.push(`only in ${m.only_in}: ${m.name} ${JSON.stringify(m.shape)}`);
-    for (const m of r.mismatched) lines.push(`different shapes: ${m.name} base ${JSON.stringify(m.base_shape)} ft ${JSON.stringify(m.ft_shape)}`);
-    return lines.join('\n') + '\n';
+    if (changed.length > 0) {
+      lines.push(changed.length > SHOWN ? `the ${SHOWN} most changed, by ‖ΔW‖_F / ‖W_base‖_F:` : 'changed tensors, by ‖ΔW‖_F / ‖W_base‖_F:');
+      const right = (header: string) => ({ header, right: true });
+      const rows = changed.slice(0, SHOWN).map((t) => [t.name, num(t.relative), num(t.frobenius), num(t.spectral), num(t.effective_rank)]);
+      lines.push(table([{ header: 'tensor' }, right('relative'), right('‖ΔW‖_F'), right('σ₁'), right('eff. rank')], rows).trimEnd());
+    }
+    for (const m of r.missing) lines.push(`only in ${m.only_in}: ${m.name} [${m.shape.join('×')}]`);
+    for (const m of r.mismatched) lines.push(`different shapes: ${m.name} base [${m.base_shape.join('×')}], ft [${m.ft_shape.join('×')}]`);
+    return lines.join('\n') + '\n' + jsonHint('every tensor and its spectrum');
   },
 };

@@ -6,6 +6,7 @@ import type { StateCreator } from 'zustand/vanilla';
 import type { HookKind } from '../analysis/activations/differences.ts';
 import type { PositionsCompared } from '../analysis/activations/patching.ts';
 import type { Progress } from '../analysis/activations/run.ts';
+import { DEFAULT_ADL_SAMPLES, DEFAULT_TOKENS_PER_SAMPLE } from '../analysis/activations/adl.ts';
 import type { ActivationRequest, ActivationResult, ActivationTask, CorpusRef, PairFiles, PairInfo, ResultFor } from '../jobs/activations.ts';
 import type { ActivationOutcome } from './activations-protocol.ts';
 import { pairReady, type ModelsSlice } from './models.ts';
@@ -16,8 +17,7 @@ export type DeltaScale = (typeof DELTA_SCALES)[number];
 export const PATCH_POSITIONS = ['all', 'last'] as const satisfies readonly PositionsCompared[];
 
 export const DEFAULT_PROMPT = 'Once upon a time, a little boy went to the';
-export const DEFAULT_ADL_SAMPLES = 200;
-export const DEFAULT_TOKENS_PER_SAMPLE = 64;
+export { DEFAULT_ADL_SAMPLES, DEFAULT_TOKENS_PER_SAMPLE };
 export const MAX_ADL_SAMPLES = 100_000;
 export const MAX_TOKENS_PER_SAMPLE = 2048;
 export const LENS_TOP = 5;

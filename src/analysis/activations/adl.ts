@@ -19,6 +19,9 @@ export function defaultAdlLayer(nLayers: number): number {
   return Math.floor(0.5 * nLayers);
 }
 
+/** Corpus samples and tokens per sample the app and the command line use unless told otherwise. */
+export const DEFAULT_ADL_SAMPLES = 200;
+export const DEFAULT_TOKENS_PER_SAMPLE = 64;
 export const DEFAULT_ADL_POSITIONS: readonly number[] = [0, 1, 2, 3, 4];
 /** The reference leaves the first 5 positions out of the mean activation norm. */
 export const NORM_SKIP_POSITIONS = 5;

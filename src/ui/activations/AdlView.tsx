@@ -12,8 +12,8 @@ import './activations.css';
 
 const PATCHSCOPE_SHOWN = 6;
 const STABLE_SHOWN = 12;
-/** Tokens asked for per list: enough that ADL_TOP words remain once non-words are hidden. */
-const ADL_FETCHED = 3 * ADL_TOP;
+/** Tokens asked for per list (the lens gives at most 32): room for ADL_TOP words once non-words are hidden. */
+const ADL_FETCHED = 32;
 
 export function AdlView() {
   const L = usePairLayers();
@@ -227,7 +227,10 @@ function TokenCell({ t, texts, max }: { t: TokenProb | undefined; texts: TokenTe
   return (
     <td className="adl-token" title={`${tokenTitle(texts, t.id)}: ${percent(t.prob)}`}>
       <span className="bar-bg" style={{ width: `${max > 0 ? (t.prob / max) * 100 : 0}%` }} />
-      <span className="mono">{tokenLabel(texts, t.id)}</span> <span className="muted num">{percent(t.prob)}</span>
+      <span className="token-line">
+        <span className="mono">{tokenLabel(texts, t.id)}</span>
+        <span className="muted num">{percent(t.prob)}</span>
+      </span>
     </td>
   );
 }

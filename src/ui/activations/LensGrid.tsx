@@ -104,7 +104,8 @@ export function LensGrid({ lens, selected, onSelect }: { lens: LensResult; selec
       .attr('height', CELL_H - 2)
       .attr('rx', 2)
       .attr('fill', (c) => color(lens.kl[c.row]!));
-    const dark = (c: (typeof cells)[number]) => lens.kl[c.row]! > 0.55 * maxKl;
+    // White text where the fill is dark, judged by the fill's lightness (a lone "." must stay visible).
+    const dark = (c: (typeof cells)[number]) => d3.lab(color(lens.kl[c.row]!)).l < 62;
     g.append('text')
       .attr('class', (c) => `lens-base${dark(c) ? ' on-dark' : ''}`)
       .attr('data-testid', 'lens-base')

@@ -152,17 +152,7 @@ function LineChart({ series, yLabel, guides = [], fromZero = true, testId }: { s
     svg.append('g').attr('class', 'axis').attr('transform', `translate(${M.left},0)`).call(d3.axisLeft(y).ticks(5, '~g'));
     svg.append('text').attr('class', 'axis-label').attr('x', (M.left + CW - M.right) / 2).attr('y', CH - 6).attr('text-anchor', 'middle').text('stitch layer ℓ (blocks below ℓ from the lower model)');
     svg.append('text').attr('class', 'axis-label').attr('transform', `translate(13,${(CH - M.bottom + M.top) / 2}) rotate(-90)`).attr('text-anchor', 'middle').text(yLabel);
-    guides.forEach((g, i) => {
-      svg.append('line').attr('class', 'guide').attr('x1', M.left).attr('x2', CW - M.right).attr('y1', y(g.y)).attr('y2', y(g.y));
-      const right = i % 2 === 0;
-      svg
-        .append('text')
-        .attr('class', 'guide-label')
-        .attr('x', right ? CW - M.right - 2 : M.left + 4)
-        .attr('y', y(g.y) - 3)
-        .attr('text-anchor', right ? 'end' : 'start')
-        .text(g.label);
-    });
+    for (const g of guides) svg.append('line').attr('class', 'guide').attr('x1', M.left).attr('x2', CW - M.right).attr('y1', y(g.y)).attr('y2', y(g.y));
     for (const s of series) {
       const points = Array.from(s.values, (v, i) => [x(i), y(v)] as [number, number]);
       svg.append('path').attr('class', `series ${s.className}`).attr('d', d3.line()(points));
@@ -178,6 +168,17 @@ function LineChart({ series, yLabel, guides = [], fromZero = true, testId }: { s
         .append('title')
         .text((v, i) => `${s.name} at ℓ = ${i}: ${formatValue(v)}`);
     }
+    // Guide labels over the curves, on a white halo, so a curve through one never hides it.
+    guides.forEach((g, i) => {
+      const right = i % 2 === 0;
+      svg
+        .append('text')
+        .attr('class', 'guide-label')
+        .attr('x', right ? CW - M.right - 2 : M.left + 4)
+        .attr('y', y(g.y) - 3)
+        .attr('text-anchor', right ? 'end' : 'start')
+        .text(g.label);
+    });
     const keys = svg
       .append('g')
       .attr('class', 'chart-keys')

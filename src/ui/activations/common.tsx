@@ -192,7 +192,8 @@ export function tokenTitle(texts: TokenTexts, id: number): string {
   return t === undefined ? `#${id}` : `${tokenQuoted(t)} (#${id})`;
 }
 
-export const percent = (p: number) => (p >= 0.1 ? `${(p * 100).toFixed(0)}%` : p >= 0.001 ? `${(p * 100).toFixed(1)}%` : `${(p * 100).toExponential(0)}%`);
+/** A probability as a percentage: 42%, 3.5%, and "<0.1%" below a tenth of a percent (never "5e-2%"). */
+export const percent = (p: number) => (p >= 0.1 ? `${(p * 100).toFixed(0)}%` : p >= 0.001 ? `${(p * 100).toFixed(1)}%` : p > 0 ? '<0.1%' : '0%');
 
 /** A colour ramp with an axis, as an SVG of its own. */
 export function Legend({ color, domain, title, testId, width = 240 }: { color: (v: number) => string; domain: [number, number]; title: string; testId?: string; width?: number }) {

@@ -58,7 +58,8 @@ export function Heatmap({ result, metric, selected, onSelect }: Props) {
           t.name,
           `[${t.shape.join(' × ')}]`,
           `${info.legend}: ${c.value === null ? 'n/a' : formatValue(metric === 'cosine' ? t.cosine : c.value)}${metric === 'cosine' ? ' (cosine)' : ''}`,
-          `‖ΔW‖_F ${formatValue(t.frobenius)} · relative ${formatValue(t.relative)}`,
+          // The norms not already on the line above.
+          [metric !== 'frobenius' && `‖ΔW‖_F ${formatValue(t.frobenius)}`, metric !== 'relative' && `relative ${formatValue(t.relative)}`].filter(Boolean).join(' · '),
         ])
         .join('div')
         .attr('class', (_, i) => (i === 0 ? 'tip-name' : ''))

@@ -96,7 +96,10 @@ export function TensorPanel({ tensor, onClose }: { tensor: TensorDiff; onClose()
         </button>
       </div>
       <p className="muted">
-        [{t.shape.join(' × ')}]{place.kind !== 'other' && <> · {place.layer !== null ? `layer ${place.layer}, ` : ''}{KIND_LABELS[place.kind]}{place.part === 'bias' ? ' bias' : ''}</>} · {t.method}
+        [{t.shape.join(' × ')}]{place.kind !== 'other' && <> · {place.layer !== null ? `layer ${place.layer}, ` : ''}{KIND_LABELS[place.kind]}{place.part === 'bias' ? ' bias' : ''}</>} ·{' '}
+        <span title={`How the spectrum was computed: ${t.method}`} className="method" data-testid="spectrum-method">
+          {methodInWords(t.method)}
+        </span>
       </p>
       {sigma.length === 0 ? (
         <p className="muted" data-testid="no-spectrum">
@@ -153,4 +156,14 @@ export function TensorPanel({ tensor, onClose }: { tensor: TensorDiff; onClose()
       </table>
     </section>
   );
+}
+
+/** The spectrum's method in words; the exact recipe (sketch size, Gram path, floor) stays in the tooltip. */
+export function methodInWords(method: string): string {
+  if (method === 'zero') return 'ΔW is zero';
+  const floor = /floor ([\d.e+-]+)·σ1/.exec(method)?.[1];
+  if (method.includes('no full spectrum')) return 'top singular values from a randomized SVD (the matrix is too large for its full spectrum)';
+  if (method.includes('spectrum gram')) return `full spectrum from ΔWᵀΔW in double precision; values under ${floor ? `${Number(floor).toPrecision(2)} × σ₁` : 'its floor'} read as 0`;
+  if (method.includes('in sketch')) return 'full spectrum from a randomized SVD that holds every singular value';
+  return method;
 }

@@ -98,7 +98,7 @@ export function TensorTable({ result, selected, onSelect }: Props) {
         <h2>
           All tensors <span className="muted">({shown.length === rows.length ? rows.length : `${shown.length} of ${rows.length}`})</span>
         </h2>
-        <input type="search" placeholder="filter by name or module (e.g. layers.3. or down)" value={filter} onChange={(e) => setFilter(e.currentTarget.value)} aria-label="Filter tensors" data-testid="tensor-filter" />
+        <input type="search" placeholder="filter, e.g. layers.3 or down" value={filter} onChange={(e) => setFilter(e.currentTarget.value)} aria-label="Filter tensors" data-testid="tensor-filter" />
         <ExportMenu name="weights-tensors" table={() => ({ header: CSV_HEADER, rows: shown.map(csvRow) })} />
       </div>
       <div className="table-scroll">

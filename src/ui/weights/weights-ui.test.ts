@@ -7,7 +7,7 @@ import { pathFileSet } from '../../io/node-source.ts';
 import { computeWeightsDiff } from '../../jobs/weights.ts';
 import { formatValue } from '../format.ts';
 import { colorScale, formatTick, heatmapModel, legendTicks, NA_FILL, ZERO_COLOR } from './heatmap-model.ts';
-import { TensorPanel } from './TensorPanel.tsx';
+import { methodInWords, TensorPanel } from './TensorPanel.tsx';
 import { StaleTensor } from './WeightsView.tsx';
 
 const backend = createCpuBackend();
@@ -64,6 +64,11 @@ describe('colorScale', () => {
     expect(labels(1e-9, 1)).toEqual(['1e-9', '1e-7', '1e-5', '0.001', '0.1']);
     expect(labels(0.02, 0.9)).toEqual(['0.02', '0.05', '0.1', '0.2', '0.5']);
     expect(labels(3, 4, false)).toEqual(['3', '3.2', '3.4', '3.6', '3.8', '4']);
+  });
+
+  it('says how a spectrum was computed in words', () => {
+    expect(methodInWords('randomized(l=74,q=3,cholqr2); spectrum gram(float64 host)/jacobi, floor 4.2e-7·σ1; top-64 from gram')).toBe('full spectrum from ΔWᵀΔW in double precision; values under 4.2e-7 × σ₁ read as 0');
+    expect(methodInWords('randomized(l=24,q=3,cholqr2); spectrum complete in sketch')).toBe('full spectrum from a randomized SVD that holds every singular value');
   });
 
   it('widens a single value into a range', () => {
