@@ -90,7 +90,7 @@ describe('llama2.c checkpoint', () => {
     await expect(openLlama2c(bytesSource(raw.subarray(0, raw.length - 100), 'cut.bin'))).rejects.toThrow(/cut\.bin: truncated.*1056540 bytes, the file has 1056440/);
     await expect(openLlama2c(bytesSource(raw.subarray(0, 20), 'tiny.bin'))).rejects.toThrow(/tiny\.bin: too short/);
     const junk = new TextEncoder().encode('PK\u0003\u0004 this is a zip archive, as pytorch_model.bin files are........');
-    await expect(openLlama2c(bytesSource(junk, 'pytorch_model.bin'))).rejects.toThrow(/pytorch_model\.bin: not a llama2\.c checkpoint/);
+    await expect(openLlama2c(bytesSource(junk, 'pytorch_model.bin'))).rejects.toThrow(/pytorch_model\.bin: is a PyTorch checkpoint \(a zip of pickles\), not a llama2\.c checkpoint/);
   });
 });
 
