@@ -54,8 +54,8 @@ export function bytesSource(bytes: Uint8Array, name: string): ByteSource {
 /** A remote file read with HTTP range requests. The size comes from a HEAD request. */
 export async function urlSource(url: string, signal?: AbortSignal): Promise<ByteSource> {
   const name = decodeURIComponent(new URL(url, globalThis.location?.href).pathname.split('/').pop() ?? url);
-  const head = await fetch(url, { method: 'HEAD', ...(signal ? { signal } : {}) });
-  if (!head.ok) throw new FormatError(name, `HTTP ${head.status} for ${url}`);
+  const head = await fetchOrSay(name, url, { method: 'HEAD', ...(signal ? { signal } : {}) });
+  if (!head.ok) throw new FormatError(name, `HTTP ${head.status}${head.statusText ? ` ${head.statusText}` : ''} for ${url}`);
   const size = Number(head.headers.get('content-length'));
   if (!Number.isFinite(size)) throw new FormatError(name, `the server did not give the file size (Content-Length) for ${url}`);
   const src: ByteSource = {
@@ -64,7 +64,7 @@ export async function urlSource(url: string, signal?: AbortSignal): Promise<Byte
     async read(offset, length, sig) {
       checkRange(src, offset, length);
       if (length === 0) return new Uint8Array(0);
-      const res = await fetch(url, { headers: { Range: `bytes=${offset}-${offset + length - 1}` }, ...(sig ? { signal: sig } : {}) });
+      const res = await fetchOrSay(name, url, { headers: { Range: `bytes=${offset}-${offset + length - 1}` }, ...(sig ? { signal: sig } : {}) });
       if (res.status !== 206 && !(res.status === 200 && offset === 0 && length === size)) {
         throw new FormatError(name, `the server does not support range requests (HTTP ${res.status}) for ${url}`);
       }
@@ -74,6 +74,23 @@ export async function urlSource(url: string, signal?: AbortSignal): Promise<Byte
     },
   };
   return src;
+}
+
+/**
+ * fetch, with a network failure said in words naming the URL (the browser's own message is only
+ * "Failed to fetch"). A cancel stays an AbortError.
+ */
+async function fetchOrSay(name: string, url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    if (e instanceof DOMException && e.name === 'AbortError') throw e;
+    if (init.signal?.aborted) throw e;
+    throw new FormatError(
+      name,
+      `the request to ${url} failed (${(e as Error).message}): the server cannot be reached, does not allow reads from this page (CORS), or the page's Content-Security-Policy refused it`,
+    );
+  }
 }
 
 export async function readText(src: ByteSource): Promise<string> {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { fingerprintModel } from '../io/fingerprint.ts';
 import { pathFileSet } from '../io/node-source.ts';
 import { bytesSource, type FileSet } from '../io/source.ts';
-import { FILE_DIGEST_LENGTH, fingerprintMismatch, fingerprintRef, linkedSubset, MAX_MODEL_URLS, MAX_URL_LENGTH, refLabel, type FingerprintRef } from './model-ref.ts';
+import { FILE_DIGEST_LENGTH, fingerprintMismatch, fingerprintRef, foreignHosts, linkedSubset, MAX_MODEL_URLS, MAX_URL_LENGTH, refLabel, type FingerprintRef } from './model-ref.ts';
 import { decodeLink, encodeLink, pickLinkState } from './permalink.ts';
 import { createAppStore } from './store.ts';
 
@@ -107,5 +107,16 @@ describe('fingerprint checks', () => {
     const ref: FingerprintRef = { fingerprint: fp.fingerprint, files: [{ name: 'model.safetensors', size: 8 }] };
     const changed = files({ 'model.safetensors': 'weightz!' });
     expect(fingerprintMismatch(ref, await fingerprintModel(changed), droppedOf(changed))).toMatch(/^the files have the expected names and sizes but different content \(fingerprint [0-9a-f]{16}…, the link expects [0-9a-f]{16}…\)$/);
+  });
+});
+
+describe('foreignHosts', () => {
+  const app = 'https://neurodiff.example';
+  it('lists each other server once, in link order; none for the app itself, the demo and local files', () => {
+    const url = ['https://hf.example/a/config.json', `${app}/m/model.safetensors`, 'http://127.0.0.1:9000/x.json', 'https://hf.example/a/model.safetensors', 'https://hf.example:8443/b'];
+    expect(foreignHosts({ url }, app)).toEqual(['hf.example', 'http://127.0.0.1:9000', 'hf.example:8443']);
+    expect(foreignHosts({ url: [`${app}/m/config.json`] }, app)).toEqual([]);
+    expect(foreignHosts({ demo: 'base' }, app)).toEqual([]);
+    expect(foreignHosts({ fingerprint: 'a'.repeat(64), files: [{ name: 'model.safetensors', size: 1 }] }, app)).toEqual([]);
   });
 });

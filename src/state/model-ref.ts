@@ -87,6 +87,22 @@ export function fingerprintRef(fp: ModelFingerprint): FingerprintRef {
   return { fingerprint: fp.fingerprint, files: fp.files.map((f) => ({ name: f.name, size: f.size, digest: f.digest.slice(0, FILE_DIGEST_LENGTH) })) };
 }
 
+/**
+ * The servers other than the app's own that opening a ref would send requests to, each once, in
+ * the order the link names them: empty for the demo, fingerprinted local files and URLs on the
+ * app's origin. A link naming any must be confirmed before the first request (the hosts can be
+ * services on the user's network that were never meant to receive requests from a web page).
+ */
+export function foreignHosts(ref: ModelRef, appOrigin: string): string[] {
+  if (!isUrlRef(ref)) return [];
+  const hosts = new Set<string>();
+  for (const u of ref.url) {
+    const url = new URL(u);
+    if (url.origin !== appOrigin) hosts.add(url.protocol === 'https:' ? url.host : `${url.protocol}//${url.host}`);
+  }
+  return [...hosts];
+}
+
 export const sameRef = (a: ModelRef | null, b: ModelRef | null) => JSON.stringify(a) === JSON.stringify(b);
 
 const bytes = (n: number) => `${n.toLocaleString('en-US')} bytes`;

@@ -1,9 +1,32 @@
 // Models read from URLs by HTTP range requests: the demo folder, or URLs the user pastes.
 import { FormatError, urlSource, type FileSet } from '../io/source.ts';
 
+/** Requests in flight at once while sizing a link's files (a link may name 64 URLs per model). */
+export const MAX_PARALLEL_HEADS = 4;
+
+/** `f` over `items`, at most `limit` at a time, results in order; the first failure stops the rest. */
+async function mapLimited<T, R>(items: readonly T[], limit: number, f: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        out[i] = await f(items[i]!);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
 /** A file set of remote files under `folderUrl`, each sized with a HEAD request. */
 export async function urlFileSet(folderUrl: string, names: readonly string[], signal?: AbortSignal): Promise<FileSet> {
-  const sources = await Promise.all(names.map((n) => urlSource(new URL(n, folderUrl).href, signal)));
+  const sources = await mapLimited(names, MAX_PARALLEL_HEADS, (n) => urlSource(new URL(n, folderUrl).href, signal));
   return new Map(names.map((n, i) => [n, sources[i]!]));
 }
 
@@ -40,6 +63,6 @@ export function parseUrlList(text: string, base: string): { url: string; name: s
  */
 export async function fileSetFromUrls(text: string, base: string, signal?: AbortSignal): Promise<FileSet> {
   const urls = parseUrlList(text, base);
-  const sources = await Promise.all(urls.map(({ url }) => urlSource(url, signal)));
+  const sources = await mapLimited(urls, MAX_PARALLEL_HEADS, ({ url }) => urlSource(url, signal));
   return new Map(urls.map(({ name }, i) => [name, sources[i]!]));
 }

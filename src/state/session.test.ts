@@ -7,7 +7,7 @@ import { switchToOwnModels } from './demo.ts';
 import { fingerprintRef, type ModelRefs } from './model-ref.ts';
 import { openModelLoader } from './open-weights.ts';
 import { connectPermalink, decodeLink, type LocationLike } from './permalink.ts';
-import { connectLinkModels, openMismatchAnyway, openModelFiles, openUrlModel, wantedRef } from './session.ts';
+import { connectLinkModels, loadLinkModel, openMismatchAnyway, openModelFiles, openUrlModel, wantedRef } from './session.ts';
 import { createAppStore, type AppStore } from './store.ts';
 
 const ROOT = 'http://app.test/';
@@ -141,6 +141,57 @@ describe('model refs of the session', () => {
     win.navigate(link({ models: { base: { demo: 'base' }, ft: null } }));
     await until(loaded(store, 'base'), 'the base of the new link');
     expect(linkedModels(win)?.base).toEqual({ demo: 'base' });
+  });
+
+  it('asks before reading a link\'s model from other servers: no request until the user agrees', async () => {
+    const requests: string[] = [];
+    vi.stubGlobal('fetch', servePublic(requests));
+    const other = 'https://models.example/models/demo/ocean/';
+    const url = ['config.json', 'model.safetensors', 'tokenizer.json'].map((f) => other + f);
+    const local = ['config.json', 'model.safetensors', 'tokenizer.json'].map((f) => `http://localhost:8080/models/demo/base/${f}`);
+    const { store, win } = app(link({ models: { base: { url: local }, ft: { url } } }));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(requests).toEqual([]);
+    expect(store.getState().linkModelStatus.ft).toEqual({ kind: 'confirm', hosts: ['models.example'] });
+    expect(store.getState().linkModelStatus.base).toEqual({ kind: 'confirm', hosts: ['http://localhost:8080'] });
+    expect(linkedModels(win)).toEqual({ base: { url: local }, ft: { url } });
+
+    await loadLinkModel(store, 'ft', ROOT);
+    await until(loaded(store, 'ft'), 'the accepted fine-tune');
+    expect(requests.every((r) => r.includes('/models/demo/ocean/'))).toBe(true);
+    expect(store.getState().linkModelStatus.base.kind).toBe('confirm');
+    store.getState().forgetLinkModel('base');
+    expect(linkedModels(win)).toEqual({ base: null, ft: { url } });
+    expect(requests.some((r) => r.includes('/base/'))).toBe(false);
+  });
+
+  it('sizes a link\'s files a few at a time', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const serve = servePublic([]);
+    vi.stubGlobal('fetch', async (input: string, init?: RequestInit) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      await new Promise((r) => setTimeout(r, 2));
+      try {
+        return await serve(input, init);
+      } finally {
+        inFlight--;
+      }
+    });
+    const url = Array.from({ length: 16 }, (_, i) => `${ROOT}models/demo/base/${i === 0 ? 'config.json' : i === 1 ? 'model.safetensors' : `missing-${i}.json`}`);
+    const { store } = app(link({ models: { base: { url }, ft: null } }));
+    await until(() => store.getState().linkModelStatus.base.kind === 'error', 'the error');
+    expect(most).toBeLessThanOrEqual(4);
+    expect(store.getState().linkModelStatus.base).toEqual({ kind: 'error', message: 'missing-2.json: HTTP 404 for http://app.test/models/demo/base/missing-2.json' });
+  });
+
+  it('says which URL a failed request was for, and why', async () => {
+    vi.stubGlobal('fetch', () => Promise.reject(new TypeError('Failed to fetch')));
+    const { store } = app(link({ models: { base: { url: [`${ROOT}models/demo/base/config.json`] }, ft: null } }));
+    await until(() => store.getState().linkModelStatus.base.kind === 'error', 'the error');
+    const status = store.getState().linkModelStatus.base;
+    expect(status.kind === 'error' && status.message).toMatch(/^config\.json: the request to http:\/\/app\.test\/models\/demo\/base\/config\.json failed \(Failed to fetch\): the server cannot be reached/);
   });
 
   it('reports a URL model that cannot be fetched', async () => {

@@ -6,7 +6,7 @@ import { fingerprintModel, type ModelFingerprint } from '../io/fingerprint.ts';
 import type { FileSet } from '../io/source.ts';
 import type { ResultCache } from './cache.ts';
 import { DEMO, loadDemo } from './demo.ts';
-import { fingerprintMismatch, fingerprintRef, isDemoRef, isFingerprintRef, isUrlRef, linkedSubset, sameRef, type DemoRef, type ModelRef, type ModelRefs, type UrlRef } from './model-ref.ts';
+import { fingerprintMismatch, fingerprintRef, foreignHosts, isDemoRef, isFingerprintRef, isUrlRef, linkedSubset, sameRef, type DemoRef, type ModelRef, type ModelRefs, type UrlRef } from './model-ref.ts';
 import type { Role } from './models.ts';
 import { fileSetFromUrls, parseUrlList, urlFileSet } from './remote.ts';
 import type { AppStore } from './store.ts';
@@ -15,6 +15,8 @@ export const ROLES: readonly Role[] = ['base', 'ft'];
 
 export type LinkModelStatus =
   | { kind: 'idle' }
+  /** The link names URLs on other servers: nothing is requested until the user agrees (loadLinkModel). */
+  | { kind: 'confirm'; hosts: string[] }
   /** The link's URLs (or the demo's) are being opened. */
   | { kind: 'fetching' }
   /** Dropped files are being fingerprinted against the link's. */
@@ -162,7 +164,10 @@ export function openMismatchAnyway(store: AppStore, role: Role): void {
   void openModelFiles(store, role, status.files, 'files');
 }
 
-/** Fetches a URL or demo model a link names (fingerprinted models wait for the user's files). */
+/**
+ * Fetches a URL or demo model a link names (fingerprinted models wait for the user's files). Links
+ * naming other servers call this only once the user has agreed (status "confirm").
+ */
 export async function loadLinkModel(store: AppStore, role: Role, root: string): Promise<void> {
   const ref = wantedRef(store.getState(), role);
   if (!ref || isFingerprintRef(ref)) return;
@@ -186,7 +191,14 @@ function loadWanted(store: AppStore, root: string): void {
     void loadDemo(store, root);
     return;
   }
-  for (const role of ROLES) void loadLinkModel(store, role, root);
+  for (const role of ROLES) {
+    const ref = wantedRef(s, role);
+    const hosts = ref ? foreignHosts(ref, new URL(root).origin) : [];
+    if (hosts.length > 0) {
+      s.beginModelOp(role);
+      s.setLinkModelStatus(role, { kind: 'confirm', hosts });
+    } else void loadLinkModel(store, role, root);
+  }
 }
 
 /**

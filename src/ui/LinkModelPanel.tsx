@@ -3,6 +3,7 @@ import type { Role } from '../state/models.ts';
 import { loadLinkModel, openMismatchAnyway, wantedRef, type LinkModelStatus } from '../state/session.ts';
 import { appStore, useApp } from '../state/store.ts';
 import { formatBytes } from './format.ts';
+import { LinkConsent } from './LinkConsent.tsx';
 
 const appRoot = () => new URL(import.meta.env.BASE_URL, window.location.href).href;
 
@@ -40,7 +41,7 @@ export function LinkModelView({ role, wanted, status, actions }: ViewProps) {
   return (
     <div className="link-model" data-testid={`link-model-${role}`}>
       <Request model={wanted} role={role} />
-      <Status status={status} role={role} />
+      {status.kind === 'confirm' ? <LinkConsent role={role} hosts={status.hosts} accept={actions.retry} /> : <Status status={status} role={role} />}
       <div className="drop-buttons">
         {status.kind === 'fetching' && (
           <button type="button" onClick={actions.cancel} data-testid={`link-model-cancel-${role}`}>
@@ -114,6 +115,7 @@ function Status({ status, role }: { status: LinkModelStatus; role: Role }) {
   const id = `link-model-status-${role}`;
   switch (status.kind) {
     case 'idle':
+    case 'confirm':
       return null;
     case 'fetching':
       return (
