@@ -243,32 +243,42 @@ export function recoverHfNames(nodes: readonly OnnxNode[], inits: ReadonlyMap<st
     return uses;
   };
 
-  // Position fallback: the decoder layer a node sits in, from the nearest named node before it.
+  // Position fallback: the module a nameless node's input comes from (following nameless producers
+  // up), which puts it in a decoder layer, or after the final norm (the head).
   const family = LINEAR_FAMILY[typeof config.model_type === 'string' && Object.hasOwn(LINEAR_FAMILY, config.model_type) ? config.model_type : ''];
   const order = family ? LINEAR_ORDER[family] : undefined;
-  const layerOf: (string | undefined)[] = [];
-  let layer: string | undefined;
-  for (const node of nodes) {
-    const m = modulePath(node);
-    if (m) layer = /^(.*?\b(?:layers|h|blocks)\.\d+)(?:\.|$)/.exec(m.path)?.[1];
-    layerOf.push(layer);
-  }
+  const inputModule = (node: OnnxNode): string | undefined => {
+    let value = node.inputs[0];
+    for (let hop = 0; hop < 8 && value; hop++) {
+      const p = producer.get(value);
+      if (!p) return undefined;
+      const m = modulePath(p);
+      if (m) return m.path;
+      value = p.inputs[0];
+    }
+    return undefined;
+  };
   const positional = new Map<OnnxNode, string>();
   if (order) {
     const seenInLayer = new Map<string, number>();
     const linearOps = new Set(['MatMul', 'Gemm', 'MatMulInteger', 'QLinearMatMul', 'MatMulNBits']);
-    nodes.forEach((node, at) => {
-      if (!linearOps.has(node.opType) || modulePath(node)) return;
+    const fromInit = (v: string | undefined): boolean => {
+      const p = producer.get(v ?? '');
+      return v !== undefined && (inits.has(v) || ((p?.opType === 'Transpose' || p?.opType === 'DequantizeLinear') && inits.has(p.inputs[0] ?? '')));
+    };
+    for (const node of nodes) {
       // Only ops with a weight initializer count (attention's Q·Kᵀ and A·V have none).
-      const w = node.opType === 'QLinearMatMul' ? node.inputs[3] : node.inputs[1];
-      const weightLike = w !== undefined && (inits.has(w) || (producer.get(w)?.opType === 'Transpose' && inits.has(producer.get(w)!.inputs[0] ?? '')) || (producer.get(w)?.opType === 'DequantizeLinear' && inits.has(producer.get(w)!.inputs[0] ?? '')));
-      const l = layerOf[at];
-      if (!weightLike || !l) return;
-      const n = seenInLayer.get(l) ?? 0;
-      seenInLayer.set(l, n + 1);
-      const module = order[n];
-      if (module) positional.set(node, `${l}.${module}`);
-    });
+      if (!linearOps.has(node.opType) || modulePath(node) || !fromInit(node.opType === 'QLinearMatMul' ? node.inputs[3] : node.inputs[1])) continue;
+      const from = inputModule(node);
+      if (from === undefined) continue;
+      const layer = /^(.*?\b(?:layers|h|blocks)\.\d+)(?:\.|$)/.exec(from)?.[1];
+      if (layer) {
+        const n = seenInLayer.get(layer) ?? 0;
+        seenInLayer.set(layer, n + 1);
+        const module = order[n];
+        if (module) positional.set(node, `${layer}.${module}`);
+      } else if (/(^|\.)(norm|ln_f|final_layernorm)$/.test(from)) positional.set(node, 'lm_head');
+    }
   }
 
   const tensors: RecoveredTensor[] = [];

@@ -32,10 +32,10 @@ describe('openModel', () => {
   });
 
   it('opens an .onnx file with its initializers', async () => {
-    const model = onnxBuild.model({ nodes: [], initializers: [onnxBuild.tensor({ name: 'w', dims: [2], dataType: 1, floatData: [1, 2] })], inputs: [], outputs: [] });
+    const model = onnxBuild.model({ nodes: [], initializers: [onnxBuild.tensor({ name: 'model.norm.weight', dims: [2], dataType: 1, floatData: [1, 2] })], inputs: [], outputs: [] });
     const m = await openModel(new Map([['model.onnx', bytesSource(model, 'model.onnx')]]));
     expect(m.kind).toBe('onnx');
-    expect([...(await m.store.readF32('w'))]).toEqual([1, 2]);
+    expect([...(await m.store.readF32('model.norm.weight'))]).toEqual([1, 2]);
   });
 
   it('warns when a llama2.c checkpoint has no tokenizer beside it', async () => {

@@ -3,6 +3,7 @@
 // exporter named it.
 import * as ort from 'onnxruntime-web';
 import { addGraphOutputs, onnxGraphInfo, type OnnxGraphInfo } from '../io/onnx.ts';
+import { modulePath } from '../io/onnx-names.ts';
 
 export type OnnxData = Float32Array | Int32Array | BigInt64Array | Uint8Array;
 
@@ -27,6 +28,8 @@ export interface OnnxRunnerOptions {
   readonly numThreads?: number;
   /** The model's file name, for messages. */
   readonly name?: string;
+  /** External data files the graph refers to (`model.onnx.data`), by the location it names. */
+  readonly externalData?: readonly { readonly path: string; readonly data: Uint8Array }[];
 }
 
 function tensorOf(name: string, v: OnnxValue): ort.Tensor {
@@ -46,7 +49,7 @@ export async function createOnnxRunner(model: Uint8Array, opts: OnnxRunnerOption
   const unknown = extra.filter((n) => !produced.has(n));
   if (unknown.length) throw new Error(`${name}: no node outputs ${unknown.map((n) => `"${n}"`).join(', ')}`);
   if (opts.numThreads !== undefined) ort.env.wasm.numThreads = opts.numThreads;
-  const session = await ort.InferenceSession.create(extra.length ? addGraphOutputs(model, extra, name) : model);
+  const session = await ort.InferenceSession.create(extra.length ? addGraphOutputs(model, extra, name) : model, opts.externalData ? { externalData: [...opts.externalData] } : {});
   return {
     graph,
     inputNames: session.inputNames,
@@ -73,20 +76,33 @@ export interface ResidualValue {
 }
 
 /**
- * The residual-stream values of a graph exported from a Hugging Face model with torch.onnx (as
- * optimum does): each decoder block's two residual additions are the block-level nodes "Add" and
- * "Add_1" under "/model/layers.{i}/" (Llama, Qwen, Mistral…) or "/transformer/h.{i}/" (GPT-2).
+ * The residual-stream values of a graph exported from a Hugging Face model: each decoder block's
+ * two residual additions are its block-level Add nodes, in order — named "Add" and "Add_1" under
+ * "/model/layers.{i}/" (or "/transformer/h.{i}/", GPT-2) by the TorchScript exporter and Optimum,
+ * or tagged with the block's module path ("model.layers.{i}") in PyTorch 2's name_scopes metadata.
  * Graphs named otherwise (fused SkipLayerNorm builds, renamed nodes) give none.
  */
 export function residualStreamValues(graph: OnnxGraphInfo): ResidualValue[] {
   const found: ResidualValue[] = [];
   const pattern = /^\/(?:model|transformer|gpt_neox|model\/model)\/(?:layers|h|blocks)\.(\d+)\/Add(_1)?$/;
+  const block = /^(?:model|transformer|gpt_neox|model\.model)\.(?:layers|h|blocks)\.(\d+)$/;
+  const addsPerBlock = new Map<number, number>();
   for (const node of graph.nodes) {
-    const m = node.opType === 'Add' ? pattern.exec(node.name) : null;
     const value = node.outputs[0];
-    if (!m || value === undefined) continue;
-    const layer = Number(m[1]);
-    found.push({ hook: `blocks.${layer}.hook_resid_${m[2] ? 'post' : 'mid'}`, layer, value });
+    if (node.opType !== 'Add' || value === undefined) continue;
+    const m = pattern.exec(node.name);
+    if (m) {
+      const layer = Number(m[1]);
+      found.push({ hook: `blocks.${layer}.hook_resid_${m[2] ? 'post' : 'mid'}`, layer, value });
+      continue;
+    }
+    const scope = node.metadata.has('pkg.torch.onnx.name_scopes') ? modulePath(node) : undefined;
+    const b = scope ? block.exec(scope.path) : null;
+    if (!b) continue;
+    const layer = Number(b[1]);
+    const n = addsPerBlock.get(layer) ?? 0;
+    addsPerBlock.set(layer, n + 1);
+    if (n < 2) found.push({ hook: `blocks.${layer}.hook_resid_${n === 0 ? 'mid' : 'post'}`, layer, value });
   }
   return found.sort((a, b) => a.layer - b.layer || a.hook.localeCompare(b.hook));
 }
