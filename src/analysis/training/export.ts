@@ -121,9 +121,12 @@ export function canonicalShapes(model: TrainableTransformer): Map<string, number
 export async function fullCheckpointFile(model: TrainableTransformer, base: WeightStore): Promise<Uint8Array> {
   const data = new Map([...model.weights].map(([n, p]) => [n, p.data]));
   const trained = new Map(toCheckpoint(data, model.sources, canonicalShapes(model)).map((t) => [t.name, t]));
+  // A tied checkpoint that still stores lm_head.weight gets the trained embedding there too.
+  const embedding = [...trained.values()].find((t) => t.name === model.sources.get('embed.W_E')?.name);
   const tensors: NamedTensor[] = [];
   for (const [name, stored] of base.tensors) {
-    tensors.push(trained.get(name) ?? { name, shape: [...stored.shape], data: await base.readF32(name) });
+    const tiedHead = !model.weights.has('unembed.W_U') && name.endsWith('lm_head.weight') && embedding ? { ...embedding, name } : undefined;
+    tensors.push(trained.get(name) ?? tiedHead ?? { name, shape: [...stored.shape], data: await base.readF32(name) });
   }
   return writeSafetensors(tensors, { format: 'pt' });
 }
