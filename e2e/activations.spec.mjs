@@ -97,6 +97,8 @@ export const tests = {
     assert.equal(await page.getByTestId('adl-layer').inputValue(), String(Math.floor(L / 2)), 'layer defaults to half the depth');
     const top = page.getByTestId('adl-top');
     assert.equal(await top.locator('tbody tr').count(), 20);
+    // Every token, non-words too (hidden by default).
+    await page.getByTestId('hide-non-words').first().uncheck();
     const cells = await top.locator('td.adl-token').allTextContents();
     assert.equal(cells.length, 20 * 5, 'twenty tokens for each of positions 0–4');
     assert.ok(cells.every((c) => /\S+ \d/.test(c)), `each cell has a token and its probability: ${cells.slice(0, 3)}`);
@@ -108,7 +110,7 @@ export const tests = {
     const scales = page.getByTestId('patchscope-table').locator('tbody tr');
     assert.equal(await scales.count(), 30, 'the Patchscope sweep has 30 scales');
     await page.getByTestId('adl-position-2').click();
-    assert.equal(linkState(page).position, 2);
+    assert.equal(linkState(page).adlPosition, 2);
     assert.match(await page.getByTestId('patchscope').locator('h2').textContent(), /Patchscope of δ_2/);
     await screenshot('adl-view');
 

@@ -87,6 +87,7 @@ export const tests = {
     // ADL, Patching and Crosscoders open on the same pair.
     await openView(page, 'ADL');
     await waitForTask(page, 'adl');
+    await page.getByTestId('hide-non-words').first().uncheck();
     assert.equal(await page.getByTestId('adl-top').locator('td.adl-token').count(), 20 * 5);
     assert.match(await page.getByTestId('corpus-used').textContent(), /16 samples × 24 tokens used/);
     await screenshot('first-user-adl');

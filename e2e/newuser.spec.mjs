@@ -20,6 +20,7 @@ async function waitForTask(page, task) {
 /** The tokens of the ADL's ranked tables and the Patchscope, as shown. */
 const shownTokens = (page) => page.locator('[data-testid="adl-top"] td.adl-token .mono, [data-testid="adl-top-negative"] td.adl-token .mono, [data-testid="patchscope-table"] td.adl-token .mono').allTextContents();
 // U+FFFD and the C0/C1 controls, which draw as nothing or as boxes.
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
 const UNREADABLE = /[\uFFFD\u0000-\u001f\u007f-\u009f]/;
 
 export const tests = {

@@ -228,8 +228,7 @@ function TokenCell({ t, texts, max }: { t: TokenProb | undefined; texts: TokenTe
     <td className="adl-token" title={`${tokenTitle(texts, t.id)}: ${percent(t.prob)}`}>
       <span className="bar-bg" style={{ width: `${max > 0 ? (t.prob / max) * 100 : 0}%` }} />
       <span className="token-line">
-        <span className="mono">{tokenLabel(texts, t.id)}</span>
-        <span className="muted num">{percent(t.prob)}</span>
+        <span className="mono">{tokenLabel(texts, t.id)}</span> <span className="muted num">{percent(t.prob)}</span>
       </span>
     </td>
   );
