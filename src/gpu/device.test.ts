@@ -12,6 +12,10 @@ async function roundTrip(data: Float32Array): Promise<Float32Array> {
   return out;
 }
 
+// The vitest project per Vulkan driver (vitest.config.ts) names the adapter and the features it must offer.
+const expectedAdapter = process.env.NEURODIFF_EXPECT_ADAPTER;
+const expectedFeatures = (process.env.NEURODIFF_EXPECT_FEATURES ?? '').split(',').filter(Boolean);
+
 describe('gpu device', () => {
   it('reports no GPU clearly when there is no provider', async () => {
     setGpuProvider(() => undefined);
@@ -24,7 +28,9 @@ describe('gpu device', () => {
     expect(useDawn()).toBe(true);
     const status = await gpuStatus();
     if (!status.available) throw new Error(status.reason);
-    expect(status.limits.maxStorageBufferBindingSize).toBeGreaterThan(128 * 1024 * 1024);
+    // Above the WebGPU defaults (128 MiB binding, 256 MiB buffer): the adapter's own limits were requested.
+    expect(status.limits.maxStorageBufferBindingSize).toBeGreaterThanOrEqual(128 * 1024 * 1024);
+    expect(status.limits.maxBufferSize).toBeGreaterThan(256 * 1024 * 1024);
     expect(status.limits.maxComputeInvocationsPerWorkgroup).toBeGreaterThanOrEqual(256);
     const data = Float32Array.from({ length: 37 }, (_, i) => i * 0.5 - 3);
     expect(Array.from(await roundTrip(data))).toEqual(Array.from(data));
@@ -54,5 +60,16 @@ describe('gpu device', () => {
     expect(fresh.device).not.toBe(ctx.device);
     const data = new Float32Array([1, -2, 3.25]);
     expect(Array.from(await roundTrip(data))).toEqual([1, -2, 3.25]);
+  });
+
+  it('names the adapter the WebGPU tests run on, and its features', async () => {
+    expect(useDawn()).toBe(true);
+    const status = await gpuStatus();
+    if (!status.available) throw new Error(status.reason);
+    const features = [status.features.shaderF16 && 'shader-f16', status.features.subgroups && 'subgroups', status.features.timestampQuery && 'timestamp-query'].filter(Boolean);
+    const binding = (status.limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0);
+    console.log(`WebGPU adapter: ${status.description || status.vendor} (${status.architecture}); features: ${features.join(', ') || 'none'}; binding limit ${binding} MiB`);
+    if (expectedAdapter) expect(status.description.toLowerCase()).toContain(expectedAdapter);
+    for (const f of expectedFeatures) expect(features, `adapter offers ${f}`).toContain(f);
   });
 });
