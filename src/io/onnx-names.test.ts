@@ -31,29 +31,33 @@ async function compare(store: WeightStore, reference: WeightStore): Promise<Map<
   return errors;
 }
 
-describe('Hugging Face names recovered from ONNX graphs (arch/llama exported by test/fixtures/onnx/make_onnx.py)', () => {
+describe('Hugging Face names recovered from ONNX graphs (arch/llama and arch/gpt2 exported by test/fixtures/onnx/make_onnx.py)', () => {
   // Each variant: how the 22 projection weights are named, and the largest relative error allowed
   // against the safetensors original (0 for float exports; quantization noise otherwise, and more than
   // 1e-4 so that a weight read without its scale or zero point cannot pass).
+  // `renamed`: how many weights the export renamed (llama: 21 projections and the head; GPT-2's
+  // exporter keeps the Conv1D weights' names and layout, and only the position embedding is renamed).
   const variants = [
-    { dir: 'base', how: 'name_scopes', max: 0 },
-    { dir: 'legacy', how: 'node name', max: 0 },
-    { dir: 'int8', how: 'position', max: 0.02 },
-    { dir: 'qdq', how: 'node name', max: 0.02 },
-    { dir: 'qlinear', how: 'node name', max: 0.02 },
-    { dir: 'q4', how: 'position', max: 0.2 },
+    { dir: 'llama/base', ref: 'llama', how: 'name_scopes', renamed: 22, max: 0 },
+    { dir: 'llama/legacy', ref: 'llama', how: 'node name', renamed: 22, max: 0 },
+    { dir: 'llama/int8', ref: 'llama', how: 'position', renamed: 22, max: 0.02 },
+    { dir: 'llama/qdq', ref: 'llama', how: 'node name', renamed: 22, max: 0.02 },
+    { dir: 'llama/qlinear', ref: 'llama', how: 'node name', renamed: 22, max: 0.02 },
+    { dir: 'llama/q4', ref: 'llama', how: 'position', renamed: 22, max: 0.2 },
+    { dir: 'gpt2', ref: 'gpt2', how: 'name_scopes', renamed: 1, max: 0 },
   ] as const;
   for (const v of variants) {
     it(`${v.dir}: every weight under its Hugging Face name and layout`, async () => {
-      const opened = await openModel(await pathFileSet(`${FIXTURES}onnx/llama/${v.dir}`));
+      const opened = await openModel(await pathFileSet(`${FIXTURES}onnx/${v.dir}`));
       expect(opened.kind).toBe('onnx');
       expect(opened.warnings).toEqual([]);
-      const reference = await openSafetensorsFolder(await pathFileSet(`${FIXTURES}arch/llama/base`));
+      const reference = await openSafetensorsFolder(await pathFileSet(`${FIXTURES}arch/${v.ref}/base`));
       expect([...opened.store.tensors.keys()].sort()).toEqual([...reference.tensors.keys()].sort());
       const naming = opened.onnxNames!;
       expect(naming.unrecovered).toEqual([]);
-      expect(naming.tensors.filter((t) => t.name.endsWith('_proj.weight') || t.name === 'lm_head.weight').every((t) => t.how === v.how || t.how === 'kept')).toBe(true);
-      expect(naming.tensors.filter((t) => t.how === v.how).length).toBeGreaterThanOrEqual(21);
+      const renamed = naming.tensors.filter((t) => t.how !== 'kept');
+      expect(renamed.filter((t) => /_proj\.weight$|^lm_head/.test(t.name)).every((t) => t.how === v.how)).toBe(true);
+      expect(renamed.length).toBeGreaterThanOrEqual(v.renamed);
       const errors = await compare(opened.store, reference);
       for (const [name, err] of errors) {
         const quantized = naming.tensors.find((t) => t.name === name)?.quantization !== undefined;

@@ -319,12 +319,15 @@ export function recoverHfNames(nodes: readonly OnnxNode[], inits: ReadonlyMap<st
     taken.add(primary.name);
     const { use } = primary;
     const stored = use.shape ?? init.shape;
-    const shape = use.transposed && stored.length === 2 ? [stored[1]!, stored[0]!] : stored;
+    // GPT-2's Conv1D keeps its weight [in, out], so the layout it is stored in is already Hugging Face's.
+    const conv1d = use.kind === 'linear' && ((use.node.metadata.get('pkg.torch.onnx.class_hierarchy') ?? '').includes('.Conv1D') || (family === 'gpt2' && /\.(c_attn|c_proj|c_fc)\.weight$/.test(primary.name)));
+    const transposed = (conv1d ? !use.transposed : use.transposed) && stored.length === 2;
+    const shape = transposed ? [stored[1]!, stored[0]!] : stored;
     tensors.push({
       name: primary.name,
       onnx: init.name,
       shape,
-      transposed: use.transposed && stored.length === 2,
+      transposed,
       how: primary.name === init.name ? 'kept' : primary.how,
       aliases: distinct.filter((n) => n !== primary.name),
       ...(use.quantization ? { quantization: use.quantization } : {}),

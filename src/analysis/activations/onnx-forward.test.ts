@@ -1,4 +1,4 @@
-// ONNX exports of test/fixtures/arch/llama (test/fixtures/onnx/make_onnx.py): our forward pass over
+// ONNX exports of test/fixtures/arch/llama and arch/gpt2 (test/fixtures/onnx/make_onnx.py): our forward pass over
 // the weights recovered from the graph, and onnxruntime running the graph itself, against each other
 // and against the Hugging Face reference captures (golden.safetensors).
 import { readFile } from 'node:fs/promises';
@@ -14,8 +14,8 @@ import { hookName } from '../../model/transformer.ts';
 const FIXTURES = new URL('../../../test/fixtures/', import.meta.url).pathname;
 const LAYERS = 3;
 
-async function golden(): Promise<{ ids: number[][]; f32(key: string): Promise<Float32Array> }> {
-  const file = await readSafetensorsHeader(await pathSource(`${FIXTURES}arch/llama/golden.safetensors`));
+async function golden(arch: string): Promise<{ ids: number[][]; f32(key: string): Promise<Float32Array> }> {
+  const file = await readSafetensorsHeader(await pathSource(`${FIXTURES}arch/${arch}/golden.safetensors`));
   const e = file.entries.get('base.input_ids')!;
   const flat = new Int32Array((await e.source.read(e.offset, e.byteLength)).slice().buffer);
   const [B, T] = e.shape as [number, number];
@@ -65,14 +65,15 @@ async function onnxruntime(dir: string, file: string, ids: number[][]): Promise<
 }
 
 describe('ONNX exports: our forward over recovered weights, onnxruntime on the graph, and the reference', () => {
-  for (const [variant, file] of [
-    ['base', 'model.onnx'],
-    ['legacy', 'model.onnx'],
+  for (const [variant, arch] of [
+    ['llama/base', 'llama'],
+    ['llama/legacy', 'llama'],
+    ['gpt2', 'gpt2'],
   ] as const) {
     it(`${variant}: logits and residual stream agree within 1e-4`, async () => {
-      const g = await golden();
-      const dir = `${FIXTURES}onnx/llama/${variant}`;
-      const [a, b] = [await ours(dir, g.ids), await onnxruntime(dir, file, g.ids)];
+      const g = await golden(arch);
+      const dir = `${FIXTURES}onnx/${variant}`;
+      const [a, b] = [await ours(dir, g.ids), await onnxruntime(dir, 'model.onnx', g.ids)];
       for (const key of ['logits', ...Array.from({ length: LAYERS }, (_, i) => hookName('resid_post', i))]) {
         const ref = await g.f32(key === 'logits' ? 'base.logits' : `base.resid_post.${key.split('.')[1]}`);
         expect(worst(a[key]!, ref, 1e-4, 1e-4), `ours vs reference, ${key}`).toBeLessThanOrEqual(1);
