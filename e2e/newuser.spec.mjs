@@ -36,6 +36,7 @@ export const tests = {
     assert.equal(await page.getByTestId('adl-layer').inputValue(), '3', 'the lens click left the ADL at its default, half the depth');
     await openView(page, 'Crosscoders');
     assert.equal(await page.getByTestId('cc-layer').inputValue(), '3', 'and the crosscoders too');
+    await screenshot('newuser-crosscoders');
 
     await openView(page, 'Activations / Lens');
     await page.getByTestId('use-layer-in-adl').click();
