@@ -36,6 +36,7 @@ export const tests = {
     assert.equal(await page.getByTestId('adl-layer').inputValue(), '3', 'the lens click left the ADL at its default, half the depth');
     await openView(page, 'Crosscoders');
     assert.equal(await page.getByTestId('cc-layer').inputValue(), '3', 'and the crosscoders too');
+    await screenshot('newuser-crosscoders');
 
     await openView(page, 'Activations / Lens');
     await page.getByTestId('use-layer-in-adl').click();
@@ -49,7 +50,8 @@ export const tests = {
   },
 
   async 'ADL and Patchscope tokens are readable; non-word tokens are hidden, with a count'({ page, url, screenshot }) {
-    await page.goto(url(link({ view: 'adl', ...SMALL_ADL })));
+    // Fewer samples still: the Patchscope's 450 steps dominate, and a loaded machine needs the time.
+    await page.goto(url(link({ view: 'adl', adlSamples: 8, adlTokens: 8 })));
     await waitForTask(page, 'adl');
     const hidden = page.getByTestId('hidden-count').first();
     assert.match(await hidden.textContent(), /^\s*\((\d+) hidden\)$/);

@@ -1,5 +1,6 @@
 // `neurodiff crosscoder train|latents`: a BatchTopK crosscoder on the paired activations of a base
 // model and its fine-tune over a corpus, and the analysis of its latents.
+import { tokenDisplay, visibleText } from '../io/token-text.ts';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { HOOK_KINDS, shuffledBatches, type HookKind, type PairedActivations } from '../analysis/crosscoder/collect.ts';
@@ -688,9 +689,9 @@ function formatLatents(r: LatentsResult): string {
   ];
   for (const l of r.latents) {
     lines.push('', `latent ${l.id}: r=${f(l.ratio)} (${l.class}) ν^ε=${f(l.nu_error)} ν^r=${f(l.nu_recon)} frequency ${f(l.frequency, 5)}${l.ft_specific ? ' ft-specific' : ''}`);
-    for (const t of l.top_tokens) lines.push(`  ${f(t.activation, 2).padStart(7)}  ${t.context.replace(/\s+/g, ' ')}`);
-    lines.push(`  logits (${l.logit_direction} decoder) +: ${l.logit_effects.positive.map((e) => JSON.stringify(e.token)).join(' ')}`);
-    lines.push(`  logits (${l.logit_direction} decoder) −: ${l.logit_effects.negative.map((e) => JSON.stringify(e.token)).join(' ')}`);
+    for (const t of l.top_tokens) lines.push(`  ${f(t.activation, 2).padStart(7)}  ${visibleText(t.context.replace(/\s+/g, ' '))}`);
+    lines.push(`  logits (${l.logit_direction} decoder) +: ${l.logit_effects.positive.map((e) => tokenDisplay(e.token)).join('  ')}`);
+    lines.push(`  logits (${l.logit_direction} decoder) −: ${l.logit_effects.negative.map((e) => tokenDisplay(e.token)).join('  ')}`);
   }
   return lines.join('\n') + '\n';
 }

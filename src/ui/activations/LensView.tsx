@@ -1,4 +1,5 @@
 import { useMemo } from 'react';
+import { mergeByteRuns, tokenDisplay } from '../../io/token-text.ts';
 import { HOOK_KINDS, type HookKind } from '../../analysis/activations/differences.ts';
 import type { DeltasResult, LensResult } from '../../jobs/activations.ts';
 import { DELTA_SCALES, LENS_TOP, type DeltaScale } from '../../state/activations.ts';
@@ -42,9 +43,9 @@ export function LensView() {
         <PromptBox />
         {shape && (
           <p className="token-row" data-testid="prompt-tokens">
-            {shape.ids.map((id, t) => (
-              <span key={t} className={`token-chip${t === selected?.position ? ' token-chip-selected' : ''}`} title={tokenTitle((lens.result ?? deltas.result)!.tokens, id)}>
-                {tokenLabel((lens.result ?? deltas.result)!.tokens, id)}
+            {promptChips(shape.ids, shape.tokens).map((label, t) => (
+              <span key={t} className={`token-chip${t === selected?.position ? ' token-chip-selected' : ''}`} title={tokenTitle(shape.tokens, shape.ids[t]!)}>
+                {label}
               </span>
             ))}
             <span className="muted small"> {shape.ids.length} tokens</span>
@@ -93,6 +94,11 @@ export function LensView() {
       {selected && lens.result && <CellDetail lens={lens.result} deltas={deltas.result} cell={selected} scale={scale} />}
     </>
   );
+}
+
+/** The prompt's tokens as chips; a run of byte tokens that makes a character shows it on its first chip, "…" on the others. */
+function promptChips(ids: readonly number[], texts: LensResult['tokens']): string[] {
+  return mergeByteRuns(ids.map((id) => texts[id] ?? `#${id}`)).map((text, t) => (text === '' ? '…' : text === texts[ids[t]!] ? tokenLabel(texts, ids[t]!) : tokenDisplay(text)));
 }
 
 function deltasTable(d: DeltasResult): ExportTable {
