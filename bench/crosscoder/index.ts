@@ -99,7 +99,7 @@ function lossDiff(a: readonly StepTimes[], b: readonly StepTimes[]): number {
   return worst;
 }
 
-async function benchConfig(c: Config, threads: number, notes: string[]): Promise<Row[]> {
+async function benchConfig(c: Config, threads: number, full: boolean, notes: string[]): Promise<Row[]> {
   const rng = createRng(11);
   const features = plantFeatures(rng, c.d, { shared: 2 * c.d, 'base-only': c.d / 4, 'ft-only': c.d / 4 });
   const batches = Array.from({ length: BATCHES }, () => sampleActivations(features, rng, c.batch, { fireProbability: 0.05, noise: 0.05 }));
@@ -143,6 +143,8 @@ async function benchConfig(c: Config, threads: number, notes: string[]): Promise
       const gpu = await dawnBackend();
       if ('error' in gpu) {
         rows.push({ config: c.name, impl: 'ours WebGPU engine', steps: [], tokensPerS: NaN, selectShare: NaN, error: gpu.error });
+      } else if (gpu.software && !full) {
+        notes.push(`WebGPU adapter: ${gpu.adapter}, a software rasteriser: its steps (minutes, and no measure of a GPU) run with --full only`);
       } else {
         notes.push(`WebGPU adapter: ${gpu.adapter}${gpu.software ? ' (a CPU rasteriser, SwiftShader: says nothing about GPU speed)' : ''}; its select time includes the encoder, which the selection's readback waits for`);
         const engine = await createWebGpuEngine(c.d, c.D);
@@ -168,7 +170,7 @@ export const crosscoderBench: Bench = {
     const loadAtStart = loadText();
     const notes = [`ours CPU engine: dense encoder on the ${await cpuBackendThreads(threads)}`];
     const rows: Row[] = [];
-    for (const c of CONFIGS) rows.push(...(await benchConfig(c, threads, notes)));
+    for (const c of CONFIGS) rows.push(...(await benchConfig(c, threads, args.full, notes)));
     notes.push(`${loadAtStart} at start, ${loadText()} at end`);
     const peerOf = (config: string) => rows.find((r) => r.config === config && r.impl.startsWith('PyTorch'));
     const table = formatTable(

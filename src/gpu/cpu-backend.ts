@@ -1,9 +1,11 @@
 // The CPU reference backend: every op of the Backend interface in plain TypeScript over typed arrays.
 // It is both the reference the WebGPU kernels are tested against and the command line's default
-// backend. f16 tensors are held as float32 values rounded to float16. Compute ops return f32.
-// Reductions accumulate in float64 (JavaScript numbers).
+// backend. f16 tensors (weights loaded with dtype 'f16') are held as float16 bits in a Uint16Array,
+// so that a model stays at its stored size: matrix products widen them per block inside the GEMM,
+// an embedding widens the rows it gathers, and any other op widens the whole tensor (vectors).
+// Compute ops return f32. Reductions accumulate in float64 (JavaScript numbers).
 import { f16BitsIntoF32 } from '../io/chunks.ts';
-import { f16ToF32, f32ToF16 } from '../io/dtype.ts';
+import { f32ToF16 } from '../io/dtype.ts';
 import {
   lensShape,
   numel,
@@ -25,7 +27,8 @@ class CpuTensor implements Tensor {
   constructor(
     readonly shape: readonly number[],
     readonly dtype: DType,
-    readonly data: Float32Array | Int32Array,
+    /** f16: float16 bits; f32: values; i32: integers. */
+    readonly data: Float32Array | Int32Array | Uint16Array,
   ) {}
 }
 
@@ -35,10 +38,31 @@ function cpu(t: Tensor, op: string): CpuTensor {
   return t;
 }
 
+/** The tensor's values as float32 (an f16 tensor is widened into a new array). */
 function floats(t: Tensor, op: string): Float32Array {
   const c = cpu(t, op);
+  if (c.data instanceof Uint16Array) return widen(c.data);
   if (!(c.data instanceof Float32Array)) throw new ShapeError(op, `expects a float tensor, got ${c.dtype}`);
   return c.data;
+}
+
+/** A float tensor's storage as it is: float32 values, or float16 bits (matrix products take both). */
+function stored(t: Tensor, op: string): Float32Array | Uint16Array {
+  const c = cpu(t, op);
+  if (c.data instanceof Int32Array) throw new ShapeError(op, `expects a float tensor, got ${c.dtype}`);
+  return c.data;
+}
+
+function widen(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  f16BitsIntoF32(bits, out);
+  return out;
+}
+
+function halfBits(src: Float32Array): Uint16Array {
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = f32ToF16(src[i]!);
+  return out;
 }
 
 function f32(data: Float32Array, shape: readonly number[]): CpuTensor {
@@ -49,12 +73,6 @@ function lastDim(t: Tensor, op: string): number {
   const n = t.shape[t.shape.length - 1];
   if (n === undefined) throw new ShapeError(op, 'expects at least one dimension');
   return n;
-}
-
-function roundF16(src: Float32Array): Float32Array {
-  const out = new Float32Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = f16ToF32(f32ToF16(src[i]!));
-  return out;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -135,11 +153,12 @@ export function createCpuBackend(): Backend {
         return new CpuTensor([...shape], 'i32', data.slice());
       }
       const fl = data instanceof Float32Array ? data : Float32Array.from(data);
-      return new CpuTensor([...shape], dt, dt === 'f16' ? roundF16(fl) : fl.slice());
+      return new CpuTensor([...shape], dt, dt === 'f16' ? halfBits(fl) : fl.slice());
     },
 
     async read(t) {
-      return cpu(t, 'read').data.slice();
+      const data = cpu(t, 'read').data;
+      return data instanceof Uint16Array ? widen(data) : data.slice();
     },
 
     dispose(t) {
@@ -148,7 +167,7 @@ export function createCpuBackend(): Backend {
 
     matmul(a, b, opts) {
       const x = floats(a, 'matmul');
-      const w = floats(b, 'matmul');
+      const w = stored(b, 'matmul');
       const K = lastDim(a, 'matmul');
       if (b.shape.length !== 2) throw new ShapeError('matmul', `b must be 2-D, got [${b.shape.join(', ')}]`);
       const transposeB = opts?.transposeB ?? false;
@@ -246,7 +265,7 @@ export function createCpuBackend(): Backend {
     },
 
     embedding(table, ids, idsShape) {
-      const tv = floats(table, 'embedding');
+      const tv = stored(table, 'embedding');
       if (table.shape.length !== 2) throw new ShapeError('embedding', `table must be 2-D, got [${table.shape.join(', ')}]`);
       const [V, D] = table.shape as [number, number];
       if (ids.length !== numel(idsShape)) throw new ShapeError('embedding', `${ids.length} ids for shape [${idsShape.join(', ')}]`);
@@ -254,7 +273,8 @@ export function createCpuBackend(): Backend {
       for (let i = 0; i < ids.length; i++) {
         const id = ids[i]!;
         if (id < 0 || id >= V) throw new ShapeError('embedding', `token id ${id} is outside the vocabulary of ${V}`);
-        out.set(tv.subarray(id * D, id * D + D), i * D);
+        if (tv instanceof Uint16Array) f16BitsIntoF32(tv.subarray(id * D, id * D + D), out, i * D);
+        else out.set(tv.subarray(id * D, id * D + D), i * D);
       }
       return f32(out, [...idsShape, D]);
     },
@@ -308,7 +328,7 @@ export function createCpuBackend(): Backend {
       const [B, T, D] = seqShape(x, 'sliceSeq');
       if (!(0 <= start && start <= end && end <= T)) throw new ShapeError('sliceSeq', `rows [${start}, ${end}) of ${T}`);
       const L = end - start;
-      const out = c.data instanceof Int32Array ? new Int32Array(B * L * D) : new Float32Array(B * L * D);
+      const out = c.data instanceof Int32Array ? new Int32Array(B * L * D) : c.data instanceof Uint16Array ? new Uint16Array(B * L * D) : new Float32Array(B * L * D);
       for (let b = 0; b < B; b++) out.set(c.data.subarray((b * T + start) * D, (b * T + end) * D), b * L * D);
       return new CpuTensor([B, L, D], c.dtype, out);
     },
@@ -388,25 +408,26 @@ export function createCpuBackend(): Backend {
     createEmpty(shape, dtype) {
       if (!shape.every((d) => Number.isInteger(d) && d >= 0)) throw new ShapeError('createEmpty', `shape [${shape.join(', ')}] must hold non-negative integers`);
       if (dtype !== 'f32' && dtype !== 'f16') throw new ShapeError('createEmpty', `dtype must be f32 or f16, got ${String(dtype)}`);
-      return new CpuTensor([...shape], dtype, new Float32Array(numel(shape)));
+      return new CpuTensor([...shape], dtype, dtype === 'f16' ? new Uint16Array(numel(shape)) : new Float32Array(numel(shape)));
     },
 
     writeRows(t, rowStart, data) {
-      const dst = floats(t, 'writeRows');
+      const dst = stored(t, 'writeRows');
       const rowLength = numel(t.shape.slice(1));
       const start = checkRowWrite(t, rowStart, data, rowLength);
-      if (data instanceof Uint16Array) {
-        f16BitsIntoF32(data, dst, start);
-      } else {
-        dst.set(t.dtype === 'f16' ? roundF16(data) : data, start);
-      }
+      if (dst instanceof Uint16Array) dst.set(data instanceof Uint16Array ? data : halfBits(data), start);
+      else dst.set(data as Float32Array, start);
     },
 
     logitLens(heads, k) {
       const { rows, d, vocab, lead } = lensShape(heads, k);
-      const matmul: MatmulTransB = (a, b, m, n, kk) => floats(backend.matmul(f32(a, [m, kk]), f32(b, [n, kk]), { transposeB: true }), 'logitLens');
+      const matmul: MatmulTransB = (a, b, m, n, kk) => {
+        const out = new Float32Array(m * n);
+        matmulInto(a, b, out, m, n, kk, true);
+        return out;
+      };
       const r = cpuLogitLens(
-        heads.map((h) => ({ h: floats(h.normed, 'logitLens'), w: floats(h.unembed, 'logitLens'), softcap: h.softcap ?? 0 })),
+        heads.map((h) => ({ h: floats(h.normed, 'logitLens'), w: stored(h.unembed, 'logitLens'), softcap: h.softcap ?? 0 })),
         rows,
         d,
         vocab,

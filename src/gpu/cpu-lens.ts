@@ -10,13 +10,13 @@ const CHUNK_VALUES = 1 << 18;
 export interface CpuLensHead {
   /** Normalised rows [rows, d]. */
   h: Float32Array;
-  /** Unembedding [V, d]. */
-  w: Float32Array;
+  /** Unembedding [V, d]: float32 values or float16 bits. */
+  w: Float32Array | Uint16Array;
   softcap: number;
 }
 
 /** c [m, n] = a [m, k] · bᵀ, b [n, k]. */
-export type MatmulTransB = (a: Float32Array, b: Float32Array, m: number, n: number, k: number) => Float32Array;
+export type MatmulTransB = (a: Float32Array, b: Float32Array | Uint16Array, m: number, n: number, k: number) => Float32Array;
 
 export interface CpuLensResult {
   heads: { lse: Float32Array; logProbs: Float32Array; ids: Int32Array }[];

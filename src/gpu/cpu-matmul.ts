@@ -2,13 +2,39 @@
 // about 50 GFLOP/s on one core here) where the engine has wasm SIMD, and the JavaScript kernels
 // below otherwise. These are register-tiled 4×4 so that each loaded value feeds four multiply-adds
 // (V8 keeps the sixteen accumulators in registers; about 6 GFLOP/s on one core) and sum in float64.
+// b may be float16 bits (a Uint16Array: weights kept in 16 bits), widened to float32 a block at a time.
+import { f16BitsIntoF32 } from '../io/chunks.ts';
 import { wasmMatmul } from './cpu-wasm/gemm.ts';
 
-/** c [M, N] = a [M, K] · b, b [K, N] or, with transposeB, b [N, K] (weights stored [out, in]). */
-export function matmulInto(a: Float32Array, b: Float32Array, c: Float32Array, M: number, N: number, K: number, transposeB: boolean): void {
+/** Values of float16 b widened per block in the JavaScript path. */
+const HALF_BLOCK_VALUES = 1 << 16;
+
+/** c [M, N] = a [M, K] · b, b [K, N] or, with transposeB, b [N, K] (weights stored [out, in]); b float32 or float16 bits. */
+export function matmulInto(a: Float32Array, b: Float32Array | Uint16Array, c: Float32Array, M: number, N: number, K: number, transposeB: boolean): void {
   if (wasmMatmul(a, b, c, M, N, K, transposeB)) return;
-  if (transposeB) matmulTransB(a, b, c, M, N, K);
+  if (b instanceof Uint16Array) matmulHalf(a, b, c, M, N, K, transposeB);
+  else if (transposeB) matmulTransB(a, b, c, M, N, K);
   else matmulPlain(a, b, c, M, N, K);
+}
+
+/** The JavaScript path for float16 b: blocks of output columns, b's block widened, multiplied, scattered into c. */
+function matmulHalf(a: Float32Array, b: Uint16Array, c: Float32Array, M: number, N: number, K: number, transposeB: boolean): void {
+  const nb = Math.max(1, Math.min(N, Math.floor(HALF_BLOCK_VALUES / Math.max(K, 1))));
+  const wide = new Float32Array(nb * K);
+  const block = new Float32Array(M * nb);
+  for (let j0 = 0; j0 < N; j0 += nb) {
+    const cols = Math.min(nb, N - j0);
+    const w = wide.subarray(0, cols * K);
+    const cb = block.subarray(0, M * cols);
+    if (transposeB) {
+      f16BitsIntoF32(b.subarray(j0 * K, (j0 + cols) * K), w);
+      matmulTransB(a, w, cb, M, cols, K);
+    } else {
+      for (let k = 0; k < K; k++) f16BitsIntoF32(b.subarray(k * N + j0, k * N + j0 + cols), w, k * cols);
+      matmulPlain(a, w, cb, M, cols, K);
+    }
+    for (let i = 0; i < M; i++) c.set(cb.subarray(i * cols, (i + 1) * cols), i * N + j0);
+  }
 }
 
 /** c [M, N] = a [M, K] · bᵀ, b [N, K] (weights stored [out, in]): dot products of contiguous rows. */

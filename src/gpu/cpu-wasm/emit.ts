@@ -74,7 +74,23 @@ export const geS = binary(0x4e);
 /** The smaller of a and b (select); each operand is evaluated twice, so pass locals or constants. */
 export const minS = (a: Code, b: Code): Code => seq(a, b, ltS(a, b), [0x1b]);
 
-// Memory: scalar f32 and 128-bit vectors.
+// Bit operations (i32) and scalar f32.
+export const and = binary(0x71);
+export const or = binary(0x72);
+export const shl = binary(0x74);
+export const eq = binary(0x46);
+/** cond ? a : b (both evaluated). */
+export const select = (a: Code, b: Code, cond: Code): Code => seq(a, b, cond, [0x1b]);
+export const f32Const = (x: number): Code => {
+  const bytes = new Uint8Array(new Float32Array([x]).buffer);
+  return [0x43, ...bytes];
+};
+export const f32Mul = binary(0x94);
+export const f32FromBits = (bits: Code): Code => seq(bits, [0xbe]);
+export const f32Bits = (x: Code): Code => seq(x, [0xbc]);
+
+// Memory: 16-bit integers, scalar f32 and 128-bit vectors.
+export const i32Load16U = (addr: Code, offset = 0): Code => seq(addr, [0x2f], memarg(1, offset));
 export const f32Load = (addr: Code, offset = 0): Code => seq(addr, [0x2a], memarg(2, offset));
 export const f32Store = (addr: Code, value: Code, offset = 0): Code => seq(addr, value, [0x38], memarg(2, offset));
 export const vLoad = (addr: Code, offset = 0): Code => seq(addr, simd(0x00), memarg(4, offset));

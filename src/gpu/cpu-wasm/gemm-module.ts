@@ -2,7 +2,8 @@
 //
 // C [M, N] += A [M, K] · B [K, N] over packed operands (all addresses and strides in bytes):
 // - A is packed by tiles of 4 rows: for each k, the 4 values a[r, k] side by side ([tiles][K][4]);
-// - B is packed by panels of 8 columns: for each k, the 8 values b[k, j] side by side ([panels][K][8]).
+// - B is packed by panels of 8 columns: for each k, the 8 values b[k, j] side by side ([panels][K][8]);
+//   B may be float16 bits (weights kept in 16 bits), widened to float32 as the panels are packed.
 // The 4×8 micro-kernel keeps 8 f32x4 accumulators in registers; each k step loads two vectors of B,
 // splats four values of A and does 8 multiplies and 8 adds (64 flops for 6 loads), or, in the
 // relaxed-SIMD variant, 8 f32x4.relaxed_madd (fused multiply-adds where the CPU has FMA). K is cut into
@@ -11,7 +12,17 @@
 // panels with zeros by the caller, so the kernels have no edge cases.
 import {
   add,
+  and,
   call,
+  eq,
+  f32Bits,
+  f32Const,
+  f32FromBits,
+  f32Mul,
+  i32Load16U,
+  or,
+  select,
+  shl,
   encodeModule,
   f32Load,
   f32Store,
@@ -49,7 +60,9 @@ const PACK_ROWS_K = 16;
 const TILES = 0;
 const PACK_ROWS = 1;
 const PACK_COLUMNS = 2;
-const GEMM = 3;
+const PACK_ROWS_HALF = 3;
+const PACK_COLUMNS_HALF = 4;
+const GEMM = 5;
 
 /** One panel of B against `tiles` tiles of A: C[4t.., 8 cols] (+)= A_tile[kc] · B_panel[kc]. */
 function tilesFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
@@ -103,11 +116,24 @@ function tilesFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
 }
 
 /**
- * B [K, N] row-major (row stride ldb): copy panels p0..p1 to [panel][K][8], PACK_ROWS_K rows of B at
- * a time across all panels, so that both halves of each source cache line are used while it is in L1.
+ * float16 bits (an i32 in [0, 65536)) to the float32 of the same value: exponent and mantissa moved
+ * into place and rescaled by 2¹¹² (exact for normal and subnormal values), infinities and NaNs kept.
  */
-function packRowsFunction(): { fn: FunctionBuilder; body: Code } {
-  const fn = new FunctionBuilder('packRows', [i32, i32, i32, i32, i32, i32]);
+function widenHalf(h: Local): Code {
+  const magnitude = shl(and(get(h), int(0x7fff)), int(13));
+  const finite = f32Bits(f32Mul(f32FromBits(magnitude), f32Const(2 ** 112)));
+  const special = or(magnitude, int(0x7f800000));
+  const bits = select(special, finite, eq(and(get(h), int(0x7c00)), int(0x7c00)));
+  return f32FromBits(or(bits, shl(and(get(h), int(0x8000)), int(16))));
+}
+
+/**
+ * B [K, N] row-major (row stride ldb bytes): copy panels p0..p1 to [panel][K][8], PACK_ROWS_K rows of
+ * B at a time across all panels, so that both halves of each source cache line are used while it is
+ * in L1. With `half`, B holds float16 bits, widened to float32 here.
+ */
+function packRowsFunction(half: boolean): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder(half ? 'packRowsHalf' : 'packRows', [i32, i32, i32, i32, i32, i32]);
   const [src, ldb, dst, K, p0, p1] = fn.params() as [Local, Local, Local, Local, Local, Local];
   const k0 = fn.local(i32);
   const kEnd = fn.local(i32);
@@ -115,14 +141,17 @@ function packRowsFunction(): { fn: FunctionBuilder; body: Code } {
   const k = fn.local(i32);
   const s = fn.local(i32);
   const d = fn.local(i32);
+  const h = fn.local(i32);
+  const widen: Code[] = [];
+  for (let col = 0; col < PANEL_COLS; col++) widen.push(set(h, i32Load16U(get(s), 2 * col)), f32Store(get(d), widenHalf(h), 4 * col));
   const copy = [
-    ...vStore(get(d), vLoad(get(s))),
-    ...vStore(get(d), vLoad(get(s), 16), 16),
+    ...(half ? widen.flat() : [...vStore(get(d), vLoad(get(s))), ...vStore(get(d), vLoad(get(s), 16), 16)]),
     ...set(s, add(get(s), get(ldb))),
     ...set(d, add(get(d), int(B_STEP))),
   ];
+  const elementBytes = half ? 2 : 4;
   const panel = [
-    ...set(s, add(add(get(src), mul(get(p), int(B_STEP))), mul(get(k0), get(ldb)))),
+    ...set(s, add(add(get(src), mul(get(p), int(PANEL_COLS * elementBytes))), mul(get(k0), get(ldb)))),
     ...set(d, add(get(dst), mul(add(mul(get(p), get(K)), get(k0)), int(B_STEP)))),
     ...forRange(k, get(k0), get(kEnd), int(1), copy),
   ];
@@ -134,16 +163,19 @@ function packRowsFunction(): { fn: FunctionBuilder; body: Code } {
   return { fn, body: forRange(k0, int(0), get(K), int(PACK_ROWS_K), rows) };
 }
 
-/** B [N, K] row-major (weights [out, in], row stride ldb): gather panels p0..p1 to [panel][K][8]. */
-function packColumnsFunction(): { fn: FunctionBuilder; body: Code } {
-  const fn = new FunctionBuilder('packColumns', [i32, i32, i32, i32, i32, i32]);
+/** B [N, K] row-major (weights [out, in], row stride ldb bytes): gather panels p0..p1 to [panel][K][8]; `half`: float16 bits. */
+function packColumnsFunction(half: boolean): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder(half ? 'packColumnsHalf' : 'packColumns', [i32, i32, i32, i32, i32, i32]);
   const [src, ldb, dst, K, p0, p1] = fn.params() as [Local, Local, Local, Local, Local, Local];
   const p = fn.local(i32);
   const col = fn.local(i32);
   const k = fn.local(i32);
   const s = fn.local(i32);
   const d = fn.local(i32);
-  const copy = [...f32Store(get(d), f32Load(get(s))), ...set(s, add(get(s), int(4))), ...set(d, add(get(d), int(B_STEP)))];
+  const h = fn.local(i32);
+  const copy = half
+    ? [...set(h, i32Load16U(get(s))), ...f32Store(get(d), widenHalf(h)), ...set(s, add(get(s), int(2))), ...set(d, add(get(d), int(B_STEP)))]
+    : [...f32Store(get(d), f32Load(get(s))), ...set(s, add(get(s), int(4))), ...set(d, add(get(d), int(B_STEP)))];
   const column = [
     ...set(s, add(get(src), mul(add(mul(get(p), int(PANEL_COLS)), get(col)), get(ldb)))),
     ...set(d, add(add(get(dst), mul(mul(get(p), get(K)), int(B_STEP))), mul(get(col), int(4)))),
@@ -186,17 +218,24 @@ function gemmFunction(): { fn: FunctionBuilder; body: Code } {
   return { fn, body: [...set(aStride, mul(get(K), int(A_STEP))), ...forRange(k0, int(0), get(K), get(kcBlock), perKBlock)] };
 }
 
-/** Pack panels p0..p1 of B (transposed: B is [N, K]), then multiply them: one thread's share. */
+/**
+ * Pack panels p0..p1 of B (transposed: B is [N, K]; half: float16 bits), then multiply them: one
+ * thread's share.
+ */
 function workFunction(): { fn: FunctionBuilder; body: Code } {
-  const fn = new FunctionBuilder('work', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
-  const [ap, K, bsrc, ldb, transposed, bp, c, ldc, tiles, p0, p1, kcBlock, mcTiles] = fn.params() as Local[] as [
-    Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local,
+  const fn = new FunctionBuilder('work', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
+  const [ap, K, bsrc, ldb, transposed, bp, c, ldc, tiles, p0, p1, kcBlock, mcTiles, half] = fn.params() as Local[] as [
+    Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local,
   ];
   const packArgs = [get(bsrc), get(ldb), get(bp), get(K), get(p0), get(p1)];
   return {
     fn,
     body: [
-      ...ifThen(get(transposed), call(PACK_COLUMNS, ...packArgs), call(PACK_ROWS, ...packArgs)),
+      ...ifThen(
+        get(half),
+        ifThen(get(transposed), call(PACK_COLUMNS_HALF, ...packArgs), call(PACK_ROWS_HALF, ...packArgs)),
+        ifThen(get(transposed), call(PACK_COLUMNS, ...packArgs), call(PACK_ROWS, ...packArgs)),
+      ),
       ...call(GEMM, get(ap), get(K), get(bp), get(c), get(ldc), get(tiles), get(p0), get(p1), get(kcBlock), get(mcTiles)),
     ],
   };
@@ -207,7 +246,7 @@ export const GEMM_PANEL_COLS = PANEL_COLS;
 
 /** The exports of the module (all addresses and strides in bytes). */
 export interface GemmExports {
-  work(ap: number, K: number, bsrc: number, ldb: number, transposed: number, bp: number, c: number, ldc: number, tiles: number, p0: number, p1: number, kcBlock: number, mcTiles: number): void;
+  work(ap: number, K: number, bsrc: number, ldb: number, transposed: number, bp: number, c: number, ldc: number, tiles: number, p0: number, p1: number, kcBlock: number, mcTiles: number, half: number): void;
 }
 
 /**
@@ -215,5 +254,13 @@ export interface GemmExports {
  * `relaxed` uses relaxed SIMD's fused multiply-add (validate before use: not every engine has it).
  */
 export function gemmModuleBytes(memory: { initialPages: number; maximumPages: number; shared: boolean }, relaxed = false): Uint8Array<ArrayBuffer> {
-  return encodeModule(memory, [tilesFunction(relaxed), packRowsFunction(), packColumnsFunction(), gemmFunction(), workFunction()]);
+  return encodeModule(memory, [
+    tilesFunction(relaxed),
+    packRowsFunction(false),
+    packColumnsFunction(false),
+    packRowsFunction(true),
+    packColumnsFunction(true),
+    gemmFunction(),
+    workFunction(),
+  ]);
 }

@@ -165,11 +165,12 @@ function packA(a: Float32Array, i0: number, rows: number, K: number, heap: Float
 }
 
 /**
- * c [M, N] = a [M, K] · b, b [K, N] or, with transposeB, b [N, K]. Returns false (c untouched)
- * where the WebAssembly kernels are unavailable or disabled, or where the blocks would not fit the
- * module's memory, so that the caller falls back to the JavaScript kernels.
+ * c [M, N] = a [M, K] · b, b [K, N] or, with transposeB, b [N, K]; b as float32 values or as float16
+ * bits (a Uint16Array: weights kept in 16 bits, widened to float32 as the kernels pack them). Returns
+ * false (c untouched) where the WebAssembly kernels are unavailable or disabled, or where the blocks
+ * would not fit the module's memory, so that the caller falls back to the JavaScript kernels.
  */
-export function wasmMatmul(a: Float32Array, b: Float32Array, c: Float32Array, M: number, N: number, K: number, transposeB: boolean): boolean {
+export function wasmMatmul(a: Float32Array, b: Float32Array | Uint16Array, c: Float32Array, M: number, N: number, K: number, transposeB: boolean): boolean {
   const o = wasmGemmOptions;
   if (!o.enabled) return false;
   const e = getEngine();
@@ -179,6 +180,8 @@ export function wasmMatmul(a: Float32Array, b: Float32Array, c: Float32Array, M:
     c.fill(0, 0, M * N);
     return true;
   }
+  const half = b instanceof Uint16Array;
+  const elementBytes = half ? 2 : 4;
   const rowsPerBlock = Math.max(MR, Math.floor(o.blockFloats / K / MR) * MR);
   const colsPerBlock = Math.max(NR, Math.floor(o.blockFloats / K / NR) * NR);
   const nb = Math.min(Math.ceil(N / NR) * NR, colsPerBlock);
@@ -190,6 +193,8 @@ export function wasmMatmul(a: Float32Array, b: Float32Array, c: Float32Array, M:
   const cAt = bPackAt + nb * K;
   const heap = heapFor(e, (cAt + mb * nb) * 4);
   if (!heap) return false;
+  // The raw block of B in its own element type (float16 bits take half of the space reserved).
+  const raw: Float32Array | Uint16Array = half ? new Uint16Array(heap.buffer, bRawAt * 4, nb * K) : heap.subarray(bRawAt, bRawAt + nb * K);
   const stats = wasmGemmStats.enabled ? wasmGemmStats : undefined;
   const started = stats ? performance.now() : 0;
 
@@ -203,21 +208,21 @@ export function wasmMatmul(a: Float32Array, b: Float32Array, c: Float32Array, M:
       const width = panels * NR;
       let ldb: number;
       if (transposeB) {
-        heap.set(b.subarray(j0 * K, (j0 + cols) * K), bRawAt);
-        heap.fill(0, bRawAt + cols * K, bRawAt + width * K);
-        ldb = K * 4;
+        raw.set(b.subarray(j0 * K, (j0 + cols) * K), 0);
+        raw.fill(0, cols * K, width * K);
+        ldb = K * elementBytes;
       } else if (cols === N && width === N) {
-        heap.set(b.subarray(0, K * N), bRawAt);
-        ldb = N * 4;
+        raw.set(b.subarray(0, K * N), 0);
+        ldb = N * elementBytes;
       } else {
         for (let k = 0; k < K; k++) {
-          const d = bRawAt + k * width;
-          heap.set(b.subarray(k * N + j0, k * N + j0 + cols), d);
-          heap.fill(0, d + cols, d + width);
+          const d = k * width;
+          raw.set(b.subarray(k * N + j0, k * N + j0 + cols), d);
+          raw.fill(0, d + cols, d + width);
         }
-        ldb = width * 4;
+        ldb = width * elementBytes;
       }
-      const args = [aAt * 4, K, bRawAt * 4, ldb, transposeB ? 1 : 0, bPackAt * 4, cAt * 4, width * 4, tiles, 0, panels, o.kcBlock, o.mcTiles];
+      const args = [aAt * 4, K, bRawAt * 4, ldb, transposeB ? 1 : 0, bPackAt * 4, cAt * 4, width * 4, tiles, 0, panels, o.kcBlock, o.mcTiles, half ? 1 : 0];
       const threads = Math.max(1, Math.min(o.threads, panels, Math.floor((2 * tiles * MR * cols * K) / o.flopsPerThread)));
       const kernelStart = stats ? performance.now() : 0;
       if (threads > 1 && e.threads) e.threads.run(e.gemm, args, threads);

@@ -21,7 +21,7 @@ const ARGS = JOB + MAX_WORKERS;
 /** Indices of p0 and p1 (the whole job's panels) in the arguments of `work`. */
 const P0 = 9;
 const P1 = 10;
-const ARG_COUNT = 13;
+const ARG_COUNT = 14;
 
 // Plain JavaScript, run as a classic browser worker (from a Blob URL) or a Node eval worker.
 const WORKER_SOURCE = `
