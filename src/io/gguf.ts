@@ -119,6 +119,10 @@ function checkGgufLayout(src: ByteSource, tensors: GgufTensor[], alignment: numb
       throw new FormatError(src.name, `tensor "${t.name}" (${t.dtype} [${t.shape.join(', ')}], ${t.byteLength} bytes) is followed by ${next.offset - end} unused bytes before "${next.name}": its type or shape does not match the space it was written in`);
     }
   }
+  const last = sorted.at(-1);
+  if (last && src.size - (last.offset + last.byteLength) >= alignment) {
+    throw new FormatError(src.name, `the last tensor, "${last.name}" (${last.dtype} [${last.shape.join(', ')}]), ends at byte ${last.offset + last.byteLength} but the file has ${src.size}: its type or shape does not match the space it was written in, or the file has trailing bytes`);
+  }
 }
 
 /** Values of a GGUF tensor as float32, row-major over `shape`. */

@@ -217,6 +217,7 @@ function parseRotary(r: Reader, architecture: Exclude<Architecture, 'gpt2'>): Mo
   const nHeads = r.size('num_attention_heads', CONFIG_LIMITS.heads);
   const nLayers = r.size('num_hidden_layers', CONFIG_LIMITS.layers);
   const nKvHeads = r.int('num_key_value_heads', nHeads, CONFIG_LIMITS.heads);
+  if (!r.has('head_dim') && dModel % nHeads !== 0) throw new FormatError(r.file, `hidden_size ${dModel} is not a multiple of num_attention_heads ${nHeads}`);
   const headDim = r.int('head_dim', dModel / nHeads, CONFIG_LIMITS.headDim);
   if (!Number.isInteger(headDim) || headDim === 0) throw new FormatError(r.file, `hidden_size ${dModel} is not a multiple of num_attention_heads ${nHeads}`);
   if (nKvHeads === 0 || nHeads % nKvHeads !== 0) throw new FormatError(r.file, `num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${nKvHeads}`);

@@ -6,9 +6,10 @@ import { createAppStore } from './store.ts';
 const link = (state: unknown) => '#state=' + encodeURIComponent(JSON.stringify(state));
 const rawLink = (text: string) => '#state=' + encodeURIComponent(text);
 
+/** The link is refused, or (a bad setting) the setting is left out: either way with a message. */
 function expectFailure(hash: string, ...fragments: string[]): string {
   const result = decodeLink(hash);
-  if (result.ok) throw new Error(`expected ${hash.slice(0, 80)} to be rejected, got ${JSON.stringify(result.state)}`);
+  if (result.message === undefined) throw new Error(`expected ${hash.slice(0, 80)} to be rejected, got ${JSON.stringify(result.ok && result.state)}`);
   for (const f of fragments) expect(result.message).toContain(f);
   return result.message;
 }
@@ -79,6 +80,18 @@ describe('decodeLink', () => {
     expectFailure(link({ view: 'lens', admin: true }), 'admin');
     expectFailure(rawLink('{"__proto__": {"polluted": 1}}'), '__proto__');
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('keeps the valid settings of a link with bad ones, and says in words what was left out', () => {
+    expect(decodeLink(rawLink('{"view": "lens", "layer": 1e300, "prompt": "hi", "admin": true}'))).toEqual({
+      ok: true,
+      state: { view: 'lens', prompt: 'hi' },
+      message: '2 settings were left out: layer is 1e+300 but must be at most 1023; "admin" is not a setting links carry',
+    });
+    expect(decodeLink(link({ view: 'settings', layer: 2.5 })).message).toBe('2 settings were left out: view is "settings" but must be one of ' + STORE_KEYS.view.link.options.join(', ') + '; layer is 2.5 but must be a whole number');
+    expect(decodeLink(link({ prompt: 7, tensor: '' })).message).toBe('2 settings were left out: prompt is 7 but must be a string; tensor is "" but must not be empty');
+    const models = decodeLink(link({ layer: 3, models: { base: { url: ['ftp://x/y'] }, ft: null } }));
+    expect(models).toEqual({ ok: true, state: { layer: 3 }, message: 'one setting was left out: models.base.url.0 is "ftp://x/y" but must be an absolute http(s) URL' });
   });
 
   it('rejects huge values', () => {

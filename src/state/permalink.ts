@@ -102,18 +102,55 @@ const paramOf = (key: LinkKey): string => {
   const conf = STORE_KEYS[key];
   return 'param' in conf ? conf.param : key;
 };
-const linkSchema = z.strictObject(Object.fromEntries(LINK_KEYS.map((k) => [paramOf(k), linkShape[k]])));
+const KEY_OF_PARAM = new Map<string, LinkKey>(LINK_KEYS.map((k) => [paramOf(k), k]));
 
-export type DecodeResult = { ok: true; state: LinkState } | { ok: false; message: string };
+/**
+ * A readable link: its valid settings, and `message` saying in words which settings were left out and
+ * why (absent when all were used). A link that cannot be read at all gives ok: false.
+ */
+export type DecodeResult = { ok: true; state: LinkState; message?: string } | { ok: false; message: string };
 
 const MAX_MESSAGE_LENGTH = 300;
 // Messages can quote a key from the link; a hostile link must not flood the page with it.
-const fail = (message: string): DecodeResult => ({
-  ok: false,
-  message: message.length > MAX_MESSAGE_LENGTH ? message.slice(0, MAX_MESSAGE_LENGTH) + '…' : message,
-});
+const clip = (message: string) => (message.length > MAX_MESSAGE_LENGTH ? message.slice(0, MAX_MESSAGE_LENGTH) + '…' : message);
+const fail = (message: string): DecodeResult => ({ ok: false, message: clip(message) });
+const quote = (v: unknown): string => {
+  const text = v === undefined ? 'missing' : typeof v === 'string' ? JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v) : (JSON.stringify(v) ?? String(v));
+  return text.length > 48 ? text.slice(0, 48) + '…' : text;
+};
 
-/** Reads a location hash ("#state=…" or ""). Never throws; a bad link gives a message saying what is wrong. */
+/** The value at a path inside a link's setting. */
+function at(value: unknown, path: readonly PropertyKey[]): unknown {
+  let v = value;
+  for (const p of path) v = typeof v === 'object' && v !== null && Object.hasOwn(v, p) ? (v as Record<PropertyKey, unknown>)[p] : undefined;
+  return v;
+}
+
+/** What a validation issue means, in words: "must be at most 1023", "must be one of lens, adl". */
+function inWords(issues: readonly z.core.$ZodIssue[]): string {
+  // A number past the safe integers fails two maxima: the setting's own is the one to name.
+  const bigs = issues.filter((i) => i.code === 'too_big');
+  const issue = bigs.length > 1 ? bigs.reduce((a, b) => (Number(b.maximum) < Number(a.maximum) ? b : a)) : issues[0]!;
+  switch (issue.code) {
+    case 'too_big':
+      return issue.origin === 'string' ? `must be at most ${issue.maximum} characters long` : issue.origin === 'array' ? `may list at most ${issue.maximum} entries` : `must be at most ${issue.maximum}`;
+    case 'too_small':
+      return issue.origin === 'string' ? (Number(issue.minimum) === 1 ? 'must not be empty' : `must be at least ${issue.minimum} characters long`) : issue.origin === 'array' ? `must list at least ${issue.minimum} entries` : `must be at least ${issue.minimum}`;
+    case 'invalid_type':
+      return issue.expected === 'int' ? 'must be a whole number' : `must be ${/^[aeiou]/.test(issue.expected) ? 'an' : 'a'} ${issue.expected}`;
+    case 'invalid_value':
+      return `must be one of ${issue.values.map(String).join(', ')}`;
+    case 'unrecognized_keys':
+      return `has no setting ${issue.keys.map(quote).join(', ')}`;
+    default:
+      return issue.message;
+  }
+}
+
+/**
+ * Reads a location hash ("#state=…" or ""). Never throws. Each setting is checked on its own: a bad
+ * one is left out and named in `message`, in words, and the others are kept.
+ */
 export function decodeLink(hash: string): DecodeResult {
   const body = hash.startsWith('#') ? hash.slice(1) : hash;
   if (body === '') return { ok: true, state: {} };
@@ -133,17 +170,28 @@ export function decodeLink(hash: string): DecodeResult {
   } catch (e) {
     return fail(`the state is not valid JSON (${(e as Error).message})`);
   }
-  const parsed = linkSchema.safeParse(json);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.slice(0, 3).map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message));
-    return fail(issues.join('; '));
-  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return fail('the state is not a JSON object of settings');
   const state: LinkState = {};
-  for (const key of LINK_KEYS) {
-    const value = parsed.data[paramOf(key)];
-    if (value !== undefined) Object.assign(state, { [key]: value });
+  const problems: string[] = [];
+  for (const [param, value] of Object.entries(json)) {
+    const key = KEY_OF_PARAM.get(param);
+    if (!key) {
+      problems.push(`${quote(param)} is not a setting links carry`);
+      continue;
+    }
+    const parsed = linkShape[key].safeParse(value);
+    if (parsed.success) {
+      if (parsed.data !== undefined) Object.assign(state, { [key]: parsed.data });
+      continue;
+    }
+    const path = parsed.error.issues[0]!.path;
+    const where = [param, ...path.map(String)].join('.');
+    const sameSpot = parsed.error.issues.filter((i) => i.path.length === path.length && i.path.every((p, j) => p === path[j]));
+    problems.push(`${where} is ${quote(at(value, path))} but ${inWords(sameSpot)}`);
   }
-  return { ok: true, state };
+  if (problems.length === 0) return { ok: true, state };
+  const shown = problems.slice(0, 3).join('; ') + (problems.length > 3 ? `; and ${problems.length - 3} more` : '');
+  return { ok: true, state, message: clip(`${problems.length === 1 ? 'one setting was' : `${problems.length} settings were`} left out: ${shown}`) };
 }
 
 export function pickLinkState(state: AppState): Required<LinkState> {
@@ -167,7 +215,8 @@ export interface LocationLike {
 }
 
 /**
- * Applies the link in the address to the store (a bad link leaves the defaults and sets `linkError`),
+ * Applies the link in the address to the store (its valid settings; `linkError` says what was left out,
+ * or that an unreadable link left the defaults),
  * then keeps the address in step with the store. Returns the disconnect function.
  */
 export function connectPermalink(store: AppStore, win: LocationLike): () => void {
@@ -176,10 +225,10 @@ export function connectPermalink(store: AppStore, win: LocationLike): () => void
   const applyHash = () => {
     const result = decodeLink(win.location.hash);
     if (result.ok) {
-      store.setState({ ...defaults, ...result.state, linkError: null });
+      store.setState({ ...defaults, ...result.state, linkError: result.message === undefined ? null : `${result.message}. The rest of the link was applied` });
       written = encodeLink(pickLinkState(store.getState()), defaults);
     } else {
-      store.getState().setLinkError(result.message);
+      store.getState().setLinkError(`${result.message}. NeuroDiff started with its default settings`);
     }
   };
   applyHash();

@@ -18,7 +18,7 @@ export function Banner({ kind, testId, children, onDismiss }: { kind: 'error' | 
 export function LinkErrorBanner({ message, onDismiss }: { message: string; onDismiss: () => void }) {
   return (
     <Banner kind="warn" testId="link-error" onDismiss={onDismiss}>
-      This link could not be opened: {message}. NeuroDiff started with its default settings.
+      This link could not be opened in full: {message}.
     </Banner>
   );
 }
