@@ -4,6 +4,7 @@ import { appStore, useApp } from '../state/store.ts';
 import { VIEWS, viewNeedsModels, type View } from '../state/views.ts';
 import { Banner, LinkErrorBanner, LinkNotice } from './Banners.tsx';
 import { CachePanel } from './CachePanel.tsx';
+import { ComputeSelect } from './ComputeSelect.tsx';
 import { DropZone } from './DropZone.tsx';
 import { CopyLinkButton } from './export/CopyLink.tsx';
 import { SessionExportButton } from './export/SessionExport.tsx';
@@ -120,6 +121,7 @@ function ModelsScreen() {
         <DropZone role="base" />
         <DropZone role="ft" />
       </div>
+      <ComputeSelect gpu={gpu} />
       <GpuReport gpu={gpu} />
       <CachePanel />
     </>
