@@ -167,7 +167,7 @@ describe('the analysis worker, for the activation views', () => {
     const deltas = runner.run(files, { task: 'deltas', prompt: PROMPT, kind: 'mlp_out' }, (p) => stages.push(p.stage), never);
     const a = await lens;
     expect(a.result.task).toBe('lens');
-    expect(a.pair.backend).toMatch(/^cpu \(in-process\); both models resident: /);
+    expect(a.pair.backend).toMatch(/^cpu \(in-process\); both models resident\b/);
     expect(a.memory?.mode).toBe('resident');
     expect(a.ms).toBeGreaterThan(0);
     expect(stages).toContain('loading the base model');

@@ -74,7 +74,7 @@ describe('the analysis worker', () => {
     const seen: DiffProgress[] = [];
     const out = await run({ base, ft, topK: 8 }, (p) => seen.push(p), new AbortController().signal);
     const direct = await diffWeights(await openSafetensorsFolder(base), await openSafetensorsFolder(ft), { backend, topK: 8 });
-    expect(out.backend).toMatch(/^cpu \(in-process\); both models resident: /);
+    expect(out.backend).toMatch(/^cpu \(in-process\); both models resident\b/);
     expect(out.memory?.mode).toBe('resident');
     expect(out.result.tensors.map((t) => [t.name, t.frobenius, t.spectral])).toEqual(direct.tensors.map((t) => [t.name, t.frobenius, t.spectral]));
     expect(seen.at(-1)?.done).toBe(direct.tensors.length);
