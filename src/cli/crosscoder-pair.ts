@@ -11,7 +11,7 @@ import { FormatError } from '../io/source.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import type { Backend } from '../model/backend.ts';
 import { PairedRunner, type ModelSource } from '../model/paired.ts';
-import { openPairAt } from './models.ts';
+import { checkMemory, openPairAt } from './models.ts';
 
 export interface OpenedPair {
   readonly base: ModelSource;
@@ -25,6 +25,7 @@ export interface OpenedPair {
 /** `tokenizerPath` (--tokenizer) replaces the tokenizer found beside the models. */
 export async function openPair(basePath: string, ftPath: string, backend: Backend, signal?: AbortSignal, tokenizerPath?: string): Promise<OpenedPair> {
   const opened = await openPairAt(basePath, ftPath, tokenizerPath ? { tokenizer: tokenizerPath } : {});
+  checkMemory(opened, backend);
   const { base, ft } = opened.sources(backend);
   if (!opened.tokenizer) throw new FormatError(basePath, 'has no tokenizer (tokenizer.json, or one inside the GGUF / beside the llama2.c file), so the corpus cannot be tokenized; give one with --tokenizer');
   return { base, ft, tokenizer: opened.tokenizer, fingerprints: await opened.fingerprints(signal), nLayers: base.config.nLayers };

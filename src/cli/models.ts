@@ -16,7 +16,9 @@ import type { Backend } from '../model/backend.ts';
 import { loadModelFromStore } from '../model/load.ts';
 import { loraAdapterFromStore, type LoraAdapter } from '../model/lora.ts';
 import type { Transformer } from '../model/transformer.ts';
+import { planMemory, type MemoryPlan } from '../jobs/memory.ts';
 import { openPair, type OpenedPair } from '../jobs/pair.ts';
+import { totalmem } from 'node:os';
 import { plural } from './format.ts';
 import { UsageError } from './errors.ts';
 
@@ -121,9 +123,15 @@ export async function openPairAt(basePath: string, ftPath: string, values: Value
   return opened;
 }
 
+/** Refuses, with the numbers, a pair whose models do not fit this machine's memory (os.totalmem()), before anything large is allocated. */
+export function checkMemory(opened: OpenedPair, backend: Backend): MemoryPlan {
+  return planMemory(opened, { backend: backend.name === 'webgpu' ? 'webgpu' : 'cpu', hostBytes: totalmem() });
+}
+
 /** `<base> <ft>` opened and both models loaded on `backend`. */
 export async function loadPairArgs(positionals: readonly string[], backend: Backend, values: Values, command: string): Promise<LoadedPair> {
   const opened = await openPairArgs(positionals, values, command);
+  checkMemory(opened, backend);
   return { pair: await opened.load(backend), tokenizer: opened.tokenizer, opened };
 }
 

@@ -6,7 +6,12 @@ export interface ByteSource {
   readonly name: string;
   readonly size: number;
   read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
+  /** Where the bytes come from, in a form a Web Worker can be sent and read itself (sourceFromOrigin). */
+  readonly origin?: SourceOrigin;
 }
+
+/** A Blob (File) or a URL: both can be posted to a worker, which then reads the bytes without the page. */
+export type SourceOrigin = { kind: 'blob'; blob: Blob } | { kind: 'url'; url: string };
 
 /** A folder of files by relative path ("config.json", "model-00001-of-00002.safetensors"). */
 export type FileSet = ReadonlyMap<string, ByteSource>;
@@ -31,6 +36,7 @@ export function blobSource(blob: Blob, name: string): ByteSource {
   const src: ByteSource = {
     name,
     size: blob.size,
+    origin: { kind: 'blob', blob },
     async read(offset, length) {
       checkRange(src, offset, length);
       return new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer());
@@ -58,9 +64,15 @@ export async function urlSource(url: string, signal?: AbortSignal): Promise<Byte
   if (!head.ok) throw new FormatError(name, `HTTP ${head.status}${head.statusText ? ` ${head.statusText}` : ''} for ${url}`);
   const size = Number(head.headers.get('content-length'));
   if (!Number.isFinite(size)) throw new FormatError(name, `the server did not give the file size (Content-Length) for ${url}`);
+  return sizedUrlSource(url, name, size);
+}
+
+/** A remote file of known size read with HTTP range requests. */
+export function sizedUrlSource(url: string, name: string, size: number): ByteSource {
   const src: ByteSource = {
     name,
     size,
+    origin: { kind: 'url', url },
     async read(offset, length, sig) {
       checkRange(src, offset, length);
       if (length === 0) return new Uint8Array(0);
@@ -104,4 +116,9 @@ export async function readJson(src: ByteSource): Promise<unknown> {
   } catch (e) {
     throw new FormatError(src.name, `not valid JSON (${(e as Error).message})`);
   }
+}
+
+/** The source a worker reads itself, from what the page sent it (a ByteSource's origin, name and size). */
+export function sourceFromOrigin(origin: SourceOrigin, name: string, size: number): ByteSource {
+  return origin.kind === 'blob' ? blobSource(origin.blob, name) : sizedUrlSource(origin.url, name, size);
 }

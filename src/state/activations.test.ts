@@ -4,15 +4,15 @@ import { defaultPatchscopeScales } from '../analysis/activations/adl.ts';
 import type { Progress } from '../analysis/activations/run.ts';
 import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { pathFileSet } from '../io/node-source.ts';
-import { FormatError, type ByteSource, type FileSet } from '../io/source.ts';
+import { blobSource, FormatError, type FileSet } from '../io/source.ts';
 import { loadModel } from '../model/load.ts';
 import { readLoraAdapter } from '../model/lora.ts';
 import { corpusRef, requestKey, type ActivationsRunner } from './activations.ts';
 import { MAX_PROMPT_TOKENS, openActivationPair, runActivationTask, type ActivationRequest, type LoadedPair, type ResultFor } from '../jobs/activations.ts';
-import { ActivationSession, serveActivations } from './activations-protocol.ts';
+import { blobFolder, inProcessSpawn } from '../jobs/in-process.ts';
+import { activationsRunner, analysisClient, crosscoderRunner } from './analysis-client.ts';
 import { openModelLoader } from './open-weights.ts';
 import { createAppStore } from './store.ts';
-import type { Port } from './file-proxy.ts';
 
 const backend = createCpuBackend();
 const DEMO = 'test/fixtures/demo';
@@ -36,13 +36,6 @@ function softmax(row: Float32Array): Float64Array {
   const e = Float64Array.from(row, (x) => Math.exp(x - m));
   const s = e.reduce((a, b) => a + b, 0);
   return e.map((x) => x / s);
-}
-
-function channel(): { main: Port; worker: Port; close(): void } {
-  const { port1, port2 } = new MessageChannel();
-  port1.start();
-  port2.start();
-  return { main: port1 as unknown as Port, worker: port2 as unknown as Port, close: () => (port1.close(), port2.close()) };
 }
 
 describe('openActivationPair and the tasks', () => {
@@ -160,56 +153,71 @@ describe('openActivationPair and the tasks', () => {
   });
 });
 
-describe('the activations worker protocol', () => {
-  it('loads once, answers requests in order, cancels a running one, and keeps working', async () => {
-    const files = await demoFiles('ocean');
-    let reads = 0;
-    const counted = (set: FileSet): FileSet => new Map([...set].map(([k, src]): [string, ByteSource] => [k, { name: src.name, size: src.size, read: (o, n, s) => (reads++, src.read(o, n, s)) }]));
-    const ch = channel();
-    serveActivations(ch.worker, async () => ({ backend, name: 'cpu (test)' }), 1 << 20);
-    const session = new ActivationSession(ch.main, { base: counted(files.base), ft: counted(files.ft) });
+describe('the analysis worker, for the activation views', () => {
+  const blobDemo = async (organism: 'ocean' | 'space') => ({ base: await blobFolder(`${DEMO}/base`), ft: await blobFolder(organism === 'ocean' ? `${DEMO}/ocean/model` : `${DEMO}/space/adapter`) });
+
+  it('loads once, answers requests in order, cancels a running one, keeps working, and the crosscoders reuse the loaded pair', async () => {
+    const files = await blobDemo('ocean');
+    const { spawn, started } = inProcessSpawn({ stepFlushMs: 0 });
+    const client = analysisClient(spawn);
+    const runner = activationsRunner(client);
     const never = new AbortController().signal;
     const stages: string[] = [];
-    const lens = session.run({ task: 'lens', prompt: PROMPT, top: 3 }, (p) => stages.push(p.stage), never);
-    const deltas = session.run({ task: 'deltas', prompt: PROMPT, kind: 'mlp_out' }, () => {}, never);
+    const lens = runner.run(files, { task: 'lens', prompt: PROMPT, top: 3 }, (p) => stages.push(p.stage), never);
+    const deltas = runner.run(files, { task: 'deltas', prompt: PROMPT, kind: 'mlp_out' }, (p) => stages.push(p.stage), never);
     const a = await lens;
     expect(a.result.task).toBe('lens');
-    expect(a.pair.backend).toBe('cpu (test)');
+    expect(a.pair.backend).toMatch(/^cpu \(in-process\); both models resident: /);
+    expect(a.memory?.mode).toBe('resident');
     expect(a.ms).toBeGreaterThan(0);
     expect(stages).toContain('loading the base model');
     expect(stages).toContain('loading the fine-tuned model');
     expect((await deltas).result.task).toBe('deltas');
-    const readsAfterLoad = reads;
 
     const stop = new AbortController();
     const corpus = corpusRef('generic_stories.txt', STORIES);
     let progressAfterCancel = 0;
-    const adl = session.run({ task: 'adl', layer: 3, top: 20, corpus, samples: 64, tokensPerSample: 32 }, (p) => {
+    const adl = runner.run(files, { task: 'adl', layer: 3, top: 20, corpus, samples: 64, tokensPerSample: 32 }, (p) => {
       if (stop.signal.aborted) progressAfterCancel++;
       if (p.stage === 'adl') stop.abort();
     }, stop.signal);
     await expect(adl).rejects.toThrow('the analysis was cancelled');
-    const after = await session.run({ task: 'patching', prompt: 'The sea', positions: 'last' }, () => {}, never);
+    const after = await runner.run(files, { task: 'patching', prompt: 'The sea', positions: 'last' }, () => {}, never);
     expect(after.result.task).toBe('patching');
     expect(progressAfterCancel).toBe(0);
-    expect(reads).toBe(readsAfterLoad);
-    session.close();
-    ch.close();
+
+    // The crosscoder view on the same worker: no model loads again.
+    stages.length = 0;
+    const cc = crosscoderRunner(client);
+    const trained = await cc.run(files, { kind: 'train', collect: { corpus: { key: 'g', name: 'generic_stories.txt', text: STORIES }, samples: 8, tokensPerSample: 16, layer: 3 }, settings: { dict: 16, k: 2, steps: 4, lr: 0.01, batch: 16, auxAlpha: 1 / 32, seed: 0 } }, { onProgress: (p) => stages.push(p.stage) });
+    expect(trained.kind).toBe('analysed');
+    expect(stages).not.toContain('loading');
+    expect(stages.filter((s) => s.startsWith('loading'))).toEqual([]);
+    expect(started).toHaveLength(1);
+    client.release();
+    expect(started[0]!.terminated).toBe(true);
   });
 
-  it('passes a load failure back to every request, with the file name', async () => {
-    const files = await demoFiles('ocean');
-    const weights = files.ft.get('model.safetensors')!;
+  it('passes a load failure back to every request with the file name; a crashed worker is replaced on the next request', async () => {
+    const files = await blobDemo('ocean');
+    const w = files.ft.get('model.safetensors')!;
     const broken = new Map(files.ft);
-    broken.set('model.safetensors', { name: 'model.safetensors', size: weights.size, read: (o, n) => (o < 64 * 1024 ? weights.read(o, n) : Promise.reject(new Error('model.safetensors: the disk went away'))) });
-    const ch = channel();
-    serveActivations(ch.worker, async () => ({ backend, name: 'cpu' }));
-    const session = new ActivationSession(ch.main, { base: files.base, ft: broken });
+    broken.set('model.safetensors', blobSource(new Blob([(await w.read(0, w.size - 4096)).slice()]), 'model.safetensors'));
     const never = new AbortController().signal;
-    await expect(session.run({ task: 'lens', prompt: PROMPT, top: 3 }, () => {}, never)).rejects.toThrow('model.safetensors: the disk went away');
-    await expect(session.run({ task: 'deltas', prompt: PROMPT, kind: 'resid_post' }, () => {}, never)).rejects.toThrow('model.safetensors: the disk went away');
-    session.close();
-    ch.close();
+    const bad = activationsRunner(analysisClient(inProcessSpawn().spawn));
+    const pair = { base: files.base, ft: broken };
+    await expect(bad.run(pair, { task: 'lens', prompt: PROMPT, top: 3 }, () => {}, never)).rejects.toThrow(/^model\.safetensors: /);
+    await expect(bad.run(pair, { task: 'deltas', prompt: PROMPT, kind: 'resid_post' }, () => {}, never)).rejects.toThrow(/^model\.safetensors: /);
+
+    const { spawn, started } = inProcessSpawn();
+    const runner = activationsRunner(analysisClient(spawn));
+    const first = runner.run(files, { task: 'lens', prompt: PROMPT, top: 3 }, () => {}, never);
+    started[0]!.fail('the analysis worker failed: out of memory');
+    await expect(first).rejects.toThrow('the analysis worker failed: out of memory');
+    expect(started[0]!.terminated).toBe(true);
+    const again = await runner.run(files, { task: 'lens', prompt: PROMPT, top: 3 }, () => {}, never);
+    expect(again.result.task).toBe('lens');
+    expect(started).toHaveLength(2);
   });
 });
 

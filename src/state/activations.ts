@@ -8,7 +8,18 @@ import type { PositionsCompared } from '../analysis/activations/patching.ts';
 import type { Progress } from '../analysis/activations/run.ts';
 import { DEFAULT_ADL_SAMPLES, DEFAULT_TOKENS_PER_SAMPLE } from '../analysis/activations/adl.ts';
 import type { ActivationRequest, ActivationResult, ActivationTask, CorpusRef, PairFiles, PairInfo, ResultFor } from '../jobs/activations.ts';
-import type { ActivationOutcome } from './activations-protocol.ts';
+import type { MemoryPlan } from '../jobs/memory.ts';
+
+export interface ActivationOutcome {
+  result: ActivationResult;
+  /** Time the worker spent on the request (the pair's loading left out). */
+  ms: number;
+  pair: PairInfo;
+  /** The worker's memory plan (both models resident or one at a time, and why). */
+  memory?: MemoryPlan;
+  /** Set when the outcome came from the session cache: when it was computed (ms since the epoch). */
+  cachedAt?: number;
+}
 import { pairReady, type ModelsSlice } from './models.ts';
 import { loadBuiltinCorpusInto } from './builtin-corpus.ts';
 

@@ -6,11 +6,11 @@ import { createInference } from '../analysis/crosscoder/inference.ts';
 import { decoderVector, normRatios } from '../analysis/crosscoder/latents.ts';
 import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { pathFileSet } from '../io/node-source.ts';
-import { bytesSource, type FileSet } from '../io/source.ts';
+import { bytesSource } from '../io/source.ts';
 import { loadModel } from '../model/load.ts';
 import { readLoraAdapter } from '../model/lora.ts';
 import { hookName } from '../model/transformer.ts';
-import type { CrosscoderRunner } from './crosscoder.ts';
+import type { CrosscoderRunner, OpHandlers } from './crosscoder.ts';
 import {
   analyseCrosscoder,
   collectForCrosscoder,
@@ -23,10 +23,12 @@ import {
   type CollectRequest,
   type TrainSettings,
 } from '../jobs/crosscoder.ts';
-import { CrosscoderSession, serveCrosscoder, type CrosscoderOp, type CrosscoderOpResult } from './crosscoder-protocol.ts';
+import type { CrosscoderOp } from '../jobs/analysis-worker-state.ts';
+import { blobFolder, inProcessSpawn } from '../jobs/in-process.ts';
+import type { Command } from '../jobs/transport.ts';
+import { analysisClient, crosscoderRunner } from './analysis-client.ts';
 import { openModelLoader } from './open-weights.ts';
 import { createAppStore } from './store.ts';
-import type { Port } from './file-proxy.ts';
 
 const backend = createCpuBackend();
 const DEMO = 'test/fixtures/demo';
@@ -38,32 +40,23 @@ const SETTINGS: TrainSettings = { dict: 32, k: 4, steps: 24, lr: 0.01, batch: 32
 const close = (got: number, want: number, atol: number, rtol: number) => Math.abs(got - want) <= atol + rtol * Math.abs(want);
 
 async function demoFiles() {
-  return { base: await pathFileSet(`${DEMO}/base`), ft: await pathFileSet(`${DEMO}/ocean/model`) };
+  return { base: await blobFolder(`${DEMO}/base`), ft: await blobFolder(`${DEMO}/ocean/model`) };
 }
 
-function channel(): { main: Port; worker: Port; close(): void } {
-  const { port1, port2 } = new MessageChannel();
-  port1.start();
-  port2.start();
-  return { main: port1 as unknown as Port, worker: port2 as unknown as Port, close: () => (port1.close(), port2.close()) };
-}
-
-/** A session and an in-process worker over a message channel, as the app's runner has them; engines are counted. */
+/** The analysis worker in-process, as the app's runner has it; engines are counted. */
 async function session() {
-  const ch = channel();
   const engines = { made: 0, disposed: 0 };
-  serveCrosscoder(
-    ch.worker,
-    {
-      makeBackend: async () => ({ backend: createCpuBackend(), name: 'cpu (test)' }),
-      makeEngine: async (d, D) => {
-        engines.made++;
-        return Object.assign(createCpuEngine({ d, D }), { dispose: () => engines.disposed++ });
-      },
+  const { spawn } = inProcessSpawn({
+    stepFlushMs: 0,
+    makeEngine: async (d, D) => {
+      engines.made++;
+      return Object.assign(createCpuEngine({ d, D }), { dispose: () => engines.disposed++ });
     },
-    { stepFlushMs: 0 },
-  );
-  return { s: new CrosscoderSession(ch.main, await demoFiles()), close: ch.close, engines };
+  });
+  const client = analysisClient(spawn);
+  const files = await demoFiles();
+  const runner = crosscoderRunner(client);
+  return { s: { run: (op: CrosscoderOp, handlers: OpHandlers = {}) => runner.run(files, op, handlers), command: (c: Command) => runner.command(c) }, close: () => client.release(), engines };
 }
 
 describe('the crosscoder compute steps', () => {
@@ -212,7 +205,8 @@ describe('the crosscoder worker protocol', () => {
     expect(paused.steps).toBeGreaterThanOrEqual(1);
     expect(paused.steps).toBeLessThan(1500);
     expect(steps).toBe(paused.steps);
-    expect(['loading', 'activations', 'training'].every((x) => stages.has(x))).toBe(true);
+    // The models load once in the worker, for every view: their stages name the model.
+    expect(['loading the base model', 'loading the fine-tuned model', 'activations', 'training'].every((x) => stages.has(x))).toBe(true);
 
     const resumed = await s.run({ kind: 'resume' }, { onSteps: (points) => (steps += points.length) });
     if (resumed.kind !== 'analysed') throw new Error(`expected an analysis, got ${resumed.kind}`);
@@ -220,7 +214,7 @@ describe('the crosscoder worker protocol', () => {
     expect(resumed.summary.steps).toBe(1500);
     expect(resumed.summary.source).toEqual({ kind: 'trained', name: 'trained here (1500 steps)' });
     expect(resumed.timings.collectMs).toBeGreaterThan(0);
-    expect(resumed.pair.backend).toBe('cpu (test)');
+    expect(resumed.pair.backend).toMatch(/^cpu \(in-process\); both models resident/);
     await expect(s.run({ kind: 'resume' })).rejects.toThrow(/no paused training/);
 
     const page = await s.run({ kind: 'latent', latent: 0 });
@@ -244,7 +238,6 @@ describe('the crosscoder worker protocol', () => {
     await expect(s.run({ kind: 'load', file: new Blob(['no header']), name: 'junk.safetensors', collect: COLLECT })).rejects.toThrow(/junk\.safetensors/);
     const narrow = saveCrosscoder({ ...model, params: { d: 8, D: 2, encW: new Float32Array(32), encB: new Float32Array(2), decW: new Float32Array(32), decB: new Float32Array(16) }, normalization: { mean: [new Float32Array(8), new Float32Array(8)], scale: [1, 1], targetRms: 1 } });
     await expect(s.run({ kind: 'load', file: new Blob([narrow.slice()]), name: 'narrow.safetensors', collect: COLLECT })).rejects.toThrow(/narrow\.safetensors: the crosscoder is for width 8, these models have d_model 192/);
-    s.close();
     done();
   });
 
@@ -263,31 +256,13 @@ describe('the crosscoder worker protocol', () => {
     // The analysis from before still answers.
     expect((await s.run({ kind: 'latent', latent: 1 })).kind).toBe('latent');
     expect(engines).toEqual({ made: 3, disposed: 3 });
-    s.close();
     done();
   });
 });
 
 /** The app's runner, with the worker in-process. */
 function inProcessRunner(): CrosscoderRunner {
-  let held: { s: CrosscoderSession; files: { base: FileSet; ft: FileSet }; close(): void } | null = null;
-  return {
-    run(files, op: CrosscoderOp, handlers): Promise<CrosscoderOpResult> {
-      if (!held || held.files.base !== files.base || held.files.ft !== files.ft) {
-        held?.close();
-        const ch = channel();
-        serveCrosscoder(ch.worker, { makeBackend: async () => ({ backend: createCpuBackend(), name: 'cpu (test)' }) });
-        held = { s: new CrosscoderSession(ch.main, files), files, close: ch.close };
-      }
-      return held.s.run(op, handlers);
-    },
-    command: (c) => held?.s.command(c),
-    release() {
-      held?.s.close();
-      held?.close();
-      held = null;
-    },
-  };
+  return crosscoderRunner(analysisClient(inProcessSpawn().spawn));
 }
 
 describe('the crosscoder slice', () => {

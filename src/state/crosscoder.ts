@@ -5,7 +5,13 @@ import { z } from 'zod';
 import type { StateCreator } from 'zustand/vanilla';
 import type { FileSet } from '../io/source.ts';
 import type { CorpusText, CrosscoderSummary, LatentDetail, PairInfo, Progress, SteerOut, StepPoint, TrainSettings } from '../jobs/crosscoder.ts';
-import type { Command, CrosscoderOp, CrosscoderOpResult, OpHandlers, Timings } from './crosscoder-protocol.ts';
+import type { CrosscoderOp, CrosscoderOpResult, Timings } from '../jobs/analysis-worker-state.ts';
+import type { Command } from '../jobs/transport.ts';
+
+export interface OpHandlers {
+  onProgress?: (p: Progress) => void;
+  onSteps?: (points: StepPoint[]) => void;
+}
 import { pairReady, type ModelsSlice } from './models.ts';
 import { loadBuiltinCorpusInto } from './builtin-corpus.ts';
 

@@ -9,7 +9,7 @@ import { memoryCache, type ResultCache } from './cache.ts';
 import { openModelLoader } from './open-weights.ts';
 import { activationKeyParts, cachedActivationsRunner, cachedWeightsRunner, WEIGHTS_CACHE_KIND } from './session-cache.ts';
 import { createAppStore } from './store.ts';
-import type { WeightsOutcome } from './weights-protocol.ts';
+import type { WeightsOutcome } from './weights.ts';
 import type { WeightsRunner } from './weights.ts';
 
 const files = (text: string): FileSet => new Map([['model.safetensors', bytesSource(new TextEncoder().encode(text), 'model.safetensors')]]);

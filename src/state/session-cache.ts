@@ -5,12 +5,12 @@ import { sha256Hex } from '../io/fingerprint.ts';
 import type { FileSet } from '../io/source.ts';
 import type { ActivationsRunner } from './activations.ts';
 import type { ActivationRequest, CorpusRef } from '../jobs/activations.ts';
-import type { ActivationOutcome } from './activations-protocol.ts';
+import type { ActivationOutcome } from './activations.ts';
 import { resultKey, type ResultKeyParts } from './cache.ts';
 import { refLabel } from './model-ref.ts';
 import { fingerprintOf } from './session.ts';
 import type { AppStore } from './store.ts';
-import type { WeightsOutcome } from './weights-protocol.ts';
+import type { WeightsOutcome } from './weights.ts';
 import type { WeightsRunner } from './weights.ts';
 
 export const WEIGHTS_CACHE_KIND = 'weights';

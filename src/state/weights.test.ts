@@ -4,12 +4,12 @@ import { diffWeights } from '../analysis/weights/diff.ts';
 import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { pathFileSet } from '../io/node-source.ts';
 import { openSafetensorsFolder } from '../io/safetensors.ts';
-import type { ByteSource, FileSet } from '../io/source.ts';
+import { blobSource } from '../io/source.ts';
 import { openModelLoader } from './open-weights.ts';
 import { createAppStore } from './store.ts';
 import { computeWeightsDiff, type DiffProgress } from '../jobs/weights.ts';
-import type { Port } from './file-proxy.ts';
-import { runOverPort, serveWeightsDiff } from './weights-protocol.ts';
+import { blobFolder, inProcessSpawn } from '../jobs/in-process.ts';
+import { analysisClient, weightsRunner } from './analysis-client.ts';
 import type { WeightsRunner } from './weights.ts';
 
 const backend = createCpuBackend();
@@ -21,14 +21,6 @@ interface GroundTruth {
 const truth = JSON.parse(readFileSync(`${ARCH}/ground_truth.json`, 'utf8')) as GroundTruth;
 
 const close = (got: number, want: number, atol: number, rtol: number) => Math.abs(got - want) <= atol + rtol * Math.abs(want);
-
-/** A MessageChannel's ports as the two ends of the worker protocol. */
-function channel(): { main: Port; worker: Port; close(): void } {
-  const { port1, port2 } = new MessageChannel();
-  port1.start();
-  port2.start();
-  return { main: port1 as unknown as Port, worker: port2 as unknown as Port, close: () => (port1.close(), port2.close()) };
-}
 
 describe('computeWeightsDiff', () => {
   it('finds the two planted low-rank deltas, and reads every byte it announces', async () => {
@@ -73,48 +65,37 @@ describe('computeWeightsDiff', () => {
   });
 });
 
-describe('the worker protocol', () => {
-  it('gives the same diff as in-process, reading through the port in chunks', async () => {
-    const base = await pathFileSet(`${ARCH}/base`);
-    const ft = await pathFileSet(`${ARCH}/ft`);
-    const ch = channel();
-    let reads = 0;
-    const counted = (set: FileSet): FileSet =>
-      new Map(
-        [...set].map(([k, src]): [string, ByteSource] => [
-          k,
-          { name: src.name, size: src.size, read: (o, n, s) => (reads++, src.read(o, n, s)) },
-        ]),
-      );
-    serveWeightsDiff(ch.worker, async () => ({ backend, name: 'cpu (test)' }), 4096);
+describe('the analysis worker', () => {
+  it('gives the same diff as in-process, the worker reading the files itself', async () => {
+    const base = await blobFolder(`${ARCH}/base`);
+    const ft = await blobFolder(`${ARCH}/ft`);
+    const { spawn } = inProcessSpawn();
+    const run = weightsRunner(analysisClient(spawn));
     const seen: DiffProgress[] = [];
-    const out = await runOverPort(ch.main, { base: counted(base), ft: counted(ft), topK: 8 }, (p) => seen.push(p), new AbortController().signal);
-    ch.close();
+    const out = await run({ base, ft, topK: 8 }, (p) => seen.push(p), new AbortController().signal);
     const direct = await diffWeights(await openSafetensorsFolder(base), await openSafetensorsFolder(ft), { backend, topK: 8 });
-    expect(out.backend).toBe('cpu (test)');
+    expect(out.backend).toMatch(/^cpu \(in-process\); both models resident: /);
+    expect(out.memory?.mode).toBe('resident');
     expect(out.result.tensors.map((t) => [t.name, t.frobenius, t.spectral])).toEqual(direct.tensors.map((t) => [t.name, t.frobenius, t.spectral]));
     expect(seen.at(-1)?.done).toBe(direct.tensors.length);
     const weightBytes = readFileSync(`${ARCH}/base/model.safetensors`).length;
-    // Every tensor larger than a chunk takes several reads.
-    expect(reads).toBeGreaterThan((2 * weightBytes) / 4096);
+    expect(seen.at(-1)?.bytesTotal).toBeGreaterThan(weightBytes);
   });
 
-  it('passes a read failure back with the file name, and stops on abort', async () => {
-    const base = await pathFileSet(`${ARCH}/base`);
-    const broken = new Map(base);
-    const weights = base.get('model.safetensors')!;
-    broken.set('model.safetensors', { name: 'model.safetensors', size: weights.size, read: (o, n) => (o === 0 ? weights.read(o, n) : Promise.reject(new Error('model.safetensors: the disk went away'))) });
-    const ch = channel();
-    serveWeightsDiff(ch.worker, async () => ({ backend, name: 'cpu' }));
-    await expect(runOverPort(ch.main, { base, ft: broken, topK: 4 }, () => {}, new AbortController().signal)).rejects.toThrow('model.safetensors: the disk went away');
-    ch.close();
+  it('passes a read failure back with the file name, stops on abort, and refuses a source it cannot send', async () => {
+    const base = await blobFolder(`${ARCH}/base`);
+    const ft = await blobFolder(`${ARCH}/ft`);
+    const truncated = new Map(ft);
+    const w = ft.get('model.safetensors')!;
+    truncated.set('model.safetensors', blobSource(new Blob([(await w.read(0, w.size - 100)).slice()]), 'model.safetensors'));
+    const run = weightsRunner(analysisClient(inProcessSpawn().spawn));
+    await expect(run({ base, ft: truncated, topK: 4 }, () => {}, new AbortController().signal)).rejects.toThrow(/^model\.safetensors: /);
 
-    const ch2 = channel();
-    serveWeightsDiff(ch2.worker, async () => ({ backend, name: 'cpu' }));
     const stop = new AbortController();
-    const run = runOverPort(ch2.main, { base, ft: await pathFileSet(`${ARCH}/ft`), topK: 4 }, () => stop.abort(new Error('cancelled by the test')), stop.signal);
-    await expect(run).rejects.toThrow('cancelled by the test');
-    ch2.close();
+    await expect(run({ base, ft, topK: 4 }, () => stop.abort(new Error('cancelled by the test')), stop.signal)).rejects.toThrow('the analysis was cancelled');
+
+    const local = await pathFileSet(`${ARCH}/ft`);
+    await expect(run({ base, ft: local, topK: 4 }, () => {}, new AbortController().signal)).rejects.toThrow('cannot be read by the analysis worker');
   });
 });
 

@@ -5,7 +5,18 @@ import type { FileSet } from '../io/source.ts';
 import type { Metric } from './metrics.ts';
 import { pairReady, type ModelsSlice } from './models.ts';
 import type { DiffProgress, WeightsRequest } from '../jobs/weights.ts';
-import type { WeightsOutcome } from './weights-protocol.ts';
+import type { MemoryPlan } from '../jobs/memory.ts';
+import type { WeightsDiff } from '../analysis/weights/types.ts';
+
+export interface WeightsOutcome {
+  result: WeightsDiff;
+  /** The backend the spectra ran on, in words. */
+  backend: string;
+  /** The worker's memory plan (both models resident or one at a time, and why). */
+  memory?: MemoryPlan;
+  /** When the result was computed, if it came from the session cache (ms since the epoch). */
+  cachedAt?: number;
+}
 
 /** Singular values kept per tensor: enough for the spectrum plot and the head of the energy curve. */
 export const WEIGHTS_TOP_K = 64;

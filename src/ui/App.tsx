@@ -5,6 +5,7 @@ import { storedLayerOf } from '../state/view.ts';
 import { VIEWS, viewNeedsModels, type View } from '../state/views.ts';
 import { Banner, LinkErrorBanner, LinkNotice } from './Banners.tsx';
 import { CachePanel } from './CachePanel.tsx';
+import { ComputeSelect } from './ComputeSelect.tsx';
 import { DropZone } from './DropZone.tsx';
 import { CopyLinkButton } from './export/CopyLink.tsx';
 import { SessionExportButton } from './export/SessionExport.tsx';
@@ -121,6 +122,7 @@ function ModelsScreen() {
         <DropZone role="base" />
         <DropZone role="ft" />
       </div>
+      <ComputeSelect gpu={gpu} />
       <GpuReport gpu={gpu} />
       <CachePanel />
     </>

@@ -1,15 +1,14 @@
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
-import { workerActivationsRunner } from '../state/activations-client.ts';
 import { connectGpu } from '../state/connect-gpu.ts';
-import { workerCrosscoderRunner } from '../state/crosscoder-client.ts';
 import { indexedDbCache } from '../state/cache.ts';
 import { openModelLoader } from '../state/open-weights.ts';
 import { connectPermalink } from '../state/permalink.ts';
 import { connectLinkModels } from '../state/session.ts';
 import { appStore } from '../state/store.ts';
 import { cachedActivationsRunner, cachedWeightsRunner } from '../state/session-cache.ts';
-import { workerWeightsRunner } from '../state/weights-client.ts';
+import { activationsRunner, analysisClient, browserSpawn, crosscoderRunner, weightsRunner } from '../state/analysis-client.ts';
+import { computeChoice, onComputeChoice } from '../state/compute.ts';
 import { App } from './App.tsx';
 import './app.css';
 
@@ -18,9 +17,12 @@ for (const type of ['dragover', 'drop'] as const) window.addEventListener(type, 
 
 appStore.getState().setModelLoader(openModelLoader);
 appStore.getState().setResultCache(indexedDbCache());
-appStore.getState().setWeightsRunner(cachedWeightsRunner(workerWeightsRunner, appStore));
-appStore.getState().setActivationsRunner(cachedActivationsRunner(workerActivationsRunner(), appStore));
-appStore.getState().setCrosscoderRunner(workerCrosscoderRunner());
+// One analysis worker per session, holding the pair once for every view.
+const client = analysisClient(browserSpawn, () => ({ backend: computeChoice() }));
+onComputeChoice(() => client.release('the compute setting changed'));
+appStore.getState().setWeightsRunner(cachedWeightsRunner(weightsRunner(client), appStore));
+appStore.getState().setActivationsRunner(cachedActivationsRunner(activationsRunner(client), appStore));
+appStore.getState().setCrosscoderRunner(crosscoderRunner(client));
 connectPermalink(appStore, window);
 connectGpu(appStore);
 // Opens the models the link names (by URL or the demo; local files are asked for), else the built-in demo pair.

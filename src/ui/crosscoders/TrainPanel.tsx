@@ -74,7 +74,7 @@ function RunLine({ run, settings }: { run: CcRun; settings: CcSettings }) {
       return null;
     case 'running': {
       const p = run.progress;
-      const label = !p ? 'starting the worker…' : p.stage === 'loading' ? `loading the ${p.label === 'ft' ? 'fine-tuned' : 'base'} model: ${formatBytes(p.done)} of ${formatBytes(p.total)}` : `${STAGES[p.stage] ?? p.stage} ${p.done.toLocaleString('en-US')} of ${p.total.toLocaleString('en-US')}`;
+      const label = !p ? 'starting the worker…' : p.stage === 'loading' ? `loading the ${p.label === 'ft' ? 'fine-tuned' : 'base'} model: ${formatBytes(p.done)} of ${formatBytes(p.total)}` : /^(loading|merging) /.test(p.stage) ? `${p.stage}: ${formatBytes(p.done)} of ${formatBytes(p.total)}` : `${STAGES[p.stage] ?? p.stage} ${p.done.toLocaleString('en-US')} of ${p.total.toLocaleString('en-US')}`;
       const training = p?.stage === 'training';
       return (
         <div className="status run-status" data-testid="cc-progress" data-stage={p?.stage ?? 'starting'}>

@@ -1,0 +1,40 @@
+// Worker entry: the one analysis worker of a browser session (src/jobs/transport.ts, analysis-worker-state.ts).
+import { createWebGpuEngine } from '../analysis/crosscoder/webgpu-engine.ts';
+import { createCpuBackend } from '../gpu/cpu-backend.ts';
+import { DeviceLostError, gpuStatus } from '../gpu/device.ts';
+import { analysisHandlers, openWorkerState, type WorkerDeps, type WorkerOptions } from '../jobs/analysis-worker-state.ts';
+import { serve, type Port } from '../jobs/transport.ts';
+import { createWebGpuBackend } from '../kernels/webgpu-backend.ts';
+
+let onGpu = false;
+
+const deps: WorkerDeps = {
+  // Auto: WebGPU on a hardware adapter, the CPU otherwise (a software adapter such as SwiftShader is
+  // slower than plain JavaScript). WebGPU: the GPU whatever the adapter. CPU: the CPU.
+  async makeBackend(options: WorkerOptions) {
+    const choice = options.backend ?? 'auto';
+    const status = choice === 'cpu' ? null : await gpuStatus();
+    if (status?.available && (choice === 'webgpu' || !status.isFallbackAdapter)) {
+      onGpu = true;
+      const software = status.isFallbackAdapter ? ', a software adapter: slow' : '';
+      return {
+        backend: await createWebGpuBackend(),
+        name: `WebGPU (${status.architecture || status.vendor || 'adapter'}${software}) in a worker`,
+        kind: 'webgpu' as const,
+        limits: { maxBufferSize: status.limits.maxBufferSize, maxStorageBufferBindingSize: status.limits.maxStorageBufferBindingSize },
+      };
+    }
+    onGpu = false;
+    const why = choice === 'cpu' ? ' (chosen)' : !status ? '' : status.available ? ' (the WebGPU adapter is a software fallback)' : ` (${status.reason})`;
+    return { backend: createCpuBackend(), name: `CPU in a worker${why}`, kind: 'cpu' as const };
+  },
+  async makeEngine(d, D) {
+    return onGpu ? createWebGpuEngine(d, D) : undefined;
+  },
+  hostBytes() {
+    const gib = (navigator as { deviceMemory?: number }).deviceMemory;
+    return typeof gib === 'number' && gib > 0 ? gib * 2 ** 30 : undefined;
+  },
+};
+
+serve(self as unknown as Port, (files, options) => openWorkerState(files, options as WorkerOptions, deps), analysisHandlers, (e) => e instanceof DeviceLostError || /device (was )?lost/i.test(e instanceof Error ? e.message : String(e)));
