@@ -55,9 +55,9 @@ export function AmplifySettings({ settings, onChange }: { settings: MethodSettin
   );
 }
 
-export function AmplifyResults({ samples, prompt, decode }: { samples: readonly AmplifiedSample[]; prompt: string; decode(ids: readonly number[]): string }) {
+export function AmplifyResults({ samples, prompt }: { samples: readonly (AmplifiedSample & { text: string })[]; prompt: string }) {
   return (
-    <Section title="Samples per α" actions={<ExportMenu name="amplification" table={() => amplifyTable(samples, decode)} />}>
+    <Section title="Samples per α" actions={<ExportMenu name="amplification" table={() => amplifyTable(samples)} />}>
       <div data-testid="amplify-samples-list">
         {samplesByAlpha(samples).map((g) => (
           <div key={g.alpha} className="m-alpha" data-alpha={g.alpha}>
@@ -67,7 +67,7 @@ export function AmplifyResults({ samples, prompt, decode }: { samples: readonly 
             {g.samples.map((s) => (
               <p key={s.seed} className="m-sample" title={`${s.mode}, seed ${s.seed}`}>
                 <span className="muted">{prompt}</span>
-                {decode(s.ids)}
+                {s.text}
               </p>
             ))}
           </div>

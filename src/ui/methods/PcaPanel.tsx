@@ -1,13 +1,12 @@
 // PCA of δ = h_ft − h_base at a layer: each component's share of the variance, its tokens through the
 // fine-tune's logit lens in both directions, and the places that project most on it.
 import { useMemo, useState } from 'react';
-import type { PcaResult } from '../../analysis/pca/pca.ts';
 import { PCA_HOOKS, type MethodSettings } from '../../state/methods.ts';
 import { ExportMenu } from '../export/ExportMenu.tsx';
 import { formatValue } from '../format.ts';
 import { VarianceBars } from './charts.tsx';
 import { ContextCell, IntField, Section } from './common.tsx';
-import { pcaTable, tokenLabel, varianceShares, type Samples, type TokenTexts } from './method-tables.ts';
+import { pcaTable, tokenLabel, varianceShares, type PcaView, type Samples, type TokenTexts } from './method-tables.ts';
 
 export function PcaSettings({ settings, layers, onChange }: { settings: MethodSettings; layers: number; onChange(patch: Partial<MethodSettings>): void }) {
   return (
@@ -38,7 +37,7 @@ function Tokens({ list, texts }: { list: readonly { id: number; prob: number }[]
   );
 }
 
-export function PcaResults({ result, texts, samples }: { result: PcaResult; texts: TokenTexts; samples: Samples }) {
+export function PcaResults({ result, texts, samples }: { result: PcaView; texts: TokenTexts; samples: Samples }) {
   const [selected, setSelected] = useState(0);
   const shares = useMemo(() => varianceShares(result), [result]);
   const c = result.components[Math.min(selected, result.components.length - 1)];

@@ -5,13 +5,16 @@ import type { AmplifiedSample } from '../../analysis/amplify/amplify.ts';
 import type { HeadDiff, HeadRecovery } from '../../analysis/attention/attention.ts';
 import type { CorpusKlResult } from '../../analysis/logit-diff/kl.ts';
 import type { MiningResult } from '../../analysis/logit-diff/mine.ts';
-import type { PcaResult } from '../../analysis/pca/pca.ts';
+import type { PcaComponent, PcaResult } from '../../analysis/pca/pca.ts';
 import { mergeByteRuns, tokenDisplay } from '../../io/token-text.ts';
 
 /** Token texts by id, as the tokenizer decodes them (a subset: the ids a result names). */
 export type TokenTexts = Readonly<Record<number, string>>;
 /** The corpus a result's places (sample, position) point into: token ids per sample. */
 export type Samples = readonly (readonly number[])[];
+
+/** A PCA result as the view gets it: the components without their d-dimensional directions. */
+export type PcaView = Omit<PcaResult, 'components'> & { components: Omit<PcaComponent, 'direction'>[] };
 
 export interface Table {
   header: string[];
@@ -102,7 +105,7 @@ export function klPositionTable(r: CorpusKlResult): Table {
 }
 
 /** Each component's share of the variance and the running total. */
-export function varianceShares(r: PcaResult): { component: number; ratio: number; cumulative: number }[] {
+export function varianceShares(r: Pick<PcaView, 'components'>): { component: number; ratio: number; cumulative: number }[] {
   let cumulative = 0;
   return r.components.map((c, component) => {
     cumulative += c.varianceRatio;
@@ -110,7 +113,7 @@ export function varianceShares(r: PcaResult): { component: number; ratio: number
   });
 }
 
-export function pcaTable(r: PcaResult, texts: TokenTexts, samples: Samples, tokens = 10): Table {
+export function pcaTable(r: PcaView, texts: TokenTexts, samples: Samples, tokens = 10): Table {
   return {
     header: ['component', 'variance', 'variance_ratio', 'positive_tokens', 'negative_tokens', 'top_context', 'bottom_context'],
     rows: r.components.map((c, i) => {
@@ -135,8 +138,8 @@ export function formatAlpha(alpha: number): string {
 }
 
 /** Samples grouped by α, in the order the α values came. */
-export function samplesByAlpha(samples: readonly AmplifiedSample[]): { alpha: number; samples: AmplifiedSample[] }[] {
-  const groups: { alpha: number; samples: AmplifiedSample[] }[] = [];
+export function samplesByAlpha<S extends AmplifiedSample>(samples: readonly S[]): { alpha: number; samples: S[] }[] {
+  const groups: { alpha: number; samples: S[] }[] = [];
   for (const s of samples) {
     const g = groups.find((x) => Object.is(x.alpha, s.alpha));
     if (g) g.samples.push(s);
@@ -145,8 +148,8 @@ export function samplesByAlpha(samples: readonly AmplifiedSample[]): { alpha: nu
   return groups;
 }
 
-export function amplifyTable(samples: readonly AmplifiedSample[], decode: (ids: readonly number[]) => string): Table {
-  return { header: ['alpha', 'mode', 'seed', 'text', 'ids'], rows: samples.map((s) => [s.alpha, s.mode, s.seed, decode(s.ids), s.ids.join(' ')]) };
+export function amplifyTable(samples: readonly (AmplifiedSample & { text: string })[]): Table {
+  return { header: ['alpha', 'mode', 'seed', 'text', 'ids'], rows: samples.map((s) => [s.alpha, s.mode, s.seed, s.text, s.ids.join(' ')]) };
 }
 
 export interface HeadGrid {
