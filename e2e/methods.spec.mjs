@@ -53,4 +53,33 @@ export const tests = {
     assert.equal(state.methods.mineTop, 20);
     await screenshot('methods-mine');
   },
+
+  async 'methods: PCA, attention and amplification on the demo pair; a clicked head shows both patterns'({ page, url, screenshot }) {
+    await page.goto(url(link({ view: 'methods', methods: { tab: 'pca', pcaComponents: 3, ...SMALL } })));
+    await runMethod(page, 'pca');
+    const ratios = await page.getByTestId('pca-variance').locator('rect.m-bar').evaluateAll((r) => r.map((x) => Number(x.getAttribute('data-ratio'))));
+    assert.equal(ratios.length, 3);
+    const sum = ratios.reduce((a, b) => a + b, 0);
+    assert.ok(ratios.every((r, i) => r > 0 && (i === 0 || r <= ratios[i - 1] + 1e-12)) && sum <= 1 + 1e-9, `variance shares, largest first, sum ≤ 1: ${ratios}`);
+
+    await page.getByTestId('method-tab-attention').click();
+    await runMethod(page, 'attention');
+    const cells = page.getByTestId('attention-js').locator('rect.m-cell');
+    const js = await cells.evaluateAll((r) => r.map((x) => Number(x.getAttribute('data-value'))));
+    assert.ok(js.length >= 2 && js.every((v) => v >= -1e-12) && js.some((v) => v > 1e-6), `JS per head is non-negative and somewhere positive: ${js}`);
+    await cells.nth(1).click();
+    await page.getByTestId('attention-pattern-base').waitFor();
+    await page.getByTestId('attention-pattern-ft').waitFor();
+    const state = JSON.parse(decodeURIComponent(new URL(page.url()).hash.slice('#state='.length)));
+    assert.ok(state.methods.attnHead, 'the clicked head is in the link');
+    await screenshot('methods-attention');
+
+    await page.getByTestId('method-tab-amplify').click();
+    await page.getByTestId('amplify-generate').fill('8');
+    await page.getByTestId('amplify-alphas').fill('0, 2');
+    await runMethod(page, 'amplify');
+    const groups = page.getByTestId('amplify-samples-list').locator('.m-alpha');
+    assert.deepEqual(await groups.evaluateAll((g) => g.map((x) => Number(x.getAttribute('data-alpha')))), [0, 2]);
+    assert.ok((await groups.first().locator('.m-sample').textContent()).length > 0, 'a sample per α');
+  },
 };

@@ -6,7 +6,8 @@ import { mergeByteRuns, tokenDisplay } from '../../io/token-text.ts';
 import type { MethodSettings } from '../../state/methods.ts';
 import { ExportMenu } from '../export/ExportMenu.tsx';
 import { formatValue } from '../format.ts';
-import { HeadHeatmap, PatternMatrix } from './charts.tsx';
+import { Legend } from '../activations/common.tsx';
+import { headColor, HeadHeatmap, PatternMatrix } from './charts.tsx';
 import { Section } from './common.tsx';
 import { attentionTable, headGrid, rankHeads, type TokenTexts } from './method-tables.ts';
 
@@ -29,7 +30,8 @@ export interface AttentionView {
   patching: HeadPatching | null;
 }
 
-const svgIn = (testId: string) => (menu: HTMLElement) => menu.closest('section')?.querySelector<SVGSVGElement>(`svg[data-testid="${testId}"]`);
+/** The section's heatmap and its legend, exported as one figure. */
+const sectionFigure = (menu: HTMLElement) => Array.from(menu.closest('section')?.querySelectorAll<SVGSVGElement>('svg.m-chart, svg.legend') ?? []);
 
 export function AttentionResults({ result, texts, selected, onSelect }: { result: AttentionView; texts: TokenTexts; selected: { layer: number; head: number } | null; onSelect(head: { layer: number; head: number }): void }) {
   const js = useMemo(() => headGrid(result.heads, (h) => h.js), [result.heads]);
@@ -42,12 +44,14 @@ export function AttentionResults({ result, texts, selected, onSelect }: { result
   return (
     <>
       <div className="m-row">
-        <Section title="JS(P_base ‖ P_ft) per layer and head (nats)" actions={<ExportMenu name="attention-heads" svg={svgIn('attention-js')} table={() => attentionTable(result.heads, result.patching?.heads ?? [])} />}>
+        <Section title="JS(P_base ‖ P_ft) per layer and head (nats)" actions={<ExportMenu name="attention-heads" svg={sectionFigure} table={() => attentionTable(result.heads, result.patching?.heads ?? [])} />}>
           <HeadHeatmap grid={js} label="JS" selected={head} onSelect={select} testId="attention-js" />
+          <Legend color={headColor(js.max)} domain={[0, js.max > 0 ? js.max : 1]} title="JS (nats)" width={180} />
         </Section>
         {recovery && result.patching && (
-          <Section title={`Head patching ft → base: recovery of KL ${formatValue(result.patching.klFtBase)}`} actions={<ExportMenu name="attention-patching" svg={svgIn('attention-recovery')} />}>
+          <Section title={`Head patching ft → base: recovery of KL ${formatValue(result.patching.klFtBase)}`} actions={<ExportMenu name="attention-patching" svg={sectionFigure} />}>
             <HeadHeatmap grid={recovery} label="recovery" selected={head} onSelect={select} testId="attention-recovery" />
+            <Legend color={headColor(recovery.max)} domain={[0, recovery.max > 0 ? recovery.max : 1]} title="|recovery| (the tooltip gives the sign)" width={180} />
           </Section>
         )}
       </div>

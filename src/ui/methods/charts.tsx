@@ -140,7 +140,10 @@ export function VarianceBars({ shares, selected, onSelect, testId, width = 360, 
   return <svg ref={ref} width={width} height={height} className="m-chart" data-testid={testId} role="img" aria-label="share of the variance by component" />;
 }
 
-/** The layer × head grid of a measure; a click selects a head (shown framed). */
+/** The heatmap's colour for |value| on a grid whose largest magnitude is `max` (also its legend's). */
+export const headColor = (max: number) => d3.scaleSequential(d3.interpolateViridis).domain([0, max > 0 ? max : 1]);
+
+/** The layer × head grid of a measure, coloured by magnitude; a click selects a head (shown framed). */
 export function HeadHeatmap({ grid, label, selected, onSelect, testId, cell = 22 }: { grid: HeadGrid; label: string; selected: { layer: number; head: number } | null; onSelect(layer: number, head: number): void; testId: string; cell?: number }) {
   const ref = useRef<SVGSVGElement>(null);
   const select = useRef(onSelect);
@@ -154,7 +157,7 @@ export function HeadHeatmap({ grid, label, selected, onSelect, testId, cell = 22
   useEffect(() => {
     const svg = d3.select(ref.current!);
     svg.selectAll('*').remove();
-    const color = d3.scaleSequential(d3.interpolateViridis).domain([0, grid.max > 0 ? grid.max : 1]);
+    const color = headColor(grid.max);
     const cells = grid.value.flatMap((row, layer) => row.map((v, head) => ({ layer, head, v })));
     svg
       .append('g')
