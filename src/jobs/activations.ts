@@ -7,6 +7,11 @@ import { promptDifferences, type HookKind } from '../analysis/activations/differ
 import { differentialLogitLens, type LensTop } from '../analysis/activations/lens.ts';
 import { activationPatching, modelStitching, type PatchingResult, type PositionsCompared, type StitchingResult } from '../analysis/activations/patching.ts';
 import type { ModelPair, Progress } from '../analysis/activations/run.ts';
+import { amplify, type AmplifiedSample, type AmplifyMode } from '../analysis/amplify/amplify.ts';
+import { attentionDiff, corpusAttentionDiff, headPatching, type HeadDiff, type HeadPatching, type LayerPatterns } from '../analysis/attention/attention.ts';
+import { corpusKl, type CorpusKlResult } from '../analysis/logit-diff/kl.ts';
+import { diffMining, type MiningResult } from '../analysis/logit-diff/mine.ts';
+import { activationDiffPca, type PcaHookKind, type PcaResult } from '../analysis/pca/pca.ts';
 import { FormatError } from '../io/source.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import type { Backend } from '../model/backend.ts';
@@ -40,7 +45,12 @@ export type ActivationRequest =
   | { task: 'deltas'; prompt: string; kind: HookKind }
   | ({ task: 'adl'; layer: number; top: number } & CorpusSettings)
   | ({ task: 'steer'; layer: number; position: number; prompt: string; strengths: number[]; maxNew: number } & CorpusSettings)
-  | { task: 'patching'; prompt: string; positions: PositionsCompared };
+  | { task: 'patching'; prompt: string; positions: PositionsCompared }
+  | ({ task: 'mine'; k: number; top: number; topics: number } & CorpusSettings)
+  | ({ task: 'kl'; top: number } & CorpusSettings)
+  | ({ task: 'pca'; layer: number; hook: PcaHookKind; components: number } & CorpusSettings)
+  | { task: 'amplify'; prompt: string; alphas: number[]; mode: AmplifyMode; maxNew: number; samples: number; seed: number; temperature: number }
+  | ({ task: 'attention'; prompt: string; overCorpus: boolean } & CorpusSettings);
 
 export type ActivationTask = ActivationRequest['task'];
 
@@ -116,7 +126,37 @@ export interface PatchResult {
   tokens: TokenTexts;
 }
 
-export type ActivationResult = LensResult | DeltasResult | AdlResult | SteerResult | PatchResult;
+/** The corpus methods' results name places (sample, position): the samples' token ids come along to show them. */
+interface CorpusPlaces {
+  corpusSamples: number[][];
+  tokens: TokenTexts;
+}
+
+export type MineTaskResult = { task: 'mine'; result: MiningResult } & CorpusPlaces;
+export type KlTaskResult = { task: 'kl'; result: CorpusKlResult } & CorpusPlaces;
+/** The components without their d-dimensional directions (not shown; a worker need not send them). */
+export type PcaTaskResult = { task: 'pca'; result: Omit<PcaResult, 'components'> & { components: Omit<PcaResult['components'][number], 'direction'>[] } } & CorpusPlaces;
+
+export interface AmplifyResult {
+  task: 'amplify';
+  prompt: string;
+  samples: (AmplifiedSample & { text: string })[];
+}
+
+export interface AttentionResult {
+  task: 'attention';
+  ids: number[];
+  /** JS per head, on the prompt or (overCorpus) averaged over the corpus samples. */
+  heads: HeadDiff[];
+  corpusSamples: number | null;
+  /** Both models' patterns on the prompt, and head patching on it. */
+  base: LayerPatterns[];
+  ft: LayerPatterns[];
+  patching: HeadPatching;
+  tokens: TokenTexts;
+}
+
+export type ActivationResult = LensResult | DeltasResult | AdlResult | SteerResult | PatchResult | MineTaskResult | KlTaskResult | PcaTaskResult | AmplifyResult | AttentionResult;
 export type ResultFor<T extends ActivationTask> = Extract<ActivationResult, { task: T }>;
 
 export interface PairInfo {
@@ -284,5 +324,49 @@ export async function runActivationTask(loaded: LoadedPair, req: ActivationReque
       const ftBelow = await modelStitching(pair, ids, { lower: 'ft', positions: req.positions, ...run });
       return { task: 'patching', ids, patching, baseBelow, ftBelow, tokens: tokenTexts(tokenizer, ids) };
     }
+    case 'mine': {
+      const corpus = corpusSamples(loaded, req);
+      const result = await diffMining(pair, corpus.samples, { k: req.k, top: req.top, topics: req.topics, ...run });
+      const ids = [...result.tokens.map((t) => t.id), ...result.topics.flatMap((t) => t.tokens.map((x) => x.id))];
+      return { task: 'mine', result, ...places(tokenizer, corpus, ids) };
+    }
+    case 'kl': {
+      const corpus = corpusSamples(loaded, req);
+      const result = await corpusKl(pair, corpus.samples, { top: req.top, ...run });
+      const ids = result.topContexts.flatMap((c) => [...c.baseTop, ...c.ftTop].map((t) => t.id));
+      return { task: 'kl', result, ...places(tokenizer, corpus, ids) };
+    }
+    case 'pca': {
+      const corpus = corpusSamples(loaded, req);
+      const r = await activationDiffPca(pair, corpus.samples, { layer: req.layer, kind: req.hook, components: req.components, ...run });
+      const components = r.components.map(({ direction: _, ...c }) => c);
+      const ids = components.flatMap((c) => [...c.positiveTokens, ...c.negativeTokens].map((t) => t.id));
+      return { task: 'pca', result: { ...r, components }, ...places(tokenizer, corpus, ids) };
+    }
+    case 'amplify': {
+      const ids = promptTokens(tokenizer, req.prompt);
+      const stop = tokenizer.eosId === undefined ? [] : [tokenizer.eosId];
+      const samples = await amplify(pair, ids, { alphas: req.alphas, mode: req.mode, maxNew: req.maxNew, samples: req.samples, seed: req.seed, temperature: req.temperature, stop });
+      return { task: 'amplify', prompt: req.prompt, samples: samples.map((x) => ({ ...x, text: tokenizer.decode(x.ids.filter((id) => !stop.includes(id))) })) };
+    }
+    case 'attention': {
+      const ids = promptTokens(tokenizer, req.prompt);
+      const onPrompt = await attentionDiff(pair, ids);
+      let heads = onPrompt.heads;
+      let corpusCount: number | null = null;
+      if (req.overCorpus) {
+        const corpus = corpusSamples(loaded, req);
+        heads = await corpusAttentionDiff(pair, corpus.samples, run);
+        corpusCount = corpus.samples.length;
+      }
+      const patching = await headPatching(pair, ids, run);
+      return { task: 'attention', ids, heads, corpusSamples: corpusCount, base: onPrompt.base, ft: onPrompt.ft, patching, tokens: tokenTexts(tokenizer, ids) };
+    }
   }
+}
+
+/** The corpus samples a result's places point into, and the text of their tokens and of `ids`. */
+function places(tokenizer: Tokenizer, corpus: TokenizedCorpus, ids: readonly number[]): CorpusPlaces {
+  const corpusSamples = corpus.samples.map((s) => [...s]);
+  return { corpusSamples, tokens: tokenTexts(tokenizer, [...ids, ...corpusSamples.flat()]) };
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { connectPermalink, decodeLink, encodeLink, MAX_HASH_LENGTH, MAX_POSITION, MAX_PROMPT_LENGTH, MAX_TENSOR_NAME_LENGTH, pickLinkState, STORE_KEYS, type LocationLike } from './permalink.ts';
 import { DEFAULT_CC_SETTINGS, DEFAULT_LATENT_FILTER } from './crosscoder.ts';
+import { DEFAULT_METHOD_SETTINGS } from './methods.ts';
 import { createAppStore } from './store.ts';
 
 const link = (state: unknown) => '#state=' + encodeURIComponent(JSON.stringify(state));
@@ -41,6 +42,7 @@ describe('decodeLink', () => {
       ccSettings: { samples: 24, tokensPerSample: 24, dict: 64, k: 4, steps: 30, lr: 0.01, batch: 64, auxAlpha: 0 },
       latent: 17,
       latentFilter: { cls: 'ft-only' as const, fmin: -4, fmax: -1, rmin: 0, rmax: 0.2, q: ' sea', sort: 'frequency' as const },
+      methods: { ...DEFAULT_METHOD_SETTINGS, tab: 'attention' as const, alphas: [-1, 0, 2.5], pcaLayer: 3, attnHead: { layer: 2, head: 1 } },
     };
     const hash = encodeLink(state, defaults);
     expect(hash.startsWith('state=')).toBe(true);

@@ -7,6 +7,7 @@ import { HOOK_KINDS } from '../analysis/activations/differences.ts';
 import { DELTA_SCALES, MAX_ADL_SAMPLES, MAX_TOKENS_PER_SAMPLE, PATCH_POSITIONS } from './activations.ts';
 import { MIN_TOKENS_PER_SAMPLE } from '../jobs/activations.ts';
 import { ccSettingsLink, latentFilterLink, MAX_LATENT } from './crosscoder.ts';
+import { methodSettingsLink } from './methods.ts';
 import { METRICS } from './metrics.ts';
 import { modelRefsSchema } from './model-ref.ts';
 import { VIEWS } from './views.ts';
@@ -66,6 +67,7 @@ export const STORE_KEYS = {
   ccSteer: { link: false },
   ccPair: { link: false },
   ccRunner: { link: false },
+  methods: { link: methodSettingsLink },
 } as const satisfies Record<DataKey, { link: z.ZodType | false; param?: string }>;
 
 type Keys = typeof STORE_KEYS;
@@ -95,6 +97,7 @@ const linkShape = {
   ccSettings: STORE_KEYS.ccSettings.link.optional(),
   latent: STORE_KEYS.latent.link.optional(),
   latentFilter: STORE_KEYS.latentFilter.link.optional(),
+  methods: STORE_KEYS.methods.link.optional(),
 } satisfies Record<LinkKey, z.ZodType>;
 
 /** The name a key has in links (the model refs travel as "models"). */

@@ -3,12 +3,13 @@ import { useStore } from 'zustand';
 import { activationsPairIsCurrent, createActivationsSlice, type ActivationsSlice } from './activations.ts';
 import { createCrosscoderSlice, crosscoderPairIsCurrent, type CrosscoderSlice } from './crosscoder.ts';
 import { createGpuSlice, type GpuSlice } from './gpu.ts';
+import { createMethodsSlice, type MethodsSlice } from './methods.ts';
 import { createModelsSlice, pairReady, type ModelsSlice } from './models.ts';
 import { createSessionSlice, keepModelRefsCurrent, ROLES, wantedRef, type SessionSlice } from './session.ts';
 import { createViewSlice, type ViewSlice } from './view.ts';
 import { createWeightsSlice, runIsCurrent, type WeightsSlice } from './weights.ts';
 
-export type AppState = GpuSlice & ModelsSlice & ViewSlice & WeightsSlice & ActivationsSlice & SessionSlice & CrosscoderSlice;
+export type AppState = GpuSlice & ModelsSlice & ViewSlice & WeightsSlice & ActivationsSlice & SessionSlice & CrosscoderSlice & MethodsSlice;
 export type AppStore = StoreApi<AppState>;
 
 /** A fresh store; tests make their own, the app uses `appStore`. */
@@ -21,6 +22,7 @@ export function createAppStore(): AppStore {
     ...createActivationsSlice(...a),
     ...createSessionSlice(...a),
     ...createCrosscoderSlice(...a),
+    ...createMethodsSlice(...a),
   }));
   keepModelRefsCurrent(store);
   forgetPairViewOnModelChange(store);

@@ -1,5 +1,5 @@
 /** The app's views, in rail order. `models` is the start screen; the others need both models loaded. */
-export const VIEWS = ['models', 'weights', 'lens', 'adl', 'patching', 'crosscoders'] as const;
+export const VIEWS = ['models', 'weights', 'lens', 'adl', 'patching', 'crosscoders', 'methods'] as const;
 export type View = (typeof VIEWS)[number];
 
 export function viewNeedsModels(view: View): boolean {

@@ -14,6 +14,7 @@ import { LensView } from './activations/LensView.tsx';
 import { PatchingView } from './activations/PatchingView.tsx';
 import { CrosscodersView } from './crosscoders/CrosscodersView.tsx';
 import { BackendBadge, GpuReport } from './GpuReport.tsx';
+import { MethodsView } from './methods/MethodsView.tsx';
 import { VIEW_LABELS } from './labels.ts';
 import { WeightsView } from './weights/WeightsView.tsx';
 
@@ -61,7 +62,7 @@ export function App() {
             </button>
           </Banner>
         )}
-        {!loaded ? <ModelsScreen /> : view === 'weights' ? <WeightsView /> : view === 'lens' ? <LensView /> : view === 'adl' ? <AdlView /> : view === 'patching' ? <PatchingView /> : view === 'crosscoders' ? <CrosscodersView /> : <ModelsScreen />}
+        {!loaded ? <ModelsScreen /> : view === 'weights' ? <WeightsView /> : view === 'lens' ? <LensView /> : view === 'adl' ? <AdlView /> : view === 'patching' ? <PatchingView /> : view === 'crosscoders' ? <CrosscodersView /> : view === 'methods' ? <MethodsView /> : <ModelsScreen />}
       </main>
     </div>
   );

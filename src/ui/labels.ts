@@ -8,6 +8,7 @@ export const VIEW_LABELS: Record<View, string> = {
   adl: 'ADL',
   patching: 'Patching',
   crosscoders: 'Crosscoders',
+  methods: 'Methods',
 };
 
 export const ROLE_LABELS: Record<Role, string> = { base: 'Base model', ft: 'Fine-tuned model' };

@@ -121,7 +121,7 @@ function CorpusSizeForm({ samples, tokens }: { samples: number; tokens: number }
 }
 
 /** Which corpus, how much of it the run used, and a way to drop another. */
-function CorpusLine({ result }: { result: AdlResult | null }) {
+export function CorpusLine({ result }: { result: AdlResult | null }) {
   const corpus = useApp((s) => s.corpus);
   const setCorpusText = useApp((s) => s.setCorpusText);
   const setCorpusState = useApp((s) => s.setCorpusState);

@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_METHOD_SETTINGS, parseAlphas } from './methods.ts';
+import { decodeLink } from './permalink.ts';
+
+const link = (state: unknown) => '#state=' + encodeURIComponent(JSON.stringify(state));
+
+describe('the Methods view in permalinks', () => {
+  it('reads a subset of the settings and keeps the defaults for the rest', () => {
+    expect(decodeLink(link({ methods: { tab: 'kl', klTop: 7 } }))).toEqual({ ok: true, state: { methods: { ...DEFAULT_METHOD_SETTINGS, tab: 'kl', klTop: 7 } } });
+  });
+
+  it('rejects an unknown tab, an unknown field and a bad α list, naming the field', () => {
+    for (const [methods, key] of [
+      [{ tab: 'sae' }, 'methods.tab'],
+      [{ nope: 1 }, 'nope'],
+      [{ alphas: [] }, 'methods.alphas'],
+      [{ alphas: [1, 2, 3, 4, 5, 6, 7, 8, 9] }, 'methods.alphas'],
+      [{ mineK: 0 }, 'methods.mineK'],
+      [{ attnHead: { layer: -1, head: 0 } }, 'methods.attnHead.layer'],
+    ] as const) {
+      const r = decodeLink(link({ methods }));
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.message).toContain(key);
+    }
+  });
+});
+
+describe('parseAlphas', () => {
+  it('reads commas and spaces, negatives and decimals', () => {
+    expect(parseAlphas('0, 1 2.5,-1')).toEqual({ ok: true, alphas: [0, 1, 2.5, -1] });
+  });
+  it('names the bad entry', () => {
+    expect(parseAlphas('1, x')).toEqual({ ok: false, message: 'α must be a number between −100 and 100, got "x"' });
+    expect(parseAlphas(' ')).toEqual({ ok: false, message: 'give at least one α' });
+    expect(parseAlphas('1e9')).toEqual({ ok: false, message: 'α must be a number between −100 and 100, got "1e9"' });
+  });
+});
