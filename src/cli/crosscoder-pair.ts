@@ -11,7 +11,7 @@ import { FormatError } from '../io/source.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import type { Backend } from '../model/backend.ts';
 import { PairedRunner, type ModelSource } from '../model/paired.ts';
-import { checkMemory, openPairAt } from './models.ts';
+import { checkMemory, openPairAt, type Values } from './models.ts';
 
 export interface OpenedPair {
   readonly base: ModelSource;
@@ -22,9 +22,9 @@ export interface OpenedPair {
   readonly nLayers: number;
 }
 
-/** `tokenizerPath` (--tokenizer) replaces the tokenizer found beside the models. */
-export async function openPair(basePath: string, ftPath: string, backend: Backend, signal?: AbortSignal, tokenizerPath?: string): Promise<OpenedPair> {
-  const opened = await openPairAt(basePath, ftPath, tokenizerPath ? { tokenizer: tokenizerPath } : {});
+/** `values`: the command's options (--tokenizer replaces the tokenizer found beside the models; --allow-nonfinite). */
+export async function openPair(basePath: string, ftPath: string, backend: Backend, values: Values, signal?: AbortSignal): Promise<OpenedPair> {
+  const opened = await openPairAt(basePath, ftPath, values);
   checkMemory(opened, backend);
   const { base, ft } = opened.sources(backend);
   if (!opened.tokenizer) throw new FormatError(basePath, 'has no tokenizer (tokenizer.json, or one inside the GGUF / beside the llama2.c file), so the corpus cannot be tokenized; give one with --tokenizer');

@@ -362,7 +362,7 @@ async function runTrain(args: string[], values: Values): Promise<TrainSummary> {
   const interrupt = interruptSignal();
   try {
     const be = createCpuBackend();
-    const pair = await openPair(basePath, ftPath, be, interrupt.signal, str(values, 'tokenizer'));
+    const pair = await openPair(basePath, ftPath, be, values, interrupt.signal);
     const prepared = await activations('train', pair, be, values, {}, interrupt.signal);
     const acts = prepared.acts;
     const d = acts.d;
@@ -545,7 +545,7 @@ async function runLatents(args: string[], values: Values): Promise<LatentsResult
       return j;
     });
     const be = createCpuBackend();
-    const pair = await openPair(basePath, ftPath, be, interrupt.signal, str(values, 'tokenizer'));
+    const pair = await openPair(basePath, ftPath, be, values, interrupt.signal);
     const hookKind = model.info.hook_kind;
     const layer = intInfo(model, 'layer');
     const tokensPerSample = intInfo(model, 'tokens_per_sample');

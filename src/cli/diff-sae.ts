@@ -55,7 +55,7 @@ async function deltas(basePath: string, ftPath: string, values: Values, s: Setti
   const corpus = str(values, 'corpus');
   if (!corpus) throw new UsageError('diff-sae needs --corpus <file> (a text file, one sample per line)');
   const be = createCpuBackend();
-  const pair = await openPair(basePath, ftPath, be, undefined, str(values, 'tokenizer'));
+  const pair = await openPair(basePath, ftPath, be, values);
   if (s.layer !== undefined && s.layer >= pair.nLayers) throw new UsageError(`--layer ${s.layer} is outside 0..${pair.nLayers - 1}`);
   const prepared = await prepareActivations(pair, be, {
     corpusPath: corpus,

@@ -13,10 +13,10 @@ export const inspect: Command = {
   summary: 'architecture, parameter count, dtypes and tensors of a model (or a PEFT adapter)',
   usage: '<model>',
   options: {},
-  async run(positionals) {
+  async run(positionals, values) {
     const [path, extra] = positionals;
     if (!path || extra !== undefined) throw new UsageError('inspect takes one model: a Hugging Face folder, a .gguf file, a llama2.c .bin or a PEFT adapter folder');
-    const opened = await openModelAt(path, 'model');
+    const opened = await openModelAt(path, 'model', values);
     const tensors = [...opened.store.tensors.values()].map((t) => ({ name: t.name, shape: [...t.shape], dtype: t.dtype }));
     const dtypes: Record<string, number> = {};
     let stored = 0;

@@ -4,7 +4,9 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { commands } from './commands.ts';
 import { UsageError } from './errors.ts';
+import { nonFiniteSummary } from '../io/finite.ts';
 import { jsonText } from './format.ts';
+import { runNotes } from './models.ts';
 
 function usage(): string {
   const lines = ['usage: neurodiff <command> [options]', '', 'commands:'];
@@ -25,7 +27,7 @@ async function main(argv: string[]): Promise<number> {
     args: rest,
     allowPositionals: true,
     strict: true,
-    options: { ...command.options, json: { type: 'boolean' }, debug: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: { ...command.options, json: { type: 'boolean' }, 'allow-nonfinite': { type: 'boolean' }, debug: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
   };
   let parsed;
   try {
@@ -38,8 +40,27 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const result = await command.run(parsed.positionals, parsed.values as Record<string, unknown>);
-  process.stdout.write(parsed.values.json || !command.format ? jsonText(result) : command.format(result));
+  const { notes, lines } = runNoteFields();
+  if (parsed.values.json || !command.format) process.stdout.write(jsonText(typeof result === 'object' && result !== null && !Array.isArray(result) ? { ...result, ...notes } : result));
+  else process.stdout.write(lines.map((l) => `${l}\n`).join('') + command.format(result));
   return 0;
+}
+
+/** What every result carries (runNotes): the memory plan of a loaded pair, and the non-finite weights --allow-nonfinite let through. */
+function runNoteFields(): { notes: Record<string, unknown>; lines: string[] } {
+  const notes: Record<string, unknown> = {};
+  const lines: string[] = [];
+  const m = runNotes.memory;
+  if (m) {
+    notes.memory = { mode: m.mode, reason: m.reason, pair_bytes: m.pairBytes, model_bytes: m.modelBytes, budget_bytes: Number.isFinite(m.budgetBytes) ? m.budgetBytes : null };
+    lines.push(`memory: ${m.reason}`);
+  }
+  const nonfinite = nonFiniteSummary(...runNotes.stores);
+  if (nonfinite) {
+    notes.nonfinite = nonfinite;
+    lines.push(`warning: ${nonfinite}`);
+  }
+  return { notes, lines };
 }
 
 const debug = process.argv.includes('--debug');

@@ -12,6 +12,7 @@ import { externalDataLocations } from '../io/onnx.ts';
 import { openModel, type OpenedModel } from '../io/open-model.ts';
 import { FormatError, readJson, readText, type ByteSource, type FileSet } from '../io/source.ts';
 import { hfTokenizer, type Tokenizer } from '../io/tokenizer.ts';
+import type { WeightStore } from '../io/store.ts';
 import type { Backend } from '../model/backend.ts';
 import { loadModelFromStore } from '../model/load.ts';
 import { loraAdapterFromStore, type LoraAdapter } from '../model/lora.ts';
@@ -45,8 +46,19 @@ export async function filesAt(path: string, what: string): Promise<FileSet> {
   return files;
 }
 
-export async function openModelAt(path: string, what: string): Promise<OpenedModel> {
-  return openModel(await filesAt(path, what));
+/**
+ * What this run's result must carry (main.ts attaches it to the JSON and the text): the memory plan of
+ * the pair, and every store opened, whose non-finite weights --allow-nonfinite let through.
+ */
+export const runNotes: { memory?: MemoryPlan; stores: WeightStore[] } = { stores: [] };
+
+/** --allow-nonfinite: go on past NaN/infinite weights, flagging every result, instead of refusing. */
+const allowNonfinite = (values: Values) => values['allow-nonfinite'] === true;
+
+export async function openModelAt(path: string, what: string, values: Values): Promise<OpenedModel> {
+  const opened = await openModel(await filesAt(path, what), { allowNonfinite: allowNonfinite(values) });
+  runNotes.stores.push(opened.store);
+  return opened;
 }
 
 /** --tokenizer: a tokenizer.json or a llama2.c tokenizer .bin. */
@@ -84,12 +96,12 @@ export interface LoadedModel {
 
 /** One model argument, with --adapter and --tokenizer applied. */
 export async function loadModelArg(path: string, backend: Backend, values: Values): Promise<LoadedModel> {
-  const opened = await openModelAt(path, 'model');
+  const opened = await openModelAt(path, 'model', values);
   if (opened.kind === 'peft-adapter') throw new FormatError(path, 'is a PEFT adapter: give the model it adapts, and the adapter with --adapter');
   const adapterPath = str(values, 'adapter');
   let adapter: LoraAdapter | undefined;
   if (adapterPath) {
-    const a = await openModelAt(adapterPath, 'adapter');
+    const a = await openModelAt(adapterPath, 'adapter', values);
     if (a.kind !== 'peft-adapter') throw new FormatError(adapterPath, 'is not a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)');
     adapter = adapterOf(a, adapterPath);
   }
@@ -117,15 +129,16 @@ export async function openPairAt(basePath: string, ftPath: string, values: Value
   const tokenizerPath = str(values, 'tokenizer');
   const opened = await openPair(
     { base: await filesAt(basePath, 'base model'), ft: await filesAt(ftPath, ftWhat) },
-    { labels: { base: basePath, ft: ftPath }, ...(tokenizerPath ? { tokenizer: (vocab: number) => readTokenizerFile(tokenizerPath, vocab) } : {}) },
+    { labels: { base: basePath, ft: ftPath }, allowNonfinite: allowNonfinite(values), ...(tokenizerPath ? { tokenizer: (vocab: number) => readTokenizerFile(tokenizerPath, vocab) } : {}) },
   );
+  runNotes.stores.push(opened.base.store, opened.ft.store);
   for (const w of opened.warnings) process.stderr.write(`${w}\n`);
   return opened;
 }
 
 /** Refuses, with the numbers, a pair whose models do not fit this machine's memory (os.totalmem()), before anything large is allocated. */
 export function checkMemory(opened: OpenedPair, backend: Backend): MemoryPlan {
-  return planMemory(opened, { backend: backend.name === 'webgpu' ? 'webgpu' : 'cpu', hostBytes: totalmem() });
+  return (runNotes.memory = planMemory(opened, { backend: backend.name === 'webgpu' ? 'webgpu' : 'cpu', hostBytes: totalmem() }));
 }
 
 /** `<base> <ft>` opened and both models loaded on `backend`. */

@@ -16,7 +16,7 @@ import { CORPUS_OPTIONS, corpusSamples, type AdlJson } from './adl.ts';
 import type { Command } from './commands.ts';
 import { plural } from './format.ts';
 import { UsageError } from './errors.ts';
-import { filesAt, intOption, needTokenizer, openPairAt, pickBackend, readCorpus, stderrProgress, str, tokenText, type Values } from './models.ts';
+import { checkMemory, filesAt, intOption, needTokenizer, openPairAt, pickBackend, readCorpus, stderrProgress, str, tokenText, type Values } from './models.ts';
 
 export const REPORT_FORMAT = 'neurodiff-report';
 /** Small by default so a report takes seconds on small models; raise them for real ones. */
@@ -83,6 +83,7 @@ export const report: Command = {
     const onProgress = stderrProgress();
 
     const opened = await openPairAt(basePath, ftPath, values);
+    checkMemory(opened, backend);
     process.stderr.write('report: weight diff\n');
     const diff = await weightsJob(opened, { topK }, { backend, onProgress: (p) => onProgress({ stage: `weights ${p.name}`, done: p.done, total: p.total }) });
 

@@ -26,11 +26,11 @@ export const taskVectors: Command = {
     const lambdasText = str(values, 'lambdas');
     const out = str(values, 'out');
     if ((lambdasText === undefined) !== (out === undefined)) throw new UsageError('task arithmetic needs both --lambdas and --out');
-    const base = await openModelAt(basePath, 'base model');
+    const base = await openModelAt(basePath, 'base model', values);
     if (base.kind === 'peft-adapter') throw new FormatError(basePath, 'is a PEFT adapter; give the model it adapts as <base>');
     const fts: WeightStore[] = [];
     for (const path of ftPaths) {
-      const ft = await openModelAt(path, 'fine-tuned model');
+      const ft = await openModelAt(path, 'fine-tuned model', values);
       fts.push(ft.kind === 'peft-adapter' ? mergedStore(base.store, loraAdapterFromStore(ft.store, ft.config, join(path, 'adapter_config.json'))) : ft.store);
     }
     const onProgress = (done: number, total: number) => {

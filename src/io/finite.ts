@@ -115,5 +115,5 @@ export function nonFiniteSummary(...stores: readonly (WeightStore | undefined)[]
   }
   if (parts.length === 0) return null;
   const shown = parts.slice(0, 5).join(', ') + (parts.length > 5 ? `, and ${parts.length - 5} more` : '');
-  return `${parts.length} tensor${parts.length === 1 ? '' : 's'} hold NaN or infinite values, so results computed from them are not meaningful: ${shown}`;
+  return `${parts.length} ${parts.length === 1 ? 'tensor holds' : 'tensors hold'} NaN or infinite values, so results computed from them are not meaningful: ${shown}`;
 }

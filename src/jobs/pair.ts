@@ -24,6 +24,8 @@ export interface OpenPairOptions {
   labels?: { base?: string; ft?: string };
   /** Replaces the tokenizer found beside the models (the CLI's --tokenizer). */
   tokenizer?: (vocab: number) => Promise<Tokenizer>;
+  /** Go on past NaN/infinite weights, recording them in each store (nonFiniteSummary) instead of refusing. */
+  allowNonfinite?: boolean;
 }
 
 export interface PairInfo {
@@ -64,10 +66,11 @@ export interface LoadPairOptions {
 const configLabel = (opened: OpenedModel, label: string) => (opened.kind === 'hf' ? `${label} (config.json)` : label);
 
 export async function openPair(files: PairFiles, opts: OpenPairOptions = {}): Promise<OpenedPair> {
-  const base = await openModel(files.base);
+  const open = { allowNonfinite: opts.allowNonfinite === true };
+  const base = await openModel(files.base, open);
   const baseLabel = opts.labels?.base ?? base.label;
   if (base.kind === 'peft-adapter') throw new FormatError(baseLabel, 'is a PEFT adapter, not a model: give the model it was trained on as the base, and the adapter as the fine-tuned model');
-  const ft = await openModel(files.ft);
+  const ft = await openModel(files.ft, open);
   const ftLabel = opts.labels?.ft ?? ft.label;
   const adapter = ft.kind === 'peft-adapter' ? loraAdapterFromStore(ft.store, ft.config, opts.labels?.ft ? `${ftLabel}/adapter_config.json` : 'adapter_config.json') : undefined;
   // Parsed on first use: the weight diff compares tensors and needs no architecture the forward pass knows.
