@@ -98,9 +98,10 @@ export const tests = {
   },
 
   async 'on WebGPU the demo pair\'s lens runs in the worker and matches the CPU backend'({ url, newPage, screenshot }) {
-    const address = url(link({ view: 'lens', prompt: 'Once upon a time' }));
+    const address = url(link({ view: 'lens', prompt: 'Once upon' }));
     const { cpu, gpu } = await bothBackends(newPage, (page) => page.goto(address), ['lens', 'deltas']);
     for (const task of ['lens', 'deltas']) {
+      console.log(`     ${task} on WebGPU: ${gpu.done[task].text}`);
       assert.match(gpu.done[task].text, /on the WebGPU \(.*\) in a worker/, `the ${task} status line names the WebGPU backend`);
       assert.match(cpu.done[task].text, /on the CPU in a worker \(chosen\)/);
       const [g, c] = [gpu, cpu].map((r) => r.report.results.activations[task]);
