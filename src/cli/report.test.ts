@@ -64,7 +64,11 @@ describe('neurodiff report', () => {
     expect(r.code, r.stderr).toBe(0);
     const printed = JSON.parse(r.stdout) as ReportJson;
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as ReportJson;
-    expect(printed).toEqual(report);
+    // stdout adds the run's memory plan (every pair command's --json has it); the file holds the report.
+    const { memory, ...printedReport } = printed as ReportJson & { memory?: { mode: string; pair_bytes: number } };
+    expect(printedReport).toEqual(report);
+    expect(memory?.mode).toBe('resident');
+    close(memory?.pair_bytes ?? 0, 25_197_792, 0, 0.01);
     expect((await readdir(out)).sort()).toEqual(['adl-tokens.csv', 'patching.svg', 'report.json', 'spectrum.svg', 'stitching.svg', 'weights-heatmap.svg']);
     expect(report.figures).toEqual({
       report: 'report.json',
