@@ -9,7 +9,7 @@ describe('the Methods view in permalinks', () => {
     expect(decodeLink(link({ methods: { tab: 'kl', klTop: 7 } }))).toEqual({ ok: true, state: { methods: { ...DEFAULT_METHOD_SETTINGS, tab: 'kl', klTop: 7 } } });
   });
 
-  it('rejects an unknown tab, an unknown field and a bad α list, naming the field', () => {
+  it('leaves out an unknown tab, an unknown field or a bad α list, naming the field, and keeps the rest of the link', () => {
     for (const [methods, key] of [
       [{ tab: 'sae' }, 'methods.tab'],
       [{ nope: 1 }, 'nope'],
@@ -18,9 +18,13 @@ describe('the Methods view in permalinks', () => {
       [{ mineK: 0 }, 'methods.mineK'],
       [{ attnHead: { layer: -1, head: 0 } }, 'methods.attnHead.layer'],
     ] as const) {
-      const r = decodeLink(link({ methods }));
-      expect(r.ok).toBe(false);
-      if (!r.ok) expect(r.message).toContain(key);
+      const r = decodeLink(link({ methods, layer: 2 }));
+      expect(r.ok).toBe(true);
+      if (r.ok) {
+        expect(r.message).toContain(key);
+        expect(r.state.methods).toBeUndefined();
+        expect(r.state.layer).toBe(2);
+      }
     }
   });
 });
