@@ -145,7 +145,7 @@ describe('cachedActivationsRunner', () => {
     await settle();
     const [entry] = await cache.list();
     expect(entry?.kind).toBe('lens');
-    expect(entry?.label).toMatch(/ vs .* · “Once upon a time”$/);
+    expect(entry?.label).toMatch(/ vs .* · “Once upon a time” · top 1$/);
 
     // Another session (new file objects, same bytes): the result is read back, no run, no models loaded for it.
     const second = await session(cache);

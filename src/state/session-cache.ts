@@ -7,7 +7,7 @@ import type { ActivationsRunner } from './activations.ts';
 import type { ActivationRequest, CorpusRef } from '../jobs/activations.ts';
 import type { ActivationOutcome } from './activations.ts';
 import { resultKey, type ResultKeyParts } from './cache.ts';
-import { refLabel } from './model-ref.ts';
+import { isDemoRef, isUrlRef, refLabel } from './model-ref.ts';
 import { fingerprintOf } from './session.ts';
 import type { AppStore } from './store.ts';
 import type { WeightsOutcome } from './weights.ts';
@@ -15,14 +15,26 @@ import type { WeightsRunner } from './weights.ts';
 
 export const WEIGHTS_CACHE_KIND = 'weights';
 
-/** "base vs fine-tune" in words, from how the session names each model. */
+/** Parameters in words: 3.2M, 1.54B. */
+const paramsInWords = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1e3).toFixed(0)}K`);
+
+/**
+ * "base vs fine-tune" in words: the demo and URLs by their names; dropped files by what they are
+ * (architecture and size, or the adapter's rank), with the fingerprint's first characters to tell
+ * two such models apart.
+ */
 export function pairLabel(store: AppStore): string {
   const s = store.getState();
   const name = (role: 'base' | 'ft') => {
     const ref = s.modelRefs[role];
-    if (ref) return refLabel(ref);
     const status = s.models[role].status;
-    return status.kind === 'loaded' ? status.summary.label : role;
+    if (ref && (isDemoRef(ref) || isUrlRef(ref))) return refLabel(ref);
+    if (status.kind === 'loaded') {
+      const m = status.summary;
+      const what = m.adapter ? `${m.architecture} adapter r ${m.adapter.r}` : `${m.architecture} ${paramsInWords(m.parameterCount)}`;
+      return ref ? `${what} (${ref.fingerprint.slice(0, 8)})` : what;
+    }
+    return ref ? refLabel(ref) : role;
   };
   return `${name('base')} vs ${name('ft')}`;
 }
@@ -104,10 +116,17 @@ export async function activationKeyParts(request: ActivationRequest): Promise<Pi
 
 const MAX_DETAIL = 60;
 
+/** Fields the detail names in their own words; every other setting is listed as "name value". */
+const DETAIL_NAMED = new Set(['task', 'prompt', 'corpus', 'samples', 'tokensPerSample']);
+
 function activationDetail(request: ActivationRequest): string {
   const prompt = 'prompt' in request ? `“${request.prompt.length > MAX_DETAIL ? request.prompt.slice(0, MAX_DETAIL - 1) + '…' : request.prompt}”` : '';
   const corpus = 'corpus' in request ? `${request.corpus.name}, ${request.samples} × ${request.tokensPerSample} tokens` : '';
-  return [prompt, corpus].filter((s) => s !== '').join(' · ');
+  const settings = Object.entries(request)
+    .filter(([k, v]) => !DETAIL_NAMED.has(k) && v !== undefined)
+    .map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(',') : typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
+    .join(', ');
+  return [prompt, corpus, settings].filter((s) => s !== '').join(' · ');
 }
 
 /** The activation views' runner behind the session cache; a hit needs no worker and no loaded pair. */
