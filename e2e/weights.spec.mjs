@@ -147,7 +147,7 @@ export const tests = {
     await page.getByTestId('urls-toggle-ft').click();
     await page.getByTestId('urls-ft').fill(`${url('/models/demo/ocean/config.json')}\n${url('/models/demo/ocean/missing.safetensors')}`);
     await page.getByTestId('urls-open-ft').click();
-    assert.match(await page.getByTestId('read-error-ft').textContent(), /^missing\.safetensors: HTTP 404 for http:\/\/localhost:\d+\/models\/demo\/ocean\/missing\.safetensors$/);
+    assert.match(await page.getByTestId('read-error-ft').textContent(), /^missing\.safetensors: HTTP 404 Not Found for http:\/\/localhost:\d+\/models\/demo\/ocean\/missing\.safetensors$/);
     await page.getByTestId('urls-ft').fill(['config.json', 'model.safetensors'].map((f) => url(`/models/demo/ocean/${f}`)).join('\n'));
     await page.getByTestId('urls-open-ft').click();
     await ftStatus.and(page.locator('.ok')).waitFor();
