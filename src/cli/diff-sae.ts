@@ -16,6 +16,7 @@ import { FormatError } from '../io/source.ts';
 import type { Command } from './commands.ts';
 import { placeText, tokenList } from './contexts.ts';
 import { defaultCacheDir, openPair, prepareActivations } from './crosscoder-pair.ts';
+import { DICTIONARY_OPTIONS } from './crosscoder.ts';
 import { UsageError } from './errors.ts';
 import { intOption, optionalInt, str, type Values } from './models.ts';
 
@@ -263,34 +264,7 @@ async function runLatents(args: string[], values: Values): Promise<DiffSaeLatent
 export const diffSae: Command = {
   summary: 'train a sparse autoencoder on δ = h_ft − h_base (train), or describe its latents (latents)',
   usage: USAGE,
-  options: {
-    corpus: { type: 'string' },
-    out: { type: 'string' },
-    dict: { type: 'string' },
-    k: { type: 'string' },
-    steps: { type: 'string' },
-    layer: { type: 'string' },
-    hook: { type: 'string' },
-    batch: { type: 'string' },
-    lr: { type: 'string' },
-    'k-max': { type: 'string' },
-    'anneal-steps': { type: 'string' },
-    'aux-alpha': { type: 'string' },
-    'dead-tokens': { type: 'string' },
-    warmup: { type: 'string' },
-    seed: { type: 'string' },
-    'tokens-per-sample': { type: 'string' },
-    'max-samples': { type: 'string' },
-    'skip-positions': { type: 'string' },
-    cache: { type: 'string' },
-    'no-cache': { type: 'boolean' },
-    backend: { type: 'string' },
-    tokenizer: { type: 'string' },
-    top: { type: 'string' },
-    sort: { type: 'string' },
-    examples: { type: 'string' },
-    logits: { type: 'string' },
-  },
+  options: DICTIONARY_OPTIONS,
   async run(positionals, values) {
     const [sub, ...rest] = positionals;
     if (sub === 'train') return runTrain(rest, values);
