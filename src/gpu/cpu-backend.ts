@@ -20,6 +20,7 @@ import {
 import { ropeAngle, ropeInvFreq } from '../model/rope.ts';
 import { cpuLogitLens, type MatmulTransB } from './cpu-lens.ts';
 import { dot, matmulInto } from './cpu-matmul.ts';
+import { wasmActivate, wasmAttention } from './cpu-wasm/ops.ts';
 
 class CpuTensor implements Tensor {
   readonly backend = 'cpu' as const;
@@ -80,17 +81,17 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /** Elementwise op with b either of a's shape or a vector over a's last dimension. */
-function broadcast(op: string, a: Tensor, b: Tensor, f: (x: number, y: number) => number): Tensor {
+function broadcast(op: 'add' | 'sub' | 'mul', a: Tensor, b: Tensor): Tensor {
   const x = floats(a, op);
   const y = floats(b, op);
   const out = new Float32Array(x.length);
-  if (sameShape(a.shape, b.shape)) {
-    for (let i = 0; i < x.length; i++) out[i] = f(x[i]!, y[i]!);
-  } else if (b.shape.length === 1 && b.shape[0] === lastDim(a, op)) {
-    const n = y.length;
-    for (let i = 0; i < x.length; i += n) for (let j = 0; j < n; j++) out[i + j] = f(x[i + j]!, y[j]!);
-  } else {
-    throw new ShapeError(op, `cannot broadcast [${b.shape.join(', ')}] onto [${a.shape.join(', ')}]`);
+  const n = sameShape(a.shape, b.shape) ? x.length : b.shape.length === 1 && b.shape[0] === lastDim(a, op) ? y.length : -1;
+  if (n < 0) throw new ShapeError(op, `cannot broadcast [${b.shape.join(', ')}] onto [${a.shape.join(', ')}]`);
+  // One loop per op (no call per element): these run over every activation of a forward.
+  for (let i = 0; i < x.length; i += n) {
+    if (op === 'add') for (let j = 0; j < n; j++) out[i + j] = x[i + j]! + y[j]!;
+    else if (op === 'sub') for (let j = 0; j < n; j++) out[i + j] = x[i + j]! - y[j]!;
+    else for (let j = 0; j < n; j++) out[i + j] = x[i + j]! * y[j]!;
   }
   return f32(out, a.shape);
 }
@@ -194,17 +195,27 @@ export function createCpuBackend(): Backend {
       return y;
     },
 
-    add: (a, b) => broadcast('add', a, b, (x, y) => x + y),
-    sub: (a, b) => broadcast('sub', a, b, (x, y) => x - y),
-    mul: (a, b) => broadcast('mul', a, b, (x, y) => x * y),
+    add: (a, b) => broadcast('add', a, b),
+    sub: (a, b) => broadcast('sub', a, b),
+    mul: (a, b) => broadcast('mul', a, b),
     scale: (a, s) => map('scale', a, (x) => x * s),
-    activation: (x, act) => map('activation', x, activate(act)),
+    activation(x, act) {
+      const out = new Float32Array(numel(x.shape));
+      if (wasmActivate(floats(x, 'activation'), undefined, out, act)) return f32(out, x.shape);
+      return map('activation', x, activate(act));
+    },
     softcap: (x, cap) => map('softcap', x, (v) => cap * Math.tanh(v / cap)),
 
     gated(gate, up, act) {
       if (!sameShape(gate.shape, up.shape)) throw new ShapeError('gated', `gate [${gate.shape.join(', ')}] and up [${up.shape.join(', ')}] differ`);
-      const f = activate(act);
-      return broadcast('gated', gate, up, (g, u) => f(g) * u);
+      const g = floats(gate, 'gated');
+      const u = floats(up, 'gated');
+      const out = new Float32Array(g.length);
+      if (!wasmActivate(g, u, out, act)) {
+        const f = activate(act);
+        for (let i = 0; i < g.length; i++) out[i] = f(g[i]!) * u[i]!;
+      }
+      return f32(out, gate.shape);
     },
 
     rmsNorm(x, w, eps, addOne = false) {
@@ -545,6 +556,8 @@ function attention(q: Tensor, k: Tensor, v: Tensor, p: AttentionParams): Tensor 
   const cap = p.softcap ?? 0;
   const out = new Float32Array(B * T * Dq);
   if (T === 0 || hd === 0) return f32(out, q.shape);
+  // The WebAssembly kernel (on the GEMM's threads) where it applies: no soft-cap, head size a multiple of 8.
+  if (cap === 0 && wasmAttention(qv, kv, vv, out, { batch: B, T, S, nHeads, nKvHeads, headDim: hd, scale, queryOffset, window })) return f32(out, q.shape);
   const R = Math.min(ATTENTION_ROWS, T);
   const qh = new Float32Array(T * hd);
   const kh = new Float32Array(S * hd);

@@ -68,11 +68,15 @@ const binary = (opcode: number) => (a: Code, b: Code): Code => [...a, ...b, opco
 export const add = binary(0x6a);
 export const sub = binary(0x6b);
 export const mul = binary(0x6c);
+export const divS = binary(0x6d);
+export const remS = binary(0x6f);
 export const ltS = binary(0x48);
 export const gtS = binary(0x4a);
 export const geS = binary(0x4e);
 /** The smaller of a and b (select); each operand is evaluated twice, so pass locals or constants. */
 export const minS = (a: Code, b: Code): Code => seq(a, b, ltS(a, b), [0x1b]);
+/** The larger of a and b, as minS. */
+export const maxS = (a: Code, b: Code): Code => seq(a, b, gtS(a, b), [0x1b]);
 
 // Bit operations (i32) and scalar f32.
 export const and = binary(0x71);
@@ -85,7 +89,11 @@ export const f32Const = (x: number): Code => {
   const bytes = new Uint8Array(new Float32Array([x]).buffer);
   return [0x43, ...bytes];
 };
+export const f32Add = binary(0x92);
+export const f32Sub = binary(0x93);
 export const f32Mul = binary(0x94);
+export const f32Div = binary(0x95);
+export const f32Max = binary(0x97);
 export const f32FromBits = (bits: Code): Code => seq(bits, [0xbe]);
 export const f32Bits = (x: Code): Code => seq(x, [0xbc]);
 
@@ -101,6 +109,21 @@ export const vZero = (): Code => seq(simd(0x0c), new Array<number>(16).fill(0));
 export const f32x4Add = (a: Code, b: Code): Code => seq(a, b, simd(0xe4));
 export const f32x4Mul = (a: Code, b: Code): Code => seq(a, b, simd(0xe6));
 /** Relaxed SIMD: a·b + c, fused where the hardware has FMA (the engine chooses; results may differ between engines). */
+export const f32x4Sub = (a: Code, b: Code): Code => seq(a, b, simd(0xe5));
+export const f32x4Div = (a: Code, b: Code): Code => seq(a, b, simd(0xe7));
+export const f32x4Max = (a: Code, b: Code): Code => seq(a, b, simd(0xeb));
+export const f32x4Min = (a: Code, b: Code): Code => seq(a, b, simd(0xe8));
+/** Lanes of a ≥ b as all-ones masks. */
+export const f32x4Ge = (a: Code, b: Code): Code => seq(a, b, simd(0x46));
+/** Round to the nearest integer, ties to even. */
+export const f32x4Nearest = (a: Code): Code => seq(a, simd(0x6a));
+export const f32x4Splat = (x: Code): Code => seq(x, simd(0x13));
+export const f32x4ExtractLane = (v: Code, lane: number): Code => seq(v, simd(0x1f), [lane]);
+export const i32x4TruncSatF32x4 = (a: Code): Code => seq(a, simd(0xf8));
+export const i32x4Splat = (x: Code): Code => seq(x, simd(0x11));
+export const i32x4Add = (a: Code, b: Code): Code => seq(a, b, simd(0xae));
+export const i32x4Shl = (a: Code, count: Code): Code => seq(a, count, simd(0xab));
+export const vAnd = (a: Code, b: Code): Code => seq(a, b, simd(0x4e));
 export const f32x4RelaxedMadd = (a: Code, b: Code, c: Code): Code => seq(a, b, c, simd(0x105));
 
 // Structured control. Branch depths count enclosing blocks from the innermost (0).

@@ -13,9 +13,28 @@
 import {
   add,
   and,
+  divS,
+  f32Add,
+  f32Div,
+  f32Max,
+  f32x4Div,
+  f32x4ExtractLane,
+  f32x4Ge,
+  f32x4Max,
+  f32x4Min,
+  f32x4Nearest,
+  f32x4Splat,
+  f32x4Sub,
+  i32x4Add,
+  i32x4Shl,
+  i32x4Splat,
+  i32x4TruncSatF32x4,
+  maxS,
+  vAnd,
   call,
   eq,
   f32Bits,
+  f32,
   f32Const,
   f32FromBits,
   f32Mul,
@@ -63,6 +82,10 @@ const PACK_COLUMNS = 2;
 const PACK_ROWS_HALF = 3;
 const PACK_COLUMNS_HALF = 4;
 const GEMM = 5;
+
+/** The threaded exports (first parameters: thread, from, to), by the index the thread pool takes. */
+export const THREADED_EXPORTS = ['work', 'packKv', 'attend', 'activate'] as const;
+export const THREADED = { work: 0, packKv: 1, attend: 2, activate: 3 } as const;
 
 /** One panel of B against `tiles` tiles of A: C[4t.., 8 cols] (+)= A_tile[kc] · B_panel[kc]. */
 function tilesFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
@@ -220,12 +243,12 @@ function gemmFunction(): { fn: FunctionBuilder; body: Code } {
 
 /**
  * Pack panels p0..p1 of B (transposed: B is [N, K]; half: float16 bits), then multiply them: one
- * thread's share.
+ * thread's share (a threaded export: its first parameter is the thread's index, unused here).
  */
 function workFunction(): { fn: FunctionBuilder; body: Code } {
-  const fn = new FunctionBuilder('work', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
-  const [ap, K, bsrc, ldb, transposed, bp, c, ldc, tiles, p0, p1, kcBlock, mcTiles, half] = fn.params() as Local[] as [
-    Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local,
+  const fn = new FunctionBuilder('work', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
+  const [, p0, p1, ap, K, bsrc, ldb, transposed, bp, c, ldc, tiles, kcBlock, mcTiles, half] = fn.params() as Local[] as [
+    Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local,
   ];
   const packArgs = [get(bsrc), get(ldb), get(bp), get(K), get(p0), get(p1)];
   return {
@@ -241,12 +264,216 @@ function workFunction(): { fn: FunctionBuilder; body: Code } {
   };
 }
 
+/** f32x4 constants held in locals, set once at the top of a function. */
+function vConstants(fn: FunctionBuilder): { init: Code[]; k(x: number): Code } {
+  const locals = new Map<number, Local>();
+  const init: Code[] = [];
+  return {
+    init,
+    k(x) {
+      let l = locals.get(x);
+      if (!l) {
+        l = fn.local(v128);
+        locals.set(x, l);
+        init.push(set(l, f32x4Splat(f32Const(x))));
+      }
+      return get(l);
+    },
+  };
+}
+
+const LOG2E = Math.LOG2E;
+const LN2_HI = 0.693359375;
+const LN2_LO = -2.12194440e-4;
+/** ln(2⁻¹²⁶): below it e^x is taken as exactly 0 (so e^−∞ = 0). */
+const EXP_MIN = -87.33654;
+/** e^x is evaluated at most at 88 (about 1.65e38): x beyond it gives e^88. */
+const EXP_MAX = 88;
+const EXP_POLY = [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1];
+
+/**
+ * out = e^x per lane, as Cephes' expf: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its degree-7
+ * polynomial (a few ulp), times 2ⁿ built in the exponent bits. Exactly 0 below EXP_MIN (−∞ included).
+ */
+function vExp(k: (x: number) => Code, out: Local, x: Local, n: Local, r: Local): Code {
+  let poly = k(EXP_POLY[0]!);
+  for (const c of EXP_POLY.slice(1)) poly = f32x4Add(f32x4Mul(poly, get(r)), k(c));
+  const twoToN = i32x4Shl(i32x4Add(i32x4TruncSatF32x4(get(n)), i32x4Splat(int(127))), int(23));
+  return [
+    ...set(r, f32x4Min(f32x4Max(get(x), k(EXP_MIN)), k(EXP_MAX))),
+    ...set(n, f32x4Nearest(f32x4Mul(get(r), k(LOG2E)))),
+    ...set(r, f32x4Sub(f32x4Sub(get(r), f32x4Mul(get(n), k(LN2_HI))), f32x4Mul(get(n), k(LN2_LO)))),
+    ...set(out, f32x4Add(f32x4Add(f32x4Mul(f32x4Mul(poly, get(r)), get(r)), get(r)), k(1))),
+    ...set(out, vAnd(f32x4Mul(get(out), twoToN), f32x4Ge(get(x), k(EXP_MIN)))),
+  ];
+}
+
+/**
+ * Keys and values of KV heads g0..g1 into GEMM panels: keys as the B of Q·Kᵀ ([S/8][hd][8] per head),
+ * values as the B of P·V ([hd/8][S][8] per head). Both raw arrays are [S, nKv·hd] (row stride ldkv
+ * bytes) with S a multiple of 8.
+ */
+function packKvFunction(): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('packKv', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
+  const [, g0, g1, kraw, vraw, ldkv, kpack, vpack, hd, S] = fn.params() as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const g = fn.local(i32);
+  const head = fn.local(i32);
+  const packed = fn.local(i32);
+  const perHead = [
+    ...set(head, mul(mul(get(g), get(hd)), int(4))),
+    ...set(packed, mul(mul(mul(get(g), get(S)), get(hd)), int(4))),
+    ...call(PACK_COLUMNS, add(get(kraw), get(head)), get(ldkv), add(get(kpack), get(packed)), get(hd), int(0), divS(get(S), int(PANEL_COLS))),
+    ...call(PACK_ROWS, add(get(vraw), get(head)), get(ldkv), add(get(vpack), get(packed)), get(S), int(0), divS(get(hd), int(PANEL_COLS))),
+  ];
+  return { fn, body: forRange(g, get(g0), get(g1), int(1), perHead) };
+}
+
+/**
+ * Causal attention for items i0..i1, item = head · blocks + block, a block being blockTiles × 4
+ * query rows: scores = Q·Kᵀ over the keys the block can see (the GEMM micro-kernel over the packed
+ * keys), a row softmax of scale · scores (masked keys −∞, max subtracted, e^x in SIMD), the
+ * probabilities normalised and packed as the A of P·V, and P·V (the micro-kernel over the packed
+ * values) written into the block's rows of out. Each thread uses its own scratch (Q tiles, scores,
+ * packed P). q has whole tiles of rows (ceil4(T)), out as many; keys and values are packed by packKv.
+ */
+function attendFunction(): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('attend', new Array<number>(20).fill(i32) as (typeof i32)[]);
+  const [thread, i0, i1, q, ldq, kpack, vpack, out, ldo, scratch, scratchBytes, T, S, hd, nHeads, group, blockTiles, queryOffset, window, scaleBits] =
+    fn.params() as Local[] as Local[] & { length: 20 } as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  void nHeads;
+  const { init, k } = vConstants(fn);
+  const L = () => fn.local(i32);
+  const [R, blocks, qt, sc, pp, headBytes, item, h, blk, t0, rows, nt, s0, s1, W, r, j, src, dst, pos, lo, hi, row, kb, p] =
+    Array.from({ length: 25 }, L) as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const m = fn.local(f32);
+  const inv = fn.local(f32);
+  const vscale = fn.local(v128);
+  const vm = fn.local(v128);
+  const vs = fn.local(v128);
+  const x = fn.local(v128);
+  const e = fn.local(v128);
+  const n = fn.local(v128);
+  const rr = fn.local(v128);
+  const lanes = (v: Local, op: (a: Code, b: Code) => Code): Code =>
+    op(op(f32x4ExtractLane(get(v), 0), f32x4ExtractLane(get(v), 1)), op(f32x4ExtractLane(get(v), 2), f32x4ExtractLane(get(v), 3)));
+  const negInf = f32FromBits(int(0xff800000 | 0));
+  const store = (addr: Code, value: Code): Code => f32Store(addr, value);
+
+  const packQ = forRange(r, int(0), mul(get(nt), int(TILE_ROWS)), int(1), [
+    ...set(src, add(add(get(q), mul(add(get(t0), get(r)), get(ldq))), mul(mul(get(h), get(hd)), int(4)))),
+    ...set(dst, add(get(qt), mul(add(mul(mul(divS(get(r), int(TILE_ROWS)), get(hd)), int(TILE_ROWS)), and(get(r), int(TILE_ROWS - 1))), int(4)))),
+    ...forRange(j, int(0), get(hd), int(1), [...store(get(dst), f32Load(get(src))), ...set(src, add(get(src), int(4))), ...set(dst, add(get(dst), int(A_STEP)))]),
+  ]);
+  const scores = forRange(p, int(0), divS(get(W), int(PANEL_COLS)), int(1),
+    call(TILES, get(qt), add(get(kb), mul(mul(get(p), get(hd)), int(B_STEP))), add(get(sc), mul(get(p), int(B_STEP))), mul(get(W), int(4)), get(hd), get(nt), mul(get(hd), int(A_STEP)), int(0)),
+  );
+  const softmaxRow = [
+    ...set(pos, add(add(get(queryOffset), get(t0)), get(r))),
+    ...set(lo, int(0)),
+    ...ifThen(gtS(get(window), int(0)), set(lo, maxS(int(0), add(sub(get(pos), get(window)), int(1))))),
+    ...set(lo, sub(get(lo), get(s0))),
+    ...set(hi, sub(add(get(pos), int(1)), get(s0))),
+    ...set(hi, minS(get(hi), get(W))),
+    ...set(row, add(get(sc), mul(mul(get(r), get(W)), int(4)))),
+    ...forRange(j, int(0), get(lo), int(1), store(add(get(row), mul(get(j), int(4))), negInf)),
+    ...forRange(j, get(hi), get(W), int(1), store(add(get(row), mul(get(j), int(4))), negInf)),
+    ...set(vm, f32x4Splat(negInf)),
+    ...forRange(j, int(0), get(W), int(4), set(vm, f32x4Max(get(vm), vLoad(add(get(row), mul(get(j), int(4))))))),
+    ...set(m, lanes(vm, f32Max)),
+    ...set(vm, f32x4Splat(get(m))),
+    ...set(vs, vZero()),
+    ...forRange(j, int(0), get(W), int(4), [
+      ...set(x, f32x4Mul(f32x4Sub(vLoad(add(get(row), mul(get(j), int(4)))), get(vm)), get(vscale))),
+      ...vExp(k, e, x, n, rr),
+      ...vStore(add(get(row), mul(get(j), int(4))), get(e)),
+      ...set(vs, f32x4Add(get(vs), get(e))),
+    ]),
+    ...set(inv, f32Div(f32Const(1), lanes(vs, f32Add))),
+    ...set(dst, add(get(pp), mul(add(mul(mul(divS(get(r), int(TILE_ROWS)), get(W)), int(TILE_ROWS)), and(get(r), int(TILE_ROWS - 1))), int(4)))),
+    ...forRange(j, int(0), get(W), int(1), [
+      ...store(get(dst), f32Mul(f32Load(add(get(row), mul(get(j), int(4)))), get(inv))),
+      ...set(dst, add(get(dst), int(A_STEP))),
+    ]),
+  ];
+  const values = forRange(p, int(0), divS(get(hd), int(PANEL_COLS)), int(1),
+    call(TILES, get(pp), add(get(kb), mul(mul(get(p), get(S)), int(B_STEP))), add(add(get(out), mul(get(t0), get(ldo))), add(mul(mul(get(h), get(hd)), int(4)), mul(get(p), int(B_STEP)))), get(ldo), get(W), get(nt), mul(get(W), int(A_STEP)), int(0)),
+  );
+  const perItem = [
+    ...set(h, divS(get(item), get(blocks))),
+    ...set(blk, sub(get(item), mul(get(h), get(blocks)))),
+    ...set(t0, mul(get(blk), get(R))),
+    ...set(rows, sub(get(T), get(t0))),
+    ...set(rows, minS(get(rows), get(R))),
+    ...set(nt, divS(add(get(rows), int(TILE_ROWS - 1)), int(TILE_ROWS))),
+    ...set(s1, add(add(get(queryOffset), get(t0)), get(rows))),
+    ...set(s0, int(0)),
+    ...ifThen(gtS(get(window), int(0)), set(s0, maxS(int(0), add(sub(add(get(queryOffset), get(t0)), get(window)), int(1))))),
+    ...set(s0, and(get(s0), int(~(PANEL_COLS - 1)))),
+    ...set(W, sub(and(add(get(s1), int(PANEL_COLS - 1)), int(~(PANEL_COLS - 1))), get(s0))),
+    ...packQ,
+    ...set(kb, add(add(get(kpack), mul(divS(get(h), get(group)), get(headBytes))), mul(mul(get(s0), get(hd)), int(4)))),
+    ...scores,
+    ...forRange(r, int(0), mul(get(nt), int(TILE_ROWS)), int(1), softmaxRow),
+    ...set(kb, add(add(get(vpack), mul(divS(get(h), get(group)), get(headBytes))), mul(get(s0), int(B_STEP)))),
+    ...values,
+  ];
+  const body = [
+    ...set(vscale, f32x4Splat(f32FromBits(get(scaleBits)))),
+    ...set(R, mul(get(blockTiles), int(TILE_ROWS))),
+    ...set(blocks, divS(sub(add(get(T), get(R)), int(1)), get(R))),
+    ...set(qt, add(get(scratch), mul(get(thread), get(scratchBytes)))),
+    ...set(sc, add(get(qt), mul(mul(get(R), get(hd)), int(4)))),
+    ...set(pp, add(get(sc), mul(mul(get(R), get(S)), int(4)))),
+    ...set(headBytes, mul(mul(get(S), get(hd)), int(4))),
+    ...forRange(item, get(i0), get(i1), int(1), perItem),
+  ];
+  return { fn, body: [...init.flat(), ...body] };
+}
+
+/** Activation kinds of `activate`. */
+export const ACTIVATION_KINDS = { silu: 0, gelu_tanh: 1 } as const;
+
+/**
+ * dst = act(src) (· up where up ≠ 0) over vectors i0..i1 of 4 floats: silu(x) = x / (1 + e^−x),
+ * gelu_tanh(x) = x / (1 + e^−2u) with u = √(2/π)(x + 0.044715x³) (= 0.5x(1 + tanh u)).
+ */
+function activateFunction(): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('activate', [i32, i32, i32, i32, i32, i32, i32]);
+  const [, i0, i1, src, up, dst, kind] = fn.params() as Local[] as [Local, Local, Local, Local, Local, Local, Local];
+  const { init, k } = vConstants(fn);
+  const i = fn.local(i32);
+  const o = fn.local(i32);
+  const x = fn.local(v128);
+  const t = fn.local(v128);
+  const e = fn.local(v128);
+  const n = fn.local(v128);
+  const r = fn.local(v128);
+  const c = Math.sqrt(2 / Math.PI);
+  const body = forRange(i, get(i0), get(i1), int(1), [
+    ...set(o, mul(get(i), int(16))),
+    ...set(x, vLoad(add(get(src), get(o)))),
+    ...ifThen(
+      get(kind),
+      set(t, f32x4Mul(k(-2 * c), f32x4Add(get(x), f32x4Mul(k(0.044715), f32x4Mul(get(x), f32x4Mul(get(x), get(x))))))),
+      set(t, f32x4Sub(vZero(), get(x))),
+    ),
+    ...vExp(k, e, t, n, r),
+    ...set(x, f32x4Div(get(x), f32x4Add(k(1), get(e)))),
+    ...ifThen(get(up), set(x, f32x4Mul(get(x), vLoad(add(get(up), get(o)))))),
+    ...vStore(add(get(dst), get(o)), get(x)),
+  ]);
+  return { fn, body: [...init.flat(), ...body] };
+}
+
 export const GEMM_TILE_ROWS = TILE_ROWS;
 export const GEMM_PANEL_COLS = PANEL_COLS;
 
 /** The exports of the module (all addresses and strides in bytes). */
 export interface GemmExports {
-  work(ap: number, K: number, bsrc: number, ldb: number, transposed: number, bp: number, c: number, ldc: number, tiles: number, p0: number, p1: number, kcBlock: number, mcTiles: number, half: number): void;
+  packKv(thread: number, g0: number, g1: number, kraw: number, vraw: number, ldkv: number, kpack: number, vpack: number, hd: number, S: number): void;
+  attend(...args: number[]): void;
+  activate(thread: number, i0: number, i1: number, src: number, up: number, dst: number, kind: number): void;
+  work(thread: number, p0: number, p1: number, ap: number, K: number, bsrc: number, ldb: number, transposed: number, bp: number, c: number, ldc: number, tiles: number, kcBlock: number, mcTiles: number, half: number): void;
 }
 
 /**
@@ -262,5 +489,8 @@ export function gemmModuleBytes(memory: { initialPages: number; maximumPages: nu
     packColumnsFunction(true),
     gemmFunction(),
     workFunction(),
+    packKvFunction(),
+    attendFunction(),
+    activateFunction(),
   ]);
 }

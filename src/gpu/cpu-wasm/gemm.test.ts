@@ -173,7 +173,7 @@ for (const relaxed of [false, true]) describe(`WebAssembly SIMD matmul (${relaxe
     const b = values(K * 8, 10);
     for (let k = 0; k < K; k++) for (let r = 0; r < 4; r++) heap[k * 4 + r] = a[r * K + k]!;
     heap.set(b, 64);
-    work(0, K, 64 * 4, 8 * 4, 0, 256 * 4, 512 * 4, 8 * 4, 1, 0, 1, 256, 32, 0);
+    work(0, 0, 1, 0, K, 64 * 4, 8 * 4, 0, 256 * 4, 512 * 4, 8 * 4, 1, 256, 32, 0);
     expectProduct(heap.slice(512, 512 + 32), a, b, 4, 8, K, false);
   });
 });

@@ -6,7 +6,7 @@
 // memory); each thread packs its own panels of the B block and multiplies them; C comes back by rows.
 // Every entry is a float32 sum in k order (each product and each addition rounded to float32), so
 // its bits do not depend on M, on the block sizes or on the number of threads.
-import { GEMM_PANEL_COLS as NR, GEMM_TILE_ROWS as MR, gemmModuleBytes, type GemmExports } from './gemm-module.ts';
+import { GEMM_PANEL_COLS as NR, GEMM_TILE_ROWS as MR, gemmModuleBytes, THREADED, THREADED_EXPORTS, type GemmExports } from './gemm-module.ts';
 import { canBlockHere, GemmThreads, hardwareThreads } from './threads.ts';
 
 export interface WasmGemmOptions {
@@ -79,7 +79,7 @@ function instantiate(shared: boolean): Engine | null {
       relaxed,
       memory,
       gemm: instance.exports as unknown as GemmExports,
-      threads: shared ? new GemmThreads(bytes, memory) : undefined,
+      threads: shared ? new GemmThreads(bytes, memory, THREADED_EXPORTS) : undefined,
       heap: new Float32Array(memory.buffer),
     };
   } catch {
@@ -222,10 +222,11 @@ export function wasmMatmul(a: Float32Array, b: Float32Array | Uint16Array, c: Fl
         }
         ldb = width * elementBytes;
       }
-      const args = [aAt * 4, K, bRawAt * 4, ldb, transposeB ? 1 : 0, bPackAt * 4, cAt * 4, width * 4, tiles, 0, panels, o.kcBlock, o.mcTiles, half ? 1 : 0];
-      const threads = Math.max(1, Math.min(o.threads, panels, Math.floor((2 * tiles * MR * cols * K) / o.flopsPerThread)));
+      const args = [0, 0, panels, aAt * 4, K, bRawAt * 4, ldb, transposeB ? 1 : 0, bPackAt * 4, cAt * 4, width * 4, tiles, o.kcBlock, o.mcTiles, half ? 1 : 0];
+      const panelFlops = 2 * tiles * MR * NR * K;
+      const threads = Math.max(1, Math.min(o.threads, panels, Math.floor((panelFlops * panels) / o.flopsPerThread)));
       const kernelStart = stats ? performance.now() : 0;
-      if (threads > 1 && e.threads) e.threads.run(e.gemm, args, threads);
+      if (threads > 1 && e.threads) e.threads.run(THREADED.work, e.gemm.work, args, threads, Math.ceil(o.flopsPerThread / 4 / panelFlops));
       else e.gemm.work(...(args as Parameters<GemmExports['work']>));
       if (stats) stats.kernelMs += performance.now() - kernelStart;
       if (width === N) {
@@ -237,6 +238,32 @@ export function wasmMatmul(a: Float32Array, b: Float32Array | Uint16Array, c: Fl
   }
   if (stats) stats.totalMs += performance.now() - started;
   return true;
+}
+
+/**
+ * The kernels' module for other ops (ops.ts): its exports, a view of its memory covering `bytes`
+ * from `at` (a float index; the space is the caller's until it returns), and `run` to split a
+ * threaded export over the pool (on the calling thread only where there is none). Null where the
+ * WebAssembly kernels are unavailable or disabled, or the memory cannot grow that far.
+ */
+export function wasmKernels(bytes: number): { kernels: GemmExports; heap: Float32Array; at: number; threads: number; run(fn: keyof typeof THREADED, args: readonly number[], threads: number, grain?: number): void } | null {
+  if (!wasmGemmOptions.enabled) return null;
+  const e = getEngine();
+  if (!e) return null;
+  const heap = heapFor(e, DATA_START + bytes);
+  if (!heap) return null;
+  const threads = e.threads ? wasmGemmOptions.threads : 1;
+  return {
+    kernels: e.gemm,
+    heap,
+    at: DATA_START / 4,
+    threads,
+    run(fn, args, n, grain) {
+      const own = e.gemm[fn] as (...a: number[]) => void;
+      if (n > 1 && e.threads) e.threads.run(THREADED[fn], own, args, n, grain);
+      else own(...args);
+    },
+  };
 }
 
 /**

@@ -1,33 +1,39 @@
-// Worker threads for the GEMM module over one shared WebAssembly.Memory. Backend ops are
+// Worker threads for the kernel module over one shared WebAssembly.Memory. Backend ops are
 // synchronous, so the calling thread posts a job in shared memory, does its own share, and blocks
 // in Atomics.wait until the workers are done. Atomics.wait is allowed in Node (main thread too) and
 // in browser workers, not on a page's main thread: there the kernels run on the calling thread only.
 //
+// A threaded export takes (thread, from, to, ...rest). A job's range [from, to) is cut into chunks
+// that the threads take in turn from a shared counter (Atomics.add) until none is left, so a thread
+// that the OS deschedules on a loaded machine delays the job by one chunk, not by its whole share.
+//
 // Control words (Int32, first page of the memory): a generation counter the workers wait on, the
-// count of workers still busy, a failure flag, the number of threads of the current job, per worker
-// a ready flag and a job flag, and the job's arguments. A worker runs only when its job flag is set
-// and clears it, so a worker woken late never takes a job's arguments for another's. Thread i of n
-// takes panels [⌊P·i/n⌋, ⌊P·(i+1)/n⌋).
-import type { GemmExports } from './gemm-module.ts';
+// count of workers still busy, a failure flag, the number of threads of the current job, the export
+// to run, its argument count, the chunk size and the next chunk, per worker a ready flag and a job
+// flag, and the job's arguments.
+// A worker runs only when its job flag is set and clears it, so a worker woken late never takes a
+// job's arguments for another's.
 
 const GENERATION = 0;
 const PENDING = 1;
 const FAILED = 2;
 const COUNT = 3;
+const FUNCTION = 4;
+const ARGC = 5;
+const CHUNK = 6;
+const NEXT = 7;
 const MAX_WORKERS = 64;
 const READY = 8;
 const JOB = READY + MAX_WORKERS;
 const ARGS = JOB + MAX_WORKERS;
-/** Indices of p0 and p1 (the whole job's panels) in the arguments of `work`. */
-const P0 = 9;
-const P1 = 10;
-const ARG_COUNT = 14;
+/** The most arguments a threaded export takes. */
+const ARG_COUNT = 24;
 
 // Plain JavaScript, run as a classic browser worker (from a Blob URL) or a Node eval worker.
 const WORKER_SOURCE = `
-const start = ({ bytes, memory, index }) => {
+const start = ({ bytes, memory, index, names }) => {
   const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
-  const work = instance.exports.work;
+  const fns = names.map((name) => instance.exports[name]);
   const ctrl = new Int32Array(memory.buffer, 0, ${ARGS + ARG_COUNT});
   let seen = Atomics.load(ctrl, ${GENERATION});
   Atomics.store(ctrl, ${READY} + index, 1);
@@ -35,13 +41,18 @@ const start = ({ bytes, memory, index }) => {
     Atomics.wait(ctrl, ${GENERATION}, seen);
     seen = Atomics.load(ctrl, ${GENERATION});
     if (Atomics.exchange(ctrl, ${JOB} + index, 0) !== 1) continue;
-    const n = ctrl[${COUNT}];
     try {
-      const args = Array.from(ctrl.subarray(${ARGS}, ${ARGS + ARG_COUNT}));
-      const panels = args[${P1}];
-      args[${P0}] = Math.floor((panels * index) / n);
-      args[${P1}] = Math.floor((panels * (index + 1)) / n);
-      work(...args);
+      const args = Array.from(ctrl.subarray(${ARGS}, ${ARGS} + ctrl[${ARGC}]));
+      const fn = fns[ctrl[${FUNCTION}]];
+      const from = args[1];
+      const to = args[2];
+      const chunk = ctrl[${CHUNK}];
+      args[0] = index;
+      for (let c = Atomics.add(ctrl, ${NEXT}, 1); from + c * chunk < to; c = Atomics.add(ctrl, ${NEXT}, 1)) {
+        args[1] = from + c * chunk;
+        args[2] = Math.min(to, args[1] + chunk);
+        fn(...args);
+      }
     } catch (e) {
       Atomics.store(ctrl, ${FAILED}, 1);
     }
@@ -76,8 +87,8 @@ export function canBlockHere(): boolean {
   return g.window === undefined && g.crossOriginIsolated === true && typeof Worker === 'function';
 }
 
-function startWorker(index: number, bytes: Uint8Array<ArrayBuffer>, memory: WebAssembly.Memory): { terminate(): unknown } | null {
-  const message = { bytes, memory, index };
+function startWorker(index: number, bytes: Uint8Array<ArrayBuffer>, memory: WebAssembly.Memory, names: readonly string[]): { terminate(): unknown } | null {
+  const message = { bytes, memory, index, names };
   const proc = nodeProcess();
   try {
     if (proc) {
@@ -111,6 +122,8 @@ export class GemmThreads {
   constructor(
     private readonly bytes: Uint8Array<ArrayBuffer>,
     private readonly memory: WebAssembly.Memory,
+    /** The threaded exports, by the index `run` takes. */
+    private readonly names: readonly string[],
   ) {
     this.ctrl = new Int32Array(memory.buffer, 0, ARGS + ARG_COUNT);
   }
@@ -119,7 +132,7 @@ export class GemmThreads {
   ensure(threads: number): number {
     const want = Math.min(MAX_WORKERS, threads - 1);
     while (!this.unavailable && this.started < want) {
-      const worker = startWorker(this.started + 1, this.bytes, this.memory);
+      const worker = startWorker(this.started + 1, this.bytes, this.memory, this.names);
       if (worker) {
         this.workers.push(worker);
         this.started++;
@@ -139,33 +152,49 @@ export class GemmThreads {
     this.unavailable = true;
   }
 
-  /** Runs `work(args)` split by panels over up to `threads` threads (fewer while workers start). */
-  run(gemm: GemmExports, args: readonly number[], threads: number): void {
+  /**
+   * Runs the threaded export `names[fn]` (`own`: the calling thread's instance of it) over the range
+   * [args[1], args[2]) on up to `threads` threads (fewer while workers start), in chunks of at
+   * least `grain` items (about four per thread).
+   */
+  run(fn: number, own: (...args: number[]) => void, args: readonly number[], threads: number, grain = 1): void {
+    if (args.length > ARG_COUNT) throw new Error(`a threaded export takes at most ${ARG_COUNT} arguments, got ${args.length}`);
     const n = 1 + this.ensure(threads);
-    const panels = args[P1]!;
-    const own = [...args] as Parameters<GemmExports['work']>;
+    const mine = [...args];
+    mine[0] = 0;
     if (n === 1) {
-      gemm.work(...own);
+      own(...mine);
       return;
     }
     const ctrl = this.ctrl;
+    const from = args[1]!;
+    const to = args[2]!;
+    const chunk = Math.max(grain, Math.ceil((to - from) / (4 * n)));
     ctrl.set(args, ARGS);
     ctrl[COUNT] = n;
+    ctrl[FUNCTION] = fn;
+    ctrl[ARGC] = args.length;
+    ctrl[CHUNK] = chunk;
     ctrl[FAILED] = 0;
+    Atomics.store(ctrl, NEXT, 0);
     Atomics.store(ctrl, PENDING, n - 1);
     for (let w = 1; w < n; w++) Atomics.store(ctrl, JOB + w, 1);
     Atomics.add(ctrl, GENERATION, 1);
     Atomics.notify(ctrl, GENERATION);
-    own[P0] = 0;
-    own[P1] = Math.floor(panels / n);
     let error: unknown;
     try {
-      gemm.work(...own);
+      for (let c = Atomics.add(ctrl, NEXT, 1); from + c * chunk < to; c = Atomics.add(ctrl, NEXT, 1)) {
+        mine[1] = from + c * chunk;
+        mine[2] = Math.min(to, mine[1] + chunk);
+        own(...mine);
+      }
     } catch (e) {
       error = e;
+      // The workers take no more chunks.
+      Atomics.store(ctrl, NEXT, 1 << 30);
     }
     for (let left = Atomics.load(ctrl, PENDING); left !== 0; left = Atomics.load(ctrl, PENDING)) Atomics.wait(ctrl, PENDING, left);
     if (error !== undefined) throw error;
-    if (ctrl[FAILED] !== 0) throw new Error('matmul: a WebAssembly worker thread failed');
+    if (ctrl[FAILED] !== 0) throw new Error('a WebAssembly worker thread failed');
   }
 }
