@@ -23,6 +23,8 @@ export interface PythonEnv {
   blas: { numpy_blas_opt_libraries: string[]; loaded: string[] };
   /** The BLAS torch was built with, from torch.__config__.show() (e.g. "MKL", "OpenBLAS"). */
   torch_blas: string;
+  /** torch.backends.cpu.get_cpu_capability(): the SIMD its CPU kernels use (e.g. "AVX512", "AVX2"). */
+  torch_cpu_capability?: string;
   omp_wait_policy: string | null;
 }
 
@@ -71,5 +73,5 @@ export function runPython<T extends PythonResult>(script: string, options: objec
 export function pythonEnvText(env: PythonEnv): string {
   const blas = env.blas.loaded.map((p) => p.split('/').pop()).join(', ') || 'none found';
   const warning = VENV_READY ? '' : ' WARNING: Debian\'s torch, not the pip PyTorch 2 a user installs (run `npm run bench:setup`)';
-  return `PyTorch ${env.torch} (BLAS ${env.torch_blas}; ${env.torch_threads} threads, interop ${env.torch_interop_threads}, OMP_WAIT_POLICY=${env.omp_wait_policy ?? 'unset'}), numpy ${env.numpy}, BLAS/LAPACK loaded: ${blas} [${PYTHON}]${warning}`;
+  return `PyTorch ${env.torch} (BLAS ${env.torch_blas}, CPU kernels ${env.torch_cpu_capability ?? 'unknown'}; ${env.torch_threads} threads, interop ${env.torch_interop_threads}, OMP_WAIT_POLICY=${env.omp_wait_policy ?? 'unset'}), numpy ${env.numpy}, BLAS/LAPACK loaded: ${blas} [${PYTHON}]${warning}`;
 }

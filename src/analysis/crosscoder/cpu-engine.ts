@@ -1,8 +1,10 @@
 // The CPU reference engine. Dense work is only the encoder (B·D·2d multiply-adds, on the CPU
 // backend's WebAssembly GEMM in float32); the decoder, the backward pass and the auxiliary loss
-// visit the kept (token, latent) pairs only.
+// visit the kept (token, latent) pairs only (the decoder and the pairs' gradient as WebAssembly SIMD
+// kernels in float32; JavaScript for float64 and where d is not a multiple of 4).
 // Generic over Float32Array / Float64Array storage: float64 is for gradient checks.
 import { matmulInto } from '../../gpu/cpu-matmul.ts';
+import { wasmSparseDecode, wasmSparseGrad, type SparsePairs } from '../../gpu/cpu-wasm/ops.ts';
 import type { AdamOptions, CrosscoderEngine, LossOptions, LossParts, SelectInfo } from './engine.ts';
 import { scoreWeights, zeroParams, type CodeNormalization, type CrosscoderParams, type FloatArray } from './model.ts';
 import { cutAbove, emitSparse, findTopKCut, type SparseCode, type TopKCut } from './select.ts';
@@ -217,9 +219,18 @@ class CpuEngine<A extends FloatArray> implements CrosscoderEngine {
     return Promise.resolve(this.keep(cutAbove(this.scores.subarray(0, this.n * this.D), -1)));
   }
 
+  /** The kept pairs for the WebAssembly kernels (float32 engine), or undefined (float64). */
+  private pairs(): SparsePairs | undefined {
+    return this.val instanceof Float32Array ? { n: this.n, rowPtr: this.rowPtr, idx: this.idx, val: this.val } : undefined;
+  }
+
   decode(): void {
     const { d, D, n, hb, hf, rowPtr, idx, val } = this;
     const { decW, decB } = this.p;
+    const pairs = this.pairs();
+    if (pairs && decW instanceof Float32Array && decB instanceof Float32Array && hb instanceof Float32Array && hf instanceof Float32Array) {
+      if (wasmSparseDecode(pairs, decW, decB, hb, hf, d, D)) return;
+    }
     const offFt = D * d;
     for (let t = 0; t < n; t++) {
       const o = t * d;
@@ -308,14 +319,23 @@ class CpuEngine<A extends FloatArray> implements CrosscoderEngine {
     const l1On = opts.objective === 'l1';
     const fSum = new Float64Array(D);
     let l1 = 0;
-    for (let t = 0; t < n; t++) {
-      const o = t * d;
-      for (let q = rowPtr[t]!; q < rowPtr[t + 1]!; q++) {
-        const j = idx[q]!;
-        const v = val[q]!;
-        fSum[j]! += v;
-        l1 += v * w[j]!;
-        this.accumulateLatent(j, v, gb, gf, o, t, l1On ? (opts.l1Lambda * w[j]!) / n : 0);
+    for (let q = 0; q < rowPtr[n]!; q++) {
+      fSum[idx[q]!]! += val[q]!;
+      l1 += val[q]! * w[idx[q]!]!;
+    }
+    const extra = l1On ? opts.l1Lambda / n : 0;
+    const pairs = this.pairs();
+    const { decW } = this.p;
+    const wasm =
+      pairs !== undefined &&
+      decW instanceof Float32Array &&
+      g.decW instanceof Float32Array &&
+      g.encW instanceof Float32Array &&
+      g.encB instanceof Float32Array &&
+      wasmSparseGrad(pairs, { xb, xf, gb, gf } as Record<'xb' | 'xf' | 'gb' | 'gf', Float32Array>, decW, Float32Array.from(w), extra, { gDecW: g.decW, gEncW: g.encW, gEncB: g.encB }, d, D);
+    if (!wasm) {
+      for (let t = 0; t < n; t++) {
+        for (let q = rowPtr[t]!; q < rowPtr[t + 1]!; q++) this.accumulateLatent(idx[q]!, val[q]!, gb, gf, t * d, t, extra * w[idx[q]!]!);
       }
     }
     l1 /= n;

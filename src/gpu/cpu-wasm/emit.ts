@@ -98,6 +98,7 @@ export const f32FromBits = (bits: Code): Code => seq(bits, [0xbe]);
 export const f32Bits = (x: Code): Code => seq(x, [0xbc]);
 
 // Memory: 16-bit integers, scalar f32 and 128-bit vectors.
+export const i32LoadAt = (addr: Code, offset = 0): Code => seq(addr, [0x28], memarg(2, offset));
 export const i32Load16U = (addr: Code, offset = 0): Code => seq(addr, [0x2f], memarg(1, offset));
 export const f32Load = (addr: Code, offset = 0): Code => seq(addr, [0x2a], memarg(2, offset));
 export const f32Store = (addr: Code, value: Code, offset = 0): Code => seq(addr, value, [0x38], memarg(2, offset));

@@ -39,6 +39,7 @@ import {
   f32FromBits,
   f32Mul,
   i32Load16U,
+  i32LoadAt,
   or,
   select,
   shl,
@@ -84,8 +85,8 @@ const PACK_COLUMNS_HALF = 4;
 const GEMM = 5;
 
 /** The threaded exports (first parameters: thread, from, to), by the index the thread pool takes. */
-export const THREADED_EXPORTS = ['work', 'packKv', 'attend', 'activate'] as const;
-export const THREADED = { work: 0, packKv: 1, attend: 2, activate: 3 } as const;
+export const THREADED_EXPORTS = ['work', 'packKv', 'attend', 'activate', 'sparseDecode', 'sparseGrad'] as const;
+export const THREADED = { work: 0, packKv: 1, attend: 2, activate: 3, sparseDecode: 4, sparseGrad: 5 } as const;
 
 /** One panel of B against `tiles` tiles of A: C[4t.., 8 cols] (+)= A_tile[kc] · B_panel[kc]. */
 function tilesFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
@@ -465,6 +466,95 @@ function activateFunction(): { fn: FunctionBuilder; body: Code } {
   return { fn, body: [...init.flat(), ...body] };
 }
 
+/**
+ * A sparse code's reconstruction for tokens t0..t1 (d a multiple of 4; all sizes in floats):
+ * hb[t] = decB[0..d) + Σ_q val[q] · decW[idx[q]], hf[t] = decB[d..2d) + Σ_q val[q] · decW[D + idx[q]]
+ * over the token's kept pairs q in [rowPtr[t], rowPtr[t+1]); decW is [2·D, d] (base rows, then ft).
+ */
+function sparseDecodeFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('sparseDecode', new Array<number>(12).fill(i32) as (typeof i32)[]);
+  const [, t0, t1, rowPtr, idx, val, decW, decB, hb, hf, d, D] = fn.params() as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [t, q, i, o, ob, of, rowBytes, ftBytes] = Array.from({ length: 8 }, () => fn.local(i32)) as [Local, Local, Local, Local, Local, Local, Local, Local];
+  const v = fn.local(v128);
+  const madd = (acc: Code, x: Code, y: Code): Code => (relaxed ? f32x4RelaxedMadd(x, y, acc) : f32x4Add(acc, f32x4Mul(x, y)));
+  const perPair = [
+    ...set(v, vLoadSplat(add(get(val), mul(get(q), int(4))))),
+    ...set(ob, add(get(decW), mul(i32LoadAt(add(get(idx), mul(get(q), int(4)))), get(rowBytes)))),
+    ...set(of, add(get(ob), get(ftBytes))),
+    ...forRange(i, int(0), get(rowBytes), int(16), [
+      ...vStore(add(get(hb), add(get(o), get(i))), madd(vLoad(add(get(hb), add(get(o), get(i)))), get(v), vLoad(add(get(ob), get(i))))),
+      ...vStore(add(get(hf), add(get(o), get(i))), madd(vLoad(add(get(hf), add(get(o), get(i)))), get(v), vLoad(add(get(of), get(i))))),
+    ]),
+  ];
+  const perToken = [
+    ...set(o, mul(get(t), get(rowBytes))),
+    ...forRange(i, int(0), get(rowBytes), int(16), [
+      ...vStore(add(get(hb), add(get(o), get(i))), vLoad(add(get(decB), get(i)))),
+      ...vStore(add(get(hf), add(get(o), get(i))), vLoad(add(add(get(decB), get(rowBytes)), get(i)))),
+    ]),
+    ...forRange(q, i32LoadAt(add(get(rowPtr), mul(get(t), int(4)))), i32LoadAt(add(get(rowPtr), mul(add(get(t), int(1)), int(4)))), int(1), perPair),
+  ];
+  return {
+    fn,
+    body: [...set(rowBytes, mul(get(d), int(4))), ...set(ftBytes, mul(mul(get(D), get(d)), int(4))), ...forRange(t, get(t0), get(t1), int(1), perToken)],
+  };
+}
+
+/**
+ * The gradient of tokens t0..t1's kept pairs (one thread: pairs of different tokens add into the
+ * same latent rows): with a = gb[t], b = gf[t] (dLoss/dx̂) and each pair (j, v),
+ * df = Σ decW[j]·a + Σ decW[D + j]·b + extra · w[j]; gDecW[j] += v·a, gDecW[D + j] += v·b;
+ * gEncW[j] += df·xb[t], gEncW[D + j] += df·xf[t]; gEncB[j] += df. d a multiple of 4.
+ */
+function sparseGradFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('sparseGrad', new Array<number>(18).fill(i32) as (typeof i32)[]);
+  const [, t0, t1, rowPtr, idx, val, xb, xf, gb, gf, decW, gDecW, gEncW, gEncB, w, extraBits, d, D] = fn.params() as Local[] as [
+    Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local,
+  ];
+  const [t, q, i, j, o, rb, rf, rowBytes, ftBytes, ga] = Array.from({ length: 10 }, () => fn.local(i32)) as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const df = fn.local(f32);
+  const v = fn.local(v128);
+  const acc = fn.local(v128);
+  const a = fn.local(v128);
+  const b = fn.local(v128);
+  const madd = (c: Code, x: Code, y: Code): Code => (relaxed ? f32x4RelaxedMadd(x, y, c) : f32x4Add(c, f32x4Mul(x, y)));
+  const at = (base: Local, off: Local): Code => add(get(base), get(off));
+  const perPair = [
+    ...set(j, i32LoadAt(add(get(idx), mul(get(q), int(4))))),
+    ...set(v, vLoadSplat(add(get(val), mul(get(q), int(4))))),
+    ...set(rb, mul(get(j), get(rowBytes))),
+    ...set(rf, add(get(rb), get(ftBytes))),
+    ...set(acc, vZero()),
+    ...forRange(i, int(0), get(rowBytes), int(16), [
+      ...set(ga, add(get(o), get(i))),
+      ...set(a, vLoad(at(gb, ga))),
+      ...set(b, vLoad(at(gf, ga))),
+      ...set(acc, madd(madd(get(acc), vLoad(add(at(decW, rb), get(i))), get(a)), vLoad(add(at(decW, rf), get(i))), get(b))),
+      ...vStore(add(at(gDecW, rb), get(i)), madd(vLoad(add(at(gDecW, rb), get(i))), get(v), get(a))),
+      ...vStore(add(at(gDecW, rf), get(i)), madd(vLoad(add(at(gDecW, rf), get(i))), get(v), get(b))),
+    ]),
+    ...set(df, f32Add(
+      f32Add(f32Add(f32x4ExtractLane(get(acc), 0), f32x4ExtractLane(get(acc), 1)), f32Add(f32x4ExtractLane(get(acc), 2), f32x4ExtractLane(get(acc), 3))),
+      f32Mul(f32FromBits(get(extraBits)), f32Load(add(get(w), mul(get(j), int(4))))),
+    )),
+    ...set(v, f32x4Splat(get(df))),
+    ...forRange(i, int(0), get(rowBytes), int(16), [
+      ...set(ga, add(get(o), get(i))),
+      ...vStore(add(at(gEncW, rb), get(i)), madd(vLoad(add(at(gEncW, rb), get(i))), get(v), vLoad(at(xb, ga)))),
+      ...vStore(add(at(gEncW, rf), get(i)), madd(vLoad(add(at(gEncW, rf), get(i))), get(v), vLoad(at(xf, ga)))),
+    ]),
+    ...f32Store(add(get(gEncB), mul(get(j), int(4))), f32Add(f32Load(add(get(gEncB), mul(get(j), int(4)))), get(df))),
+  ];
+  const perToken = [
+    ...set(o, mul(get(t), get(rowBytes))),
+    ...forRange(q, i32LoadAt(add(get(rowPtr), mul(get(t), int(4)))), i32LoadAt(add(get(rowPtr), mul(add(get(t), int(1)), int(4)))), int(1), perPair),
+  ];
+  return {
+    fn,
+    body: [...set(rowBytes, mul(get(d), int(4))), ...set(ftBytes, mul(mul(get(D), get(d)), int(4))), ...forRange(t, get(t0), get(t1), int(1), perToken)],
+  };
+}
+
 export const GEMM_TILE_ROWS = TILE_ROWS;
 export const GEMM_PANEL_COLS = PANEL_COLS;
 
@@ -473,6 +563,8 @@ export interface GemmExports {
   packKv(thread: number, g0: number, g1: number, kraw: number, vraw: number, ldkv: number, kpack: number, vpack: number, hd: number, S: number): void;
   attend(...args: number[]): void;
   activate(thread: number, i0: number, i1: number, src: number, up: number, dst: number, kind: number): void;
+  sparseDecode(thread: number, t0: number, t1: number, rowPtr: number, idx: number, val: number, decW: number, decB: number, hb: number, hf: number, d: number, D: number): void;
+  sparseGrad(...args: number[]): void;
   work(thread: number, p0: number, p1: number, ap: number, K: number, bsrc: number, ldb: number, transposed: number, bp: number, c: number, ldc: number, tiles: number, kcBlock: number, mcTiles: number, half: number): void;
 }
 
@@ -492,5 +584,7 @@ export function gemmModuleBytes(memory: { initialPages: number; maximumPages: nu
     packKvFunction(),
     attendFunction(),
     activateFunction(),
+    sparseDecodeFunction(relaxed),
+    sparseGradFunction(relaxed),
   ]);
 }

@@ -100,3 +100,93 @@ export function wasmActivate(x: Float32Array, up: Float32Array | undefined, out:
   out.set(heap.subarray(outAt, outAt + n));
   return true;
 }
+
+/** A sparse code: token t keeps the pairs (idx[q], val[q]) for q in [rowPtr[t], rowPtr[t + 1]). */
+export interface SparsePairs {
+  readonly n: number;
+  readonly rowPtr: Int32Array;
+  readonly idx: Int32Array;
+  readonly val: Float32Array;
+}
+
+/** Float offsets in the kernels' memory for arrays of the given lengths, one after the other. */
+function layout(at: number, lengths: readonly number[]): number[] {
+  const out: number[] = [];
+  for (const n of lengths) {
+    out.push(at);
+    at += Math.ceil(n / 4) * 4;
+  }
+  return out;
+}
+
+/**
+ * A crosscoder's sparse decoder: hb, hf [n, d] = decB (base half, ft half) + Σ over each token's
+ * kept pairs of val · decW's row (decW [2·D, d]: base rows, then ft rows). Threads over tokens.
+ * False (outputs untouched) where d is not a multiple of 4 or without the kernels.
+ */
+export function wasmSparseDecode(c: SparsePairs, decW: Float32Array, decB: Float32Array, hb: Float32Array, hf: Float32Array, d: number, D: number): boolean {
+  if (d % 4 !== 0 || c.n === 0) return false;
+  const nnz = c.rowPtr[c.n]!;
+  const lengths = [c.n + 1, nnz, nnz, 2 * D * d, 2 * d, c.n * d, c.n * d];
+  const w = wasmKernels(4 * (lengths.reduce((a, b) => a + Math.ceil(b / 4) * 4, 0) + 4));
+  if (!w) return false;
+  const [rowAt, idxAt, valAt, decWAt, decBAt, hbAt, hfAt] = layout(w.at, lengths) as [number, number, number, number, number, number, number];
+  const ints = new Int32Array(w.heap.buffer);
+  ints.set(c.rowPtr.subarray(0, c.n + 1), rowAt);
+  ints.set(c.idx.subarray(0, nnz), idxAt);
+  w.heap.set(c.val.subarray(0, nnz), valAt);
+  w.heap.set(decW.subarray(0, 2 * D * d), decWAt);
+  w.heap.set(decB.subarray(0, 2 * d), decBAt);
+  const threads = Math.max(1, Math.min(w.threads, c.n, Math.floor((4 * nnz * d) / wasmGemmOptions.flopsPerThread)));
+  w.run('sparseDecode', [0, 0, c.n, rowAt * 4, idxAt * 4, valAt * 4, decWAt * 4, decBAt * 4, hbAt * 4, hfAt * 4, d, D], threads);
+  hb.set(w.heap.subarray(hbAt, hbAt + c.n * d));
+  hf.set(w.heap.subarray(hfAt, hfAt + c.n * d));
+  return true;
+}
+
+/**
+ * The gradient of a crosscoder's kept pairs, written into gDecW, gEncW [2·D, d] and gEncB [D]
+ * (their previous contents are replaced): with a = gb[t], b = gf[t] (dLoss/dx̂ of token t) and each
+ * pair (j, v) of the token, df = decW[j]·a + decW[D + j]·b + extra · w[j] (through the ReLU, v > 0),
+ * gDecW[j] += v·a, gDecW[D + j] += v·b, gEncW[j] += df·xb[t], gEncW[D + j] += df·xf[t], gEncB[j] += df.
+ * One thread (pairs of different tokens add into the same rows). False (outputs untouched) where d
+ * is not a multiple of 4 or without the kernels.
+ */
+export function wasmSparseGrad(
+  c: SparsePairs,
+  x: { xb: Float32Array; xf: Float32Array; gb: Float32Array; gf: Float32Array },
+  decW: Float32Array,
+  w: Float32Array,
+  extra: number,
+  out: { gDecW: Float32Array; gEncW: Float32Array; gEncB: Float32Array },
+  d: number,
+  D: number,
+): boolean {
+  if (d % 4 !== 0 || c.n === 0) return false;
+  const nnz = c.rowPtr[c.n]!;
+  const nd = c.n * d;
+  const lengths = [c.n + 1, nnz, nnz, nd, nd, nd, nd, 2 * D * d, 2 * D * d, 2 * D * d, D, D];
+  const k = wasmKernels(4 * (lengths.reduce((a, b) => a + Math.ceil(b / 4) * 4, 0) + 4));
+  if (!k) return false;
+  const [rowAt, idxAt, valAt, xbAt, xfAt, gbAt, gfAt, decWAt, gDecWAt, gEncWAt, gEncBAt, wAt] = layout(k.at, lengths) as number[] as [
+    number, number, number, number, number, number, number, number, number, number, number, number,
+  ];
+  const heap = k.heap;
+  const ints = new Int32Array(heap.buffer);
+  ints.set(c.rowPtr.subarray(0, c.n + 1), rowAt);
+  ints.set(c.idx.subarray(0, nnz), idxAt);
+  heap.set(c.val.subarray(0, nnz), valAt);
+  heap.set(x.xb.subarray(0, nd), xbAt);
+  heap.set(x.xf.subarray(0, nd), xfAt);
+  heap.set(x.gb.subarray(0, nd), gbAt);
+  heap.set(x.gf.subarray(0, nd), gfAt);
+  heap.set(decW.subarray(0, 2 * D * d), decWAt);
+  heap.fill(0, gDecWAt, gEncBAt + D);
+  heap.set(w.subarray(0, D), wAt);
+  const extraBits = f32Bits(extra);
+  k.run('sparseGrad', [0, 0, c.n, rowAt * 4, idxAt * 4, valAt * 4, xbAt * 4, xfAt * 4, gbAt * 4, gfAt * 4, decWAt * 4, gDecWAt * 4, gEncWAt * 4, gEncBAt * 4, wAt * 4, extraBits, d, D], 1);
+  out.gDecW.set(heap.subarray(gDecWAt, gDecWAt + 2 * D * d));
+  out.gEncW.set(heap.subarray(gEncWAt, gEncWAt + 2 * D * d));
+  out.gEncB.set(heap.subarray(gEncBAt, gEncBAt + D));
+  return true;
+}
