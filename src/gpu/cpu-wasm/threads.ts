@@ -15,7 +15,9 @@
 // job's arguments for another's.
 
 const GENERATION = 0;
-const PENDING = 1;
+/** OPEN | the number of workers in the job. */
+const STATE = 1;
+const OPEN = 1 << 16;
 const FAILED = 2;
 const COUNT = 3;
 const FUNCTION = 4;
@@ -40,8 +42,18 @@ const start = ({ bytes, memory, index, names }) => {
   for (;;) {
     Atomics.wait(ctrl, ${GENERATION}, seen);
     seen = Atomics.load(ctrl, ${GENERATION});
-    if (Atomics.exchange(ctrl, ${JOB} + index, 0) !== 1) continue;
-    try {
+    let state = Atomics.load(ctrl, ${STATE});
+    let joined = false;
+    while (state & ${OPEN}) {
+      const was = Atomics.compareExchange(ctrl, ${STATE}, state, state + 1);
+      if (was === state) {
+        joined = true;
+        break;
+      }
+      state = was;
+    }
+    if (!joined) continue;
+    if (Atomics.load(ctrl, ${JOB} + index) === Atomics.load(ctrl, ${GENERATION})) try {
       const args = Array.from(ctrl.subarray(${ARGS}, ${ARGS} + ctrl[${ARGC}]));
       const fn = fns[ctrl[${FUNCTION}]];
       const from = args[1];
@@ -56,7 +68,8 @@ const start = ({ bytes, memory, index, names }) => {
     } catch (e) {
       Atomics.store(ctrl, ${FAILED}, 1);
     }
-    if (Atomics.sub(ctrl, ${PENDING}, 1) === 1) Atomics.notify(ctrl, ${PENDING});
+    // The last worker out of a closed job wakes the calling thread.
+    if (Atomics.sub(ctrl, ${STATE}, 1) === 1) Atomics.notify(ctrl, ${STATE});
   }
 };
 if (typeof require === 'function') require('node:worker_threads').parentPort.once('message', start);
@@ -177,9 +190,10 @@ export class GemmThreads {
     ctrl[CHUNK] = chunk;
     ctrl[FAILED] = 0;
     Atomics.store(ctrl, NEXT, 0);
-    Atomics.store(ctrl, PENDING, n - 1);
-    for (let w = 1; w < n; w++) Atomics.store(ctrl, JOB + w, 1);
-    Atomics.add(ctrl, GENERATION, 1);
+    const generation = (Atomics.load(ctrl, GENERATION) + 1) | 0;
+    for (let w = 1; w < n; w++) Atomics.store(ctrl, JOB + w, generation);
+    Atomics.store(ctrl, STATE, OPEN);
+    Atomics.store(ctrl, GENERATION, generation);
     Atomics.notify(ctrl, GENERATION);
     let error: unknown;
     try {
@@ -193,7 +207,8 @@ export class GemmThreads {
       // The workers take no more chunks.
       Atomics.store(ctrl, NEXT, 1 << 30);
     }
-    for (let left = Atomics.load(ctrl, PENDING); left !== 0; left = Atomics.load(ctrl, PENDING)) Atomics.wait(ctrl, PENDING, left);
+    Atomics.and(ctrl, STATE, ~OPEN);
+    for (let state = Atomics.load(ctrl, STATE); state !== 0; state = Atomics.load(ctrl, STATE)) Atomics.wait(ctrl, STATE, state);
     if (error !== undefined) throw error;
     if (ctrl[FAILED] !== 0) throw new Error('a WebAssembly worker thread failed');
   }
