@@ -89,6 +89,38 @@ describe('organisms in the app', () => {
     }
   }, 120_000);
 
+  it('writes a full fine-tune as a Hugging Face folder: the trained weights and the base\'s config and tokenizer', async () => {
+    const { store, close } = await storeWithBase();
+    try {
+      store.getState().setOrganismForm({ mode: 'full', steps: 3, lr: 1e-3 });
+      await store.getState().trainOrganism();
+      const r = store.getState().orgResult!;
+      expect(r.name).toBe('organism-forest-full');
+      expect([...r.files.keys()].sort()).toEqual(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+      const base = await blobFolder(`${DEMO}/base`);
+      // The base's own files go into the folder byte for byte.
+      for (const name of ['config.json', 'tokenizer.json']) {
+        const mine = r.files.get(name)!;
+        const theirs = base.get(name)!;
+        expect(await mine.read(0, mine.size)).toEqual(await theirs.read(0, theirs.size));
+      }
+      const opened = await openModel(r.files);
+      const original = await openModel(base);
+      expect(opened.kind).toBe('hf');
+      expect([...opened.store.tensors.keys()].sort()).toEqual([...original.store.tensors.keys()].sort());
+      // Every trained matrix moved: three AdamW steps at lr 1e-3 change each weight by up to ~3e-3.
+      const name = 'model.layers.2.mlp.up_proj.weight';
+      const after = await opened.store.readF32(name);
+      const before = await original.store.readF32(name);
+      let maxChange = 0;
+      for (let i = 0; i < after.length; i++) maxChange = Math.max(maxChange, Math.abs(after[i]! - before[i]!));
+      expect(maxChange).toBeGreaterThan(1e-4);
+      expect(maxChange).toBeLessThan(3e-3 + 1e-6);
+    } finally {
+      close();
+    }
+  }, 120_000);
+
   it('pauses between steps, resumes where it stopped, and finishes early with the steps so far; cancel leaves nothing', async () => {
     const { store, close } = await storeWithBase();
     try {
