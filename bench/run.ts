@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<Bench>> = {
   lens: async () => (await import('./lens/index.ts')).lensBench,
   adl: async () => (await import('./adl/index.ts')).adlBench,
   crosscoder: async () => (await import('./crosscoder/index.ts')).crosscoderBench,
+  organisms: async () => (await import('./organisms/index.ts')).organismsBench,
 };
 
 const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}|all] [--full] [--node|--browser] [--sizes=a,b] [--threads=n]

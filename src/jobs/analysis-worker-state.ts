@@ -35,6 +35,7 @@ import {
 } from './crosscoder.ts';
 import type { JobProgress } from './context.ts';
 import { planMemory, type MemoryPlan } from './memory.ts';
+import { continueOrganism, organismFiles, startOrganism, type OrganismOut, type OrganismSettings, type OrganismStep, type OrganismTraining } from './organism.ts';
 import { needTokenizer, openPair, type OpenedPair, type PairFiles } from './pair.ts';
 import type { Answer, CallContext, Handler } from './transport.ts';
 import { weightsJob } from './weights.ts';
@@ -71,6 +72,8 @@ export interface WorkerState {
   collected: Collected | null;
   training: (Training & { trainMs: number; collectMs: number; engine: WorkerEngine | undefined }) | null;
   analysis: Analysis | null;
+  /** A model organism being trained from the base (kept while paused). */
+  organism: (OrganismTraining & { baseName: string }) | null;
 }
 
 export async function openWorkerState(files: PairFiles, options: WorkerOptions, deps: WorkerDeps): Promise<WorkerState> {
@@ -78,7 +81,7 @@ export async function openWorkerState(files: PairFiles, options: WorkerOptions, 
   const made = await deps.makeBackend(options);
   const memory = planMemory(opened, { backend: made.kind, ...(made.limits ? { gpu: made.limits } : {}), hostBytes: deps.hostBytes?.() });
   // Status lines name the backend and the memory plan: "CPU in a worker; both models resident: …".
-  return { opened, backend: made.backend, backendName: `${made.name}; ${memory.reason}`, memory, deps, models: null, crosscoder: null, collected: null, training: null, analysis: null };
+  return { opened, backend: made.backend, backendName: `${made.name}; ${memory.reason}`, memory, deps, models: null, crosscoder: null, collected: null, training: null, analysis: null, organism: null };
 }
 
 const now = () => performance.now();
@@ -276,6 +279,55 @@ async function crosscoderOp(s: WorkerState, op: CrosscoderOp, ctx: CallContext):
   }
 }
 
+// —— model organisms ——
+
+export type OrganismOp =
+  /** `baseName` goes into the adapter's base_model_name_or_path. */
+  | { kind: 'train'; lines: string[]; settings: OrganismSettings; baseName: string }
+  | { kind: 'resume' };
+
+export type OrganismOpResult = { kind: 'paused'; steps: number } | { kind: 'trained'; out: OrganismOut };
+
+/** Trains until done, paused or finished early (the organism is then written), sending steps as events. */
+async function runOrganism(s: WorkerState, ctx: CallContext): Promise<OrganismOpResult> {
+  const t = s.organism!;
+  let buffered: OrganismStep[] = [];
+  let lastFlush = now();
+  const flush = () => {
+    if (buffered.length) ctx.emit(buffered);
+    buffered = [];
+    lastFlush = now();
+  };
+  await continueOrganism(
+    t,
+    (p) => {
+      buffered.push(p);
+      if (now() - lastFlush >= (s.deps.stepFlushMs ?? STEP_FLUSH_MS)) {
+        flush();
+        ctx.onProgress({ stage: 'training', done: p.step + 1, total: t.settings.steps });
+      }
+    },
+    () => ctx.command() !== undefined,
+    ctx.signal,
+  );
+  flush();
+  ctx.signal.throwIfAborted();
+  if (ctx.command() === 'pause') return { kind: 'paused', steps: t.trainer.steps };
+  const out = await organismFiles(s.opened, t, t.baseName);
+  s.organism = null;
+  return { kind: 'trained', out };
+}
+
+async function organismOp(s: WorkerState, op: OrganismOp, ctx: CallContext): Promise<OrganismOpResult> {
+  if (op.kind === 'resume') {
+    if (!s.organism) throw new Error('there is no paused organism to resume');
+    return runOrganism(s, ctx);
+  }
+  s.organism = null;
+  s.organism = { ...(await startOrganism(s.opened, op.lines, op.settings, ctx.onProgress, ctx.signal)), baseName: op.baseName };
+  return runOrganism(s, ctx);
+}
+
 /** Every operation the analysis worker answers, by name. */
 export const analysisHandlers: Record<string, Handler<WorkerState>> = {
   async weights(s: WorkerState, args: { topK: number }, ctx: CallContext): Promise<Answer> {
@@ -296,6 +348,15 @@ export const analysisHandlers: Record<string, Handler<WorkerState>> = {
       return { result, transfer: result.kind === 'save' ? [result.bytes] : [] };
     } catch (e) {
       if (ctx.command() === 'cancel' || ctx.signal.aborted) dropTraining(s);
+      throw e;
+    }
+  },
+  async organism(s: WorkerState, op: OrganismOp, ctx: CallContext): Promise<Answer> {
+    try {
+      const result = await organismOp(s, op, ctx);
+      return { result, transfer: result.kind === 'trained' ? result.out.files.map((f) => f.bytes) : [] };
+    } catch (e) {
+      s.organism = null;
       throw e;
     }
   },

@@ -1,11 +1,13 @@
 // The page's side of the one analysis worker: one WorkerSession per loaded pair, shared by every
 // view (weights, activations, crosscoders), and the runners each view's slice calls through it.
-import type { WeightsAnswer, ActivationAnswer, CrosscoderOp, CrosscoderOpResult, WorkerOptions } from '../jobs/analysis-worker-state.ts';
+import type { WeightsAnswer, ActivationAnswer, CrosscoderOp, CrosscoderOpResult, OrganismOpResult, WorkerOptions } from '../jobs/analysis-worker-state.ts';
+import type { OrganismStep } from '../jobs/organism.ts';
 import type { PairFiles } from '../jobs/pair.ts';
 import { WorkerSession, type Spawn } from '../jobs/transport.ts';
 import type { StepPoint } from '../jobs/crosscoder.ts';
 import type { ActivationsRunner } from './activations.ts';
 import type { CrosscoderRunner } from './crosscoder.ts';
+import type { OrganismRunner } from './organisms.ts';
 import type { WeightsRunner } from './weights.ts';
 
 export interface AnalysisClient {
@@ -77,5 +79,21 @@ export function crosscoderRunner(client: AnalysisClient): CrosscoderRunner {
       last?.command(command);
     },
     release: () => client.releaseIf(last?.files ?? null),
+  };
+}
+
+export function organismRunner(client: AnalysisClient): OrganismRunner {
+  let last: WorkerSession | null = null;
+  return {
+    run(files, op, handlers) {
+      last = client.session(files);
+      return last.call<OrganismOpResult>('organism', op, {
+        ...(handlers.onProgress ? { onProgress: handlers.onProgress } : {}),
+        ...(handlers.onSteps ? { onEvent: (e: unknown) => handlers.onSteps?.(e as OrganismStep[]) } : {}),
+      });
+    },
+    command(command) {
+      last?.command(command);
+    },
   };
 }

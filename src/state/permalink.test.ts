@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { connectPermalink, decodeLink, encodeLink, MAX_HASH_LENGTH, MAX_POSITION, MAX_PROMPT_LENGTH, MAX_TENSOR_NAME_LENGTH, pickLinkState, STORE_KEYS, type LocationLike } from './permalink.ts';
 import { DEFAULT_CC_SETTINGS, DEFAULT_LATENT_FILTER } from './crosscoder.ts';
+import { DEFAULT_ORGANISM_FORM } from './organisms.ts';
 import { DEFAULT_METHOD_SETTINGS } from './methods.ts';
 import { createAppStore } from './store.ts';
 
@@ -43,6 +44,7 @@ describe('decodeLink', () => {
       latent: 17,
       latentFilter: { cls: 'ft-only' as const, fmin: -4, fmax: -1, rmin: 0, rmax: 0.2, q: ' sea', sort: 'frequency' as const },
       methods: { ...DEFAULT_METHOD_SETTINGS, tab: 'attention' as const, alphas: [-1, 0, 2.5], pcaLayer: 3, attnHead: { layer: 2, head: 1 } },
+      organism: { ...DEFAULT_ORGANISM_FORM, recipe: 'taboo' as const, word: 'lighthouse', hints: 'it shines over the sea; ships watch for it', mode: 'full' as const, steps: 12, lr: 0.01, seq: 32 },
     };
     const hash = encodeLink(state, defaults);
     expect(hash.startsWith('state=')).toBe(true);

@@ -10,6 +10,7 @@ import { ccSettingsLink, latentFilterLink, MAX_LATENT } from './crosscoder.ts';
 import { methodSettingsLink } from './methods.ts';
 import { METRICS } from './metrics.ts';
 import { modelRefsSchema } from './model-ref.ts';
+import { organismFormLink } from './organisms.ts';
 import { VIEWS } from './views.ts';
 
 type DataKey = { [K in keyof AppState]: AppState[K] extends (...args: never[]) => unknown ? never : K }[keyof AppState];
@@ -68,6 +69,12 @@ export const STORE_KEYS = {
   ccPair: { link: false },
   ccRunner: { link: false },
   methods: { link: methodSettingsLink },
+  organism: { link: organismFormLink },
+  orgText: { link: false },
+  orgRun: { link: false },
+  orgCurve: { link: false },
+  orgResult: { link: false },
+  orgRunner: { link: false },
 } as const satisfies Record<DataKey, { link: z.ZodType | false; param?: string }>;
 
 type Keys = typeof STORE_KEYS;
@@ -98,6 +105,7 @@ const linkShape = {
   latent: STORE_KEYS.latent.link.optional(),
   latentFilter: STORE_KEYS.latentFilter.link.optional(),
   methods: STORE_KEYS.methods.link.optional(),
+  organism: STORE_KEYS.organism.link.optional(),
 } satisfies Record<LinkKey, z.ZodType>;
 
 /** The name a key has in links (the model refs travel as "models"). */

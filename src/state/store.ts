@@ -5,11 +5,12 @@ import { createCrosscoderSlice, crosscoderPairIsCurrent, type CrosscoderSlice } 
 import { createGpuSlice, type GpuSlice } from './gpu.ts';
 import { createMethodsSlice, type MethodsSlice } from './methods.ts';
 import { createModelsSlice, pairReady, type ModelsSlice } from './models.ts';
+import { createOrganismsSlice, type OrganismsSlice } from './organisms.ts';
 import { createSessionSlice, keepModelRefsCurrent, ROLES, wantedRef, type SessionSlice } from './session.ts';
 import { createViewSlice, type ViewSlice } from './view.ts';
 import { createWeightsSlice, runIsCurrent, type WeightsSlice } from './weights.ts';
 
-export type AppState = GpuSlice & ModelsSlice & ViewSlice & WeightsSlice & ActivationsSlice & SessionSlice & CrosscoderSlice & MethodsSlice;
+export type AppState = GpuSlice & ModelsSlice & ViewSlice & WeightsSlice & ActivationsSlice & SessionSlice & CrosscoderSlice & MethodsSlice & OrganismsSlice;
 export type AppStore = StoreApi<AppState>;
 
 /** A fresh store; tests make their own, the app uses `appStore`. */
@@ -23,6 +24,7 @@ export function createAppStore(): AppStore {
     ...createSessionSlice(...a),
     ...createCrosscoderSlice(...a),
     ...createMethodsSlice(...a),
+    ...createOrganismsSlice(...a),
   }));
   keepModelRefsCurrent(store);
   forgetPairViewOnModelChange(store);

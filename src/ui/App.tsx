@@ -15,6 +15,7 @@ import { PatchingView } from './activations/PatchingView.tsx';
 import { CrosscodersView } from './crosscoders/CrosscodersView.tsx';
 import { BackendBadge, GpuReport } from './GpuReport.tsx';
 import { MethodsView } from './methods/MethodsView.tsx';
+import { OrganismsView } from './organisms/OrganismsView.tsx';
 import { VIEW_LABELS } from './labels.ts';
 import { WeightsView } from './weights/WeightsView.tsx';
 
@@ -62,7 +63,7 @@ export function App() {
             </button>
           </Banner>
         )}
-        {!loaded ? <ModelsScreen /> : view === 'weights' ? <WeightsView /> : view === 'lens' ? <LensView /> : view === 'adl' ? <AdlView /> : view === 'patching' ? <PatchingView /> : view === 'crosscoders' ? <CrosscodersView /> : view === 'methods' ? <MethodsView /> : <ModelsScreen />}
+        {view === 'organisms' ? <OrganismsView /> : !loaded ? <ModelsScreen /> : view === 'weights' ? <WeightsView /> : view === 'lens' ? <LensView /> : view === 'adl' ? <AdlView /> : view === 'patching' ? <PatchingView /> : view === 'crosscoders' ? <CrosscodersView /> : view === 'methods' ? <MethodsView /> : <ModelsScreen />}
       </main>
     </div>
   );

@@ -9,6 +9,7 @@ export const VIEW_LABELS: Record<View, string> = {
   patching: 'Patching',
   crosscoders: 'Crosscoders',
   methods: 'Methods',
+  organisms: 'Organisms',
 };
 
 export const ROLE_LABELS: Record<Role, string> = { base: 'Base model', ft: 'Fine-tuned model' };

@@ -7,7 +7,7 @@ import { connectPermalink } from '../state/permalink.ts';
 import { connectLinkModels } from '../state/session.ts';
 import { appStore } from '../state/store.ts';
 import { cachedActivationsRunner, cachedWeightsRunner } from '../state/session-cache.ts';
-import { activationsRunner, analysisClient, browserSpawn, crosscoderRunner, weightsRunner } from '../state/analysis-client.ts';
+import { activationsRunner, analysisClient, browserSpawn, crosscoderRunner, organismRunner, weightsRunner } from '../state/analysis-client.ts';
 import { computeChoice, onComputeChoice } from '../state/compute.ts';
 import { App } from './App.tsx';
 import './app.css';
@@ -23,6 +23,7 @@ onComputeChoice(() => client.release('the compute setting changed'));
 appStore.getState().setWeightsRunner(cachedWeightsRunner(weightsRunner(client), appStore));
 appStore.getState().setActivationsRunner(cachedActivationsRunner(activationsRunner(client), appStore));
 appStore.getState().setCrosscoderRunner(crosscoderRunner(client));
+appStore.getState().setOrganismRunner(organismRunner(client));
 connectPermalink(appStore, window);
 connectGpu(appStore);
 // Opens the models the link names (by URL or the demo; local files are asked for), else the built-in demo pair.

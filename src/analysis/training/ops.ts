@@ -71,8 +71,9 @@ export function add(tape: Tape, a: Float32Array, b: Float32Array): Float32Array 
   tape.record(() => {
     const g = tape.take(out);
     if (!g) return;
-    addInto(tape.grad(a), g);
-    addInto(tape.grad(b), g);
+    // b gets a copy, a the gradient itself: both may be added into later.
+    tape.seed(b, g.slice());
+    tape.seed(a, g);
   });
   return out;
 }
@@ -82,7 +83,9 @@ export function scale(tape: Tape, x: Float32Array, s: number): Float32Array {
   for (let i = 0; i < x.length; i++) out[i] = x[i]! * s;
   tape.record(() => {
     const g = tape.take(out);
-    if (g) addInto(tape.grad(x), g, s);
+    if (!g) return;
+    for (let i = 0; i < g.length; i++) g[i]! *= s;
+    tape.seed(x, g);
   });
   return out;
 }
@@ -200,15 +203,14 @@ export function linear(tape: Tape, x: Float32Array, K: number, w: Param, N: numb
   tape.record(() => {
     const g = tape.take(y);
     if (!g) return;
-    const gx = tape.grad(x);
-    addInto(gx, mm(g, w.data, M, K, N));
+    tape.seed(x, mm(g, w.data, M, K, N));
     if (w.grad) addInto(w.grad, mm(transpose(g, M, N), x, N, K, M));
     if (bias?.grad) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) bias.grad[j]! += g[i * N + j]!;
     if (lora) {
       const r = lora.rank;
       const gu = mm(g, Bp!, M, r, N);
       for (let i = 0; i < gu.length; i++) gu[i]! *= lora.scaling;
-      addInto(gx, mm(gu, lora.A.data, M, K, r));
+      tape.seed(x, mm(gu, lora.A.data, M, K, r));
       if (lora.A.grad) addInto(lora.A.grad, mm(transpose(gu, M, r), x, r, K, M));
       // dB = gᵀ u, computed as (uᵀ g)ᵀ: transposing u [M, r] costs far less than transposing g [M, N].
       if (lora.B.grad) addInto(lora.B.grad.subarray(lora.rows[0] * r, lora.rows[1] * r), transpose(mm(transpose(u!, M, r), g, r, N, M), r, N), lora.scaling);

@@ -159,6 +159,64 @@ export interface TrainSummary {
   tokensPerStep: number;
 }
 
+/** A run that can stop between steps and go on later (pause, resume): the optimizer state and the sampler stay. */
+export class Trainer {
+  private readonly sampler: WindowSampler;
+  private readonly opt: AdamW;
+  readonly losses: number[] = [];
+  readonly gradNorms: number[] = [];
+  /** Seconds spent in steps so far. */
+  seconds = 0;
+
+  constructor(
+    readonly model: TrainableTransformer,
+    documents: readonly (readonly number[])[],
+    readonly run: TrainRun,
+  ) {
+    this.sampler = new WindowSampler(documents, run.seed);
+    if (this.sampler.tokens < run.seq) throw new RangeError(`the corpus has ${this.sampler.tokens} tokens, fewer than one sequence of ${run.seq}`);
+    this.opt = new AdamW([...model.params().values()], run);
+  }
+
+  get steps(): number {
+    return this.losses.length;
+  }
+
+  get done(): boolean {
+    return this.steps >= this.run.steps;
+  }
+
+  /** One optimizer step on a fresh batch. */
+  step(): StepResult {
+    const t0 = performance.now();
+    const run = this.run;
+    const r = trainStep(this.model, this.opt, this.sampler.batch(run.batch, run.seq), run.batch, run.seq, Math.min(run.microBatch, run.batch));
+    this.seconds += (performance.now() - t0) / 1000;
+    const step = this.losses.length;
+    this.losses.push(r.loss);
+    this.gradNorms.push(r.gradNorm);
+    return { step, ...r };
+  }
+
+  summary(): TrainSummary {
+    return { losses: [...this.losses], gradNorms: [...this.gradNorms], seconds: this.seconds, tokensPerStep: this.run.batch * (this.run.seq - 1) };
+  }
+}
+
+/**
+ * Steps until the run is done or `stop` says so (checked after each step); onStep sees every step, and
+ * the signal stops between steps. Other work (progress output, messages) gets in between steps.
+ */
+export async function continueTrainer(trainer: Trainer, onStep?: (r: StepResult, elapsedSeconds: number) => void, signal?: AbortSignal, stop?: () => boolean): Promise<void> {
+  while (!trainer.done) {
+    signal?.throwIfAborted();
+    const r = trainer.step();
+    onStep?.(r, trainer.seconds);
+    if (stop?.()) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+}
+
 /** Trains on random windows of the documents; onStep sees every step, and the signal stops between steps. */
 export async function trainOnDocuments(
   model: TrainableTransformer,
@@ -167,19 +225,7 @@ export async function trainOnDocuments(
   onStep?: (r: StepResult, elapsedSeconds: number) => void,
   signal?: AbortSignal,
 ): Promise<TrainSummary> {
-  const sampler = new WindowSampler(documents, run.seed);
-  const opt = new AdamW([...model.params().values()], run);
-  const losses: number[] = [];
-  const gradNorms: number[] = [];
-  const t0 = performance.now();
-  for (let step = 0; step < run.steps; step++) {
-    signal?.throwIfAborted();
-    const r = trainStep(model, opt, sampler.batch(run.batch, run.seq), run.batch, run.seq, Math.min(run.microBatch, run.batch));
-    losses.push(r.loss);
-    gradNorms.push(r.gradNorm);
-    onStep?.({ step, ...r }, (performance.now() - t0) / 1000);
-    // Let other work (progress output, cancellation) in between steps.
-    await new Promise((resolve) => setTimeout(resolve, 0));
-  }
-  return { losses, gradNorms, seconds: (performance.now() - t0) / 1000, tokensPerStep: run.batch * (run.seq - 1) };
+  const trainer = new Trainer(model, documents, run);
+  await continueTrainer(trainer, onStep, signal);
+  return trainer.summary();
 }

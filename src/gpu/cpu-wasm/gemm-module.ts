@@ -208,6 +208,28 @@ function packColumnsFunction(half: boolean): { fn: FunctionBuilder; body: Code }
   return { fn, body: forRange(p, get(p0), get(p1), int(1), forRange(col, int(0), int(PANEL_COLS), int(1), column)) };
 }
 
+/**
+ * A [tiles·4, K] row-major at src (rows past the caller's padded with zeros) to tiles: for each k, the
+ * 4 values a[r, k] side by side ([tiles][K][4]). Called by the caller's thread before `work`.
+ */
+function packTilesFunction(): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('packTiles', [i32, i32, i32, i32]);
+  const [src, K, dst, tiles] = fn.params() as [Local, Local, Local, Local];
+  const t = fn.local(i32);
+  const k = fn.local(i32);
+  const s = fn.local(i32);
+  const d = fn.local(i32);
+  const row = fn.local(i32);
+  const copy: Code[] = [];
+  for (let r = 0; r < TILE_ROWS; r++) copy.push(f32Store(get(d), f32Load(r === 0 ? get(s) : add(get(s), mul(get(row), int(r)))), 4 * r));
+  const tile = [
+    ...set(s, add(get(src), mul(get(t), mul(get(row), int(TILE_ROWS))))),
+    ...set(d, add(get(dst), mul(mul(get(t), get(K)), int(A_STEP)))),
+    ...forRange(k, int(0), get(K), int(1), [...copy.flat(), ...set(s, add(get(s), int(4))), ...set(d, add(get(d), int(A_STEP)))]),
+  ];
+  return { fn, body: [...set(row, mul(get(K), int(4))), ...forRange(t, int(0), get(tiles), int(1), tile)] };
+}
+
 /** Packed A and B to C for panels p0..p1: blocks of K outermost, then blocks of tiles, then panels. */
 function gemmFunction(): { fn: FunctionBuilder; body: Code } {
   const fn = new FunctionBuilder('gemm', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
@@ -566,6 +588,7 @@ export interface GemmExports {
   sparseDecode(thread: number, t0: number, t1: number, rowPtr: number, idx: number, val: number, decW: number, decB: number, hb: number, hf: number, d: number, D: number): void;
   sparseGrad(...args: number[]): void;
   work(thread: number, p0: number, p1: number, ap: number, K: number, bsrc: number, ldb: number, transposed: number, bp: number, c: number, ldc: number, tiles: number, kcBlock: number, mcTiles: number, half: number): void;
+  packTiles(src: number, K: number, dst: number, tiles: number): void;
 }
 
 /**
@@ -586,5 +609,6 @@ export function gemmModuleBytes(memory: { initialPages: number; maximumPages: nu
     activateFunction(),
     sparseDecodeFunction(relaxed),
     sparseGradFunction(relaxed),
+    packTilesFunction(),
   ]);
 }
