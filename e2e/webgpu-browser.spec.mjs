@@ -132,6 +132,9 @@ export const tests = {
     for (const task of ['lens', 'deltas']) {
       console.log(`     ${task} on WebGPU: ${gpu.done[task].text}`);
       assert.match(gpu.done[task].text, /on the WebGPU \(.*\) in a worker/, `the ${task} status line names the WebGPU backend`);
+      // The worker's device was created with the adapter's limits, not WebGPU's defaults (256 MiB buffers, 128 MiB bindings, shown as 0.25 and 0.13 GiB).
+      const [, buffers, bindings] = /GPU buffers up to ([\d.]+) GiB, bindings up to ([\d.]+) GiB/.exec(gpu.done[task].text) ?? [];
+      assert.ok(Number(buffers) > 0.25 && Number(bindings) > 0.13, `the device has the adapter's limits: buffers ${buffers} GiB, bindings ${bindings} GiB`);
       assert.match(cpu.done[task].text, /on the CPU in a worker \(chosen\)/);
       const [g, c] = [gpu, cpu].map((r) => r.report.results.activations[task]);
       assert.ok(g && c, `both sessions hold the ${task} result`);
