@@ -33,11 +33,11 @@ export function setComputeChoice(choice: ComputeChoice): void {
 const TEST_BINDING_KEY = 'neurodiff.test.maxBindingBytes';
 
 /**
- * Test only: a storage binding size below the device's, so the demo's small tensors take the row-block
+ * Test only: a storage binding size below the device's, so a small model's tensors take the row-block
  * path that a large model's take on a real GPU (the browser tests set it in localStorage under
  * `neurodiff.test.maxBindingBytes`). No control sets it, and permalinks never carry it.
  */
-export function testBindingBytes(): number | undefined {
+function testBindingBytes(): number | undefined {
   const v = Number(storage()?.getItem(TEST_BINDING_KEY) ?? NaN);
   return Number.isSafeInteger(v) && v > 0 ? v : undefined;
 }
