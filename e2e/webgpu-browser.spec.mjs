@@ -12,15 +12,41 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The weight diff of the demo pair (56 tensors of 192 wide) takes ~30 s on the CPU of a shared
 // machine and longer on SwiftShader; the 3-layer llama fixture keeps each run to seconds.
 const arch = join(root, 'test', 'fixtures', 'arch', 'llama');
+// Patching and crosscoders need a tokenizer: the stories260K pair (64 wide, 5 layers, 512 tokens)
+// costs an eighth of the demo pair's unembedding, which dominates a forward pass on SwiftShader.
+const stories = join(root, 'test', 'fixtures', 'stories260K');
 
 const RUN_TIMEOUT = 50_000;
+// The stories260K pair's tied embedding (512 × 64 float32, 128 KiB: the lens's unembedding too) and MLP
+// matrices (172 × 64, 44 KiB) exceed this and are kept as row blocks; its attention matrices (16 KiB) are not.
+const ROW_BLOCK_BYTES = 32 * 1024;
+// The ADL is not run here: whatever the corpus, its Patchscope runs 450 single-token forward passes
+// (15 prompts × 30 scales), several minutes on SwiftShader; its kernels are the ones patching runs.
+// A few steps of a tiny crosscoder: 8 stories of 16 tokens, 32 latents, batches of 32 tokens.
+const TINY_CROSSCODER = { samples: 8, tokensPerSample: 16, dict: 32, k: 4, steps: 8, batch: 32, lr: 0.01 };
 const link = (state) => '/#state=' + encodeURIComponent(JSON.stringify(state));
 
-/** A page in a fresh browser context with "Compute on" set before the app starts. */
-async function pageOn(newPage, backend) {
+/**
+ * A page in a fresh browser context with "Compute on" set before the app starts; `bindingBytes` sets the
+ * test-only storage binding size above which WebGPU keeps tensors as row blocks.
+ */
+async function pageOn(newPage, backend, bindingBytes = 0) {
   const page = await newPage();
-  await page.addInitScript((b) => localStorage.setItem('neurodiff.compute', b), backend);
+  await page.addInitScript(([b, n]) => {
+    localStorage.setItem('neurodiff.compute', b);
+    if (n > 0) localStorage.setItem('neurodiff.test.maxBindingBytes', String(n));
+  }, [backend, bindingBytes]);
   return page;
+}
+
+/** Opens the stories260K pair from its folders with the link's settings, then the view named `label` in the rail. */
+async function openStories(page, url, settings, label) {
+  await page.goto(url(link({ view: 'models', ...settings })));
+  await page.getByTestId('use-own-models').click();
+  await page.getByTestId('input-folder-base').setInputFiles(join(stories, 'base'));
+  await page.getByTestId('input-folder-ft').setInputFiles(join(stories, 'ocean', 'model'));
+  await page.getByTestId('drop-ft').getByTestId('load-status').and(page.locator('.ok')).waitFor();
+  await page.getByRole('navigation', { name: 'Views' }).getByRole('button', { name: label, exact: true }).click();
 }
 
 async function waitDone(page, task) {
@@ -63,10 +89,13 @@ function compareNumbers(gpu, cpu, { abs, rel }, path = '', stats = { n: 0, maxAb
   return stats;
 }
 
-/** Runs one view on both backends (one context each, side by side) and returns both session reports. */
-async function bothBackends(newPage, open, tasks) {
+/**
+ * Runs one view on both backends (one context each, side by side) and returns both session reports;
+ * `bindingBytes` makes WebGPU keep tensors above that size as row blocks (a test setting).
+ */
+async function bothBackends(newPage, open, tasks, { bindingBytes = 0 } = {}) {
   const run = async (backend) => {
-    const page = await pageOn(newPage, backend);
+    const page = await pageOn(newPage, backend, backend === 'webgpu' ? bindingBytes : 0);
     const t0 = Date.now();
     await open(page);
     const done = {};
@@ -103,6 +132,9 @@ export const tests = {
     for (const task of ['lens', 'deltas']) {
       console.log(`     ${task} on WebGPU: ${gpu.done[task].text}`);
       assert.match(gpu.done[task].text, /on the WebGPU \(.*\) in a worker/, `the ${task} status line names the WebGPU backend`);
+      // The worker's device was created with the adapter's limits, not WebGPU's defaults (256 MiB buffers, 128 MiB bindings, shown as 0.25 and 0.13 GiB).
+      const [, buffers, bindings] = /GPU buffers up to ([\d.]+) GiB, bindings up to ([\d.]+) GiB/.exec(gpu.done[task].text) ?? [];
+      assert.ok(Number(buffers) > 0.25 && Number(bindings) > 0.13, `the device has the adapter's limits: buffers ${buffers} GiB, bindings ${bindings} GiB`);
       assert.match(cpu.done[task].text, /on the CPU in a worker \(chosen\)/);
       const [g, c] = [gpu, cpu].map((r) => r.report.results.activations[task]);
       assert.ok(g && c, `both sessions hold the ${task} result`);
@@ -110,6 +142,63 @@ export const tests = {
       console.log(`     ${task}: ${stats.n} numbers, max |Δ| ${stats.maxAbs.toExponential(2)}, max rel ${stats.maxRel.toExponential(2)}`);
     }
     await screenshot('webgpu-lens', gpu.page);
+  },
+
+  async 'on WebGPU tensors above the binding size go through the row-block path in the worker and match the CPU backend'({ url, newPage }) {
+    // The real limit (1 GiB on SwiftShader) cannot be exceeded cheaply: the test setting lowers it.
+    const { cpu, gpu } = await bothBackends(newPage, (page) => openStories(page, url, { prompt: 'Once upon a time' }, 'Activations / Lens'), ['lens', 'deltas'], { bindingBytes: ROW_BLOCK_BYTES });
+    for (const task of ['lens', 'deltas']) {
+      // The setting reached the worker's backend: its status line names it, and the memory plan's binding limit is the setting.
+      assert.match(gpu.done[task].text, new RegExp(`on the WebGPU \\(.*; row blocks above ${ROW_BLOCK_BYTES} bytes, a test setting\\) in a worker.*bindings up to 0\\.00 GiB`));
+      const [g, c] = [gpu, cpu].map((r) => r.report.results.activations[task]);
+      const stats = compareNumbers(g.result, c.result, { abs: 1e-4, rel: 1e-3 }, task);
+      console.log(`     ${task} (row blocks): ${stats.n} numbers, max |Δ| ${stats.maxAbs.toExponential(2)}, max rel ${stats.maxRel.toExponential(2)}`);
+    }
+  },
+
+  async 'on WebGPU the stories260K pair\'s patching runs in the worker and matches the CPU backend'({ url, newPage, screenshot }) {
+    const { cpu, gpu } = await bothBackends(newPage, (page) => openStories(page, url, { prompt: 'Once upon' }, 'Patching'), ['patching']);
+    assert.match(gpu.done.patching.text, /on the WebGPU \(.*\) in a worker/, 'the patching status line names the WebGPU backend');
+    const [g, c] = [gpu, cpu].map((r) => r.report.results.activations.patching);
+    const stats = compareNumbers(g.result, c.result, { abs: 1e-4, rel: 1e-3 }, 'patching');
+    console.log(`     patching: ${stats.n} numbers, max |Δ| ${stats.maxAbs.toExponential(2)}, max rel ${stats.maxRel.toExponential(2)}`);
+    await screenshot('webgpu-patching', gpu.page);
+  },
+
+  async 'on WebGPU a short crosscoder training runs in the worker and matches the CPU engine'({ url, newPage, screenshot }) {
+    const train = async (page) => {
+      await openStories(page, url, { ccSettings: TINY_CROSSCODER }, 'Crosscoders');
+      await page.getByTestId('cc-corpus').getByText(/mixed_stories\.txt \(800 lines/).waitFor({ timeout: RUN_TIMEOUT });
+      await page.getByTestId('cc-train-button').click();
+    };
+    const run = async (backend) => {
+      const page = await pageOn(newPage, backend);
+      const t0 = Date.now();
+      await train(page);
+      await page.getByTestId('cc-done').or(page.getByTestId('cc-error')).first().waitFor({ timeout: RUN_TIMEOUT });
+      if (await page.getByTestId('cc-error').count()) assert.fail(await page.getByTestId('cc-error').textContent());
+      const done = page.getByTestId('cc-done');
+      const ms = async (name) => Number(await done.getAttribute(`data-${name}-ms`));
+      console.log(`     ${backend}: collect ${await ms('collect')} ms, train ${await ms('train')} ms, analyse ${await ms('analyse')} ms (${Date.now() - t0} ms in all)`);
+      return { page, report: await sessionReport(page) };
+    };
+    const [cpu, gpu] = await Promise.all([run('cpu'), run('webgpu')]);
+    const [g, c] = [gpu.report.results.crosscoder, cpu.report.results.crosscoder];
+    assert.ok(g && c, 'both sessions hold the crosscoder');
+    assert.match(g.backend, /^WebGPU \(.*\) in a worker/, 'the crosscoder trained on the WebGPU backend');
+    assert.match(c.backend, /^CPU in a worker \(chosen\)/);
+    assert.equal(c.curve.length, TINY_CROSSCODER.steps, 'every step is on the curve');
+    // BatchTopK keeps the same entries on both engines: the same dead latents at each step, and each
+    // latent fires on the same number of analysed tokens (frequency · tokens).
+    assert.deepEqual(g.curve.map((p) => p.dead), c.curve.map((p) => p.dead), 'dead latents per step');
+    const counts = (s) => s.latents.frequency.map((f) => Math.round(f * s.tokens));
+    assert.deepEqual(counts(g.summary), counts(c.summary), 'tokens each latent fires on');
+    const curve = compareNumbers(g.curve, c.curve, { abs: 1e-5, rel: 1e-4 }, 'curve');
+    const { ms: _gms, ...gs } = g.summary;
+    const { ms: _cms, ...cs } = c.summary;
+    const summary = compareNumbers(gs, cs, { abs: 1e-4, rel: 1e-3 }, 'summary');
+    console.log(`     curve: ${curve.n} numbers, max |Δ| ${curve.maxAbs.toExponential(2)}; summary: ${summary.n} numbers, max |Δ| ${summary.maxAbs.toExponential(2)}, max rel ${summary.maxRel.toExponential(2)}`);
+    await screenshot('webgpu-crosscoder', gpu.page);
   },
 
   async 'losing the device mid-analysis in the worker fails the run with the reason; the next run gets a new device'({ url, screenshot }) {
@@ -139,6 +228,37 @@ export const tests = {
       const { text, ms } = await waitDone(page, 'weights');
       console.log(`     rerun: ${text} (${ms} ms)`);
       assert.match(text, /on the WebGPU \(.*\) in a worker/, 'the rerun computes on a new WebGPU device');
+    } finally {
+      await browser.close();
+    }
+  },
+
+  async 'losing the device while the crosscoder trains on WebGPU in the worker fails the run with the reason; training again gets a new device'({ url, screenshot }) {
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+      page.setDefaultTimeout(20_000);
+      await page.addInitScript(() => localStorage.setItem('neurodiff.compute', 'webgpu'));
+      await openStories(page, (path) => url(path), { ccSettings: { ...TINY_CROSSCODER, steps: 5000 } }, 'Crosscoders');
+      await page.getByTestId('cc-corpus').getByText(/mixed_stories\.txt \(800 lines/).waitFor({ timeout: RUN_TIMEOUT });
+      await page.getByTestId('cc-train-button').click();
+      await page.locator('[data-testid="curve-loss"][d^="M"]').waitFor({ timeout: RUN_TIMEOUT });
+      const cdp = await browser.newBrowserCDPSession();
+      await cdp.send('Browser.crashGpuProcess');
+      const error = page.getByTestId('cc-error');
+      await error.waitFor();
+      const message = (await error.textContent()) ?? '';
+      console.log(`     ${message}`);
+      assert.match(message, /(device|GPU).*lost/i, 'the run fails naming the lost device');
+      await page.getByTestId('device-lost').waitFor();
+      assert.match(await page.getByTestId('device-lost').textContent(), /WebGPU device lost/);
+      await screenshot('webgpu-crosscoder-device-lost', page);
+      await page.getByTestId('cc-train-button').click();
+      await page.locator('[data-testid="curve-loss"][d^="M"]').waitFor({ timeout: RUN_TIMEOUT });
+      await page.getByTestId('cc-finish').click();
+      await page.getByTestId('cc-done').or(error).first().waitFor({ timeout: RUN_TIMEOUT });
+      if (await error.count()) assert.fail(`training again failed: ${await error.textContent()}`);
+      assert.match(await page.getByTestId('cc-summary').textContent(), /on the WebGPU \(.*\) in a worker/, 'training again ran on a new WebGPU device');
     } finally {
       await browser.close();
     }

@@ -58,6 +58,8 @@ export interface WorkerDeps {
 export interface WorkerOptions {
   /** Compute on: auto (WebGPU on a hardware adapter, else CPU), webgpu (even on a software adapter), cpu. */
   backend?: 'auto' | 'webgpu' | 'cpu';
+  /** Test only: WebGPU keeps tensors above this many bytes as row blocks, as if the device's storage bindings were this small. */
+  testBindingBytes?: number;
 }
 
 export interface WorkerState {

@@ -4,6 +4,7 @@ import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { DeviceLostError, gpuStatus } from '../gpu/device.ts';
 import { analysisHandlers, openWorkerState, type WorkerDeps, type WorkerOptions } from '../jobs/analysis-worker-state.ts';
 import { serve, type Port } from '../jobs/transport.ts';
+import { setFlags } from '../kernels/flags.ts';
 import { createWebGpuBackend } from '../kernels/webgpu-backend.ts';
 
 let onGpu = false;
@@ -17,11 +18,15 @@ const deps: WorkerDeps = {
     if (status?.available && (choice === 'webgpu' || !status.isFallbackAdapter)) {
       onGpu = true;
       const software = status.isFallbackAdapter ? ', a software adapter: slow' : '';
+      // The test-only binding size (tests of the row-block path) is named in every status line.
+      const binding = options.testBindingBytes;
+      if (binding !== undefined) setFlags({ maxBindingBytes: binding });
+      const test = binding !== undefined ? `; row blocks above ${binding} bytes, a test setting` : '';
       return {
         backend: await createWebGpuBackend(),
-        name: `WebGPU (${status.architecture || status.vendor || 'adapter'}${software}) in a worker`,
+        name: `WebGPU (${status.architecture || status.vendor || 'adapter'}${software}${test}) in a worker`,
         kind: 'webgpu' as const,
-        limits: { maxBufferSize: status.limits.maxBufferSize, maxStorageBufferBindingSize: status.limits.maxStorageBufferBindingSize },
+        limits: { maxBufferSize: status.limits.maxBufferSize, maxStorageBufferBindingSize: Math.min(status.limits.maxStorageBufferBindingSize, binding ?? Infinity) },
       };
     }
     onGpu = false;

@@ -30,6 +30,24 @@ export function setComputeChoice(choice: ComputeChoice): void {
   for (const cb of listeners) cb();
 }
 
+const TEST_BINDING_KEY = 'neurodiff.test.maxBindingBytes';
+
+/**
+ * Test only: a storage binding size below the device's, so a small model's tensors take the row-block
+ * path that a large model's take on a real GPU (the browser tests set it in localStorage under
+ * `neurodiff.test.maxBindingBytes`). No control sets it, and permalinks never carry it.
+ */
+function testBindingBytes(): number | undefined {
+  const v = Number(storage()?.getItem(TEST_BINDING_KEY) ?? NaN);
+  return Number.isSafeInteger(v) && v > 0 ? v : undefined;
+}
+
+/** What the analysis worker is started with: the compute choice (and the test-only binding size when set). */
+export function workerOptions(): { backend: ComputeChoice; testBindingBytes?: number } {
+  const binding = testBindingBytes();
+  return { backend: computeChoice(), ...(binding !== undefined ? { testBindingBytes: binding } : {}) };
+}
+
 /** Called after each change; returns an unsubscribe function (useSyncExternalStore's shape). */
 export function onComputeChoice(cb: () => void): () => void {
   listeners.add(cb);

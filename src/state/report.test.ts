@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { WeightsDiff } from '../analysis/weights/types.ts';
 import { fingerprintModel } from '../io/fingerprint.ts';
 import type { PatchResult, SteerResult } from '../jobs/activations.ts';
+import type { CrosscoderSummary } from '../jobs/crosscoder.ts';
 import { pathFileSet } from '../io/node-source.ts';
 import { openModelLoader } from './open-weights.ts';
 import { buildSessionReport, reportJson } from './report.ts';
@@ -46,6 +47,12 @@ describe('session report', () => {
       patching: { backend: 'CPU', ms: 7, cached: true, cached_at: '2026-01-01T00:00:00.000Z', result: patch },
       steer: { backend: 'CPU', ms: 9, cached: false, cached_at: null, result: steer },
     });
+
+    expect(report.results.crosscoder).toBeNull();
+    const curve = [{ step: 0, loss: 1.5, fvu: 0.9, dead: 0 }];
+    const summary = { D: 64, fvu: 0.5 } as unknown as CrosscoderSummary;
+    store.setState({ ccResult: { summary, pair: { layers: 6, dModel: 192, vocab: 4096, backend: 'CPU in a worker' } }, ccCurve: curve });
+    expect((await buildSessionReport(store.getState())).results.crosscoder).toEqual({ backend: 'CPU in a worker', summary, curve });
 
     const parsed = JSON.parse(reportJson(report)) as typeof report;
     expect(parsed.results.weights?.result).toEqual(diff);

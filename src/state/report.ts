@@ -30,6 +30,8 @@ export interface SessionReport {
   results: {
     weights: { backend: string; ms: number; cached_at: string | null; result: unknown } | null;
     activations: Record<string, { backend: string; ms: number; cached: boolean; cached_at: string | null; result: unknown }>;
+    /** The crosscoder shown: its analysis summary and the loss, FVU and dead latents of every training step. */
+    crosscoder: { backend: string; summary: unknown; curve: unknown[] } | null;
   };
 }
 
@@ -70,6 +72,7 @@ export async function buildSessionReport(state: AppState, now = new Date()): Pro
     results: {
       weights: run.status === 'done' ? { backend: run.backend, ms: run.ms, cached_at: run.cachedAt === undefined ? null : new Date(run.cachedAt).toISOString(), result: run.result } : null,
       activations,
+      crosscoder: state.ccResult ? { backend: state.ccResult.pair.backend, summary: state.ccResult.summary, curve: state.ccCurve } : null,
     },
   };
 }

@@ -8,7 +8,7 @@ import { connectLinkModels } from '../state/session.ts';
 import { appStore } from '../state/store.ts';
 import { cachedActivationsRunner, cachedWeightsRunner } from '../state/session-cache.ts';
 import { activationsRunner, analysisClient, browserSpawn, crosscoderRunner, organismRunner, weightsRunner } from '../state/analysis-client.ts';
-import { computeChoice, onComputeChoice } from '../state/compute.ts';
+import { onComputeChoice, workerOptions } from '../state/compute.ts';
 import { App } from './App.tsx';
 import './app.css';
 
@@ -18,7 +18,7 @@ for (const type of ['dragover', 'drop'] as const) window.addEventListener(type, 
 appStore.getState().setModelLoader(openModelLoader);
 appStore.getState().setResultCache(indexedDbCache());
 // One analysis worker per session, holding the pair once for every view.
-const client = analysisClient(browserSpawn, () => ({ backend: computeChoice() }));
+const client = analysisClient(browserSpawn, workerOptions);
 onComputeChoice(() => client.release('the compute setting changed'));
 appStore.getState().setWeightsRunner(cachedWeightsRunner(weightsRunner(client), appStore));
 appStore.getState().setActivationsRunner(cachedActivationsRunner(activationsRunner(client), appStore));
