@@ -8,7 +8,7 @@
 // them without reading the results.
 import { experimental_createQueryPersister, type AsyncStorage, type PersistedQuery } from '@tanstack/react-query-persist-client';
 import type { QueryClient } from '@tanstack/react-query';
-import { clear, createStore, del, get, set, values, type UseStore } from 'idb-keyval';
+import { clear, del, get, promisifyRequest, set, values, type UseStore } from 'idb-keyval';
 
 /** Bumped when a stored result's shape or meaning changes, so old entries are never read. */
 export const RESULTS_VERSION = 2;
@@ -87,14 +87,25 @@ export function evictions(entries: readonly StoredEntryInfo[], maxBytes: number,
 }
 
 /**
+ * idb-keyval's stores for object stores of one database (its createStore makes a database per
+ * store, and each database costs its own files).
+ */
+function objectStores(name: string, stores: string[]): UseStore[] {
+  const request = indexedDB.open(name, 1);
+  request.onupgradeneeded = () => {
+    for (const store of stores) request.result.createObjectStore(store);
+  };
+  const db = promisifyRequest(request);
+  return stores.map((store) => (mode, callback) => db.then((d) => callback(d.transaction(store, mode).objectStore(store))));
+}
+
+/**
  * The persister over IndexedDB database `name` (one object store for the queries, one for their
  * descriptions). `client` is asked for each query's `meta` (its analysis and label) when it is written.
  */
 export function storedResults(client: QueryClient, opts: { name?: string; maxBytes?: number } = {}): StoredResults {
   const { name = 'neurodiff-results', maxBytes = DEFAULT_MAX_STORED_BYTES } = opts;
-  // idb-keyval keeps one object store per database.
-  const queries: UseStore = createStore(name, 'queries');
-  const about: UseStore = createStore(`${name}-about`, 'about');
+  const [queries, about] = objectStores(name, ['queries', 'about']);
   const listeners = new Set<() => void>();
   const changed = () => {
     for (const cb of listeners) cb();

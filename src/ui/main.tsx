@@ -19,6 +19,8 @@ for (const type of ['dragover', 'drop'] as const) window.addEventListener(type, 
 appStore.getState().setModelLoader(openModelLoader);
 const { queryClient } = appStore.getState();
 try {
+  // The result cache before the query layer kept its entries in another database: they are never read again.
+  indexedDB.deleteDatabase('neurodiff-cache');
   appStore.getState().setStoredResults(storedResults(queryClient));
 } catch (e) {
   // No IndexedDB (a locked-down browser): results are kept for the session only.
