@@ -155,6 +155,29 @@ describe('the query layer', () => {
     expect(store.getState().queryClient.getQueryData(key)).toMatchObject({ value: { backend: 'CPU in a test' } });
   });
 
+  it('reports a failed job as the run\'s error, keeps nothing for it, and computes it again on retry', async () => {
+    const store = await demoStore(`queries-error-${Date.now()}`);
+    let calls = 0;
+    const inner: ActivationsRunner = {
+      async run(_files, request) {
+        if (++calls === 1) throw new Error('the worker ran out of memory');
+        return { result: lens(request.task === 'lens' ? request.prompt : ''), ms: 7, pair: info };
+      },
+      release: () => {},
+    };
+    store.getState().setActivationsRunner(queriedActivationsRunner(inner, store));
+    const request: ActivationRequest = { task: 'lens', prompt: 'Once', top: 1 };
+    await store.getState().runActivation(request);
+    expect(store.getState().activationRuns.lens).toMatchObject({ status: 'error', message: 'the worker ran out of memory' });
+    const written = stored(store);
+    await store.getState().runActivation(request);
+    expect(store.getState().activationRuns.lens).toMatchObject({ status: 'done', cached: false, ms: 7 });
+    expect(calls).toBe(2);
+    await written;
+    // Only the result is stored, never the failure.
+    expect((await store.getState().storedResults!.list()).map((e) => e.kind)).toEqual(['lens']);
+  });
+
   it('computes without the cache when a model cannot be fingerprinted', async () => {
     const store = createAppStore();
     const unreadable = new Map([['model.safetensors', { name: 'model.safetensors', size: 10, read: () => Promise.reject(new Error('the disk went away')) }]]);
