@@ -121,7 +121,10 @@ export function storedResults(client: QueryClient, opts: { name?: string; maxByt
     async setItem(key, value) {
       const meta = client.getQueryCache().get(value.queryHash)?.meta as AnalysisMeta | undefined;
       const kind = meta?.kind ?? String(value.queryKey[1]);
-      const info: StoredEntryInfo = { key, kind, label: meta?.label ?? '', bytes: estimateBytes(value.state.data), createdAt: value.state.dataUpdatedAt || Date.now() };
+      // The analysis queries' data carries when it was computed (queries.ts): the date the view shows too.
+      const computedAt = (value.state.data as { computedAt?: unknown } | undefined)?.computedAt;
+      const createdAt = typeof computedAt === 'number' ? computedAt : value.state.dataUpdatedAt;
+      const info: StoredEntryInfo = { key, kind, label: meta?.label ?? '', bytes: estimateBytes(value.state.data), createdAt };
       try {
         await set(key, value, queries);
         await set(key, info, about);
