@@ -142,5 +142,7 @@ export const tests = {
     assert.equal(await page.getByTestId('weights-done').getAttribute('data-cached'), 'true', 'the weight diff came from the session cache');
     assert.deepEqual(await tensorStats(page), stats);
     console.log(`     time to content, new browser vs session cache: lens cell ${coldMs} vs ${warmMs} ms, tensor panel ${coldWeightsMs} vs ${warmWeightsMs} ms`);
+    const stored = await page.evaluate(async () => (await navigator.storage.estimate()).usageDetails?.indexedDB ?? null);
+    console.log(`     IndexedDB of the first browser (lens, deltas, ADL, patching, weights cached): ${stored === null ? 'not reported' : `${(stored / 2 ** 20).toFixed(2)} MiB`}`);
   },
 };

@@ -1,5 +1,6 @@
 // Browser tests: serves dist/ with COOP/COEP on localhost, drives Debian's Chromium (SwiftShader
-// WebGPU) with playwright-core, and runs every e2e/*.spec.mjs. Usage: node e2e/run.mjs [name filter]
+// WebGPU) with playwright-core, and runs every e2e/*.spec.mjs. Usage: node e2e/run.mjs [name filter];
+// E2E_TIMEOUT_S raises the 60 s limit of a test (a loaded machine).
 import { readdir } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -10,7 +11,7 @@ import { startServer } from './server.mjs';
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = join(here, '..', 'dist');
 const screenshots = join(here, 'screenshots');
-const TEST_TIMEOUT_MS = 60_000;
+const TEST_TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_S ?? 60) * 1000;
 const filter = process.argv[2] ?? '';
 
 const specFiles = (await readdir(here)).filter((f) => f.endsWith('.spec.mjs')).sort();

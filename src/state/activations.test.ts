@@ -12,6 +12,7 @@ import { MAX_PROMPT_TOKENS, openActivationPair, runActivationTask, type Activati
 import { blobFolder, inProcessSpawn } from '../jobs/in-process.ts';
 import { activationsRunner, analysisClient, crosscoderRunner } from './analysis-client.ts';
 import { openModelLoader } from './open-weights.ts';
+import { queriedActivationsRunner } from './queries.ts';
 import { createAppStore } from './store.ts';
 
 const backend = createCpuBackend();
@@ -258,10 +259,10 @@ function inProcessRunner(): ActivationsRunner & { runs: number; loads: number; r
 }
 
 describe('activations slice', () => {
-  it('runs a request, serves the same request from the cache, and keys corpora by their text', async () => {
+  it('runs a request, serves the same request from the query cache, and keys corpora by their text', async () => {
     const store = await loadedStore();
     const runner = inProcessRunner();
-    store.getState().setActivationsRunner(runner);
+    store.getState().setActivationsRunner(queriedActivationsRunner(runner, store));
     const req: ActivationRequest = { task: 'deltas', prompt: PROMPT, kind: 'resid_post' };
     await store.getState().runActivation(req);
     const first = store.getState().activationRuns.deltas;
@@ -272,7 +273,7 @@ describe('activations slice', () => {
     await store.getState().runActivation({ ...req, kind: 'attn_out' });
     await store.getState().runActivation(req);
     const again = store.getState().activationRuns.deltas;
-    expect(again?.status === 'done' && again.cached).toBe(true);
+    expect(again?.status === 'done' && [again.cached, again.cachedAt]).toEqual([true, null]);
     expect(again?.status === 'done' && again.result).toBe(first.result);
     expect([runner.runs, runner.loads]).toEqual([2, 1]);
 

@@ -1,7 +1,7 @@
 // The activation views' state: their settings (in permalinks), the corpus, and one run per task
-// (lens, δ per token, ADL, steering, patching) done by a pluggable runner that keeps the loaded pair
-// (a Web Worker in the app, in-process in tests). Results are kept per pair and request for the
-// session; the app's runner also reads and fills the session cache (session-cache.ts).
+// (lens, δ per token, ADL, steering, patching, the Methods view's analyses) done by a pluggable runner
+// that keeps the loaded pair (a Web Worker in the app, in-process in tests). The app's runner answers
+// through the query layer (queries.ts), which keeps results for the session and in IndexedDB.
 import type { StateCreator } from 'zustand/vanilla';
 import type { HookKind } from '../analysis/activations/differences.ts';
 import type { PositionsCompared } from '../analysis/activations/patching.ts';
@@ -17,8 +17,8 @@ export interface ActivationOutcome {
   pair: PairInfo;
   /** The worker's memory plan (both models resident or one at a time, and why). */
   memory?: MemoryPlan;
-  /** Set when the outcome came from the session cache: when it was computed (ms since the epoch). */
-  cachedAt?: number;
+  /** Set when the outcome was not computed now: from the query cache ('memory') or IndexedDB ('stored'), and when it was computed (ms since the epoch). */
+  cached?: { from: 'memory' | 'stored'; computedAt: number };
 }
 import { pairReady, type ModelsSlice } from './models.ts';
 import { loadBuiltinCorpusInto } from './builtin-corpus.ts';
@@ -47,7 +47,7 @@ export type ActivationsRunner = {
 
 export type TaskRun =
   | { status: 'running'; key: string; progress: Progress | null; startedAt: number; elapsedMs: number }
-  /** `cached`: kept from before rather than computed now; `cachedAt`: when, if it came from the session cache. */
+  /** `cached`: kept from before rather than computed now; `cachedAt`: when, if it came from IndexedDB (a reload, a reopened link). */
   | { status: 'done'; key: string; result: ActivationResult; ms: number; backend: string; cached: boolean; cachedAt: number | null }
   | { status: 'error'; key: string; message: string }
   | { status: 'cancelled'; key: string };
@@ -70,7 +70,7 @@ export interface ActivationsSlice {
   patchPositions: PositionsCompared;
   corpus: CorpusState;
   activationRuns: Partial<Record<ActivationTask, TaskRun>>;
-  /** The files the runs and cache belong to. */
+  /** The files the runs belong to. */
   activationsPair: PairFiles | null;
   activationsInfo: PairInfo | null;
   activationsRunner: ActivationsRunner | null;
@@ -84,10 +84,10 @@ export interface ActivationsSlice {
   /** A corpus from text (a dropped file, or the built-in one once fetched). */
   setCorpusText(name: string, text: string, builtin: boolean): void;
   setActivationsRunner(runner: ActivationsRunner | null): void;
-  /** Runs the request (or takes it from the cache), replacing the same task's run. Never rejects. */
+  /** Runs the request (the runner may answer from its cache), replacing the same task's run. Never rejects. */
   runActivation(request: ActivationRequest): Promise<void>;
   cancelActivation(task: ActivationTask): void;
-  /** Forgets runs, cache and the loaded pair (the models changed). */
+  /** Forgets the runs and the loaded pair (the models changed). */
   resetActivations(): void;
 }
 
@@ -105,7 +105,7 @@ export function corpusRef(name: string, text: string): CorpusRef {
   return { key: `${name}#${text.length}#${textHash(text)}`, name, text };
 }
 
-/** The cache key of a request: its settings, with a corpus named by its key rather than its text. */
+/** A request in one string, to tell whether a run answers it: its settings, with a corpus named by its key rather than its text. */
 export function requestKey(request: ActivationRequest): string {
   return JSON.stringify(request, (k, v: unknown) => (k === 'corpus' && typeof v === 'object' && v !== null ? (v as CorpusRef).key : v));
 }
@@ -116,12 +116,10 @@ export function resultFor<T extends ActivationTask>(runs: ActivationsSlice['acti
   return run?.status === 'done' && run.key === key ? (run.result as ResultFor<T>) : null;
 }
 
-const CACHE_SIZE = 48;
 const now = () => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 
 export const createActivationsSlice: StateCreator<ActivationsSlice & ModelsSlice, [], [], ActivationsSlice> = (set, get) => {
   const controllers = new Map<ActivationTask, AbortController>();
-  let cache = new Map<string, { result: ActivationResult; ms: number; backend: string; cachedAt: number | null }>();
   const setRun = (task: ActivationTask, run: TaskRun) => set((s) => ({ activationRuns: { ...s.activationRuns, [task]: run } }));
   const stop = (task: ActivationTask) => {
     controllers.get(task)?.abort(new DOMException('the analysis was cancelled', 'AbortError'));
@@ -167,18 +165,11 @@ export const createActivationsSlice: StateCreator<ActivationsSlice & ModelsSlice
       const pair = get().activationsPair;
       if (!pair || pair.base !== base || pair.ft !== ft) {
         for (const t of [...controllers.keys()]) stop(t);
-        cache = new Map();
         set({ activationsPair: { base, ft }, activationsInfo: null, activationRuns: {} });
       }
       const existing = get().activationRuns[task];
       if (existing && existing.key === key && (existing.status === 'running' || existing.status === 'done')) return;
       stop(task);
-      const hit = cache.get(key);
-      if (hit) {
-        cache.delete(key);
-        cache.set(key, hit);
-        return setRun(task, { status: 'done', key, ...hit, cached: true });
-      }
       const mine = new AbortController();
       controllers.set(task, mine);
       const current = () => controllers.get(task) === mine;
@@ -194,13 +185,10 @@ export const createActivationsSlice: StateCreator<ActivationsSlice & ModelsSlice
           mine.signal,
         );
         if (!current()) return;
-        const cachedAt = outcome.cachedAt ?? null;
-        const entry = { result: outcome.result, ms: outcome.ms, backend: outcome.pair.backend, cachedAt };
-        cache.set(key, entry);
-        if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);
-        // A result read from the session cache loaded no models: the pair's load time is not known.
-        if (cachedAt === null) set({ activationsInfo: outcome.pair });
-        setRun(task, { status: 'done', key, ...entry, cached: cachedAt !== null });
+        const { cached } = outcome;
+        // A result read back loaded no models: the pair's load time is not known from it.
+        if (!cached) set({ activationsInfo: outcome.pair });
+        setRun(task, { status: 'done', key, result: outcome.result, ms: outcome.ms, backend: outcome.pair.backend, cached: cached !== undefined, cachedAt: cached?.from === 'stored' ? cached.computedAt : null });
       } catch (e) {
         if (!current()) return;
         setRun(task, mine.signal.aborted ? { status: 'cancelled', key } : { status: 'error', key, message: e instanceof Error ? e.message : String(e) });
@@ -216,7 +204,6 @@ export const createActivationsSlice: StateCreator<ActivationsSlice & ModelsSlice
     },
     resetActivations() {
       for (const t of [...controllers.keys()]) stop(t);
-      cache = new Map();
       get().activationsRunner?.release();
       set({ activationRuns: {}, activationsPair: null, activationsInfo: null });
     },

@@ -4,7 +4,9 @@
 import type { StateCreator } from 'zustand/vanilla';
 import { fingerprintModel, type ModelFingerprint } from '../io/fingerprint.ts';
 import type { FileSet } from '../io/source.ts';
-import type { ResultCache } from './cache.ts';
+import type { QueryClient } from '@tanstack/react-query';
+import { createQueryClient } from './query-client.ts';
+import type { StoredResults } from './stored-results.ts';
 import { DEMO, loadDemo } from './demo.ts';
 import { fingerprintMismatch, fingerprintRef, foreignHosts, isDemoRef, isFingerprintRef, isUrlRef, linkedSubset, sameRef, type DemoRef, type ModelRef, type ModelRefs, type UrlRef } from './model-ref.ts';
 import type { Role } from './models.ts';
@@ -32,9 +34,11 @@ export interface SessionSlice {
   /** The files each ref describes; null for a ref a link asks for that is not open yet. */
   refFiles: Record<Role, FileSet | null>;
   linkModelStatus: Record<Role, LinkModelStatus>;
-  /** Analysis results kept in this browser; null where there is none (tests, no IndexedDB). */
-  resultCache: ResultCache | null;
-  setResultCache(cache: ResultCache | null): void;
+  /** The analysis queries' cache (queries.ts). */
+  queryClient: QueryClient;
+  /** Analysis results kept in this browser (the queries' persister); null where there is none (tests, no IndexedDB). */
+  storedResults: StoredResults | null;
+  setStoredResults(stored: StoredResults | null): void;
   setModelRef(role: Role, ref: ModelRef | null, files: FileSet | null): void;
   setLinkModelStatus(role: Role, status: LinkModelStatus): void;
   /** Starts an operation on the role's model, ending the previous one (its fetch is aborted, its result dropped). */
@@ -62,8 +66,9 @@ export const createSessionSlice: StateCreator<SessionSlice, [], [], SessionSlice
     modelRefs: { base: null, ft: null },
     refFiles: { base: null, ft: null },
     linkModelStatus: { base: { kind: 'idle' }, ft: { kind: 'idle' } },
-    resultCache: null,
-    setResultCache: (resultCache) => set({ resultCache }),
+    queryClient: createQueryClient(),
+    storedResults: null,
+    setStoredResults: (storedResults) => set({ storedResults }),
     setModelRef(role, ref, files) {
       if (ref) ownRefs.add(ref);
       set((s) => ({ modelRefs: { ...s.modelRefs, [role]: ref }, refFiles: { ...s.refFiles, [role]: files } }));

@@ -14,7 +14,7 @@ export interface WeightsOutcome {
   backend: string;
   /** The worker's memory plan (both models resident or one at a time, and why). */
   memory?: MemoryPlan;
-  /** When the result was computed, if it came from the session cache (ms since the epoch). */
+  /** When the result was computed, if it was not computed now (the query cache or IndexedDB; ms since the epoch). */
   cachedAt?: number;
 }
 

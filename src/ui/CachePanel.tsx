@@ -1,42 +1,33 @@
-import { useCallback, useEffect, useState } from 'react';
-import type { CacheEntryInfo } from '../state/cache.ts';
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useEffect } from 'react';
+import { ANALYSIS } from '../state/queries.ts';
 import { useApp } from '../state/store.ts';
 import { formatBytes } from './format.ts';
 
-const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const STORED = ['stored-results'] as const;
 
-/** The session cache's entries with their sizes, and a button that empties it. */
+/** The analysis results kept in this browser with their sizes, and a button that empties the store. */
 export function CachePanel() {
-  const cache = useApp((s) => s.resultCache);
-  // Re-list when an analysis finishes: its result may have just been stored.
-  const finished = useApp((s) => (s.weightsRun.status === 'done' ? s.weightsRun : null));
-  const activationsDone = useApp((s) => Object.values(s.activationRuns).filter((r) => r?.status === 'done').length);
-  const [entries, setEntries] = useState<CacheEntryInfo[] | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const refresh = useCallback(() => {
-    if (!cache) return;
-    cache.list().then(
-      (list) => {
-        setEntries(list);
-        setError(null);
-      },
-      (e: unknown) => setError(`the cache could not be read: ${message(e)}`),
-    );
-  }, [cache]);
-  useEffect(refresh, [refresh, finished, activationsDone]);
+  const stored = useApp((s) => s.storedResults);
+  const client = useQueryClient();
+  const entries = useQuery({ queryKey: STORED, queryFn: () => stored!.list(), enabled: stored !== null });
+  // Listed again whenever a result is stored, evicted or cleared.
+  useEffect(() => stored?.onChange(() => void client.invalidateQueries({ queryKey: STORED })), [stored, client]);
+  const clear = useMutation({
+    mutationFn: async () => {
+      await stored!.clear();
+      client.removeQueries({ queryKey: [ANALYSIS] });
+    },
+  });
 
-  if (!cache) return null;
-  const total = (entries ?? []).reduce((n, e) => n + e.bytes, 0);
+  if (!stored) return null;
+  const list = entries.data;
+  const total = (list ?? []).reduce((n, e) => n + e.bytes, 0);
   return (
     <section className="panel cache-panel" data-testid="cache-panel">
       <div className="panel-head">
         <h2>Session cache</h2>
-        <button
-          type="button"
-          disabled={!entries || entries.length === 0}
-          onClick={() => cache.clear().then(refresh, (e: unknown) => setError(`the cache could not be cleared: ${message(e)}`))}
-          data-testid="cache-clear"
-        >
+        <button type="button" disabled={!list || list.length === 0 || clear.isPending} onClick={() => clear.mutate()} data-testid="cache-clear">
           Clear
         </button>
       </div>
@@ -44,17 +35,18 @@ export function CachePanel() {
         Analysis results computed in this browser are kept here (IndexedDB), keyed by both models’ fingerprints and the settings, so a reopened link shows its
         view at once. Nothing leaves this machine.
       </p>
-      {error && <p className="error">{error}</p>}
-      {entries && entries.length === 0 && (
+      {entries.error && <p className="error">the cache could not be read: {entries.error.message}</p>}
+      {clear.error && <p className="error">the cache could not be cleared: {clear.error.message}</p>}
+      {list && list.length === 0 && (
         <p className="muted" data-testid="cache-empty">
           Empty.
         </p>
       )}
-      {entries && entries.length > 0 && (
+      {list && list.length > 0 && (
         <>
           <table className="data cache-entries">
             <tbody>
-              {entries.map((e) => (
+              {list.map((e) => (
                 <tr key={e.key} data-testid="cache-entry">
                   <td>{e.kind}</td>
                   <td className="mono">{e.label}</td>
@@ -65,7 +57,7 @@ export function CachePanel() {
             </tbody>
           </table>
           <p className="muted small" data-testid="cache-total">
-            {entries.length} {entries.length === 1 ? 'entry' : 'entries'}, {formatBytes(total)}
+            {list.length} {list.length === 1 ? 'entry' : 'entries'}, {formatBytes(total)}
           </p>
         </>
       )}

@@ -1,12 +1,13 @@
+import { QueryClientProvider } from '@tanstack/react-query';
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { connectGpu } from '../state/connect-gpu.ts';
-import { indexedDbCache } from '../state/cache.ts';
 import { openModelLoader } from '../state/open-weights.ts';
 import { connectPermalink } from '../state/permalink.ts';
 import { connectLinkModels } from '../state/session.ts';
 import { appStore } from '../state/store.ts';
-import { cachedActivationsRunner, cachedWeightsRunner } from '../state/session-cache.ts';
+import { queriedActivationsRunner, queriedWeightsRunner } from '../state/queries.ts';
+import { storedResults } from '../state/stored-results.ts';
 import { activationsRunner, analysisClient, browserSpawn, crosscoderRunner, organismRunner, weightsRunner } from '../state/analysis-client.ts';
 import { onComputeChoice, workerOptions } from '../state/compute.ts';
 import { App } from './App.tsx';
@@ -16,12 +17,20 @@ import './app.css';
 for (const type of ['dragover', 'drop'] as const) window.addEventListener(type, (e) => e.preventDefault());
 
 appStore.getState().setModelLoader(openModelLoader);
-appStore.getState().setResultCache(indexedDbCache());
+const { queryClient } = appStore.getState();
+try {
+  // The result cache before the query layer kept its entries in another database: they are never read again.
+  indexedDB.deleteDatabase('neurodiff-cache');
+  appStore.getState().setStoredResults(storedResults(queryClient));
+} catch (e) {
+  // No IndexedDB (a locked-down browser): results are kept for the session only.
+  console.warn(`results will not be kept in this browser: ${e instanceof Error ? e.message : String(e)}`);
+}
 // One analysis worker per session, holding the pair once for every view.
 const client = analysisClient(browserSpawn, workerOptions);
 onComputeChoice(() => client.release('the compute setting changed'));
-appStore.getState().setWeightsRunner(cachedWeightsRunner(weightsRunner(client), appStore));
-appStore.getState().setActivationsRunner(cachedActivationsRunner(activationsRunner(client), appStore));
+appStore.getState().setWeightsRunner(queriedWeightsRunner(weightsRunner(client), appStore));
+appStore.getState().setActivationsRunner(queriedActivationsRunner(activationsRunner(client), appStore));
 appStore.getState().setCrosscoderRunner(crosscoderRunner(client));
 appStore.getState().setOrganismRunner(organismRunner(client));
 connectPermalink(appStore, window);
@@ -31,6 +40,8 @@ connectLinkModels(appStore, new URL(import.meta.env.BASE_URL, window.location.hr
 
 createRoot(document.getElementById('root')!).render(
   <StrictMode>
-    <App />
+    <QueryClientProvider client={queryClient}>
+      <App />
+    </QueryClientProvider>
   </StrictMode>,
 );
