@@ -189,6 +189,8 @@ export interface DiffSaeLatentsJson {
   file: string;
   hook: string;
   tokens: number;
+  /** Fraction of δ's variance the SAE leaves unexplained over those tokens. */
+  fvu: number;
   live: number;
   latents: { id: number; frequency: number; max_activation: number; top_contexts: { text: string; activation: number; sample: number; position: number }[]; lens: { positive: Token[]; negative: Token[] } }[];
 }
@@ -246,6 +248,7 @@ async function runLatents(args: string[], values: Values): Promise<DiffSaeLatent
     file,
     hook: delta.hook,
     tokens: report.tokens,
+    fvu: report.fvu,
     live: live.length,
     latents: chosen.map((l, i) => ({
       id: l.id,
@@ -274,7 +277,7 @@ export const diffSae: Command = {
   format(result) {
     const r = result as DiffSaeTrainJson | DiffSaeLatentsJson;
     if (r.kind === 'train') return `diff-SAE at ${r.hook}: d=${r.d}, D=${r.D}, k=${r.k}, ${r.steps} steps on ${r.rows} rows; final fvu ${r.final?.fvu.toFixed(4)} dead ${r.final?.dead}; saved ${r.out} (${r.seconds.total.toFixed(1)} s)\n`;
-    const lines = [`${r.file}: ${r.hook}, ${r.tokens} tokens, ${r.live} live latents`];
+    const lines = [`${r.file}: ${r.hook}, ${r.tokens} tokens, FVU ${r.fvu.toFixed(4)}, ${r.live} live latents`];
     for (const l of r.latents) {
       lines.push('', `latent ${l.id}: frequency ${l.frequency.toFixed(4)}, max ${l.max_activation.toFixed(2)}`, `  lens +: ${tokenList(l.lens.positive)}`, `  lens −: ${tokenList(l.lens.negative)}`);
       for (const c of l.top_contexts) lines.push(`  ${c.activation.toFixed(2).padStart(7)}  ${c.text.replace(/\s+/g, ' ')}`);
