@@ -9,7 +9,7 @@ import { createCpuEngine } from '../analysis/crosscoder/cpu-engine.ts';
 import type { CrosscoderEngine } from '../analysis/crosscoder/engine.ts';
 import { loadCrosscoder, saveCrosscoder } from '../analysis/crosscoder/file.ts';
 import type { CrosscoderModel } from '../analysis/crosscoder/model.ts';
-import { createDiffSaeTrainer, deltaBatches, diffSaeLatentStats, differenceActivations, differenceNormalization, latentDirection } from '../analysis/diff-sae/diff-sae.ts';
+import { createDiffSaeTrainer, diffSaeLatentStats, differenceActivations, differenceNormalization, latentDirection, trainDiffSae } from '../analysis/diff-sae/diff-sae.ts';
 import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { pathSource } from '../io/node-source.ts';
 import { FormatError } from '../io/source.ts';
@@ -135,18 +135,19 @@ async function runTrain(args: string[], values: Values): Promise<DiffSaeTrainJso
     normalization: differenceNormalization(delta.delta, rows, d),
   });
   log(`diff-sae train: ${rows} rows of δ at ${delta.hook}, d=${d}, D=${D}, k=${k}, ${steps} steps of ${batch} tokens on ${backendName}`);
-  const source = deltaBatches(delta.delta, d, Math.min(batch, rows), seed);
   const curve: DiffSaeTrainJson['curve'] = [];
   const every = Math.max(1, Math.floor(steps / 20));
   const tTrain = performance.now();
-  let last: Awaited<ReturnType<typeof trainer.step>> | null = null;
-  for (let s = 0; s < steps; s++) {
-    last = await trainer.step(source.next());
-    if (s % every === 0 || s === steps - 1) {
-      curve.push({ step: s, loss: last.loss, fvu: last.fvu, dead: last.dead });
-      log(`diff-sae train: step ${s + 1}/${steps} loss ${last.loss.toFixed(4)} fvu ${last.fvu.toFixed(4)} dead ${last.dead}`);
-    }
-  }
+  const last = await trainDiffSae(trainer, delta, {
+    steps,
+    batch,
+    seed,
+    onStep: (p) => {
+      if (p.step % every !== 0 && p.step !== steps - 1) return;
+      curve.push({ step: p.step, loss: p.loss, fvu: p.fvu, dead: p.dead });
+      log(`diff-sae train: step ${p.step + 1}/${steps} loss ${p.loss.toFixed(4)} fvu ${p.fvu.toFixed(4)} dead ${p.dead}`);
+    },
+  });
   const trainSeconds = (performance.now() - tTrain) / 1000;
   const trained = await trainer.model();
   const model: CrosscoderModel = {
