@@ -18,7 +18,7 @@ import { placeText, tokenList } from './contexts.ts';
 import { defaultCacheDir, openPair, prepareActivations } from './crosscoder-pair.ts';
 import { DICTIONARY_OPTIONS } from './crosscoder.ts';
 import { UsageError } from './errors.ts';
-import { intOption, optionalInt, str, type Values } from './models.ts';
+import { intOption, optionalInt, str, tokenText, type Values } from './models.ts';
 
 const USAGE = [
   'train <base> <ft> --corpus f --out file.safetensors [--dict D] [--k 32] [--steps 1000] [--layer i] [--hook resid_post] [--batch 512] [--lr 1e-3]',
@@ -183,7 +183,7 @@ async function runTrain(args: string[], values: Values): Promise<DiffSaeTrainJso
   };
 }
 
-type Token = { id: number; token: string; prob: number };
+type Token = { id: number; token: string | null; prob: number };
 
 export interface DiffSaeLatentsJson {
   kind: 'latents';
@@ -243,7 +243,7 @@ async function runLatents(args: string[], values: Values): Promise<DiffSaeLatent
   be.dispose(t);
   ft.dispose();
   const tok = pair.tokenizer;
-  const lensRow = (row: number): Token[] => (lens ? Array.from({ length: logits }, (_, j) => ({ id: lens.ids[row * logits + j]!, token: tok.decodeToken(lens.ids[row * logits + j]!), prob: lens.probs[row * logits + j]! })) : []);
+  const lensRow = (row: number): Token[] => (lens ? Array.from({ length: logits }, (_, j) => ({ id: lens.ids[row * logits + j]!, token: tokenText(tok, lens.ids[row * logits + j]!), prob: lens.probs[row * logits + j]! })) : []);
   return {
     kind: 'latents',
     file,
