@@ -82,4 +82,52 @@ export const tests = {
     assert.deepEqual(await groups.evaluateAll((g) => g.map((x) => Number(x.getAttribute('data-alpha')))), [0, 2]);
     assert.ok((await groups.first().locator('.m-sample').textContent()).length > 0, 'a sample per α');
   },
+
+  async 'methods: the diff-SAE trains in the worker (cancel mid-run, then a short run), and its latents are browsed and exported'({ page, url, screenshot }) {
+    await page.setViewportSize({ width: 1280, height: 1800 });
+    const SAE = { tab: 'diff-sae', ...SMALL, saeDict: 32, saeK: 4, saeBatch: 32, saeSteps: 1_000_000 };
+    await page.goto(url(link({ view: 'methods', methods: SAE })));
+    // A run far too long to finish: the live curve draws, and Cancel stops it between steps.
+    await page.getByTestId('diff-sae-run').click();
+    await page.locator('[data-testid="curve-loss"][d^="M"]').waitFor({ timeout: RUN_TIMEOUT });
+    await page.getByTestId('diff-sae-cancel').click();
+    await page.getByText('diff-SAE was cancelled.').waitFor({ timeout: 10_000 });
+
+    await page.getByTestId('sae-steps').fill('80');
+    await runMethod(page, 'diff-sae');
+    const summary = page.getByTestId('sae-summary');
+    const fvu = Number(await summary.getAttribute('data-fvu'));
+    const live = Number(await summary.getAttribute('data-live'));
+    assert.ok(fvu > 0 && fvu < 1, `the SAE explains part of δ's variance: FVU ${fvu}`);
+    assert.ok(live > 0 && live <= 32, `live latents ${live}`);
+    const rows = page.getByTestId('sae-latents').locator('tbody tr');
+    const freqs = await page.getByTestId('sae-latents').locator('tbody tr td:nth-child(2)').evaluateAll((tds) => tds.map((td) => Number(td.getAttribute('data-value'))));
+    assert.equal(freqs.length, live, 'every live latent is listed');
+    assert.ok(freqs.every((f, i) => f > 0 && f <= 1 && (i === 0 || f <= freqs[i - 1])), `latents by frequency: ${freqs}`);
+    const second = Number(await rows.nth(1).getAttribute('data-latent'));
+    await rows.nth(1).click();
+    assert.equal(Number(await page.getByTestId('sae-latent-detail').getAttribute('data-latent')), second, 'the clicked latent is shown');
+    assert.equal(await page.getByTestId('sae-lens-positive').locator('.m-token').count(), 10, "ten tokens of the fine-tune's lens");
+    assert.ok((await page.getByTestId('sae-contexts').locator('tr').count()) > 0, 'where it is most active');
+    assert.equal(linkStateOf(page).methods.saeLatent, second, 'the latent is in the link');
+
+    const menu = page.getByTestId('export-diff-sae-latents');
+    await menu.locator('summary').click();
+    const csv = (await download(page, () => menu.getByRole('button', { name: 'CSV' }).click())).toString('utf8').split('\r\n');
+    assert.equal(csv[0], 'latent,frequency,max_activation,positive_tokens,negative_tokens,top_context,top_activation');
+    assert.equal(Number(csv[1].split(',')[1]), freqs[0], 'the CSV keeps the frequency unrounded');
+    await screenshot('methods-diff-sae');
+  },
+
+  async 'methods: amplification is cancelled between generated tokens'({ page, url }) {
+    await page.goto(url(link({ view: 'methods', methods: { tab: 'amplify', alphas: [0, 1, 2], generate: 400, ampSamples: 8 } })));
+    await page.getByTestId('amplify-run').click();
+    await page.getByTestId('amplify-progress').getByText(/amplify \d+ of 9600/).waitFor({ timeout: RUN_TIMEOUT });
+    await page.getByTestId('amplify-cancel').click();
+    await page.getByText('Amplification was cancelled.').waitFor({ timeout: 10_000 });
+  },
 };
+
+function linkStateOf(page) {
+  return JSON.parse(decodeURIComponent(new URL(page.url()).hash.slice('#state='.length)));
+}

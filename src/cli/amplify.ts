@@ -3,7 +3,7 @@
 import { amplify as runAmplify, type AmplifyMode } from '../analysis/amplify/amplify.ts';
 import type { Command } from './commands.ts';
 import { UsageError } from './errors.ts';
-import { intOption, loadPairArgs, numberList, pickBackend, promptIds, str } from './models.ts';
+import { decodeText, intOption, loadPairArgs, numberList, pickBackend, promptIds, str } from './models.ts';
 
 export interface AmplifyJson {
   prompt_ids: number[];
@@ -51,9 +51,9 @@ export const amplify: Command = {
     });
     return {
       prompt_ids: ids,
-      prompt: tokenizer ? tokenizer.decode(ids) : null,
+      prompt: decodeText(tokenizer, ids),
       temperature,
-      samples: samples.map((s) => ({ alpha: s.alpha, mode: s.mode, seed: s.seed, ids: s.ids, text: tokenizer ? tokenizer.decode(s.ids) : null })),
+      samples: samples.map((s) => ({ alpha: s.alpha, mode: s.mode, seed: s.seed, ids: s.ids, text: decodeText(tokenizer, s.ids) })),
       seconds: (performance.now() - t0) / 1000,
     };
   },

@@ -9,7 +9,7 @@ import { createCpuEngine } from '../analysis/crosscoder/cpu-engine.ts';
 import type { CrosscoderEngine } from '../analysis/crosscoder/engine.ts';
 import { loadCrosscoder, saveCrosscoder } from '../analysis/crosscoder/file.ts';
 import type { CrosscoderModel } from '../analysis/crosscoder/model.ts';
-import { createDiffSaeTrainer, deltaBatches, diffSaeLatentStats, differenceActivations, differenceNormalization, latentDirection } from '../analysis/diff-sae/diff-sae.ts';
+import { createDiffSaeTrainer, diffSaeLatentStats, differenceActivations, differenceNormalization, latentDirection, trainDiffSae } from '../analysis/diff-sae/diff-sae.ts';
 import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { pathSource } from '../io/node-source.ts';
 import { FormatError } from '../io/source.ts';
@@ -18,7 +18,7 @@ import { placeText, tokenList } from './contexts.ts';
 import { defaultCacheDir, openPair, prepareActivations } from './crosscoder-pair.ts';
 import { DICTIONARY_OPTIONS } from './crosscoder.ts';
 import { UsageError } from './errors.ts';
-import { intOption, optionalInt, str, type Values } from './models.ts';
+import { intOption, optionalInt, str, tokenText, type Values } from './models.ts';
 
 const USAGE = [
   'train <base> <ft> --corpus f --out file.safetensors [--dict D] [--k 32] [--steps 1000] [--layer i] [--hook resid_post] [--batch 512] [--lr 1e-3]',
@@ -135,18 +135,19 @@ async function runTrain(args: string[], values: Values): Promise<DiffSaeTrainJso
     normalization: differenceNormalization(delta.delta, rows, d),
   });
   log(`diff-sae train: ${rows} rows of δ at ${delta.hook}, d=${d}, D=${D}, k=${k}, ${steps} steps of ${batch} tokens on ${backendName}`);
-  const source = deltaBatches(delta.delta, d, Math.min(batch, rows), seed);
   const curve: DiffSaeTrainJson['curve'] = [];
   const every = Math.max(1, Math.floor(steps / 20));
   const tTrain = performance.now();
-  let last: Awaited<ReturnType<typeof trainer.step>> | null = null;
-  for (let s = 0; s < steps; s++) {
-    last = await trainer.step(source.next());
-    if (s % every === 0 || s === steps - 1) {
-      curve.push({ step: s, loss: last.loss, fvu: last.fvu, dead: last.dead });
-      log(`diff-sae train: step ${s + 1}/${steps} loss ${last.loss.toFixed(4)} fvu ${last.fvu.toFixed(4)} dead ${last.dead}`);
-    }
-  }
+  const last = await trainDiffSae(trainer, delta, {
+    steps,
+    batch,
+    seed,
+    onStep: (p) => {
+      if (p.step % every !== 0 && p.step !== steps - 1) return;
+      curve.push({ step: p.step, loss: p.loss, fvu: p.fvu, dead: p.dead });
+      log(`diff-sae train: step ${p.step + 1}/${steps} loss ${p.loss.toFixed(4)} fvu ${p.fvu.toFixed(4)} dead ${p.dead}`);
+    },
+  });
   const trainSeconds = (performance.now() - tTrain) / 1000;
   const trained = await trainer.model();
   const model: CrosscoderModel = {
@@ -182,13 +183,15 @@ async function runTrain(args: string[], values: Values): Promise<DiffSaeTrainJso
   };
 }
 
-type Token = { id: number; token: string; prob: number };
+type Token = { id: number; token: string | null; prob: number };
 
 export interface DiffSaeLatentsJson {
   kind: 'latents';
   file: string;
   hook: string;
   tokens: number;
+  /** Fraction of δ's variance the SAE leaves unexplained over those tokens. */
+  fvu: number;
   live: number;
   latents: { id: number; frequency: number; max_activation: number; top_contexts: { text: string; activation: number; sample: number; position: number }[]; lens: { positive: Token[]; negative: Token[] } }[];
 }
@@ -240,12 +243,13 @@ async function runLatents(args: string[], values: Values): Promise<DiffSaeLatent
   be.dispose(t);
   ft.dispose();
   const tok = pair.tokenizer;
-  const lensRow = (row: number): Token[] => (lens ? Array.from({ length: logits }, (_, j) => ({ id: lens.ids[row * logits + j]!, token: tok.decodeToken(lens.ids[row * logits + j]!), prob: lens.probs[row * logits + j]! })) : []);
+  const lensRow = (row: number): Token[] => (lens ? Array.from({ length: logits }, (_, j) => ({ id: lens.ids[row * logits + j]!, token: tokenText(tok, lens.ids[row * logits + j]!), prob: lens.probs[row * logits + j]! })) : []);
   return {
     kind: 'latents',
     file,
     hook: delta.hook,
     tokens: report.tokens,
+    fvu: report.fvu,
     live: live.length,
     latents: chosen.map((l, i) => ({
       id: l.id,
@@ -274,7 +278,7 @@ export const diffSae: Command = {
   format(result) {
     const r = result as DiffSaeTrainJson | DiffSaeLatentsJson;
     if (r.kind === 'train') return `diff-SAE at ${r.hook}: d=${r.d}, D=${r.D}, k=${r.k}, ${r.steps} steps on ${r.rows} rows; final fvu ${r.final?.fvu.toFixed(4)} dead ${r.final?.dead}; saved ${r.out} (${r.seconds.total.toFixed(1)} s)\n`;
-    const lines = [`${r.file}: ${r.hook}, ${r.tokens} tokens, ${r.live} live latents`];
+    const lines = [`${r.file}: ${r.hook}, ${r.tokens} tokens, FVU ${r.fvu.toFixed(4)}, ${r.live} live latents`];
     for (const l of r.latents) {
       lines.push('', `latent ${l.id}: frequency ${l.frequency.toFixed(4)}, max ${l.max_activation.toFixed(2)}`, `  lens +: ${tokenList(l.lens.positive)}`, `  lens −: ${tokenList(l.lens.negative)}`);
       for (const c of l.top_contexts) lines.push(`  ${c.activation.toFixed(2).padStart(7)}  ${c.text.replace(/\s+/g, ' ')}`);

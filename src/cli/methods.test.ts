@@ -92,6 +92,8 @@ describe('issue-12 commands on the demo pair', () => {
     const lt = await json<DiffSaeLatentsJson>(['diff-sae', 'latents', out, BASE, OCEAN, '--corpus', CORPUS, '--no-cache', '--top', '3', '--logits', '5']);
     expect(lt.hook).toBe('blocks.3.hook_resid_post');
     expect(lt.tokens).toBe(120);
+    expect(lt.fvu).toBeGreaterThan(0);
+    expect(lt.fvu).toBeLessThan(1.5);
     expect(lt.latents.length).toBeGreaterThan(0);
     expect(lt.latents[0]!.lens.positive).toHaveLength(5);
     expect(lt.latents[0]!.frequency).toBeGreaterThan(0);

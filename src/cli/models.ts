@@ -230,8 +230,25 @@ export function stderrProgress(): (p: Progress) => void {
   };
 }
 
+/** A token's text; null without a tokenizer, or for an id past the tokenizer's vocabulary (a model may pad its own). */
 export function tokenText(tokenizer: Tokenizer | undefined, id: number): string | null {
-  return tokenizer ? tokenizer.decodeToken(id) : null;
+  return tokenizer && id < tokenizer.vocabSize ? tokenizer.decodeToken(id) : null;
+}
+
+/** The text of ids (null without a tokenizer); an id past the tokenizer's vocabulary shows as ⟨id⟩. */
+export function decodeText(tokenizer: Tokenizer | undefined, ids: readonly number[]): string | null {
+  if (!tokenizer) return null;
+  let out = '';
+  let run: number[] = [];
+  for (const id of ids) {
+    if (id < tokenizer.vocabSize) {
+      run.push(id);
+      continue;
+    }
+    out += tokenizer.decode(run) + `⟨${id}⟩`;
+    run = [];
+  }
+  return out + tokenizer.decode(run);
 }
 
 export function tokenProbs(tokenizer: Tokenizer | undefined, ids: ArrayLike<number>, probs: ArrayLike<number>, from: number, k: number): { id: number; token: string | null; prob: number }[] {

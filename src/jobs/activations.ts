@@ -8,6 +8,7 @@ import { differentialLogitLens, type LensTop } from '../analysis/activations/len
 import { activationPatching, modelStitching, type PatchingResult, type PositionsCompared, type StitchingResult } from '../analysis/activations/patching.ts';
 import type { ModelPair, Progress } from '../analysis/activations/run.ts';
 import { amplify, type AmplifiedSample, type AmplifyMode } from '../analysis/amplify/amplify.ts';
+import type { CrosscoderEngine } from '../analysis/crosscoder/engine.ts';
 import { attentionDiff, corpusAttentionDiff, headPatching, type HeadDiff, type HeadPatching, type LayerPatterns } from '../analysis/attention/attention.ts';
 import { corpusKl, type CorpusKlResult } from '../analysis/logit-diff/kl.ts';
 import { diffMining, type MiningResult } from '../analysis/logit-diff/mine.ts';
@@ -16,6 +17,7 @@ import { FormatError } from '../io/source.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import type { Backend } from '../model/backend.ts';
 import type { JobContext } from './context.ts';
+import { diffSaeJob, type DiffSaeOutcome, type DiffSaeSettings } from './diff-sae.ts';
 import { needTokenizer, openPair, type OpenedPair, type PairFiles } from './pair.ts';
 
 export type { PairFiles } from './pair.ts';
@@ -49,6 +51,7 @@ export type ActivationRequest =
   | ({ task: 'mine'; k: number; top: number; topics: number } & CorpusSettings)
   | ({ task: 'kl'; top: number } & CorpusSettings)
   | ({ task: 'pca'; layer: number; hook: PcaHookKind; components: number } & CorpusSettings)
+  | ({ task: 'diff-sae' } & DiffSaeSettings & CorpusSettings)
   | { task: 'amplify'; prompt: string; alphas: number[]; mode: AmplifyMode; maxNew: number; samples: number; seed: number; temperature: number }
   | ({ task: 'attention'; prompt: string; overCorpus: boolean } & CorpusSettings);
 
@@ -137,6 +140,8 @@ export type KlTaskResult = { task: 'kl'; result: CorpusKlResult } & CorpusPlaces
 /** The components without their d-dimensional directions (not shown; a worker need not send them). */
 export type PcaTaskResult = { task: 'pca'; result: Omit<PcaResult, 'components'> & { components: Omit<PcaResult['components'][number], 'direction'>[] } } & CorpusPlaces;
 
+export type DiffSaeTaskResult = { task: 'diff-sae'; result: DiffSaeOutcome } & CorpusPlaces;
+
 export interface AmplifyResult {
   task: 'amplify';
   prompt: string;
@@ -156,7 +161,7 @@ export interface AttentionResult {
   tokens: TokenTexts;
 }
 
-export type ActivationResult = LensResult | DeltasResult | AdlResult | SteerResult | PatchResult | MineTaskResult | KlTaskResult | PcaTaskResult | AmplifyResult | AttentionResult;
+export type ActivationResult = LensResult | DeltasResult | AdlResult | SteerResult | PatchResult | MineTaskResult | KlTaskResult | PcaTaskResult | DiffSaeTaskResult | AmplifyResult | AttentionResult;
 export type ResultFor<T extends ActivationTask> = Extract<ActivationResult, { task: T }>;
 
 export interface PairInfo {
@@ -182,6 +187,8 @@ export interface LoadedPair {
 export interface TaskOptions {
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+  /** The diff-SAE's training engine for a width and dictionary size (the CPU engine when absent or undefined). */
+  makeEngine?: (d: number, D: number) => Promise<(CrosscoderEngine & { dispose?(): void }) | undefined>;
 }
 
 const now = () => performance.now();
@@ -343,15 +350,27 @@ export async function runActivationTask(loaded: LoadedPair, req: ActivationReque
       const ids = components.flatMap((c) => [...c.positiveTokens, ...c.negativeTokens].map((t) => t.id));
       return { task: 'pca', result: { ...r, components }, ...places(tokenizer, corpus, ids) };
     }
+    case 'diff-sae': {
+      const corpus = corpusSamples(loaded, req);
+      const { task: _, corpus: _c, samples: _s, tokensPerSample: _t, ...settings } = req;
+      const engine = await opts.makeEngine?.(loaded.info.dModel, req.dict);
+      try {
+        const result = await diffSaeJob(pair, corpus.samples, settings, { ...run, ...(engine ? { engine } : {}) });
+        const ids = result.latents.flatMap((l) => [...l.positive, ...l.negative].map((t) => t.id));
+        return { task: 'diff-sae', result, ...places(tokenizer, corpus, ids) };
+      } finally {
+        engine?.dispose?.();
+      }
+    }
     case 'amplify': {
       const ids = promptTokens(tokenizer, req.prompt);
       const stop = tokenizer.eosId === undefined ? [] : [tokenizer.eosId];
-      const samples = await amplify(pair, ids, { alphas: req.alphas, mode: req.mode, maxNew: req.maxNew, samples: req.samples, seed: req.seed, temperature: req.temperature, stop });
+      const samples = await amplify(pair, ids, { alphas: req.alphas, mode: req.mode, maxNew: req.maxNew, samples: req.samples, seed: req.seed, temperature: req.temperature, stop, ...run });
       return { task: 'amplify', prompt: req.prompt, samples: samples.map((x) => ({ ...x, text: tokenizer.decode(x.ids.filter((id) => !stop.includes(id))) })) };
     }
     case 'attention': {
       const ids = promptTokens(tokenizer, req.prompt);
-      const onPrompt = await attentionDiff(pair, ids);
+      const onPrompt = await attentionDiff(pair, ids, run);
       let heads = onPrompt.heads;
       let corpusCount: number | null = null;
       if (req.overCorpus) {

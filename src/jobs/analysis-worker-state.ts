@@ -340,7 +340,7 @@ export const analysisHandlers: Record<string, Handler<WorkerState>> = {
     const loaded = await models(s, ctx);
     ctx.signal.throwIfAborted();
     const t0 = now();
-    const result = await runActivationTask(loaded, request, { signal: ctx.signal, onProgress: ctx.onProgress });
+    const result = await runActivationTask(loaded, request, { signal: ctx.signal, onProgress: ctx.onProgress, ...(s.deps.makeEngine ? { makeEngine: s.deps.makeEngine } : {}) });
     ctx.signal.throwIfAborted();
     return { result: { result, ms: now() - t0, pair: loaded.info, memory: s.memory } satisfies ActivationAnswer };
   },

@@ -9,6 +9,11 @@ describe('the Methods view in permalinks', () => {
     expect(decodeLink(link({ methods: { tab: 'kl', klTop: 7 } }))).toEqual({ ok: true, state: { methods: { ...DEFAULT_METHOD_SETTINGS, tab: 'kl', klTop: 7 } } });
   });
 
+  it('reads the diff-SAE tab with its training settings and the latent shown', () => {
+    const sae = { tab: 'diff-sae', saeLayer: 2, saeDict: 64, saeK: 4, saeSteps: 50, saeBatch: 32, saeLr: 0.002, saeLatent: 7, saeSort: 'activation', saeQuery: 'sea' };
+    expect(decodeLink(link({ methods: sae }))).toEqual({ ok: true, state: { methods: { ...DEFAULT_METHOD_SETTINGS, ...sae } } });
+  });
+
   it('leaves out an unknown tab, an unknown field or a bad α list, naming the field, and keeps the rest of the link', () => {
     for (const [methods, key] of [
       [{ tab: 'sae' }, 'methods.tab'],
@@ -17,6 +22,11 @@ describe('the Methods view in permalinks', () => {
       [{ alphas: [1, 2, 3, 4, 5, 6, 7, 8, 9] }, 'methods.alphas'],
       [{ mineK: 0 }, 'methods.mineK'],
       [{ attnHead: { layer: -1, head: 0 } }, 'methods.attnHead.layer'],
+      [{ saeLr: 0 }, 'methods.saeLr'],
+      [{ saeBatch: 0 }, 'methods.saeBatch'],
+      [{ saeLatent: -1 }, 'methods.saeLatent'],
+      [{ saeSort: 'ratio' }, 'methods.saeSort'],
+      [{ saeQuery: 'x'.repeat(101) }, 'methods.saeQuery'],
     ] as const) {
       const r = decodeLink(link({ methods, layer: 2 }));
       expect(r.ok).toBe(true);

@@ -10,6 +10,7 @@ export type MethodTab = (typeof METHOD_TABS)[number];
 export const PCA_HOOKS = ['resid_post', 'resid_pre', 'attn_out', 'mlp_out'] as const;
 export const AMPLIFY_MODES = ['logits', 'weights'] as const;
 export const MAX_ALPHAS = 8;
+export const SAE_SORTS = ['frequency', 'activation'] as const;
 
 export interface MethodSettings {
   tab: MethodTab;
@@ -26,11 +27,17 @@ export interface MethodSettings {
   pcaLayer: number | null;
   pcaHook: (typeof PCA_HOOKS)[number];
   pcaComponents: number;
-  /** diff-SAE: layer (null: half the depth), dictionary size, k, training steps. */
+  /** diff-SAE: layer (null: half the depth), dictionary size, k, training steps, tokens per batch, learning rate. */
   saeLayer: number | null;
   saeDict: number;
   saeK: number;
   saeSteps: number;
+  saeBatch: number;
+  saeLr: number;
+  /** The latent whose contexts and lens are shown (null: the most frequent), and the latent table's sort and filter. */
+  saeLatent: number | null;
+  saeSort: (typeof SAE_SORTS)[number];
+  saeQuery: string;
   /** Amplification: mode, α values, new tokens, samples per α, seed, temperature (runs on the shared prompt). */
   ampMode: (typeof AMPLIFY_MODES)[number];
   alphas: number[];
@@ -58,6 +65,11 @@ export const DEFAULT_METHOD_SETTINGS: MethodSettings = {
   saeDict: 256,
   saeK: 8,
   saeSteps: 300,
+  saeBatch: 128,
+  saeLr: 4e-3,
+  saeLatent: null,
+  saeSort: 'frequency',
+  saeQuery: '',
   ampMode: 'logits',
   alphas: [0, 1, 2],
   generate: 24,
@@ -86,6 +98,11 @@ export const methodSettingsSchema = z.strictObject({
   saeDict: count(1 << 20),
   saeK: count(4096),
   saeSteps: count(10_000_000),
+  saeBatch: count(1 << 16),
+  saeLr: z.number().positive().max(1),
+  saeLatent: z.number().int().min(0).max((1 << 20) - 1).nullable(),
+  saeSort: z.enum(SAE_SORTS),
+  saeQuery: z.string().max(100),
   ampMode: z.enum(AMPLIFY_MODES),
   alphas: z.array(z.number().min(-100).max(100)).min(1).max(MAX_ALPHAS),
   generate: count(4096),

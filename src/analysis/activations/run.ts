@@ -15,6 +15,8 @@ export interface Progress {
   stage: string;
   done: number;
   total: number;
+  /** A training's loss curve so far (a point every few steps), for a view that draws it while it runs. */
+  curve?: readonly { step: number; loss: number; fvu: number; dead: number }[];
 }
 
 export interface RunOptions {

@@ -70,3 +70,37 @@ describe('amplification', () => {
     expect(Math.abs(ones / 4000 - 0.75)).toBeLessThan(0.03);
   });
 });
+
+describe('amplification is cancelled between tokens', () => {
+  for (const mode of ['logits', 'weights'] as const) {
+    it(`${mode}: an abort after the third token stops there; progress counts tokens of alphas × samples × maxNew`, async () => {
+      const full: number[] = [];
+      const all = await amplify(pair, PROMPT, { alphas: [0, 2], mode, maxNew: 5, samples: 2, seed: 1, onProgress: (p) => full.push(p.done) });
+      expect(all.length).toBe(4);
+      expect(full).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+
+      const stop = new AbortController();
+      const seen: { done: number; total: number }[] = [];
+      const run = amplify(pair, PROMPT, {
+        alphas: [0, 2],
+        mode,
+        maxNew: 5,
+        samples: 2,
+        seed: 1,
+        signal: stop.signal,
+        onProgress: (p) => {
+          seen.push({ done: p.done, total: p.total });
+          if (p.done === 3) stop.abort(new DOMException('the analysis was cancelled', 'AbortError'));
+        },
+      });
+      await expect(run).rejects.toThrow('the analysis was cancelled');
+      expect(seen).toEqual([1, 2, 3].map((done) => ({ done, total: 20 })));
+    });
+  }
+
+  it('weights: an abort while the amplified model is built stops before any token', async () => {
+    const stop = new AbortController();
+    stop.abort(new DOMException('the analysis was cancelled', 'AbortError'));
+    expect(() => amplifiedModel(pair, 2, stop.signal)).toThrow('the analysis was cancelled');
+  });
+});

@@ -8,7 +8,7 @@
 // greedy), so a seed gives the same text on every backend whose logits agree.
 import type { Tensor } from '../../model/backend.ts';
 import { Transformer, type KvCache } from '../../model/transformer.ts';
-import { checkIds, checkPair, disposeAll, readF32, type ModelPair } from '../activations/run.ts';
+import { checkIds, checkPair, disposeAll, readF32, type ModelPair, type Progress } from '../activations/run.ts';
 import { createRng, type Rng } from '../crosscoder/rng.ts';
 
 export interface SamplingOptions {
@@ -19,7 +19,10 @@ export interface SamplingOptions {
   seed?: number;
   /** Stop after one of these ids (it is kept). */
   stop?: readonly number[];
+  /** Checked before every new token: an abort stops the sampling there. */
   signal?: AbortSignal;
+  /** After every new token. */
+  onToken?: () => void;
 }
 
 /** Draws an id from softmax(z / temperature); the argmax at temperature 0. */
@@ -51,6 +54,7 @@ async function sampleWith(prompt: readonly number[], opts: SamplingOptions, logi
     opts.signal?.throwIfAborted();
     const id = sampleLogits(await logits(next), opts.temperature ?? 1, rng);
     out.push(id);
+    opts.onToken?.();
     if (opts.stop?.includes(id)) break;
     next = [id];
   }
@@ -99,11 +103,12 @@ export async function sampleLogitDiff(pair: ModelPair, prompt: readonly number[]
  * A model with W_base + α·(W_ft − W_base) for every weight (the base's own where the fine-tune has no
  * tensor of that name and shape). Dispose it when done; the pair's weights are untouched.
  */
-export function amplifiedModel(pair: ModelPair, alpha: number): Transformer {
+export function amplifiedModel(pair: ModelPair, alpha: number, signal?: AbortSignal): Transformer {
   const be = checkPair(pair);
   const weights = new Map<string, Tensor>();
   try {
     for (const [name, wb] of pair.base.weights) {
+      signal?.throwIfAborted();
       const wf = pair.ft.weights.get(name);
       if (!wf || wf.shape.length !== wb.shape.length || wf.shape.some((n, i) => n !== wb.shape[i])) {
         weights.set(name, be.scale(wb, 1));
@@ -123,11 +128,13 @@ export function amplifiedModel(pair: ModelPair, alpha: number): Transformer {
 
 export type AmplifyMode = 'logits' | 'weights';
 
-export interface AmplifyOptions extends SamplingOptions {
+export interface AmplifyOptions extends Omit<SamplingOptions, 'onToken'> {
   alphas: readonly number[];
   mode: AmplifyMode;
   /** Samples per α; sample i uses seed + i. Default 1. */
   samples?: number;
+  /** New tokens sampled so far, of at most alphas × samples × maxNew (a sample that stops early skips its rest). */
+  onProgress?: (p: Progress) => void;
 }
 
 export interface AmplifiedSample {
@@ -140,13 +147,19 @@ export interface AmplifiedSample {
 export async function amplify(pair: ModelPair, prompt: readonly number[], opts: AmplifyOptions): Promise<AmplifiedSample[]> {
   const out: AmplifiedSample[] = [];
   const seed0 = opts.seed ?? 0;
+  const samples = opts.samples ?? 1;
+  for (const alpha of opts.alphas) if (!Number.isFinite(alpha)) throw new RangeError(`α must be a finite number, got ${alpha}`);
+  const total = opts.alphas.length * samples * opts.maxNew;
+  let done = 0;
   for (const alpha of opts.alphas) {
-    if (!Number.isFinite(alpha)) throw new RangeError(`α must be a finite number, got ${alpha}`);
-    const model = opts.mode === 'weights' ? amplifiedModel(pair, alpha) : undefined;
+    const model = opts.mode === 'weights' ? amplifiedModel(pair, alpha, opts.signal) : undefined;
     try {
-      for (let i = 0; i < (opts.samples ?? 1); i++) {
-        const o = { ...opts, seed: seed0 + i };
+      for (let i = 0; i < samples; i++) {
+        const start = done;
+        const { onProgress: _, ...sampling } = opts;
+        const o: SamplingOptions = { ...sampling, seed: seed0 + i, onToken: () => opts.onProgress?.({ stage: 'amplify', done: ++done, total }) };
         const ids = model ? await sampleModel(model, prompt, o) : await sampleLogitDiff(pair, prompt, alpha, o);
+        done = start + opts.maxNew;
         out.push({ alpha, mode: opts.mode, seed: seed0 + i, ids });
       }
     } finally {

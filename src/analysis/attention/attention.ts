@@ -47,7 +47,7 @@ export function patternsFromQk(q: Float32Array, k: Float32Array, T: number, p: A
 }
 
 /** Every layer's attention probabilities of one model on one sequence. */
-export async function attentionPatterns(model: Transformer, ids: readonly number[]): Promise<LayerPatterns[]> {
+export async function attentionPatterns(model: Transformer, ids: readonly number[], signal?: AbortSignal): Promise<LayerPatterns[]> {
   checkIds(model, ids);
   const be = model.backend;
   const L = model.config.nLayers;
@@ -56,6 +56,7 @@ export async function attentionPatterns(model: Transformer, ids: readonly number
   try {
     const out: LayerPatterns[] = [];
     for (let l = 0; l < L; l++) {
+      signal?.throwIfAborted();
       const { q, k, v, params } = model.attentionInputs(cache.get(names[l]!)!, l, 0);
       be.dispose(v);
       const qh = await readF32(be, q);
@@ -128,10 +129,10 @@ export interface AttentionDiff {
   ft: LayerPatterns[];
 }
 
-export async function attentionDiff(pair: ModelPair, ids: readonly number[]): Promise<AttentionDiff> {
+export async function attentionDiff(pair: ModelPair, ids: readonly number[], opts: Pick<RunOptions, 'signal'> = {}): Promise<AttentionDiff> {
   checkPair(pair);
-  const base = await attentionPatterns(pair.base, ids);
-  const ft = await attentionPatterns(pair.ft, ids);
+  const base = await attentionPatterns(pair.base, ids, opts.signal);
+  const ft = await attentionPatterns(pair.ft, ids, opts.signal);
   return { ids, heads: diffPatterns(base, ft), base, ft };
 }
 

@@ -119,6 +119,7 @@ export async function diffMining(pair: ModelPair, samples: readonly (readonly nu
     }
   }
   const rank = Math.min(nTopics, columns.length, places.length);
+  opts.signal?.throwIfAborted();
   const f = nmf({ rows: places.length, cols: columns.length, row: Int32Array.from(row), col: Int32Array.from(col), value: Float64Array.from(value) }, rank, {
     ...(opts.nmfIterations === undefined ? {} : { iterations: opts.nmfIterations }),
     seed: opts.seed ?? 0,

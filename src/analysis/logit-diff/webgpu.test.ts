@@ -9,6 +9,7 @@ import { archPair } from '../activations/testing.ts';
 import { sampleLogitDiff } from '../amplify/amplify.ts';
 import { attentionDiff } from '../attention/attention.ts';
 import { createRng } from '../crosscoder/rng.ts';
+import { collectDifferences } from '../diff-sae/diff-sae.ts';
 import { activationDiffPca } from '../pca/pca.ts';
 import { corpusKl } from './kl.ts';
 import { diffMining } from './mine.ts';
@@ -66,5 +67,17 @@ describe('issue-12 analyses on WebGPU', () => {
     // Greedy amplified continuations agree (the logits agree to float32 rounding).
     const opts = { maxNew: 3, temperature: 0 };
     expect(await sampleLogitDiff(gpu, PROMPT, 2, opts)).toEqual(await sampleLogitDiff(cpu, PROMPT, 2, opts));
+  });
+
+  it("the diff-SAE's δ matches the CPU backend, row for row", async () => {
+    const [g, c] = [await collectDifferences(gpu, SAMPLES, { layer: 2 }), await collectDifferences(cpu, SAMPLES, { layer: 2 })];
+    expect([g.rows, g.d]).toEqual([2 * 5, 64]);
+    expect([...g.sample, ...g.position, ...g.tokens]).toEqual([...c.sample, ...c.position, ...c.tokens]);
+    let big = 0;
+    for (let i = 0; i < c.delta.length; i++) {
+      close(g.delta[i]!, c.delta[i]!, 1e-5, 1e-3);
+      big = Math.max(big, Math.abs(c.delta[i]!));
+    }
+    expect(big).toBeGreaterThan(1e-3);
   });
 });

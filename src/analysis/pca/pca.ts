@@ -102,6 +102,7 @@ export async function activationDiffPca(pair: ModelPair, samples: readonly (read
   let total = 0;
   for (let i = 0; i < d; i++) total += Math.max(0, cov[i * d + i]!);
   const c = Math.min(opts.components ?? 5, d);
+  opts.signal?.throwIfAborted();
   const eig = leadingEigen(cov, d, c);
 
   const directions: Float32Array[] = [];

@@ -1,5 +1,5 @@
-// The Methods view (issue #12): diff mining, corpus KL, PCA of δ, amplification and attention diffing,
-// one tab each, run as activation jobs in the analysis worker (progress, Cancel, the session cache),
+// The Methods view (issue #12): diff mining, corpus KL, PCA of δ, the diff-SAE, amplification and
+// attention diffing, one tab each, run as activation jobs in the analysis worker (progress, Cancel, the session cache),
 // with their settings in the permalink (state/methods.ts).
 import { useEffect, useMemo } from 'react';
 import type { ActivationRequest, ActivationTask } from '../../jobs/activations.ts';
@@ -11,7 +11,7 @@ import { PromptBox, usePairLayers, usePrompt, useTask } from '../activations/com
 import { AmplifyResults, AmplifySettings } from './AmplifyPanel.tsx';
 import { AttentionResults, AttentionSettings } from './AttentionPanel.tsx';
 import { IntField, METHOD_LABELS, MethodTabs, RunBar, type MethodRun } from './common.tsx';
-import { DiffSaeSettings } from './DiffSaePanel.tsx';
+import { DiffSaeLiveCurve, DiffSaeResults, DiffSaeSettings } from './DiffSaePanel.tsx';
 import { KlResults, KlSettings } from './KlPanel.tsx';
 import { MiningResults, MiningSettings } from './MiningPanel.tsx';
 import { PcaResults, PcaSettings } from './PcaPanel.tsx';
@@ -44,7 +44,9 @@ function requestFor(tab: MethodTab, s: MethodSettings, corpus: ReturnType<typeof
     case 'attention':
       return corpus && { task: 'attention', prompt, overCorpus: s.attnCorpus, ...corpus };
     case 'diff-sae':
-      return null;
+      return corpus && layers !== null
+        ? { task: 'diff-sae', layer: Math.min(s.saeLayer ?? Math.floor(layers / 2), layers - 1), dict: s.saeDict, k: s.saeK, steps: s.saeSteps, batch: s.saeBatch, lr: s.saeLr, seed: 0, ...corpus }
+        : null;
   }
 }
 
@@ -72,7 +74,7 @@ export function MethodsView() {
   const task = (request?.task ?? 'mine') as ActivationTask;
   const job = useTask(task, request, false);
   const run = methodRun(job.run);
-  const onCorpus = tab !== 'amplify' && tab !== 'diff-sae';
+  const onCorpus = tab !== 'amplify';
   const onPrompt = tab === 'amplify' || tab === 'attention';
   const result = job.result;
 
@@ -95,19 +97,13 @@ export function MethodsView() {
       {tab === 'pca' && layers !== null && <PcaSettings settings={settings} layers={layers} onChange={setMethods} />}
       {tab === 'amplify' && <AmplifySettings settings={settings} onChange={setMethods} />}
       {tab === 'attention' && <AttentionSettings settings={settings} onChange={setMethods} />}
-      {tab === 'diff-sae' ? (
-        <>
-          {layers !== null && <DiffSaeSettings settings={settings} layers={layers} onChange={setMethods} />}
-          <p className="warn" data-testid="diff-sae-cli">
-            Training a diff-SAE in the app is not wired yet: run <code>neurodiff diff-sae train</code> and <code>neurodiff diff-sae latents</code> on the command line.
-          </p>
-        </>
-      ) : (
-        <RunBar name={tab} what={METHOD_LABELS[tab]} run={run} onRun={job.start} onCancel={() => cancel(task)} disabled={request ? null : 'waiting for the corpus'} />
-      )}
+      {tab === 'diff-sae' && layers !== null && <DiffSaeSettings settings={settings} layers={layers} onChange={setMethods} />}
+      <RunBar name={tab} what={METHOD_LABELS[tab]} run={run} onRun={job.start} onCancel={() => cancel(task)} disabled={request ? null : 'waiting for the corpus'} />
+      {tab === 'diff-sae' && run.status === 'running' && run.progress?.curve && <DiffSaeLiveCurve points={run.progress.curve} steps={settings.saeSteps} />}
       {result?.task === 'mine' && <MiningResults result={result.result} texts={result.tokens} samples={result.corpusSamples} />}
       {result?.task === 'kl' && <KlResults result={result.result} texts={result.tokens} samples={result.corpusSamples} />}
       {result?.task === 'pca' && <PcaResults result={result.result} texts={result.tokens} samples={result.corpusSamples} />}
+      {result?.task === 'diff-sae' && <DiffSaeResults result={result.result} texts={result.tokens} samples={result.corpusSamples} settings={settings} onChange={setMethods} />}
       {result?.task === 'amplify' && <AmplifyResults samples={result.samples} prompt={result.prompt} />}
       {result?.task === 'attention' && <AttentionResults result={result} texts={result.tokens} selected={settings.attnHead} onSelect={(attnHead) => setMethods({ attnHead })} />}
     </div>

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { CorpusKlResult } from '../../analysis/logit-diff/kl.ts';
 import type { MiningResult } from '../../analysis/logit-diff/mine.ts';
 import type { PcaResult } from '../../analysis/pca/pca.ts';
-import { attentionTable, contextLine, contextParts, formatAlpha, headGrid, klPerPosition, miningTable, miningTopicsTable, rankHeads, samplesByAlpha, tokenJoin, tokenLabel, varianceShares } from './method-tables.ts';
+import type { DiffSaeOutcome } from '../../jobs/diff-sae.ts';
+import { attentionTable, contextLine, contextParts, diffSaeTable, filterLatents, formatAlpha, headGrid, klPerPosition, miningTable, miningTopicsTable, rankHeads, samplesByAlpha, tokenJoin, tokenLabel, varianceShares } from './method-tables.ts';
 
 const texts = { 1: 'Once', 2: ' upon', 3: ' a', 4: ' time', 5: ' the', 6: ' sea', 7: '\n', 8: '<0xE2>', 9: '<0x80>', 10: '<0x94>' };
 const samples = [
@@ -119,5 +120,46 @@ describe('attention heads', () => {
     const t = attentionTable(heads, [{ layer: 1, head: 0, recovery: 0.8, kl: 0.1 }]);
     expect(t.rows[2]).toEqual([1, 0, 0.02, 0.3, 3, 0.05, 0.8, 0.1]);
     expect(t.rows[0]!.slice(6)).toEqual([null, null]);
+  });
+});
+
+describe('the diff-SAE latent browser', () => {
+  const latent = (id: number, frequency: number, maxActivation: number, positive: number[], top: [number, number][]) => ({
+    id,
+    frequency,
+    maxActivation,
+    positive: positive.map((t, i) => ({ id: t, prob: 0.5 / (i + 1) })),
+    negative: [{ id: 1, prob: 0.25 }],
+    top: top.map(([sample, position], i) => ({ sample, position, activation: maxActivation / (i + 1) })),
+  });
+  const result: DiffSaeOutcome = {
+    layer: 3,
+    hook: 'blocks.3.hook_resid_post',
+    d: 8,
+    D: 16,
+    k: 2,
+    steps: 10,
+    rows: 10,
+    fvu: 0.25,
+    live: 3,
+    curve: [],
+    latents: [latent(4, 0.5, 1.5, [6, 4], [[0, 5]]), latent(9, 0.3, 7.25, [2], [[1, 4]]), latent(2, 0.3, 2, [3], [[0, 3]])],
+  };
+
+  it('sorts by frequency or by activation, ties by id; filters on lens and context tokens', () => {
+    const ids = (q: string, sort: 'frequency' | 'activation') => filterLatents(result.latents, texts, samples, q, sort).map((l) => l.id);
+    expect(ids('', 'frequency')).toEqual([4, 2, 9]);
+    expect(ids('', 'activation')).toEqual([9, 2, 4]);
+    // "sea" is a lens token of latent 4 and the top-context token of latent 9 (sample 1, position 4).
+    expect(ids(' SEA ', 'frequency')).toEqual([4, 9]);
+    expect(ids('once', 'frequency')).toEqual([4, 2, 9]);
+    expect(ids('nothing', 'activation')).toEqual([]);
+  });
+
+  it('exports every listed latent unrounded with its lens and top context', () => {
+    const t = diffSaeTable(result, texts, samples);
+    expect(t.header).toEqual(['latent', 'frequency', 'max_activation', 'positive_tokens', 'negative_tokens', 'top_context', 'top_activation']);
+    expect(t.rows[1]).toEqual([9, 0.3, 7.25, 'upon', 'Once', ' the—[ sea] ', 7.25]);
+    expect(t.rows[0]![5]).toBe('Once upon a time the[ sea]');
   });
 });

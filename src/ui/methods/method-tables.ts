@@ -6,6 +6,7 @@ import type { HeadDiff, HeadRecovery } from '../../analysis/attention/attention.
 import type { CorpusKlResult } from '../../analysis/logit-diff/kl.ts';
 import type { MiningResult } from '../../analysis/logit-diff/mine.ts';
 import type { PcaComponent, PcaResult } from '../../analysis/pca/pca.ts';
+import type { DiffSaeLatent, DiffSaeOutcome } from '../../jobs/diff-sae.ts';
 import { mergeByteRuns, tokenDisplay } from '../../io/token-text.ts';
 
 /** Token texts by id, as the tokenizer decodes them (a subset: the ids a result names). */
@@ -130,6 +131,33 @@ export function pcaTable(r: PcaView, texts: TokenTexts, samples: Samples, tokens
       ];
     }),
   };
+}
+
+export function diffSaeTable(r: DiffSaeOutcome, texts: TokenTexts, samples: Samples, tokens = 10): Table {
+  return {
+    header: ['latent', 'frequency', 'max_activation', 'positive_tokens', 'negative_tokens', 'top_context', 'top_activation'],
+    rows: r.latents.map((l) => {
+      const top = l.top[0];
+      return [l.id, l.frequency, l.maxActivation, tokenJoin(texts, l.positive, tokens), tokenJoin(texts, l.negative, tokens), top ? contextLine(samples, texts, top.sample, top.position) : null, top ? top.activation : null];
+    }),
+  };
+}
+
+/**
+ * The latents the table shows: those whose lens tokens (either sign) or top-context tokens contain
+ * `query` (case-insensitive; all when empty), by frequency or by largest activation, largest first.
+ */
+export function filterLatents(latents: readonly DiffSaeLatent[], texts: TokenTexts, samples: Samples, query: string, sort: 'frequency' | 'activation'): DiffSaeLatent[] {
+  const q = query.trim().toLowerCase();
+  const matches = (l: DiffSaeLatent) =>
+    q === '' ||
+    [...l.positive, ...l.negative].some((t) => tokenLabel(texts, t.id).toLowerCase().includes(q)) ||
+    l.top.some((x) => {
+      const id = samples[x.sample]?.[x.position];
+      return id !== undefined && tokenLabel(texts, id).toLowerCase().includes(q);
+    });
+  const key = sort === 'frequency' ? (l: DiffSaeLatent) => l.frequency : (l: DiffSaeLatent) => l.maxActivation;
+  return latents.filter(matches).sort((a, b) => key(b) - key(a) || a.id - b.id);
 }
 
 /** α as written in the settings and headings: "0", "2", "−1", "0.5". */
