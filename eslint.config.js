@@ -18,7 +18,7 @@ const fence = (layer, above) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'test/fixtures/**', 'public/**', 'bench/results/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'test/fixtures/**', 'public/**', 'bench/results/**', 'bench/.venv/**', 'bench/models/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
