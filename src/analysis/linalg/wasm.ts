@@ -23,13 +23,12 @@ import {
   f64x2Splat,
   f64x2Sub,
   f32Add,
+  f32Load,
   f32Store,
   f32x4Add,
   f32x4Lane,
   f32x4Mul,
   f32x4RelaxedMadd,
-  minS,
-  vLoadSplat,
   forRange,
   FunctionBuilder,
   call,
@@ -63,10 +62,10 @@ const GRAM_PANEL = 256;
 
 const OP_GRAM = 0;
 const OP_TRIDIAGONAL = 1;
-const OP_TIMES = 2;
-const OP_TIMES_TRANSPOSED = 3;
-/** Depth of a K block of OP_TIMES: 8 columns of the resident matrix by this many rows stay in L1. */
-const TIMES_KC = 64;
+const OP_TRANSPOSE = 2;
+const OP_ROW_PRODUCTS = 3;
+/** Rows of a block of OP_TRANSPOSE: each column of the block is one 64-byte line of the output. */
+const TRANSPOSE_ROWS = 16;
 
 /** The 14 i32 arguments of `work` (as GemmExports), p0 and p1 at 9 and 10. */
 type WorkArgs = [number, number, number, number, number, number, number, number, number, number, number, number, number, number];
@@ -175,63 +174,35 @@ function tridiagonalRowsFunction(): { fn: FunctionBuilder; body: Code } {
 }
 
 /**
- * OP_TIMES, float32: Y (+)= Q·A for panels p0..p1 of 8 columns of the resident A (row stride lda),
- * Q packed by tiles of 4 rows ([tiles][K][4]); K in blocks of kc so that the panel's block stays in L1
- * while every tile passes over it. Y rows of stride ldy.
+ * OP_TRANSPOSE, float32: dst[j, i] = src[i, j] for the rows i of blocks p0..p1 of 16 and columns
+ * j < cols (row strides lds and ldd in bytes).
  */
-function timesFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
-  const fn = new FunctionBuilder('times', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
-  const [qp, K, ap, lda, y, ldy, tiles, kc, p0, p1] = fn.params() as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+function transposeFunction(): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('transpose', [i32, i32, i32, i32, i32, i32, i32]);
+  const [src, lds, dst, ldd, cols, p0, p1] = fn.params() as [Local, Local, Local, Local, Local, Local, Local];
   const p = fn.local(i32);
-  const k0 = fn.local(i32);
-  const kcur = fn.local(i32);
-  const t = fn.local(i32);
-  const a = fn.local(i32);
-  const aEnd = fn.local(i32);
-  const b = fn.local(i32);
-  const rows = Array.from({ length: 4 }, () => fn.local(i32));
-  const acc = rows.map(() => [fn.local(v128), fn.local(v128)]);
-  const b0 = fn.local(v128);
-  const b1 = fn.local(v128);
-  const x = fn.local(v128);
-  const madd = (u: Code, v: Code, c: Code): Code => (relaxed ? f32x4RelaxedMadd(u, v, c) : f32x4Add(c, f32x4Mul(u, v)));
-  const step: Code[] = [set(b0, vLoad(get(b))), set(b1, vLoad(get(b), 16))];
-  rows.forEach((_, r) => {
-    step.push(set(x, vLoadSplat(get(a), 4 * r)));
-    step.push(set(acc[r]![0]!, madd(get(x), get(b0), get(acc[r]![0]!))), set(acc[r]![1]!, madd(get(x), get(b1), get(acc[r]![1]!))));
-  });
-  step.push(set(a, add(get(a), int(16))), set(b, add(get(b), get(lda))));
-  const kLoop: Code = [0x03, 0x40, ...step.flat(), ...ltS(get(a), get(aEnd)), 0x0d, 0, 0x0b];
-  const load: Code[] = [];
-  const zero: Code[] = [];
-  const store: Code[] = [];
-  rows.forEach((row, r) => {
-    for (let h = 0; h < 2; h++) {
-      load.push(set(acc[r]![h]!, vLoad(get(row), 16 * h)));
-      zero.push(set(acc[r]![h]!, vZero()));
-      store.push(vStore(get(row), get(acc[r]![h]!), 16 * h));
-    }
-  });
-  const perTile = [
-    ...rows.map((row, r) => set(row, add(add(get(y), mul(add(mul(get(t), int(4)), int(r)), get(ldy))), mul(get(p), int(32))))).flat(),
-    ...ifThen(get(k0), load.flat(), zero.flat()),
-    ...set(a, add(get(qp), mul(add(mul(get(t), get(K)), get(k0)), int(16)))),
-    ...set(aEnd, add(get(a), mul(get(kcur), int(16)))),
-    ...set(b, add(add(get(ap), mul(get(k0), get(lda))), mul(get(p), int(32)))),
-    ...kLoop,
-    ...store.flat(),
+  const j = fn.local(i32);
+  const from = fn.local(i32);
+  const to = fn.local(i32);
+  const column: Code[] = [];
+  for (let r = 0; r < TRANSPOSE_ROWS; r++) column.push(f32Store(add(get(to), int(4 * r)), f32Load(add(get(from), mul(int(r), get(lds))))));
+  column.push(set(from, add(get(from), int(4))), set(to, add(get(to), get(ldd))));
+  const block = [
+    ...set(from, add(get(src), mul(mul(get(p), int(TRANSPOSE_ROWS)), get(lds)))),
+    ...set(to, add(get(dst), mul(get(p), int(4 * TRANSPOSE_ROWS)))),
+    ...forRange(j, int(0), get(cols), int(1), column.flat()),
   ];
-  const perK = [...set(kcur, sub(get(K), get(k0))), ...set(kcur, minS(get(kcur), get(kc))), ...forRange(t, int(0), get(tiles), int(1), perTile)];
-  return { fn, body: forRange(p, get(p0), get(p1), int(1), forRange(k0, int(0), get(K), get(kc), perK)) };
+  return { fn, body: forRange(p, get(p0), get(p1), int(1), block) };
 }
 
 /**
- * OP_TIMES_TRANSPOSED, float32: Z[c, i] = Σ_j W[c, j]·A[i, j] for the resident A's rows i in blocks
+ * OP_ROW_PRODUCTS, float32: Z[c, i] = Σ_j W[c, j]·R[i, j] for the resident R's rows i in blocks
  * p0..p1 of 4 and W's rows in pairs (`pairs` of them, row stride ldw, `bytes` a multiple of 16);
- * Z rows of stride ldz.
+ * Z rows of stride ldz. Dot products of rows, each read once in order: both W·Aᵀ (R = A) and Q·A
+ * (R = Aᵀ) run here.
  */
-function timesTransposedFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
-  const fn = new FunctionBuilder('timesTransposed', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
+function rowProductsFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('rowProducts', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
   const [w, ldw, ap, lda, z, ldz, pairs, bytes, p0, p1] = fn.params() as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
   const ib = fn.local(i32);
   const c2 = fn.local(i32);
@@ -271,8 +242,8 @@ function timesTransposedFunction(relaxed: boolean): { fn: FunctionBuilder; body:
 
 const GRAM_ROWS_FN = 0;
 const TRIDIAGONAL_ROWS_FN = 1;
-const TIMES_FN = 2;
-const TIMES_TRANSPOSED_FN = 3;
+const TRANSPOSE_FN = 2;
+const ROW_PRODUCTS_FN = 3;
 
 /**
  * work(op, …, p0, p1, …, chunks): chunk c of `chunks` takes the groups (4-row blocks) q with
@@ -303,15 +274,15 @@ function workFunction(): { fn: FunctionBuilder; body: Code } {
   };
   const perChunk = forRange(q, int(0), get(groups), get(period), [...doGroup(add(get(q), get(c))), ...doGroup(sub(add(get(q), sub(get(period), int(1))), get(c)))]);
   const products = ifThen(
-    eq(get(op), int(OP_TIMES)),
-    call(TIMES_FN, get(a1), get(a2), get(a3), get(a4), get(a5), get(a6), get(a7), get(a8), get(p0), get(p1)),
-    call(TIMES_TRANSPOSED_FN, get(a1), get(a2), get(a3), get(a4), get(a5), get(a6), get(a7), get(a8), get(p0), get(p1)),
+    eq(get(op), int(OP_TRANSPOSE)),
+    call(TRANSPOSE_FN, get(a1), get(a2), get(a3), get(a4), get(a5), get(p0), get(p1)),
+    call(ROW_PRODUCTS_FN, get(a1), get(a2), get(a3), get(a4), get(a5), get(a6), get(a7), get(a8), get(p0), get(p1)),
   );
   return {
     fn,
     body: [
-      // Products with the resident matrix split by panels or row blocks: [p0, p1) is the share.
-      ...ifThen(geS(get(op), int(OP_TIMES)), [...products, 0x0f]),
+      // The resident matrix's transpose and products, split by row blocks: [p0, p1) is the share.
+      ...ifThen(geS(get(op), int(OP_TRANSPOSE)), [...products, 0x0f]),
       ...set(period, add(get(chunks), get(chunks))),
       // Groups: the Gram's row blocks, or the rows below k in fours (⌈(n − k − 1)/4⌉).
       ...ifThen(eq(get(op), int(OP_GRAM)), set(groups, get(a6)), set(groups, shrU(add(sub(get(a3), get(a4)), int(2)), int(2)))),
@@ -326,7 +297,7 @@ function shrU(x: Code, bits: Code): Code {
 }
 
 function moduleBytes(shared: boolean, relaxed: boolean): Uint8Array<ArrayBuffer> {
-  return encodeModule({ initialPages: 2, maximumPages: MAX_PAGES, shared }, [gramRowsFunction(relaxed), tridiagonalRowsFunction(), timesFunction(relaxed), timesTransposedFunction(relaxed), workFunction()]);
+  return encodeModule({ initialPages: 2, maximumPages: MAX_PAGES, shared }, [gramRowsFunction(relaxed), tridiagonalRowsFunction(), transposeFunction(), rowProductsFunction(relaxed), workFunction()]);
 }
 
 interface Engine {
@@ -503,10 +474,17 @@ export function wasmGramTridiagonalWorkspace(x: Float32Array, m: number, n: numb
   return layout && wasmTridiagonalWorkspace(side, undefined, layout);
 }
 
+/** Floats per row for `count` values: a multiple of 16, plus 16 where a row would span whole 4 KiB pages (see upload). */
+function rowFloats(count: number): number {
+  const padded = Math.ceil(count / 16) * 16;
+  return padded + (padded % 1024 === 0 ? 16 : 0);
+}
+
 /**
- * A float32 m×n matrix copied once into the kernels' memory, for repeated products with thin
- * matrices (the randomized top-k): no copy or packing of the big operand per product. Valid until
- * the next use of the kernels' memory (a Gram, another upload).
+ * A float32 m×n matrix copied once into the kernels' memory, with its transpose, for repeated
+ * products with thin matrices (the randomized top-k): no copy or packing of the big operand per
+ * product, and both q·A and w·Aᵀ run as dot products of rows read in order. Valid until the next
+ * use of the kernels' memory (a Gram, another upload).
  */
 export class ResidentMatrix {
   private constructor(
@@ -514,79 +492,62 @@ export class ResidentMatrix {
     private readonly generation: number,
     readonly m: number,
     readonly n: number,
-    /** The float32 row stride: columns padded with zeros (see upload). */
+    /** A: rows4 rows (16-padded) of ld floats; Aᵀ: ld rows of ldt floats, after A. */
     private readonly ld: number,
-    private readonly rows4: number,
+    private readonly ldt: number,
+    private readonly rows16: number,
   ) {}
 
   /** Null where the kernels do not run or the memory cannot hold the matrix. */
   static upload(x: Float32Array, m: number, n: number): ResidentMatrix | null {
     const e = getEngine();
     if (!e) return null;
-    // Columns padded to 8, and by 16 more where a row would span whole 4 KiB pages: walking down a
-    // column at such a stride keeps hitting one set of the L1 cache.
-    const ld = Math.ceil(n / 8) * 8 + ((Math.ceil(n / 8) * 8) % 1024 === 0 ? 16 : 0);
-    const rows4 = Math.ceil(m / 4) * 4;
-    const h = heap(e, PAGE + rows4 * ld * 4);
-    if (!h) return null;
-    const f = new Float32Array(e.memory.buffer, PAGE, rows4 * ld);
+    // Rows padded with zeros: a row stride of whole 4 KiB pages would map a column's walk, and the
+    // transpose's writes, onto one set of the L1 cache.
+    const ld = rowFloats(n);
+    const rows16 = Math.ceil(m / TRANSPOSE_ROWS) * TRANSPOSE_ROWS;
+    const ldt = rowFloats(rows16);
+    const at = PAGE + rows16 * ld * 4;
+    if (!heap(e, at + ld * ldt * 4)) return null;
+    const f = new Float32Array(e.memory.buffer, PAGE, rows16 * ld);
     if (ld === n) f.set(x.subarray(0, m * n));
     else for (let i = 0; i < m; i++) f.set(x.subarray(i * n, (i + 1) * n), i * ld);
     if (ld !== n) for (let i = 0; i < m; i++) f.fill(0, i * ld + n, (i + 1) * ld);
     f.fill(0, m * ld);
-    return new ResidentMatrix(e, ++e.generation, m, n, ld, rows4);
+    new Float32Array(e.memory.buffer, at, ld * ldt).fill(0);
+    const blocks = rows16 / TRANSPOSE_ROWS;
+    const threads = Math.min(blocks, threadsFor(m * n * 8));
+    run(e, [OP_TRANSPOSE, PAGE, ld * 4, at, ldt * 4, ld, 0, 0, 0, 0, blocks, 0, 0, 0], threads);
+    return new ResidentMatrix(e, ++e.generation, m, n, ld, ldt, rows16);
   }
 
-  private scratch(floats: number): Float32Array {
-    if (this.e.generation !== this.generation) throw new Error('ResidentMatrix: the kernels\' memory was used for something else since the upload');
-    const at = PAGE + this.rows4 * this.ld * 4;
-    if (!heap(this.e, at + floats * 4)) throw new Error('ResidentMatrix: out of WebAssembly memory');
-    return new Float32Array(this.e.memory.buffer, at, floats);
-  }
-
-  /** q [l, m] (row-major) · A → [l, n]. */
+  /** q [l, m] (row-major) · A → [l, n]: dot products with the rows of Aᵀ. */
   times(q: Float32Array, l: number): Float32Array {
-    const { m, n, ld } = this;
-    const tiles = Math.ceil(l / 4);
-    const f = this.scratch(tiles * m * 4 + tiles * 4 * ld);
-    // Q by tiles of 4 rows: [tile][k][4], missing rows zero.
-    for (let t = 0; t < tiles; t++) {
-      for (let r = 0; r < 4; r++) {
-        const row = t * 4 + r;
-        const base = t * m * 4 + r;
-        if (row < l) for (let k = 0, s = row * m; k < m; k++) f[base + 4 * k] = q[s + k]!;
-        else for (let k = 0; k < m; k++) f[base + 4 * k] = 0;
-      }
-    }
-    const qAt = f.byteOffset;
-    const yAt = qAt + tiles * m * 16;
-    const panels = ld / 8;
-    const threads = Math.min(panels, threadsFor(2 * l * m * n));
-    run(this.e, [OP_TIMES, qAt, m, PAGE, ld * 4, yAt, ld * 4, tiles, TIMES_KC, 0, panels, 0, 0, 0], threads);
-    const out = new Float32Array(l * n);
-    const y = f.subarray(tiles * m * 4);
-    for (let r = 0; r < l; r++) out.set(y.subarray(r * ld, r * ld + n), r * n);
-    return out;
+    return this.rowProducts(PAGE + this.rows16 * this.ld * 4, this.ld, this.ldt, q, l, this.m, this.n);
   }
 
-  /** w [l, n] (row-major) · Aᵀ → [l, m]. */
+  /** w [l, n] (row-major) · Aᵀ → [l, m]: dot products with the rows of A. */
   timesTransposed(w: Float32Array, l: number): Float32Array {
-    const { m, n, ld, rows4 } = this;
+    return this.rowProducts(PAGE, this.rows16, this.ld, w, l, this.n, this.m);
+  }
+
+  /** x [l, len] against the resident rows at `at` (`rows` of them, `stride` floats apart) → [l, out]. */
+  private rowProducts(at: number, rows: number, stride: number, x: Float32Array, l: number, len: number, out: number): Float32Array {
+    if (this.e.generation !== this.generation) throw new Error("ResidentMatrix: the kernels' memory was used for something else since the upload");
     const pairs = Math.ceil(l / 2);
-    const f = this.scratch(pairs * 2 * ld + pairs * 2 * rows4);
-    for (let r = 0; r < pairs * 2; r++) {
-      if (r < l) f.set(w.subarray(r * n, (r + 1) * n), r * ld);
-      f.fill(0, r < l ? r * ld + n : r * ld, (r + 1) * ld);
-    }
-    const wAt = f.byteOffset;
-    const zAt = wAt + pairs * 2 * ld * 4;
-    const blocks = rows4 / 4;
-    const threads = Math.min(blocks, threadsFor(2 * l * m * n));
-    run(this.e, [OP_TIMES_TRANSPOSED, wAt, ld * 4, PAGE, ld * 4, zAt, rows4 * 4, pairs, ld * 4, 0, blocks, 0, 0, 0], threads);
-    const out = new Float32Array(l * m);
-    const z = f.subarray(pairs * 2 * ld);
-    for (let r = 0; r < l; r++) out.set(z.subarray(r * rows4, r * rows4 + m), r * m);
-    return out;
+    const scratchAt = PAGE + (this.rows16 * this.ld + this.ld * this.ldt) * 4;
+    if (!heap(this.e, scratchAt + (pairs * 2 * stride + pairs * 2 * rows) * 4)) throw new Error('ResidentMatrix: out of WebAssembly memory');
+    const f = new Float32Array(this.e.memory.buffer, scratchAt, pairs * 2 * stride + pairs * 2 * rows);
+    f.fill(0, 0, pairs * 2 * stride);
+    for (let r = 0; r < l; r++) f.set(x.subarray(r * len, (r + 1) * len), r * stride);
+    const zAt = scratchAt + pairs * 2 * stride * 4;
+    const blocks = Math.ceil(out / 4);
+    const threads = Math.min(blocks, threadsFor(2 * l * len * out));
+    run(this.e, [OP_ROW_PRODUCTS, scratchAt, stride * 4, at, stride * 4, zAt, rows * 4, pairs, stride * 4, 0, blocks, 0, 0, 0], threads);
+    const result = new Float32Array(l * out);
+    const z = f.subarray(pairs * 2 * stride);
+    for (let r = 0; r < l; r++) result.set(z.subarray(r * rows, r * rows + out), r * out);
+    return result;
   }
 }
 
