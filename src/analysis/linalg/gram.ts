@@ -1,7 +1,9 @@
 // The full singular spectrum of a matrix through the Gram matrix of its smaller side, with
 // eigenvalues found on the host in float64. The Gram itself is formed either on the host in
 // float64 (precise: keeps a noise tail down to ≈ 1e-6·σ1) or on the backend in float32 (fast on
-// a GPU, but blind below ≈ 1e-3·σ1); the float64 one is the default up to a work limit.
+// a GPU, but blind below ≈ 1e-3·σ1); the float64 one is the default up to a work limit. On the
+// host, the Gram and the Householder tridiagonalisation run on the float64 WebAssembly kernels of
+// wasm.ts (threaded), implicit QL in JavaScript; the JavaScript versions where those do not run.
 import type { Tensor } from '../../model/backend.ts';
 import { jacobiEigenvalues, tridiagonalEigenvalues, type EigenMethod } from './dense.ts';
 import { matrixShape, readF32, type MatrixBackend } from './randomized.ts';
@@ -28,9 +30,10 @@ export interface GramOptions {
 }
 
 /**
- * 2³⁴ multiply-adds take ≈ 8 s at the ≈ 2·10⁹/s the host kernel reaches in one JavaScript thread,
- * about what tridiagonal QL takes at side 2048; so every matrix up to 2048×8192 gets the precise
- * Gram, and the float32 one is left to the largest (embeddings, 4096-wide MLPs).
+ * 2³⁴ multiply-adds take ≈ 2 s per thread at the ≈ 8·10⁹/s the float64 WebAssembly kernel reaches
+ * (wasm.ts; ≈ 2·10⁹/s in the JavaScript fallback), about what the tridiagonalisation takes at side
+ * 2048; so every matrix up to 2048×8192 gets the precise Gram, and the float32 one is left to the
+ * largest (embeddings, 4096-wide MLPs).
  */
 export const PRECISE_GRAM_MAX_WORK = 2 ** 34;
 
