@@ -54,7 +54,8 @@ import { canBlockHere, GemmThreads } from '../../gpu/cpu-wasm/threads.ts';
 import type { TridiagonalWorkspace } from './dense.ts';
 
 const PAGE = 65536;
-const MAX_PAGES = 32768;
+/** 1 GiB, as the GEMM's memory: larger operands (an unembedding's top-k) take the backend's route. */
+const MAX_PAGES = 16384;
 /** Rows of a Gram block; the Gram is padded to a multiple of it. */
 const GRAM_ROWS = 4;
 /** Columns of the long side per Gram call: 4 + 2 rows of this many float64 stay in L1. */
