@@ -13,6 +13,8 @@ const BENCHES: Record<string, () => Promise<Bench>> = {
   adl: async () => (await import('./adl/index.ts')).adlBench,
   crosscoder: async () => (await import('./crosscoder/index.ts')).crosscoderBench,
   organisms: async () => (await import('./organisms/index.ts')).organismsBench,
+  kernels: async () => (await import('./kernels/index.ts')).kernelsBench,
+  gpu: async () => (await import('./gpu.ts')).gpuBench,
 };
 
 const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}|all] [--full] [--node|--browser] [--sizes=a,b] [--threads=n]
@@ -36,7 +38,8 @@ function parse(argv: readonly string[]): { names: string[]; args: BenchArgs } {
     else if (!a.startsWith('-') && (a === 'all' || a in BENCHES)) name = a;
     else throw new Error(`unknown argument "${a}"\n${USAGE}`);
   }
-  return { names: name === 'all' ? Object.keys(BENCHES) : [name], args };
+  // 'gpu' is a group of the others.
+  return { names: name === 'all' ? Object.keys(BENCHES).filter((n) => n !== 'gpu') : [name], args };
 }
 
 async function main(): Promise<void> {

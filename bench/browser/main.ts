@@ -5,6 +5,7 @@ export type PageBench = (options: unknown, log: (line: string) => void) => Promi
 
 const PAGE_BENCHES: Record<string, () => Promise<PageBench>> = {
   matmul: async () => (await import('../matmul/browser.ts')).runBrowserEnv as PageBench,
+  kernels: async () => (await import('../kernels/browser.ts')).runBrowserKernels as PageBench,
 };
 
 const logElement = document.getElementById('log');

@@ -17,6 +17,8 @@ const ORT_DIST = dirname(createRequire(import.meta.url).resolve('onnxruntime-web
 export const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
   '--enable-unsafe-webgpu',
+  // Timestamp queries at full resolution (Chromium rounds them to 100 µs otherwise): bench/kernels.
+  '--enable-webgpu-developer-features',
   '--no-sandbox',
   '--disable-background-networking',
   '--disable-component-update',

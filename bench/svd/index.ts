@@ -1,6 +1,6 @@
 // Singular values of dense float32 matrices (low rank plus noise): our top-16 (randomized subspace
-// iteration on the CPU backend) and full spectrum (Gram matrix on the backend, eigenvalues on the
-// host) against numpy/LAPACK, a numpy randomized sketch like ours, and torch.svd_lowrank. Accuracy is
+// iteration, products on the WebAssembly kernels) and full spectrum (float64 Gram and Householder
+// tridiagonalisation on the WebAssembly kernels, implicit QL on the host) against numpy/LAPACK, a numpy randomized sketch like ours, and torch.svd_lowrank. Accuracy is
 // measured against numpy's float64 SVD of the same matrix.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { createCpuBackend } from '../../src/gpu/cpu-backend.ts';
 import { measureAdaptive } from '../lib/adaptive.ts';
 import type { Bench, BenchArgs } from '../lib/args.ts';
 import { cpuBackendThreads } from '../lib/cpu-threads.ts';
+import { startWasmLinalgThreads } from '../../src/analysis/linalg/wasm.ts';
 import { sci } from '../lib/compare.ts';
 import { pythonEnvText, runPython, type PythonResult } from '../lib/python.ts';
 import { loadText, writeResults } from '../lib/results.ts';
@@ -134,7 +135,7 @@ export const svdBench: Bench = {
     const loadAtStart = loadText();
     const work = mkdtempSync(join(tmpdir(), 'neurodiff-svd-'));
     const rows: Row[] = [];
-    const notes = [await cpuBackendThreads(threads), `PyTorch threads: ${threads}; numpy uses the BLAS/LAPACK it loaded (see below)`];
+    const notes = [await cpuBackendThreads(threads), `ours float64 kernels (src/analysis/linalg/wasm.ts): ${await startWasmLinalgThreads()} threads`, `PyTorch threads: ${threads}; numpy uses the BLAS/LAPACK it loaded (see below)`];
     try {
       const matrices = shapes.map(([m, n], i) => ({ name: `${m}x${n}`, m, n, data: lowRankPlusNoise(m, n, 77 + i) }));
       await writeTensors(join(work, 'inputs.safetensors'), Object.fromEntries(matrices.map((x) => [x.name, { shape: [x.m, x.n], data: x.data }])));
@@ -142,9 +143,9 @@ export const svdBench: Bench = {
       const ours = new Map<string, { top: Float64Array; topTiming: Timing; full: Float64Array; fullTiming: Timing; fullMethod: string }>();
       for (const x of matrices) {
         const a = be.fromArray(x.data, [x.m, x.n]);
-        const top = await measureAdaptive(() => randomizedSingularValues(be, a, { k: K, oversample: OVERSAMPLE, powerIterations: POWER_ITERATIONS }));
+        const top = await measureAdaptive(() => randomizedSingularValues(be, a, { k: K, oversample: OVERSAMPLE, powerIterations: POWER_ITERATIONS, host: x.data }));
         log(`${x.name} ours randomized top-${K}: ${top.timing.medianMs.toFixed(0)} ms`);
-        const full = await measureAdaptive(() => gramSingularValues(be, a));
+        const full = await measureAdaptive(() => gramSingularValues(be, a, { host: x.data }));
         log(`${x.name} ours gram full: ${full.timing.medianMs.toFixed(0)} ms (${full.first.method})`);
         be.dispose(a);
         ours.set(x.name, { top: top.first.ritz, topTiming: top.timing, full: full.first.values, fullTiming: full.timing, fullMethod: full.first.method });
@@ -169,8 +170,8 @@ export const svdBench: Bench = {
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
-    notes.push(`ours randomized and numpy randomized: l = k + ${OVERSAMPLE} columns, q = ${POWER_ITERATIONS} power iterations (torch.svd_lowrank: q = l, niter = ${POWER_ITERATIONS}); numpy svd: dgesdd on the float32 input upcast to float64; torch svdvals: sgesdd in float32`);
-    notes.push(`matrices: rank-${RANK} part with σ_i ∝ e^(−i/8) plus unit Gaussian noise, float32; ours sums the Gram in float64 on the host (named in method) and zeroes σ only below the eigensolver's error floor`);
+    notes.push(`ours randomized and numpy randomized: l = k + ${OVERSAMPLE} columns, q = ${POWER_ITERATIONS} power iterations (ours: the ${2 * POWER_ITERATIONS + 2} passes over A on the WebAssembly kernels, A copied into their memory once per call, Ritz values from the float64 Gram of QᵀA); (torch.svd_lowrank: q = l, niter = ${POWER_ITERATIONS}); numpy svd: dgesdd on the float32 input upcast to float64; torch svdvals: sgesdd in float32`);
+    notes.push(`matrices: rank-${RANK} part with σ_i ∝ e^(−i/8) plus unit Gaussian noise, float32; ours full: the Gram summed in float64 and its Householder tridiagonalisation on the float64 WebAssembly kernels (src/analysis/linalg/wasm.ts), implicit QL in JavaScript; σ zeroed only below the eigensolver's error floor`);
     notes.push(`${loadAtStart} at start, ${loadText()} at end`);
     console.log(`== svd\n${[...new Set(notes)].join('\n')}\n\n${report(rows)}\n(${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
     const path = writeResults('svd', { k: K, oversample: OVERSAMPLE, powerIterations: POWER_ITERATIONS, peerThreads: threads, notes, rows });

@@ -2,6 +2,7 @@
 // One device is shared by everything; when it is lost, listeners hear why, its caches are dropped,
 // and the next getGpu() creates a fresh one.
 
+import type { KernelTimer } from './kernel-timer.ts';
 import { BufferPool } from './pool.ts';
 import { PipelineCache } from './pipelines.ts';
 
@@ -55,6 +56,8 @@ export class GpuContext {
   readonly lost: Promise<string>;
   private lostMessage: string | undefined;
   private firstError: string | undefined;
+  /** While set, every dispatch is timed on the GPU (kernel-timer.ts; benchmarks). */
+  kernelTimer: KernelTimer | undefined;
 
   constructor(
     readonly device: GPUDevice,

@@ -37,10 +37,17 @@ export class CommandRecorder {
       throw new Error(`${program.name}: ${entries.length} buffers given for ${program.bindings.length} bindings`);
     }
     const bindGroup = this.ctx.device.createBindGroup({ label: program.name, layout, entries });
+    const timestampWrites = this.ctx.kernelTimer?.writes(program.name);
+    if (timestampWrites) {
+      // A pass of its own, whose beginning and end are timestamped.
+      this.endPass();
+      this.pass = this.currentEncoder().beginComputePass({ label: program.name, timestampWrites });
+    }
     this.pass ??= this.currentEncoder().beginComputePass({ label: 'ops' });
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, bindGroup);
     if (groups[0] > 0 && groups[1] > 0 && groups[2] > 0) this.pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    if (timestampWrites) this.endPass();
     if (++this.recorded >= this.dispatchesPerSubmit) this.flush();
   }
 
@@ -57,7 +64,10 @@ export class CommandRecorder {
 
   flush(): void {
     this.endPass();
+    const timer = this.ctx.kernelTimer;
+    if (this.encoder && timer) timer.resolve(this.encoder);
     if (this.encoder && !this.ctx.isLost) this.ctx.device.queue.submit([this.encoder.finish()]);
+    timer?.submitted();
     this.encoder = undefined;
     this.recorded = 0;
     const releases = this.releases;

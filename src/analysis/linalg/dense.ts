@@ -155,36 +155,85 @@ export function jacobiEigenvalues(g: Float64Array, n: number): Float64Array {
 }
 
 /**
- * Eigenvalues of a symmetric matrix: Householder reduction to tridiagonal form (lower triangle
- * only, 4/3·n³ flops) then implicit QL with Wilkinson shifts; descending. The reduction is
+ * Where the Householder tridiagonalisation keeps its numbers: the matrix (lower triangle, row
+ * stride lda) and four vectors of length ≥ n, as Float64Arrays (plain arrays, or views of a
+ * WebAssembly memory), and the one pass over the trailing block that costs n³ in all.
+ */
+export interface TridiagonalWorkspace {
+  a: Float64Array;
+  lda: number;
+  v: Float64Array;
+  p: Float64Array;
+  vp: Float64Array;
+  wp: Float64Array;
+  /**
+   * Rows i > k of the lower triangle: a[i, j] −= vp_i·wp_j + wp_i·vp_j for k < j ≤ i (the previous
+   * step's rank-2 update; vp and wp are zero when there is none), then p_i = Σ_j a[i, j]·v_j over the
+   * updated trailing block (j > k, both triangles through symmetry).
+   */
+  pass(n: number, k: number): void;
+}
+
+/** The fused pass in JavaScript (the reference for the WebAssembly one). */
+export function jsTridiagonalWorkspace(g: Float64Array, n: number): TridiagonalWorkspace {
+  const ws: TridiagonalWorkspace = {
+    a: g.slice(),
+    lda: n,
+    v: new Float64Array(n),
+    p: new Float64Array(n),
+    vp: new Float64Array(n),
+    wp: new Float64Array(n),
+    pass(size, k) {
+      const { a, lda, v, p, vp, wp } = ws;
+      p.fill(0, k + 1, size);
+      for (let i = k + 1; i < size; i++) {
+        const row = i * lda;
+        const vi = v[i]!;
+        const vpi = vp[i]!;
+        const wpi = wp[i]!;
+        let s = 0;
+        for (let j = k + 1; j < i; j++) {
+          const aij = a[row + j]! - (vpi * wp[j]! + wpi * vp[j]!);
+          a[row + j] = aij;
+          s += aij * v[j]!;
+          p[j]! += aij * vi;
+        }
+        const aii = a[row + i]! - 2 * vpi * wpi;
+        a[row + i] = aii;
+        p[i]! += s + aii * vi;
+      }
+    },
+  };
+  return ws;
+}
+
+/**
+ * Householder reduction of a symmetric matrix to tridiagonal form (lower triangle only, 4/3·n³
+ * flops): the diagonal d and the subdiagonal e (e[k] couples k and k+1). The reduction is
  * memory-bound, so each step's rank-2 update is applied in the same pass over the trailing block
  * that forms the next step's product A·v: one pass per step instead of two.
  */
-export function tridiagonalEigenvalues(g: Float64Array, n: number): Float64Array {
-  const a = g.slice();
+export function tridiagonalise(ws: TridiagonalWorkspace, n: number): { d: Float64Array; e: Float64Array } {
+  const { a, lda, v, p, vp, wp } = ws;
   const d = new Float64Array(n);
   const e = new Float64Array(n);
-  let v = new Float64Array(n);
-  let p = new Float64Array(n);
-  // The previous step's update A −= vp·wpᵀ + wp·vpᵀ, not yet applied to the trailing block.
-  let vp = new Float64Array(n);
-  let wp = new Float64Array(n);
+  // vp, wp: the previous step's update A −= vp·wpᵀ + wp·vpᵀ, not yet applied to the trailing block.
+  vp.fill(0, 0, n);
+  wp.fill(0, 0, n);
   let pending = false;
   for (let k = 0; k < n - 1; k++) {
-    if (pending) for (let i = k; i < n; i++) a[i * n + k]! -= vp[i]! * wp[k]! + wp[i]! * vp[k]!;
-    d[k] = a[k * n + k]!;
+    if (pending) for (let i = k; i < n; i++) a[i * lda + k]! -= vp[i]! * wp[k]! + wp[i]! * vp[k]!;
+    d[k] = a[k * lda + k]!;
     let norm2 = 0;
-    for (let i = k + 1; i < n; i++) norm2 += a[i * n + k]! ** 2;
-    const x0 = a[(k + 1) * n + k]!;
+    for (let i = k + 1; i < n; i++) norm2 += a[i * lda + k]! ** 2;
+    const x0 = a[(k + 1) * lda + k]!;
     if (k === n - 2 || norm2 === x0 * x0) {
       e[k] = x0;
       if (pending) {
-        for (let i = k + 1; i < n; i++) {
-          const row = i * n;
-          const vpi = vp[i]!;
-          const wpi = wp[i]!;
-          for (let j = k + 1; j <= i; j++) a[row + j]! -= vpi * wp[j]! + wpi * vp[j]!;
-        }
+        v.fill(0, 0, n);
+        ws.pass(n, k);
+        vp.fill(0, 0, n);
+        wp.fill(0, 0, n);
       }
       pending = false;
       continue;
@@ -192,34 +241,11 @@ export function tridiagonalEigenvalues(g: Float64Array, n: number): Float64Array
     const alpha = x0 >= 0 ? -Math.sqrt(norm2) : Math.sqrt(norm2);
     let vtv = 0;
     for (let i = k + 1; i < n; i++) {
-      v[i] = i === k + 1 ? x0 - alpha : a[i * n + k]!;
+      v[i] = i === k + 1 ? x0 - alpha : a[i * lda + k]!;
       vtv += v[i]! ** 2;
     }
     const beta = 2 / vtv;
-    p.fill(0, k + 1);
-    for (let i = k + 1; i < n; i++) {
-      const row = i * n;
-      const vi = v[i]!;
-      let s = 0;
-      if (pending) {
-        const vpi = vp[i]!;
-        const wpi = wp[i]!;
-        for (let j = k + 1; j < i; j++) {
-          const aij = a[row + j]! - (vpi * wp[j]! + wpi * vp[j]!);
-          a[row + j] = aij;
-          s += aij * v[j]!;
-          p[j]! += aij * vi;
-        }
-        a[row + i]! -= 2 * vpi * wpi;
-      } else {
-        for (let j = k + 1; j < i; j++) {
-          const aij = a[row + j]!;
-          s += aij * v[j]!;
-          p[j]! += aij * vi;
-        }
-      }
-      p[i]! += s + a[row + i]! * vi;
-    }
+    ws.pass(n, k);
     let vdotp = 0;
     for (let i = k + 1; i < n; i++) {
       p[i]! *= beta;
@@ -228,12 +254,18 @@ export function tridiagonalEigenvalues(g: Float64Array, n: number): Float64Array
     const half = (beta * vdotp) / 2;
     for (let i = k + 1; i < n; i++) p[i]! -= half * v[i]!;
     e[k] = alpha;
-    [vp, v] = [v, vp];
-    [wp, p] = [p, wp];
+    vp.set(v.subarray(0, n));
+    wp.set(p.subarray(0, n));
     pending = true;
   }
-  if (pending) a[n * n - 1]! -= 2 * vp[n - 1]! * wp[n - 1]!;
-  d[n - 1] = a[n * n - 1]!;
+  if (pending) a[(n - 1) * lda + n - 1]! -= 2 * vp[n - 1]! * wp[n - 1]!;
+  d[n - 1] = a[(n - 1) * lda + n - 1]!;
+  return { d, e };
+}
+
+/** Eigenvalues of a symmetric matrix (descending): tridiagonalise, then implicit QL with Wilkinson shifts. */
+export function tridiagonalEigenvalues(g: Float64Array, n: number, ws: TridiagonalWorkspace = jsTridiagonalWorkspace(g, n)): Float64Array {
+  const { d, e } = tridiagonalise(ws, n);
   tridiagonalQL(d, e);
   return d.sort().reverse();
 }

@@ -1,10 +1,13 @@
 // The full singular spectrum of a matrix through the Gram matrix of its smaller side, with
 // eigenvalues found on the host in float64. The Gram itself is formed either on the host in
 // float64 (precise: keeps a noise tail down to ≈ 1e-6·σ1) or on the backend in float32 (fast on
-// a GPU, but blind below ≈ 1e-3·σ1); the float64 one is the default up to a work limit.
+// a GPU, but blind below ≈ 1e-3·σ1); the float64 one is the default up to a work limit. On the
+// host, the Gram and the Householder tridiagonalisation run on the float64 WebAssembly kernels of
+// wasm.ts (threaded), implicit QL in JavaScript; the JavaScript versions where those do not run.
 import type { Tensor } from '../../model/backend.ts';
-import { symmetricEigenvalues, type EigenMethod } from './dense.ts';
+import { jacobiEigenvalues, tridiagonalEigenvalues, type EigenMethod } from './dense.ts';
 import { matrixShape, readF32, type MatrixBackend } from './randomized.ts';
+import { wasmGram, wasmGramTridiagonalWorkspace, wasmTridiagonalWorkspace } from './wasm.ts';
 
 export type GramAccumulation = 'float64 host' | 'float32 backend';
 
@@ -27,9 +30,10 @@ export interface GramOptions {
 }
 
 /**
- * 2³⁴ multiply-adds take ≈ 8 s at the ≈ 2·10⁹/s the host kernel reaches in one JavaScript thread,
- * about what tridiagonal QL takes at side 2048; so every matrix up to 2048×8192 gets the precise
- * Gram, and the float32 one is left to the largest (embeddings, 4096-wide MLPs).
+ * 2³⁴ multiply-adds take ≈ 2 s per thread at the ≈ 8·10⁹/s the float64 WebAssembly kernel reaches
+ * (wasm.ts; ≈ 2·10⁹/s in the JavaScript fallback), about what the tridiagonalisation takes at side
+ * 2048; so every matrix up to 2048×8192 gets the precise Gram, and the float32 one is left to the
+ * largest (embeddings, 4096-wide MLPs).
  */
 export const PRECISE_GRAM_MAX_WORK = 2 ** 34;
 
@@ -48,11 +52,17 @@ export async function gramSingularValues(backend: MatrixBackend, a: Tensor, opts
   const [m, n] = matrixShape(a);
   const side = Math.min(m, n);
   const accumulation = gramAccumulation(m, n, opts.preciseGramMaxWork);
-  let g: Float64Array;
+  const jacobi = side <= (opts.jacobiMaxN ?? 256);
+  const method: EigenMethod = jacobi ? 'jacobi' : 'tridiagonal-ql';
+  let eig: Float64Array;
   if (accumulation === 'float64 host') {
-    g = hostGram(opts.host ?? (await readF32(backend, a)), m, n);
+    const x = opts.host ?? (await readF32(backend, a));
+    // Large sides: the Gram and its tridiagonalisation stay in the WebAssembly memory.
+    const ws = jacobi ? null : wasmGramTridiagonalWorkspace(x, m, n);
+    if (ws) eig = tridiagonalEigenvalues(new Float64Array(0), side, ws);
+    else eig = eigenvalues(hostGram(x, m, n), side, jacobi);
   } else {
-    g = await backendGram(backend, a);
+    const g = await backendGram(backend, a);
     for (let i = 0; i < side; i++) {
       for (let j = 0; j < i; j++) {
         const s = (g[i * side + j]! + g[j * side + i]!) / 2;
@@ -60,11 +70,17 @@ export async function gramSingularValues(backend: MatrixBackend, a: Tensor, opts
         g[j * side + i] = s;
       }
     }
+    eig = eigenvalues(g, side, jacobi);
   }
-  const { values: eig, method } = symmetricEigenvalues(g, side, opts.jacobiMaxN);
   const floor = gramFloor(m, n, Math.sqrt(Math.max(eig[0] ?? 0, 0)), accumulation);
   const values = eig.map((v) => (v > floor * floor ? Math.sqrt(v) : 0));
   return { values, floor, method, accumulation };
+}
+
+/** Jacobi (small sides), or tridiagonal QL with the pass on the WebAssembly kernels where they run. */
+function eigenvalues(g: Float64Array, n: number, jacobi: boolean): Float64Array {
+  if (jacobi) return jacobiEigenvalues(g, n);
+  return tridiagonalEigenvalues(g, n, wasmTridiagonalWorkspace(n, g) ?? undefined);
 }
 
 /**
@@ -111,6 +127,13 @@ const PANEL = 256;
  * both orientations share one kernel, and memory beyond the Gram is one panel.
  */
 export function hostGram(x: Float32Array, m: number, n: number): Float64Array {
+  const fast = wasmGram(x, m, n);
+  if (fast) return fast;
+  return jsGram(x, m, n);
+}
+
+/** hostGram in JavaScript: the reference for the WebAssembly kernel, and where it does not run. */
+export function jsGram(x: Float32Array, m: number, n: number): Float64Array {
   const side = Math.min(m, n);
   const len = Math.max(m, n);
   const g = new Float64Array(side * side);

@@ -1,10 +1,18 @@
-// Top singular values of a large matrix by randomized subspace iteration (Halko, Martinsson &
-// Tropp 2011, Alg. 4.4). The products with the big matrix run on the backend; every basis is
-// kept as rows ([l, m] or [l, n]) so no product needs a transpose of the big matrix, and the
-// l×l pieces (Cholesky, triangular inverse, final SVD) run on the host in float64.
+// Top singular values of a large matrix by randomized subspace iteration (Halko, Martinsson & Tropp
+// 2011, Alg. 4.4). The products with the big matrix run on the backend, or on the WebAssembly
+// kernels with the matrix copied into their memory once (wasm.ts's ResidentMatrix) when the caller
+// has its values on the host; every basis is kept as rows ([l, m] or [l, n]) so no product needs a
+// transpose of the big matrix, and the l×l pieces (Cholesky, triangular inverse, the Ritz values)
+// run on the host in float64.
+//
+// Measured (bench/svd, 2048² low rank plus noise): block Krylov with blocks of k + 4 needs depth 3
+// (8 passes over A of 20 rows) for the same 1e-7 accuracy as 8 passes of 26 rows here, and its
+// blocks, orthogonalised against each other in float32, lose their independence on fast-decaying
+// spectra; subspace iteration stays.
 import type { Backend, Tensor } from '../../model/backend.ts';
-import { choleskyLower, householderQR, invertLower, singularValues, transposeHost } from './dense.ts';
+import { choleskyLower, householderQR, invertLower, symmetricEigenvalues, transposeHost } from './dense.ts';
 import { gaussianArray } from './rng.ts';
+import { ResidentMatrix, wasmGram } from './wasm.ts';
 
 /** The ops the linear-algebra code needs; both real backends provide them. */
 export type MatrixBackend = Pick<Backend, 'fromArray' | 'read' | 'dispose' | 'matmul' | 'transpose'>;
@@ -17,12 +25,18 @@ export interface RandomizedOptions {
   /** Power iterations. Default 3. */
   powerIterations?: number;
   seed?: number;
+  /**
+   * The matrix's values on the host (row-major, as in the tensor) when the caller has them: the
+   * products with it then run on the WebAssembly kernels with the matrix copied once into their
+   * memory, where those run; on the backend otherwise.
+   */
+  host?: Float32Array;
 }
 
 export interface RandomizedResult {
   /** The l = min(k + p, m, n) Ritz values, descending; the first min(k, m, n) are the answer. */
   ritz: Float64Array;
-  /** ‖QᵀA‖_F², in float64 from the float32 sketch: ‖A‖_F² minus this bounds the energy left outside the basis. */
+  /** ‖QᵀA‖_F² in float64 (the sum of the squared Ritz values): ‖A‖_F² minus this bounds the energy left outside the basis. */
   capturedEnergy: number;
   /** True when the basis spans the whole smaller side, so the Ritz values are the full spectrum. */
   complete: boolean;
@@ -34,6 +48,26 @@ export interface RandomizedResult {
 /** CholeskyQR accepts a pivot when it keeps this share of its row's norm² (κ up to about 300 in float32). */
 const MIN_PIVOT_RATIO = 1e-5;
 
+/** Products of thin row blocks with the big matrix A: q [l, m] → q·A, w [l, n] → w·Aᵀ. */
+interface Products {
+  times(q: Tensor): Promise<Tensor>;
+  timesTransposed(w: Tensor): Promise<Tensor>;
+}
+
+function backendProducts(backend: MatrixBackend, a: Tensor): Products {
+  return {
+    times: async (q) => backend.matmul(q, a),
+    timesTransposed: async (w) => backend.matmul(w, a, { transposeB: true }),
+  };
+}
+
+function residentProducts(backend: MatrixBackend, r: ResidentMatrix): Products {
+  return {
+    times: async (q) => backend.fromArray(r.times(await readF32(backend, q), q.shape[0]!), [q.shape[0]!, r.n]),
+    timesTransposed: async (w) => backend.fromArray(r.timesTransposed(await readF32(backend, w), w.shape[0]!), [w.shape[0]!, r.m]),
+  };
+}
+
 export async function randomizedSingularValues(
   backend: MatrixBackend,
   a: Tensor,
@@ -44,31 +78,80 @@ export async function randomizedSingularValues(
   const l = Math.min(k + (opts.oversample ?? 10), m, n);
   const q = opts.powerIterations ?? 3;
   const stats = { orthonormalisations: 0, householderFallbacks: 0 };
+  const resident = opts.host ? ResidentMatrix.upload(opts.host, m, n) : null;
+  const products = resident ? residentProducts(backend, resident) : backendProducts(backend, a);
   const omega = backend.fromArray(gaussianArray(l * n, opts.seed ?? 0x5eed), [l, n]);
-  let rows = backend.matmul(omega, a, { transposeB: true });
+  let rows = await products.timesTransposed(omega);
   backend.dispose(omega);
   try {
     let basis = await orthonormaliseRows(backend, rows, stats);
     backend.dispose(rows);
     for (let i = 0; i < q; i++) {
-      rows = backend.matmul(basis, a);
+      rows = await products.times(basis);
       backend.dispose(basis);
       basis = await orthonormaliseRows(backend, rows, stats);
       backend.dispose(rows);
-      rows = backend.matmul(basis, a, { transposeB: true });
+      rows = await products.timesTransposed(basis);
       backend.dispose(basis);
       basis = await orthonormaliseRows(backend, rows, stats);
       backend.dispose(rows);
     }
-    rows = backend.matmul(basis, a);
+    rows = await products.times(basis);
+    const basisValues = (await readF32(backend, basis)).slice();
     backend.dispose(basis);
-    const b = Float64Array.from(await readF32(backend, rows));
+    const ritz = ritzValues(basisValues, m, await readF32(backend, rows), n, l);
     let capturedEnergy = 0;
-    for (const x of b) capturedEnergy += x * x;
-    return { ritz: singularValues(b, l, n), capturedEnergy, complete: l === Math.min(m, n), ...stats };
+    for (const x of ritz) capturedEnergy += x * x;
+    return { ritz, capturedEnergy, complete: l === Math.min(m, n), ...stats };
   } finally {
     backend.dispose(rows);
   }
+}
+
+/**
+ * Singular values of A on the span of the rows of Q [l, m], from B = Q·A [l, n]: the eigenvalues of
+ * L⁻¹·(B·Bᵀ)·L⁻ᵀ with Q·Qᵀ = L·Lᵀ, both Grams summed in float64 from the float32 values, so the
+ * rounding left in Q's orthonormality does not enter the values.
+ */
+function ritzValues(q: Float32Array, m: number, bRows: Float32Array, n: number, l: number): Float64Array {
+  const gram = (x: Float32Array, len: number) => wasmGram(x, l, len) ?? rowGram(x, l, len);
+  const g = gram(bRows, n);
+  const chol = choleskyLower(gram(q, m), l, 0);
+  if (!chol) throw new Error('randomizedSingularValues: the orthonormalised basis lost its rank');
+  const inv = invertLower(chol, l);
+  // inv · g · invᵀ
+  const t = new Float64Array(l * l);
+  for (let i = 0; i < l; i++) {
+    for (let j = 0; j < l; j++) {
+      let s = 0;
+      for (let r = 0; r <= i; r++) s += inv[i * l + r]! * g[r * l + j]!;
+      t[i * l + j] = s;
+    }
+  }
+  const h = new Float64Array(l * l);
+  for (let i = 0; i < l; i++) {
+    for (let j = 0; j <= i; j++) {
+      let s = 0;
+      for (let r = 0; r <= j; r++) s += t[i * l + r]! * inv[j * l + r]!;
+      h[i * l + j] = s;
+      h[j * l + i] = s;
+    }
+  }
+  return symmetricEigenvalues(h, l, 32).values.map((v) => Math.sqrt(Math.max(v, 0)));
+}
+
+/** X·Xᵀ of rows x [l, len] in float64 (where the WebAssembly kernels do not run). */
+function rowGram(x: Float32Array, l: number, len: number): Float64Array {
+  const g = new Float64Array(l * l);
+  for (let i = 0; i < l; i++) {
+    for (let j = 0; j <= i; j++) {
+      let s = 0;
+      for (let t = 0; t < len; t++) s += x[i * len + t]! * x[j * len + t]!;
+      g[i * l + j] = s;
+      g[j * l + i] = s;
+    }
+  }
+  return g;
 }
 
 /**

@@ -64,6 +64,9 @@ export async function matrixSpectrum(
   try {
     const sketch = await randomizedSingularValues(backend, a, {
       k: topK,
+      // The products then run on the WebAssembly kernels with ΔW copied once (on the CPU backend only:
+      // a GPU does them faster where it has them).
+      ...((backend as { name?: string }).name === 'cpu' ? { host: delta } : {}),
       ...(opts.oversample !== undefined ? { oversample: opts.oversample } : {}),
       ...(opts.powerIterations !== undefined ? { powerIterations: opts.powerIterations } : {}),
       ...(opts.seed !== undefined ? { seed: opts.seed } : {}),

@@ -8,8 +8,9 @@ export type Code = number[];
 
 export const i32 = 0x7f;
 export const f32 = 0x7d;
+export const f64 = 0x7c;
 export const v128 = 0x7b;
-export type ValType = typeof i32 | typeof f32 | typeof v128;
+export type ValType = typeof i32 | typeof f32 | typeof f64 | typeof v128;
 
 export interface Local {
   readonly index: number;
@@ -126,6 +127,23 @@ export const i32x4Add = (a: Code, b: Code): Code => seq(a, b, simd(0xae));
 export const i32x4Shl = (a: Code, count: Code): Code => seq(a, count, simd(0xab));
 export const vAnd = (a: Code, b: Code): Code => seq(a, b, simd(0x4e));
 export const f32x4RelaxedMadd = (a: Code, b: Code, c: Code): Code => seq(a, b, c, simd(0x105));
+
+// Scalar f64 and SIMD f64x2 (the float64 kernels of src/analysis/linalg).
+export const f64Load = (addr: Code, offset = 0): Code => seq(addr, [0x2b], memarg(3, offset));
+export const f64Store = (addr: Code, value: Code, offset = 0): Code => seq(addr, value, [0x39], memarg(3, offset));
+export const f64Add = binary(0xa0);
+export const f64Sub = binary(0xa1);
+export const f64Mul = binary(0xa2);
+/** One f64 from memory in both lanes. */
+export const vLoad64Splat = (addr: Code, offset = 0): Code => seq(addr, simd(0x0a), memarg(3, offset));
+export const f64x2Splat = (x: Code): Code => seq(x, simd(0x14));
+export const f64x2Lane = (v: Code, lane: 0 | 1): Code => seq(v, simd(0x21), [lane]);
+export const f64x2Add = (a: Code, b: Code): Code => seq(a, b, simd(0xf0));
+export const f64x2Sub = (a: Code, b: Code): Code => seq(a, b, simd(0xf1));
+export const f64x2Mul = (a: Code, b: Code): Code => seq(a, b, simd(0xf2));
+/** Relaxed SIMD: a·b + c in f64x2, fused where the hardware has FMA. */
+export const f64x2RelaxedMadd = (a: Code, b: Code, c: Code): Code => seq(a, b, c, simd(0x107));
+export const f32x4Lane = (v: Code, lane: 0 | 1 | 2 | 3): Code => seq(v, simd(0x1f), [lane]);
 
 // Structured control. Branch depths count enclosing blocks from the innermost (0).
 export const call = (fn: number, ...args: Code[]): Code => seq(...args, [0x10], uleb(fn));

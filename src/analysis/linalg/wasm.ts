@@ -1,0 +1,569 @@
+// The float64 kernels of the full spectrum, in WebAssembly SIMD (f64x2) on the CPU backend's
+// threads: the Gram matrix of a float32 matrix summed in float64, and the fused pass of the
+// Householder tridiagonalisation (dense.ts's TridiagonalWorkspace). Written with the GEMM's emitter
+// and run on its thread pool: the module's `work` export takes the GEMM's 14 arguments, with the
+// share [p0, p1) of "chunks" at the same places, so GemmThreads splits it the same way.
+//
+// Memory: the first page holds the thread pool's control words; then the float64 operands.
+import {
+  add,
+  and,
+  encodeModule,
+  eq,
+  f64,
+  f64Add,
+  f64Load,
+  f64Mul,
+  f64Store,
+  f64Sub,
+  f64x2Add,
+  f64x2Lane,
+  f64x2Mul,
+  f64x2RelaxedMadd,
+  f64x2Splat,
+  f64x2Sub,
+  f32Add,
+  f32Load,
+  f32Store,
+  f32x4Add,
+  f32x4Lane,
+  f32x4Mul,
+  f32x4RelaxedMadd,
+  forRange,
+  FunctionBuilder,
+  call,
+  geS,
+  get,
+  i32,
+  ifThen,
+  int,
+  ltS,
+  mul,
+  set,
+  sub,
+  v128,
+  vLoad,
+  vStore,
+  vZero,
+  type Code,
+  type Local,
+} from '../../gpu/cpu-wasm/emit.ts';
+import { wasmGemmOptions, wasmGemmRelaxed } from '../../gpu/cpu-wasm/gemm.ts';
+import { canBlockHere, GemmThreads } from '../../gpu/cpu-wasm/threads.ts';
+import type { TridiagonalWorkspace } from './dense.ts';
+
+const PAGE = 65536;
+/** 1 GiB, as the GEMM's memory: larger operands (an unembedding's top-k) take the backend's route. */
+const MAX_PAGES = 16384;
+/** Rows of a Gram block; the Gram is padded to a multiple of it. */
+const GRAM_ROWS = 4;
+/** Columns of the long side per Gram call: 4 + 2 rows of this many float64 stay in L1. */
+const GRAM_PANEL = 256;
+
+const OP_GRAM = 0;
+const OP_TRIDIAGONAL = 1;
+const OP_TRANSPOSE = 2;
+const OP_ROW_PRODUCTS = 3;
+/** Rows of a block of OP_TRANSPOSE: each column of the block is one 64-byte line of the output. */
+const TRANSPOSE_ROWS = 16;
+
+/** The 13 i32 arguments of `work`: (thread, p0, p1, op, a1…a8, chunks), the range [p0, p1) first as the thread pool splits it. */
+type WorkArgs = [number, number, number, number, number, number, number, number, number, number, number, number, number];
+
+/**
+ * g[i0 + r, j + c] += Σ_t x[i0 + r, t]·x[j + c, t] for r < 4, c < 2, j < i0 + 4 (the lower triangle
+ * and the diagonal 4×4 block); x rows of `bytes` (a multiple of 16) at row stride ld.
+ */
+function gramRowsFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('gramRows', [i32, i32, i32, i32, i32, i32]);
+  const [x, ld, bytes, g, ldg, i0] = fn.params() as [Local, Local, Local, Local, Local, Local];
+  const j = fn.local(i32);
+  const o = fn.local(i32);
+  const rows = Array.from({ length: GRAM_ROWS }, () => fn.local(i32));
+  const cols = [fn.local(i32), fn.local(i32)];
+  const acc = rows.map(() => [fn.local(v128), fn.local(v128)]);
+  const y = [fn.local(v128), fn.local(v128)];
+  const xv = fn.local(v128);
+  const out = fn.local(i32);
+  const madd = (a: Code, b: Code, c: Code): Code => (relaxed ? f64x2RelaxedMadd(a, b, c) : f64x2Add(c, f64x2Mul(a, b)));
+  const setup: Code[] = rows.map((r, k) => set(r, add(get(x), mul(add(get(i0), int(k)), get(ld)))));
+  const step: Code[] = [set(y[0]!, vLoad(add(get(cols[0]!), get(o)))), set(y[1]!, vLoad(add(get(cols[1]!), get(o))))];
+  rows.forEach((r, k) => {
+    step.push(set(xv, vLoad(add(get(r), get(o)))));
+    for (let c = 0; c < 2; c++) step.push(set(acc[k]![c]!, madd(get(xv), get(y[c]!), get(acc[k]![c]!))));
+  });
+  const store: Code[] = [];
+  for (let k = 0; k < GRAM_ROWS; k++) {
+    for (let c = 0; c < 2; c++) {
+      const at = add(get(g), add(mul(add(get(i0), int(k)), get(ldg)), mul(add(get(j), int(c)), int(8))));
+      store.push(set(out, at), f64Store(get(out), f64Add(f64Load(get(out)), f64Add(f64x2Lane(get(acc[k]![c]!), 0), f64x2Lane(get(acc[k]![c]!), 1)))));
+    }
+  }
+  const block: Code[] = [
+    set(cols[0]!, add(get(x), mul(get(j), get(ld)))),
+    set(cols[1]!, add(get(cols[0]!), get(ld))),
+    ...acc.flat().map((a) => set(a, vZero())),
+    forRange(o, int(0), get(bytes), int(16), step.flat()),
+    ...store,
+  ];
+  return { fn, body: [...setup.flat(), ...forRange(j, int(0), add(get(i0), int(GRAM_ROWS)), int(2), block.flat())] };
+}
+
+/**
+ * Rows i of one group of 4 (from i0, below n): the fused pass of TridiagonalWorkspace, with the
+ * products a·v_i summed into this chunk's own p (pc): chunks run at once on different rows.
+ */
+function tridiagonalRowsFunction(): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('tridiagonalRows', [i32, i32, i32, i32, i32, i32, i32, i32, i32]);
+  const [a, lda, n, k, vAt, vpAt, wpAt, pc, i0] = fn.params() as [Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const i = fn.local(i32);
+  const iEnd = fn.local(i32);
+  const row = fn.local(i32);
+  const j = fn.local(i32);
+  const jVecEnd = fn.local(i32);
+  const vi = fn.local(f64);
+  const vpi = fn.local(f64);
+  const wpi = fn.local(f64);
+  const s = fn.local(f64);
+  const aij = fn.local(f64);
+  const vvi = fn.local(v128);
+  const vvp = fn.local(v128);
+  const vwp = fn.local(v128);
+  const vs = fn.local(v128);
+  const va = fn.local(v128);
+  const at = (base: Local, index: Code): Code => add(get(base), mul(index, int(8)));
+  const vector = [
+    set(va, f64x2Sub(vLoad(at(row, get(j))), f64x2Add(f64x2Mul(get(vvp), vLoad(at(wpAt, get(j)))), f64x2Mul(get(vwp), vLoad(at(vpAt, get(j))))))),
+    vStore(at(row, get(j)), get(va)),
+    set(vs, f64x2Add(get(vs), f64x2Mul(get(va), vLoad(at(vAt, get(j)))))),
+    vStore(at(pc, get(j)), f64x2Add(vLoad(at(pc, get(j))), f64x2Mul(get(va), get(vvi)))),
+  ].flat();
+  const scalar = [
+    set(aij, f64Sub(f64Load(at(row, get(j))), f64Add(f64Mul(get(vpi), f64Load(at(wpAt, get(j)))), f64Mul(get(wpi), f64Load(at(vpAt, get(j))))))),
+    f64Store(at(row, get(j)), get(aij)),
+    set(s, f64Add(get(s), f64Mul(get(aij), f64Load(at(vAt, get(j)))))),
+    f64Store(at(pc, get(j)), f64Add(f64Load(at(pc, get(j))), f64Mul(get(aij), get(vi)))),
+  ].flat();
+  const perRow = [
+    set(row, add(get(a), mul(get(i), get(lda)))),
+    set(vi, f64Load(at(vAt, get(i)))),
+    set(vpi, f64Load(at(vpAt, get(i)))),
+    set(wpi, f64Load(at(wpAt, get(i)))),
+    set(vvi, f64x2Splat(get(vi))),
+    set(vvp, f64x2Splat(get(vpi))),
+    set(vwp, f64x2Splat(get(wpi))),
+    set(vs, vZero()),
+    // Columns k+1 .. i-1: pairs, then one more when their count is odd.
+    set(jVecEnd, sub(get(i), and(sub(get(i), add(get(k), int(1))), int(1)))),
+    forRange(j, add(get(k), int(1)), get(jVecEnd), int(2), vector),
+    set(s, f64Add(f64x2Lane(get(vs), 0), f64x2Lane(get(vs), 1))),
+    forRange(j, get(jVecEnd), get(i), int(1), scalar),
+    // The diagonal.
+    set(aij, f64Sub(f64Load(at(row, get(i))), f64Mul(f64Add(get(vpi), get(vpi)), get(wpi)))),
+    f64Store(at(row, get(i)), get(aij)),
+    f64Store(at(pc, get(i)), f64Add(f64Load(at(pc, get(i))), f64Add(get(s), f64Mul(get(aij), get(vi))))),
+  ].flat();
+  return {
+    fn,
+    body: [
+      ...set(iEnd, add(get(i0), int(4))),
+      ...ifThen(ltS(get(n), get(iEnd)), set(iEnd, get(n))),
+      ...forRange(i, get(i0), get(iEnd), int(1), perRow),
+    ],
+  };
+}
+
+/**
+ * OP_TRANSPOSE, float32: dst[j, i] = src[i, j] for the rows i of blocks p0..p1 of 16 and columns
+ * j < cols (row strides lds and ldd in bytes).
+ */
+function transposeFunction(): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('transpose', [i32, i32, i32, i32, i32, i32, i32]);
+  const [src, lds, dst, ldd, cols, p0, p1] = fn.params() as [Local, Local, Local, Local, Local, Local, Local];
+  const p = fn.local(i32);
+  const j = fn.local(i32);
+  const from = fn.local(i32);
+  const to = fn.local(i32);
+  const column: Code[] = [];
+  for (let r = 0; r < TRANSPOSE_ROWS; r++) column.push(f32Store(add(get(to), int(4 * r)), f32Load(add(get(from), mul(int(r), get(lds))))));
+  column.push(set(from, add(get(from), int(4))), set(to, add(get(to), get(ldd))));
+  const block = [
+    ...set(from, add(get(src), mul(mul(get(p), int(TRANSPOSE_ROWS)), get(lds)))),
+    ...set(to, add(get(dst), mul(get(p), int(4 * TRANSPOSE_ROWS)))),
+    ...forRange(j, int(0), get(cols), int(1), column.flat()),
+  ];
+  return { fn, body: forRange(p, get(p0), get(p1), int(1), block) };
+}
+
+/**
+ * OP_ROW_PRODUCTS, float32: Z[c, i] = Σ_j W[c, j]·R[i, j] for the resident R's rows i in blocks
+ * p0..p1 of 4 and W's rows in pairs (`pairs` of them, row stride ldw, `bytes` a multiple of 16);
+ * Z rows of stride ldz. Dot products of rows, each read once in order: both W·Aᵀ (R = A) and Q·A
+ * (R = Aᵀ) run here.
+ */
+function rowProductsFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('rowProducts', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
+  const [w, ldw, ap, lda, z, ldz, pairs, bytes, p0, p1] = fn.params() as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const ib = fn.local(i32);
+  const c2 = fn.local(i32);
+  const o = fn.local(i32);
+  const rows = Array.from({ length: 4 }, () => fn.local(i32));
+  const cols = [fn.local(i32), fn.local(i32)];
+  const acc = rows.map(() => [fn.local(v128), fn.local(v128)]);
+  const yv = [fn.local(v128), fn.local(v128)];
+  const x = fn.local(v128);
+  const madd = (u: Code, v: Code, c: Code): Code => (relaxed ? f32x4RelaxedMadd(u, v, c) : f32x4Add(c, f32x4Mul(u, v)));
+  const step: Code[] = [set(yv[0]!, vLoad(add(get(cols[0]!), get(o)))), set(yv[1]!, vLoad(add(get(cols[1]!), get(o))))];
+  rows.forEach((row, r) => {
+    step.push(set(x, vLoad(add(get(row), get(o)))));
+    for (let c = 0; c < 2; c++) step.push(set(acc[r]![c]!, madd(get(x), get(yv[c]!), get(acc[r]![c]!))));
+  });
+  const hsum = (v: Local): Code => f32Add(f32Add(f32x4Lane(get(v), 0), f32x4Lane(get(v), 1)), f32Add(f32x4Lane(get(v), 2), f32x4Lane(get(v), 3)));
+  const store: Code[] = [];
+  rows.forEach((_, r) => {
+    for (let c = 0; c < 2; c++) {
+      const at = add(get(z), add(mul(add(add(get(c2), get(c2)), int(c)), get(ldz)), mul(add(mul(get(ib), int(4)), int(r)), int(4))));
+      store.push(f32Store(at, hsum(acc[r]![c]!)));
+    }
+  });
+  const perPair = [
+    set(cols[0]!, add(get(w), mul(add(get(c2), get(c2)), get(ldw)))),
+    set(cols[1]!, add(get(cols[0]!), get(ldw))),
+    ...acc.flat().map((v) => set(v, vZero())),
+    forRange(o, int(0), get(bytes), int(16), step.flat()),
+    ...store,
+  ].flat();
+  const perBlock = [
+    ...rows.map((row, r) => set(row, add(get(ap), mul(add(mul(get(ib), int(4)), int(r)), get(lda))))).flat(),
+    ...forRange(c2, int(0), get(pairs), int(1), perPair),
+  ];
+  return { fn, body: forRange(ib, get(p0), get(p1), int(1), perBlock) };
+}
+
+const GRAM_ROWS_FN = 0;
+const TRIDIAGONAL_ROWS_FN = 1;
+const TRANSPOSE_FN = 2;
+const ROW_PRODUCTS_FN = 3;
+
+/**
+ * work(thread, p0, p1, op, …, chunks): chunk c of `chunks` takes the groups (4-row blocks) q with
+ * q mod 2·chunks equal to c or 2·chunks − 1 − c, so that every chunk gets a like share of a
+ * triangle. OP_GRAM: (x, ld, bytes, g, ldg, blocks). OP_TRIDIAGONAL: (a, lda, n, k, v, vp, wp,
+ * p-buffers of n floats per chunk), groups from row k + 1.
+ */
+function workFunction(): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('work', Array.from({ length: 13 }, () => i32));
+  const [, p0, p1, op, a1, a2, a3, a4, a5, a6, a7, a8, chunks] = fn.params() as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const c = fn.local(i32);
+  const q = fn.local(i32);
+  const group = fn.local(i32);
+  const groups = fn.local(i32);
+  const period = fn.local(i32);
+  const doGroup = (g: Code): Code => {
+    const run = ifThen(
+      eq(get(op), int(OP_GRAM)),
+      call(GRAM_ROWS_FN, get(a1), get(a2), get(a3), get(a4), get(a5), mul(get(group), int(GRAM_ROWS))),
+      call(
+        TRIDIAGONAL_ROWS_FN,
+        get(a1), get(a2), get(a3), get(a4), get(a5), get(a6), get(a7),
+        add(get(a8), mul(get(c), get(a2))),
+        add(add(get(a4), int(1)), mul(get(group), int(4))),
+      ),
+    );
+    return [...set(group, g), ...ifThen(ltS(get(group), get(groups)), run)];
+  };
+  const perChunk = forRange(q, int(0), get(groups), get(period), [...doGroup(add(get(q), get(c))), ...doGroup(sub(add(get(q), sub(get(period), int(1))), get(c)))]);
+  const products = ifThen(
+    eq(get(op), int(OP_TRANSPOSE)),
+    call(TRANSPOSE_FN, get(a1), get(a2), get(a3), get(a4), get(a5), get(p0), get(p1)),
+    call(ROW_PRODUCTS_FN, get(a1), get(a2), get(a3), get(a4), get(a5), get(a6), get(a7), get(a8), get(p0), get(p1)),
+  );
+  return {
+    fn,
+    body: [
+      // The resident matrix's transpose and products, split by row blocks: [p0, p1) is the share.
+      ...ifThen(geS(get(op), int(OP_TRANSPOSE)), [...products, 0x0f]),
+      ...set(period, add(get(chunks), get(chunks))),
+      // Groups: the Gram's row blocks, or the rows below k in fours (⌈(n − k − 1)/4⌉).
+      ...ifThen(eq(get(op), int(OP_GRAM)), set(groups, get(a6)), set(groups, shrU(add(sub(get(a3), get(a4)), int(2)), int(2)))),
+      ...forRange(c, get(p0), get(p1), int(1), perChunk),
+    ],
+  };
+}
+
+/** i32.shr_u */
+function shrU(x: Code, bits: Code): Code {
+  return [...x, ...bits, 0x76];
+}
+
+function moduleBytes(shared: boolean, relaxed: boolean): Uint8Array<ArrayBuffer> {
+  return encodeModule({ initialPages: 2, maximumPages: MAX_PAGES, shared }, [gramRowsFunction(relaxed), tridiagonalRowsFunction(), transposeFunction(), rowProductsFunction(relaxed), workFunction()]);
+}
+
+interface Engine {
+  /** Counts the uses of the memory: a ResidentMatrix is valid while it holds the latest. */
+  generation: number;
+  memory: WebAssembly.Memory;
+  exports: { work(...args: WorkArgs): void };
+  threads: GemmThreads | undefined;
+}
+
+let engine: Engine | null | undefined;
+
+function instantiate(shared: boolean): Engine | null {
+  let bytes = moduleBytes(shared, wasmGemmRelaxed());
+  if (!WebAssembly.validate(bytes)) bytes = moduleBytes(shared, false);
+  if (!WebAssembly.validate(bytes)) return null;
+  try {
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES, shared });
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
+    const threads = shared ? new GemmThreads(bytes, memory, ['work']) : undefined;
+    threads?.ensure(wasmGemmOptions.threads);
+    return { generation: 0, memory, exports: instance.exports as unknown as Engine['exports'], threads };
+  } catch {
+    return null;
+  }
+}
+
+function getEngine(): Engine | null {
+  if (engine === undefined) engine = typeof WebAssembly === 'object' && wasmGemmOptions.enabled ? ((canBlockHere() ? instantiate(true) : null) ?? instantiate(false)) : null;
+  return engine;
+}
+
+/** Whether the float64 WebAssembly kernels run here. */
+export function wasmLinalgAvailable(): boolean {
+  return getEngine() !== null;
+}
+
+/** A float64 view of the memory from byte 0, grown to hold `bytes`; null if it cannot grow. */
+function heap(e: Engine, bytes: number): Float64Array | null {
+  const have = e.memory.buffer.byteLength / PAGE;
+  const pages = Math.ceil(bytes / PAGE);
+  if (pages > have) {
+    if (pages > MAX_PAGES) return null;
+    try {
+      e.memory.grow(pages - have);
+    } catch {
+      return null;
+    }
+  }
+  return new Float64Array(e.memory.buffer);
+}
+
+function run(e: Engine, args: WorkArgs, threads: number): void {
+  if (threads > 1 && e.threads) e.threads.run(0, e.exports.work, args, threads);
+  else e.exports.work(...args);
+}
+
+/** Threads (and chunks) for a job of `flops`: a worker's wake-up costs tens of µs. */
+function threadsFor(flops: number): number {
+  return Math.max(1, Math.min(wasmGemmOptions.threads, Math.floor(flops / wasmGemmOptions.flopsPerThread)));
+}
+
+interface GramLayout {
+  /** Side padded to GRAM_ROWS; the Gram's row stride in float64s. */
+  side4: number;
+  /** Float64 offset of the Gram in the heap. */
+  gAt: number;
+  h: Float64Array;
+  e: Engine;
+}
+
+/**
+ * The Gram of the smaller side of a row-major float32 m×n matrix, summed in float64, into the
+ * module's memory (lower triangle and diagonal 4×4 blocks; side4 × side4, rows and columns past
+ * the side zero); null where the kernels do not run. `extraFloats` are reserved after it.
+ */
+function gramInHeap(x: Float32Array, m: number, n: number, extraFloats: number): GramLayout | null {
+  const e = getEngine();
+  if (!e) return null;
+  const side = Math.min(m, n);
+  const len = Math.max(m, n);
+  const side4 = Math.ceil(side / GRAM_ROWS) * GRAM_ROWS;
+  const ld = len + (len % 2);
+  const xAt = PAGE / 8;
+  const gAt = xAt + side4 * ld;
+  const h = heap(e, (gAt + side4 * side4 + extraFloats) * 8);
+  if (!h) return null;
+  // The smaller side's vectors as rows of length len (float64), zero-padded to side4 × ld.
+  h.fill(0, xAt, gAt + side4 * side4);
+  if (m <= n) {
+    for (let i = 0; i < m; i++) h.set(x.subarray(i * n, (i + 1) * n), xAt + i * ld);
+  } else {
+    for (let t = 0; t < m; t++) {
+      const row = t * n;
+      for (let i = 0, d = xAt + t; i < n; i++, d += ld) h[d] = x[row + i]!;
+    }
+  }
+  e.generation++;
+  const blocks = side4 / GRAM_ROWS;
+  const threads = threadsFor(side * side * len);
+  for (let t0 = 0; t0 < ld; t0 += GRAM_PANEL) {
+    const width = Math.min(GRAM_PANEL, ld - t0);
+    run(e, [0, 0, threads, OP_GRAM, (xAt + t0) * 8, ld * 8, width * 8, gAt * 8, side4 * 8, blocks, 0, 0, threads], threads);
+  }
+  return { side4, gAt, h, e };
+}
+
+/** A·Aᵀ (m ≤ n) or Aᵀ·A (m > n) of a row-major float32 matrix in float64 (as gram.ts's hostGram); null without the kernels. */
+export function wasmGram(x: Float32Array, m: number, n: number): Float64Array | null {
+  const layout = gramInHeap(x, m, n, 0);
+  if (!layout) return null;
+  const { side4, gAt, h } = layout;
+  const side = Math.min(m, n);
+  const g = new Float64Array(side * side);
+  for (let i = 0; i < side; i++) {
+    for (let j = 0; j <= i; j++) {
+      const v = h[gAt + i * side4 + j]!;
+      g[i * side + j] = v;
+      g[j * side + i] = v;
+    }
+  }
+  return g;
+}
+
+/**
+ * A TridiagonalWorkspace in the module's memory, whose pass runs on the kernels and threads; the
+ * matrix is `g` (n×n) or, when `g` is omitted, the Gram already in the heap. Null without the kernels.
+ */
+export function wasmTridiagonalWorkspace(n: number, g?: Float64Array, layout?: GramLayout): TridiagonalWorkspace | null {
+  const e = layout?.e ?? getEngine();
+  if (!e) return null;
+  const chunks = Math.max(1, wasmGemmOptions.threads);
+  const lda = layout?.side4 ?? n + (n % 2);
+  const aAt = layout?.gAt ?? PAGE / 8;
+  const vecAt = aAt + lda * lda;
+  const h = heap(e, (vecAt + (4 + chunks) * lda) * 8);
+  if (!h) return null;
+  if (!layout) e.generation++;
+  if (g) for (let i = 0; i < n; i++) h.set(g.subarray(i * n, i * n + i + 1), aAt + i * lda);
+  const view = (at: number, length: number) => h.subarray(at, at + length);
+  const [vAt, vpAt, wpAt, pAt, bufAt] = [0, 1, 2, 3, 4].map((i) => vecAt + i * lda) as [number, number, number, number, number];
+  h.fill(0, vecAt, vecAt + (4 + chunks) * lda);
+  const ws: TridiagonalWorkspace = {
+    a: view(aAt, lda * lda),
+    lda,
+    v: view(vAt, lda),
+    p: view(pAt, lda),
+    vp: view(vpAt, lda),
+    wp: view(wpAt, lda),
+    pass(size, k) {
+      const rows = size - k - 1;
+      const threads = Math.min(chunks, threadsFor(2 * rows * rows));
+      for (let c = 0; c < threads; c++) h.fill(0, bufAt + c * lda + k + 1, bufAt + c * lda + size);
+      run(e, [0, 0, threads, OP_TRIDIAGONAL, aAt * 8, lda * 8, size, k, vAt * 8, vpAt * 8, wpAt * 8, bufAt * 8, threads], threads);
+      const p = ws.p;
+      for (let i = k + 1; i < size; i++) {
+        let s = 0;
+        for (let c = 0; c < threads; c++) s += h[bufAt + c * lda + i]!;
+        p[i] = s;
+      }
+    },
+  };
+  return ws;
+}
+
+/**
+ * The Gram of a float32 matrix summed in float64 and its tridiagonal form, on the kernels without
+ * leaving the module's memory; null without them.
+ */
+export function wasmGramTridiagonalWorkspace(x: Float32Array, m: number, n: number): TridiagonalWorkspace | null {
+  const side = Math.min(m, n);
+  const side4 = Math.ceil(side / GRAM_ROWS) * GRAM_ROWS;
+  const layout = gramInHeap(x, m, n, (4 + Math.max(1, wasmGemmOptions.threads)) * side4);
+  return layout && wasmTridiagonalWorkspace(side, undefined, layout);
+}
+
+/** Floats per row for `count` values: a multiple of 16, plus 16 where a row would span whole 4 KiB pages (see upload). */
+function rowFloats(count: number): number {
+  const padded = Math.ceil(count / 16) * 16;
+  return padded + (padded % 1024 === 0 ? 16 : 0);
+}
+
+/**
+ * A float32 m×n matrix copied once into the kernels' memory, with its transpose, for repeated
+ * products with thin matrices (the randomized top-k): no copy or packing of the big operand per
+ * product, and both q·A and w·Aᵀ run as dot products of rows read in order. Valid until the next
+ * use of the kernels' memory (a Gram, another upload).
+ */
+export class ResidentMatrix {
+  private constructor(
+    private readonly e: Engine,
+    private readonly generation: number,
+    readonly m: number,
+    readonly n: number,
+    /** A: rows4 rows (16-padded) of ld floats; Aᵀ: ld rows of ldt floats, after A. */
+    private readonly ld: number,
+    private readonly ldt: number,
+    private readonly rows16: number,
+  ) {}
+
+  /** Null where the kernels do not run or the memory cannot hold the matrix. */
+  static upload(x: Float32Array, m: number, n: number): ResidentMatrix | null {
+    const e = getEngine();
+    if (!e) return null;
+    // Rows padded with zeros: a row stride of whole 4 KiB pages would map a column's walk, and the
+    // transpose's writes, onto one set of the L1 cache.
+    const ld = rowFloats(n);
+    const rows16 = Math.ceil(m / TRANSPOSE_ROWS) * TRANSPOSE_ROWS;
+    const ldt = rowFloats(rows16);
+    const at = PAGE + rows16 * ld * 4;
+    if (!heap(e, at + ld * ldt * 4)) return null;
+    const f = new Float32Array(e.memory.buffer, PAGE, rows16 * ld);
+    if (ld === n) f.set(x.subarray(0, m * n));
+    else for (let i = 0; i < m; i++) f.set(x.subarray(i * n, (i + 1) * n), i * ld);
+    if (ld !== n) for (let i = 0; i < m; i++) f.fill(0, i * ld + n, (i + 1) * ld);
+    f.fill(0, m * ld);
+    new Float32Array(e.memory.buffer, at, ld * ldt).fill(0);
+    const blocks = rows16 / TRANSPOSE_ROWS;
+    const threads = Math.min(blocks, threadsFor(m * n * 8));
+    run(e, [0, 0, blocks, OP_TRANSPOSE, PAGE, ld * 4, at, ldt * 4, ld, 0, 0, 0, 0], threads);
+    return new ResidentMatrix(e, ++e.generation, m, n, ld, ldt, rows16);
+  }
+
+  /** q [l, m] (row-major) · A → [l, n]: dot products with the rows of Aᵀ. */
+  times(q: Float32Array, l: number): Float32Array {
+    return this.rowProducts(PAGE + this.rows16 * this.ld * 4, this.ld, this.ldt, q, l, this.m, this.n);
+  }
+
+  /** w [l, n] (row-major) · Aᵀ → [l, m]: dot products with the rows of A. */
+  timesTransposed(w: Float32Array, l: number): Float32Array {
+    return this.rowProducts(PAGE, this.rows16, this.ld, w, l, this.n, this.m);
+  }
+
+  /** x [l, len] against the resident rows at `at` (`rows` of them, `stride` floats apart) → [l, out]. */
+  private rowProducts(at: number, rows: number, stride: number, x: Float32Array, l: number, len: number, out: number): Float32Array {
+    if (this.e.generation !== this.generation) throw new Error("ResidentMatrix: the kernels' memory was used for something else since the upload");
+    const pairs = Math.ceil(l / 2);
+    const scratchAt = PAGE + (this.rows16 * this.ld + this.ld * this.ldt) * 4;
+    if (!heap(this.e, scratchAt + (pairs * 2 * stride + pairs * 2 * rows) * 4)) throw new Error('ResidentMatrix: out of WebAssembly memory');
+    const f = new Float32Array(this.e.memory.buffer, scratchAt, pairs * 2 * stride + pairs * 2 * rows);
+    f.fill(0, 0, pairs * 2 * stride);
+    for (let r = 0; r < l; r++) f.set(x.subarray(r * len, (r + 1) * len), r * stride);
+    const zAt = scratchAt + pairs * 2 * stride * 4;
+    const blocks = Math.ceil(out / 4);
+    const threads = Math.min(blocks, threadsFor(2 * l * len * out));
+    run(this.e, [0, 0, blocks, OP_ROW_PRODUCTS, scratchAt, stride * 4, at, stride * 4, zAt, rows * 4, pairs, stride * 4, 0], threads);
+    const result = new Float32Array(l * out);
+    const z = f.subarray(pairs * 2 * stride);
+    for (let r = 0; r < l; r++) result.set(z.subarray(r * rows, r * rows + out), r * out);
+    return result;
+  }
+}
+
+/**
+ * Starts the kernels' worker threads now (they otherwise start with the first use) and resolves
+ * with the threads a job can use once they are ready, or after `timeoutMs`.
+ */
+export async function startWasmLinalgThreads(timeoutMs = 10_000): Promise<number> {
+  const e = getEngine();
+  if (!e?.threads) return e ? 1 : 0;
+  const want = wasmGemmOptions.threads;
+  const deadline = performance.now() + timeoutMs;
+  let ready = e.threads.ensure(want);
+  while (ready < want - 1 && performance.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    ready = e.threads.ensure(want);
+  }
+  return 1 + ready;
+}
