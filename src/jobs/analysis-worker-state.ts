@@ -99,10 +99,10 @@ function models(s: WorkerState, ctx: CallContext): Promise<LoadedPair> {
 }
 
 /** A source that hands over a model already loaded (its dispose is the worker's, at the end). */
-const sharedSource = (model: Promise<Transformer>, config: ModelSource['config'], label: string): ModelSource => ({
-  label,
-  config,
-  dtype: 'f32',
+const sharedSource = (model: Promise<Transformer>, from: ModelSource): ModelSource => ({
+  label: from.label,
+  config: from.config,
+  weightBytes: from.weightBytes,
   load: async () => {
     const m = await model;
     return Object.assign(Object.create(Object.getPrototypeOf(m) as object) as Transformer, m, { dispose: () => {} });
@@ -118,7 +118,7 @@ function crosscoderPair(s: WorkerState, ctx: CallContext): CrosscoderPair {
     let runner: PairedRunner;
     if (s.memory.mode === 'resident') {
       const loaded = models(s, ctx);
-      runner = new PairedRunner(sharedSource(loaded.then((l) => l.pair.base), c, fresh.base.label), sharedSource(loaded.then((l) => l.pair.ft), fresh.ft.config, fresh.ft.label), s.backend);
+      runner = new PairedRunner(sharedSource(loaded.then((l) => l.pair.base), fresh.base), sharedSource(loaded.then((l) => l.pair.ft), fresh.ft), s.backend);
     } else {
       runner = new PairedRunner(fresh.base, fresh.ft, s.backend, { memoryBudgetBytes: s.memory.budgetBytes });
     }

@@ -7,6 +7,7 @@ import { pathFileSet } from '../../io/node-source.ts';
 import { folderSource, PairedRunner, type ModelSource } from '../../model/paired.ts';
 import { activationDifferenceLens, adlDifferences } from './adl.ts';
 import { corpusDifferences } from './differences.ts';
+import { differentialLogitLens } from './lens.ts';
 import type { Progress } from './run.ts';
 import { FIXTURES } from './testing.ts';
 
@@ -28,9 +29,9 @@ function counted(source: ModelSource, live: { now: number; max: number }): Model
       const m = await source.load(signal);
       live.max = Math.max(live.max, ++live.now);
       const dispose = m.dispose.bind(m);
-      m.dispose = () => {
+      m.dispose = (keep) => {
         live.now--;
-        dispose();
+        dispose(keep);
       };
       return m;
     },
@@ -76,6 +77,22 @@ describe('corpus analyses one model at a time', () => {
     expect(await adlDifferences(loaded, SAMPLES, opts)).toEqual(a.difference);
     resident.runner.dispose();
   });
+
+  for (const arch of ['llama', 'gemma2', 'gpt2']) {
+    it(`${arch}: the differential lens of a prompt, one model at a time, equals both resident (the base's unembedding kept for the KL)`, async () => {
+      const resident = await runner(arch);
+      const sequential = await runner(arch, 1000);
+      const ids = SAMPLES[0]!;
+      const a = await differentialLogitLens(resident.runner, ids, { k: 5, maxRows: 16 });
+      const b = await differentialLogitLens(sequential.runner, ids, { k: 5, maxRows: 16 });
+      expect(b).toEqual(a);
+      // The pair differs by the last layers: some KL is positive.
+      expect(Math.max(...a.kl)).toBeGreaterThan(1e-6);
+      expect([sequential.live.max, sequential.live.now]).toEqual([1, 0]);
+      expect(await differentialLogitLens(await resident.runner.models(), ids, { k: 5 })).toEqual(a);
+      resident.runner.dispose();
+    });
+  }
 
   it('stops when the signal aborts during the base pass and releases the model', async () => {
     const { runner: r, live } = await runner('llama', 1000);
