@@ -5,9 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { createCpuBackend } from '../../gpu/cpu-backend.ts';
 import { pathFileSet } from '../../io/node-source.ts';
 import { folderSource, PairedRunner, type ModelSource } from '../../model/paired.ts';
-import { activationDifferenceLens, adlDifferences } from './adl.ts';
-import { corpusDifferences } from './differences.ts';
+import { activationDifferenceLens, adlDifferences, steer } from './adl.ts';
+import { corpusDifferences, promptDifferences } from './differences.ts';
 import { differentialLogitLens } from './lens.ts';
+import { patchAndStitch } from './patching.ts';
 import type { Progress } from './run.ts';
 import { FIXTURES } from './testing.ts';
 
@@ -93,6 +94,28 @@ describe('corpus analyses one model at a time', () => {
       resident.runner.dispose();
     });
   }
+
+  it('prompt differences, patching with stitching, and steering: the same numbers one model at a time', async () => {
+    const resident = await runner('qwen2');
+    const sequential = await runner('qwen2', 1000);
+    const ids = SAMPLES[2]!;
+    expect(await promptDifferences(sequential.runner, ids, { kind: 'mlp_out' })).toEqual(await promptDifferences(resident.runner, ids, { kind: 'mlp_out' }));
+    for (const positions of ['all', 'last'] as const) {
+      const a = await patchAndStitch(resident.runner, ids, { positions });
+      const b = await patchAndStitch(sequential.runner, ids, { positions });
+      expect(b).toEqual(a);
+      expect(a.patching.klFtBase).toBeGreaterThan(1e-4);
+      expect(Object.keys(a.stitched).sort()).toEqual(['base', 'ft']);
+    }
+    const v = Float32Array.from({ length: resident.runner.base.config.dModel }, (_, i) => Math.sin(i));
+    const opts = { layer: 1, strengths: [0, 4], prompt: ids.slice(0, 4), maxNewTokens: 5 };
+    const gens = await steer(resident.runner, v, opts);
+    expect(await steer(sequential.runner, v, opts)).toEqual(gens);
+    expect(gens[1]!.base).not.toEqual(gens[0]!.base);
+    // Patching loads the fine-tune, the base, then the fine-tune again: never two at once.
+    expect([sequential.live.max, sequential.live.now]).toEqual([1, 0]);
+    resident.runner.dispose();
+  });
 
   it('stops when the signal aborts during the base pass and releases the model', async () => {
     const { runner: r, live } = await runner('llama', 1000);
