@@ -83,7 +83,7 @@ export const report: Command = {
     const onProgress = stderrProgress();
 
     const opened = await openPairAt(basePath, ftPath, values);
-    checkMemory(opened, backend);
+    checkMemory(opened, backend, values);
     process.stderr.write('report: weight diff\n');
     const diff = await weightsJob(opened, { topK }, { backend, onProgress: (p) => onProgress({ stage: `weights ${p.name}`, done: p.done, total: p.total }) });
 
