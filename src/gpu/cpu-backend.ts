@@ -28,10 +28,12 @@ class CpuTensor implements Tensor {
   constructor(
     readonly shape: readonly number[],
     readonly dtype: DType,
-    /** f16: float16 bits; bf16: bfloat16 bits (Bf16Bits); f32: values; i32: integers. */
-    readonly data: Float32Array | Int32Array | Uint16Array,
+    /** f16: float16 bits; bf16: bfloat16 bits (Bf16Bits); f32: values; i32: integers. Emptied by dispose. */
+    public data: Float32Array | Int32Array | Uint16Array,
   ) {}
 }
+
+const RELEASED = new Float32Array(0);
 
 function cpu(t: Tensor, op: string): CpuTensor {
   if (!(t instanceof CpuTensor)) throw new ShapeError(op, `tensor belongs to the ${t.backend} backend, not cpu`);
@@ -166,7 +168,11 @@ export function createCpuBackend(): Backend {
     },
 
     dispose(t) {
-      if (t instanceof CpuTensor) t.disposed = true;
+      // The storage goes now, even while something still holds the tensor (a released model's weights map).
+      if (t instanceof CpuTensor) {
+        t.disposed = true;
+        t.data = RELEASED;
+      }
     },
 
     matmul(a, b, opts) {
