@@ -165,7 +165,11 @@ export interface PairRunnerArgs {
 
 /** `<base> <ft>` opened, for analyses that can run one model at a time (lens, adl, steer, patch). */
 export async function pairRunnerArgs(positionals: readonly string[], backend: Backend, values: Values, command: string): Promise<PairRunnerArgs> {
-  const opened = await openPairArgs(positionals, values, command);
+  return pairRunner(await openPairArgs(positionals, values, command), backend, values);
+}
+
+/** An opened pair as a runner in its memory plan's mode. */
+export function pairRunner(opened: OpenedPair, backend: Backend, values: Values): PairRunnerArgs {
   const plan = checkMemory(opened, backend, values);
   const { base, ft } = opened.sources(backend);
   checkPairConfigs(base.config, ft.config);
