@@ -172,7 +172,8 @@ export interface PairInfo {
   adapter: boolean;
   /** The backend the pair lives on, in words. */
   backend: string;
-  loadMs: number;
+  /** How long loading both models took; absent when they load one at a time, for each job. */
+  loadMs?: number;
 }
 
 export interface LoadedPair {
@@ -210,7 +211,7 @@ export async function loadActivationPair(opened: OpenedPair, ctx: JobContext, mo
   return {
     runner,
     tokenizer,
-    info: { layers: c.nLayers, dModel: c.dModel, vocab: c.vocab, adapter: opened.adapter !== undefined, backend: ctx.backendName ?? 'unnamed backend', loadMs: now() - t0 },
+    info: { layers: c.nLayers, dModel: c.dModel, vocab: c.vocab, adapter: opened.adapter !== undefined, backend: ctx.backendName ?? 'unnamed backend', ...(mode === 'resident' ? { loadMs: now() - t0 } : {}) },
     corpora: new Map(),
     differences: new Map(),
   };

@@ -181,6 +181,8 @@ describe('the analysis worker, for the activation views', () => {
     expect(resident.out.map((a) => a.memory?.mode)).toEqual(requests.map(() => 'resident'));
     expect(sequential.out.map((a) => a.memory?.mode)).toEqual(requests.map(() => 'sequential'));
     expect(sequential.out[0]!.pair.backend).toMatch(/one model at a time: the pair needs/);
+    // Nothing loads up front: no load time to show.
+    expect([resident.out[0]!.pair.loadMs! > 0, sequential.out[0]!.pair.loadMs]).toEqual([true, undefined]);
     for (const [i, a] of sequential.out.entries()) expect(a.result, requests[i]!.task).toEqual(resident.out[i]!.result);
     await resident.refused;
     await expect(sequential.refused).rejects.toThrow('the corpus KL needs both models loaded together');
