@@ -1,6 +1,7 @@
 // The diff-SAE job on the demo pair (base vs ocean): δ collected from the loaded pair, the SAE
 // trained with its curve in the progress, latents listed by frequency with the fine-tune's lens of
 // their decoder directions; a cancel stops it between steps; bad settings and a δ of zero say why.
+import { PairedRunner } from '../model/paired.ts';
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Progress } from '../analysis/activations/run.ts';
@@ -26,7 +27,7 @@ const request = (over: Partial<Extract<ActivationRequest, { task: 'diff-sae' }>>
 
 /** Softmax top-k of W_U · RMSNorm(v) on the host in float64 (the demo model: RMS norm, tied unembedding, no soft-cap). */
 async function hostLens(v: Float32Array, k: number): Promise<{ id: number; prob: number }[]> {
-  const ft = loaded.pair.ft;
+  const { ft } = await loaded.runner.models();
   const c = ft.config;
   const d = c.dModel;
   const w = (await backend.read(ft.weight('ln_final.w'))) as Float32Array;
@@ -92,7 +93,7 @@ describe('the diff-SAE job', () => {
     const r = (await runActivationTask(loaded, request(over))) as ResultFor<'diff-sae'>;
     // The same settings and seed train the same SAE: its decoder directions are the ones the job read.
     const samples = r.corpusSamples;
-    const { model } = await trainOnDifferences(loaded.pair, samples, { ...SETTINGS, ...over });
+    const { model } = await trainOnDifferences(await loaded.runner.models(), samples, { ...SETTINGS, ...over });
     for (const l of r.result.latents.slice(0, 4)) {
       const v = latentDirection(model, l.id);
       for (const [list, sign] of [[l.positive, 1], [l.negative, -1]] as const) {
@@ -124,7 +125,7 @@ describe('the diff-SAE job', () => {
     await expect(runActivationTask(loaded, request({ layer: 6 }))).rejects.toThrow('layer 6 is outside 0..5');
     await expect(runActivationTask(loaded, request({ lr: 0 }))).rejects.toThrow('the learning rate must be in (0, 1], got 0');
     await expect(runActivationTask(loaded, request({ steps: 1.5 }))).rejects.toThrow("the diff-SAE's steps must be an integer ≥ 1, got 1.5");
-    const self: LoadedPair = { ...loaded, pair: { base: loaded.pair.base, ft: loaded.pair.base }, corpora: new Map(), differences: new Map() };
+    const self: LoadedPair = { ...loaded, runner: new PairedRunner(loaded.runner.base, loaded.runner.base, loaded.runner.backend, { mode: 'resident' }), corpora: new Map(), differences: new Map() };
     await expect(runActivationTask(self, request())).rejects.toThrow('δ is 0 at every token: the two models agree at blocks.3.hook_resid_post on this corpus');
   });
 });

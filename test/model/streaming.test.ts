@@ -144,7 +144,7 @@ describe.each([
     const d = diff(await logits(model), want, 5e-5, 5e-5);
     expect(d.worst, `max |err| ${d.maxAbs}`).toBeLessThanOrEqual(1);
     // f32 storage, blocked and chunked too, from the same half-precision file.
-    const f32 = await loadModel(half, gpu, { chunkBytes: CHUNK });
+    const f32 = await loadModel(half, gpu, { dtype: 'f32', chunkBytes: CHUNK });
     expect(() => gpu.transpose(f32.weight('embed.W_E'))).toThrow(/kept as 16 row blocks/);
     const d32 = diff(await logits(f32), want, 5e-5, 5e-5);
     expect(d32.worst, `max |err| ${d32.maxAbs}`).toBeLessThanOrEqual(1);
