@@ -6,8 +6,13 @@
 // memory); each thread packs its own panels of the B block and multiplies them; C comes back by rows.
 // Every entry is a float32 sum in k order (each product and each addition rounded to float32), so
 // its bits do not depend on M, on the block sizes or on the number of threads.
-import { GEMM_PANEL_COLS as NR, GEMM_TILE_ROWS as MR, gemmModuleBytes, THREADED, THREADED_EXPORTS, type GemmExports } from './gemm-module.ts';
+import { GEMM_PANEL_COLS, GEMM_TILE_ROWS, gemmModuleBytes, THREADED, THREADED_EXPORTS, type GemmExports } from './gemm-module.ts';
 import { canBlockHere, GemmThreads, hardwareThreads } from './threads.ts';
+
+// Local copies: where the modules run as CommonJS (tsx in Node), every use of an imported binding is a
+// getter call, and packA's inner loop compares with MR per value (a third of a training step's time).
+const MR = GEMM_TILE_ROWS;
+const NR = GEMM_PANEL_COLS;
 
 export interface WasmGemmOptions {
   /** Use the WebAssembly kernels when the environment has wasm SIMD (else the JavaScript ones). */
