@@ -71,8 +71,9 @@ export function add(tape: Tape, a: Float32Array, b: Float32Array): Float32Array 
   tape.record(() => {
     const g = tape.take(out);
     if (!g) return;
-    addInto(tape.grad(a), g);
-    addInto(tape.grad(b), g);
+    // g is this closure's own: one input takes it, the other a copy (handing both the same array would alias them).
+    tape.seed(a, g);
+    tape.seed(b, g.slice());
   });
   return out;
 }
@@ -82,7 +83,9 @@ export function scale(tape: Tape, x: Float32Array, s: number): Float32Array {
   for (let i = 0; i < x.length; i++) out[i] = x[i]! * s;
   tape.record(() => {
     const g = tape.take(out);
-    if (g) addInto(tape.grad(x), g, s);
+    if (!g) return;
+    for (let i = 0; i < g.length; i++) g[i]! *= s;
+    tape.seed(x, g);
   });
   return out;
 }
@@ -200,8 +203,7 @@ export function linear(tape: Tape, x: Float32Array, K: number, w: Param, N: numb
   tape.record(() => {
     const g = tape.take(y);
     if (!g) return;
-    const gx = tape.grad(x);
-    addInto(gx, mm(g, w.data, M, K, N));
+    const gx = mm(g, w.data, M, K, N);
     if (w.grad) addInto(w.grad, mm(transpose(g, M, N), x, N, K, M));
     if (bias?.grad) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) bias.grad[j]! += g[i * N + j]!;
     if (lora) {
@@ -213,6 +215,7 @@ export function linear(tape: Tape, x: Float32Array, K: number, w: Param, N: numb
       // dB = gᵀ u, computed as (uᵀ g)ᵀ: transposing u [M, r] costs far less than transposing g [M, N].
       if (lora.B.grad) addInto(lora.B.grad.subarray(lora.rows[0] * r, lora.rows[1] * r), transpose(mm(transpose(u!, M, r), g, r, N, M), r, N), lora.scaling);
     }
+    tape.seed(x, gx);
   });
   return y;
 }
