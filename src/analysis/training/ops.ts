@@ -187,35 +187,41 @@ export function layerNorm(tape: Tape, x: Float32Array, n: number, w: Param, b: P
   return out;
 }
 
-/** x [M, K] → x Wᵀ + b [M, N], W [N, K]; with LoRA, + scaling · (x Aᵀ) B[rows]ᵀ. */
+/**
+ * x [M, K] → x Wᵀ + b [M, N], W [N, K]; with LoRA, x (W + scaling · B[rows] A)ᵀ: the merged weight costs
+ * N·K·r multiply-adds once instead of M·N·r per pass and an extra M·N (forward) and M·K (backward) sum.
+ */
 export function linear(tape: Tape, x: Float32Array, K: number, w: Param, N: number, bias?: Param, lora?: LoraPart): Float32Array {
   const M = x.length / K;
-  const y = mmT(x, w.data, M, N, K);
-  if (bias) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) y[i * N + j]! += bias.data[j]!;
-  let u: Float32Array | undefined;
+  let weight = w.data;
   let Bp: Float32Array | undefined;
   if (lora) {
     const r = lora.rank;
-    u = mmT(x, lora.A.data, M, r, K);
     Bp = lora.B.data.subarray(lora.rows[0] * r, lora.rows[1] * r);
-    addInto(y, mmT(u, Bp, M, N, r), lora.scaling);
+    weight = mm(Bp, lora.A.data, N, K, r);
+    const s = lora.scaling;
+    for (let i = 0; i < weight.length; i++) weight[i] = w.data[i]! + s * weight[i]!;
   }
+  const y = mmT(x, weight, M, N, K);
+  if (bias) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) y[i * N + j]! += bias.data[j]!;
   tape.record(() => {
     const g = tape.take(y);
     if (!g) return;
-    const gx = mm(g, w.data, M, K, N);
     if (w.grad) addInto(w.grad, mm(transpose(g, M, N), x, N, K, M));
     if (bias?.grad) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) bias.grad[j]! += g[i * N + j]!;
     if (lora) {
       const r = lora.rank;
-      const gu = mm(g, Bp!, M, r, N);
-      for (let i = 0; i < gu.length; i++) gu[i]! *= lora.scaling;
-      addInto(gx, mm(gu, lora.A.data, M, K, r));
-      if (lora.A.grad) addInto(lora.A.grad, mm(transpose(gu, M, r), x, r, K, M));
-      // dB = gᵀ u, computed as (uᵀ g)ᵀ: transposing u [M, r] costs far less than transposing g [M, N].
-      if (lora.B.grad) addInto(lora.B.grad.subarray(lora.rows[0] * r, lora.rows[1] * r), transpose(mm(transpose(u!, M, r), g, r, N, M), r, N), lora.scaling);
+      // dA = scaling · (g B)ᵀ x; dB = scaling · gᵀ (x Aᵀ), computed as ((x Aᵀ)ᵀ g)ᵀ: transposing [M, r] costs far less than [M, N].
+      if (lora.A.grad) {
+        const gu = mm(g, Bp!, M, r, N);
+        addInto(lora.A.grad, mm(transpose(gu, M, r), x, r, K, M), lora.scaling);
+      }
+      if (lora.B.grad) {
+        const u = mmT(x, lora.A.data, M, r, K);
+        addInto(lora.B.grad.subarray(lora.rows[0] * r, lora.rows[1] * r), transpose(mm(transpose(u, M, r), g, r, N, M), r, N), lora.scaling);
+      }
     }
-    tape.seed(x, gx);
+    tape.seed(x, mm(g, weight, M, K, N));
   });
   return y;
 }
