@@ -312,6 +312,13 @@ export function attention(tape: Tape, q: Float32Array, k: Float32Array, v: Float
       for (let j = 0; j < hd; j++) dst[o + j]! += m[t * hd + j]!;
     }
   };
+  /** scatterAdd of m given transposed, [hd, T]. */
+  const scatterAddTransposed = (dst: Float32Array, m: Float32Array, b: number, D: number, off: number): void => {
+    for (let t = 0; t < T; t++) {
+      const o = (b * T + t) * D + off;
+      for (let j = 0; j < hd; j++) dst[o + j]! += m[j * T + t]!;
+    }
+  };
   // Query t sees keys first(t)..t.
   const first = (t: number): number => (a.window > 0 ? Math.max(0, t - a.window + 1) : 0);
   for (let b = 0; b < B; b++) {
@@ -372,8 +379,9 @@ export function attention(tape: Tape, q: Float32Array, k: Float32Array, v: Float
           }
         }
         scatterAdd(gq, mm(dP, Kh, T, hd, T), b, Dq, h * hd);
-        scatterAdd(gk, mm(transpose(dP, T, T), Qh, T, hd, T), b, Dk, kOff);
-        scatterAdd(gv, mm(transpose(P, T, T), dO, T, hd, T), b, Dk, kOff);
+        // dK = dSᵀ Q and dV = Pᵀ dO, formed transposed (Qᵀ dS, dOᵀ P): transposing [T, hd] costs less than [T, T].
+        scatterAddTransposed(gk, mm(transpose(Qh, T, hd), dP, hd, T, T), b, Dk, kOff);
+        scatterAddTransposed(gv, mm(transpose(dO, T, hd), P, hd, T, T), b, Dk, kOff);
       }
     }
   });
