@@ -368,15 +368,17 @@ export function attention(tape: Tape, q: Float32Array, k: Float32Array, v: Float
         for (let t = 0; t < T; t++) {
           let dot = 0;
           for (let s = 0; s <= t; s++) dot += dP[t * T + s]! * P[t * T + s]!;
-          for (let s = 0; s < T; s++) {
+          for (let s = 0; s <= t; s++) {
             const i = t * T + s;
-            let ds = s <= t ? P[i]! * (dP[i]! - dot) : 0;
+            let ds = P[i]! * (dP[i]! - dot);
             if (capped && ds !== 0) {
               const th = Math.tanh((capped[i]! * a.scale) / a.softcap);
               ds *= 1 - th * th;
             }
             dP[i] = ds * a.scale;
           }
+          // Keys after the query get no gradient.
+          dP.fill(0, t * T + t + 1, (t + 1) * T);
         }
         scatterAdd(gq, mm(dP, Kh, T, hd, T), b, Dq, h * hd);
         // dK = dSᵀ Q and dV = Pᵀ dO, formed transposed (Qᵀ dS, dOᵀ P): transposing [T, hd] costs less than [T, T].
