@@ -71,9 +71,9 @@ export function add(tape: Tape, a: Float32Array, b: Float32Array): Float32Array 
   tape.record(() => {
     const g = tape.take(out);
     if (!g) return;
-    // b gets a copy, a the gradient itself: both may be added into later.
-    tape.seed(b, g.slice());
+    // g is this closure's own: one input takes it, the other a copy (handing both the same array would alias them).
     tape.seed(a, g);
+    tape.seed(b, g.slice());
   });
   return out;
 }
@@ -187,34 +187,41 @@ export function layerNorm(tape: Tape, x: Float32Array, n: number, w: Param, b: P
   return out;
 }
 
-/** x [M, K] → x Wᵀ + b [M, N], W [N, K]; with LoRA, + scaling · (x Aᵀ) B[rows]ᵀ. */
+/**
+ * x [M, K] → x Wᵀ + b [M, N], W [N, K]; with LoRA, x (W + scaling · B[rows] A)ᵀ: the merged weight costs
+ * N·K·r multiply-adds once instead of M·N·r per pass and an extra M·N (forward) and M·K (backward) sum.
+ */
 export function linear(tape: Tape, x: Float32Array, K: number, w: Param, N: number, bias?: Param, lora?: LoraPart): Float32Array {
   const M = x.length / K;
-  const y = mmT(x, w.data, M, N, K);
-  if (bias) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) y[i * N + j]! += bias.data[j]!;
-  let u: Float32Array | undefined;
+  let weight = w.data;
   let Bp: Float32Array | undefined;
   if (lora) {
     const r = lora.rank;
-    u = mmT(x, lora.A.data, M, r, K);
     Bp = lora.B.data.subarray(lora.rows[0] * r, lora.rows[1] * r);
-    addInto(y, mmT(u, Bp, M, N, r), lora.scaling);
+    weight = mm(Bp, lora.A.data, N, K, r);
+    const s = lora.scaling;
+    for (let i = 0; i < weight.length; i++) weight[i] = w.data[i]! + s * weight[i]!;
   }
+  const y = mmT(x, weight, M, N, K);
+  if (bias) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) y[i * N + j]! += bias.data[j]!;
   tape.record(() => {
     const g = tape.take(y);
     if (!g) return;
-    tape.seed(x, mm(g, w.data, M, K, N));
     if (w.grad) addInto(w.grad, mm(transpose(g, M, N), x, N, K, M));
     if (bias?.grad) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) bias.grad[j]! += g[i * N + j]!;
     if (lora) {
       const r = lora.rank;
-      const gu = mm(g, Bp!, M, r, N);
-      for (let i = 0; i < gu.length; i++) gu[i]! *= lora.scaling;
-      tape.seed(x, mm(gu, lora.A.data, M, K, r));
-      if (lora.A.grad) addInto(lora.A.grad, mm(transpose(gu, M, r), x, r, K, M));
-      // dB = gᵀ u, computed as (uᵀ g)ᵀ: transposing u [M, r] costs far less than transposing g [M, N].
-      if (lora.B.grad) addInto(lora.B.grad.subarray(lora.rows[0] * r, lora.rows[1] * r), transpose(mm(transpose(u!, M, r), g, r, N, M), r, N), lora.scaling);
+      // dA = scaling · (g B)ᵀ x; dB = scaling · gᵀ (x Aᵀ), computed as ((x Aᵀ)ᵀ g)ᵀ: transposing [M, r] costs far less than [M, N].
+      if (lora.A.grad) {
+        const gu = mm(g, Bp!, M, r, N);
+        addInto(lora.A.grad, mm(transpose(gu, M, r), x, r, K, M), lora.scaling);
+      }
+      if (lora.B.grad) {
+        const u = mmT(x, lora.A.data, M, r, K);
+        addInto(lora.B.grad.subarray(lora.rows[0] * r, lora.rows[1] * r), transpose(mm(transpose(u, M, r), g, r, N, M), r, N), lora.scaling);
+      }
     }
+    tape.seed(x, mm(g, weight, M, K, N));
   });
   return y;
 }
@@ -305,6 +312,13 @@ export function attention(tape: Tape, q: Float32Array, k: Float32Array, v: Float
       for (let j = 0; j < hd; j++) dst[o + j]! += m[t * hd + j]!;
     }
   };
+  /** scatterAdd of m given transposed, [hd, T]. */
+  const scatterAddTransposed = (dst: Float32Array, m: Float32Array, b: number, D: number, off: number): void => {
+    for (let t = 0; t < T; t++) {
+      const o = (b * T + t) * D + off;
+      for (let j = 0; j < hd; j++) dst[o + j]! += m[j * T + t]!;
+    }
+  };
   // Query t sees keys first(t)..t.
   const first = (t: number): number => (a.window > 0 ? Math.max(0, t - a.window + 1) : 0);
   for (let b = 0; b < B; b++) {
@@ -354,19 +368,22 @@ export function attention(tape: Tape, q: Float32Array, k: Float32Array, v: Float
         for (let t = 0; t < T; t++) {
           let dot = 0;
           for (let s = 0; s <= t; s++) dot += dP[t * T + s]! * P[t * T + s]!;
-          for (let s = 0; s < T; s++) {
+          for (let s = 0; s <= t; s++) {
             const i = t * T + s;
-            let ds = s <= t ? P[i]! * (dP[i]! - dot) : 0;
+            let ds = P[i]! * (dP[i]! - dot);
             if (capped && ds !== 0) {
               const th = Math.tanh((capped[i]! * a.scale) / a.softcap);
               ds *= 1 - th * th;
             }
             dP[i] = ds * a.scale;
           }
+          // Keys after the query get no gradient.
+          dP.fill(0, t * T + t + 1, (t + 1) * T);
         }
         scatterAdd(gq, mm(dP, Kh, T, hd, T), b, Dq, h * hd);
-        scatterAdd(gk, mm(transpose(dP, T, T), Qh, T, hd, T), b, Dk, kOff);
-        scatterAdd(gv, mm(transpose(P, T, T), dO, T, hd, T), b, Dk, kOff);
+        // dK = dSᵀ Q and dV = Pᵀ dO, formed transposed (Qᵀ dS, dOᵀ P): transposing [T, hd] costs less than [T, T].
+        scatterAddTransposed(gk, mm(transpose(Qh, T, hd), dP, hd, T, T), b, Dk, kOff);
+        scatterAddTransposed(gv, mm(transpose(dO, T, hd), P, hd, T, T), b, Dk, kOff);
       }
     }
   });

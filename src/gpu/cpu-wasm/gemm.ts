@@ -7,8 +7,13 @@
 // Every entry is a float32 sum in k order (each product and each addition rounded to float32), so
 // its bits do not depend on M, on the block sizes or on the number of threads.
 import { Bf16Bits } from '../../io/chunks.ts';
-import { GEMM_FORMATS, GEMM_PANEL_COLS as NR, GEMM_TILE_ROWS as MR, gemmModuleBytes, THREADED, THREADED_EXPORTS, type GemmExports } from './gemm-module.ts';
+import { GEMM_FORMATS, GEMM_PANEL_COLS, GEMM_TILE_ROWS, gemmModuleBytes, THREADED, THREADED_EXPORTS, type GemmExports } from './gemm-module.ts';
 import { canBlockHere, GemmThreads, hardwareThreads } from './threads.ts';
+
+// Local copies: where the modules run as CommonJS (tsx in Node), every use of an imported binding is a
+// getter call, which costs in the loops below.
+const MR = GEMM_TILE_ROWS;
+const NR = GEMM_PANEL_COLS;
 
 export interface WasmGemmOptions {
   /** Use the WebAssembly kernels when the environment has wasm SIMD (else the JavaScript ones). */
