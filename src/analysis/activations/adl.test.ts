@@ -5,7 +5,7 @@ import { hookName, type HookFn } from '../../model/transformer.ts';
 import { activationDifferenceLens, adlDifferences, defaultAdlLayer, defaultPatchscopeScales, patchscope, signedLens, steer, steeringVector } from './adl.ts';
 import { corpusLines, tokenizeCorpus } from './corpus.ts';
 import { readF32 } from './run.ts';
-import { archPair, demoPair, FIXTURES, softmaxRows } from './testing.ts';
+import { archPair, demoPair, FIXTURES, patchscopeMismatches, patchscopePerScale, softmaxRows } from './testing.ts';
 
 const be = createCpuBackend();
 
@@ -169,6 +169,21 @@ describe('ADL parts', () => {
     const everywhere = r.scales[0]!.top.map((t) => t.id).filter((id) => r.scales.every((s) => s.top.some((t) => t.id === id)));
     expect(r.stable.slice(0, everywhere.length).map((s) => s.id).sort()).toEqual([...everywhere].sort());
     for (const s of r.stable.slice(0, everywhere.length)) expect(s.scales).toBe(3);
+  });
+
+  it.each(['gpt2', 'llama', 'gemma3'])('%s: Patchscope\'s batched step over the repeated prefix cache equals one step per scale', async (arch) => {
+    const { ft } = await archPair(arch, be);
+    const V = ft.config.vocab;
+    const latent = Float32Array.from({ length: ft.config.dModel }, (_, i) => Math.cos(0.7 * i) * 2);
+    const prompts = [[11, 45, 12, 200, 45, 12, 7], [9], [30, 31, 32]];
+    const scales = [0.5, 1, 3, 20, 200];
+    const r = await patchscope(ft, latent, 1, { prompts, scales, intersectionTopK: V, top: 8 });
+    expect(r.scales.map((s) => s.top.length)).toEqual(scales.map(() => 8));
+    expect(patchscopeMismatches(r, await patchscopePerScale(ft, latent, 1, prompts, scales), 1e-6, 1e-4)).toEqual([]);
+    // Each scale's row is its own: a run on one scale gives that scale's tokens.
+    const single = await patchscope(ft, latent, 1, { prompts, scales: [20], intersectionTopK: V, top: 8 });
+    expect(single.scales[0]!.top.map((t) => t.id)).toEqual(r.scales[3]!.top.map((t) => t.id));
+    await expect(patchscope(ft, latent, 1, { prompts, scales: [] })).rejects.toThrow(/no scales/);
   });
 
   it('Patchscope keeps only tokens in every identity prompt\'s top K, averaging their probabilities', async () => {

@@ -180,16 +180,11 @@ export interface PatchscopeResult {
   stable: { id: number; scales: number; prob: number }[];
 }
 
-function cloneKv(model: Transformer, kv: KvCache): KvCache {
-  const be = model.backend;
-  const copy = (t: Tensor | undefined) => (t ? be.scale(t, 1) : undefined);
-  return { length: kv.length, k: kv.k.map(copy), v: kv.v.map(copy) };
-}
-
 /**
  * Patchscope: the residual leaving block ℓ at each identity prompt's last token is replaced by s · latent,
- * and the next-token distribution read. The prompt prefix runs once into a KV cache; by causality only
- * the last token depends on the patch, so each scale runs one token.
+ * and the next-token distribution read. By causality only the last token depends on the patch: the prompt
+ * prefix runs once into a KV cache, which is repeated once per scale, and every scale's last token then
+ * runs as one row of a single batched step.
  */
 export async function patchscope(model: Transformer, latent: Float32Array, layer: number, opts: PatchscopeOptions): Promise<PatchscopeResult> {
   const be = model.backend;
@@ -199,49 +194,56 @@ export async function patchscope(model: Transformer, latent: Float32Array, layer
   if (opts.prompts.length === 0) throw new RangeError('no identity prompts');
   opts.prompts.forEach((p) => checkIds(model, p));
   const scales = opts.scales ?? defaultPatchscopeScales();
+  if (scales.length === 0) throw new RangeError('no scales');
   const K = Math.min(opts.intersectionTopK ?? 100, model.config.vocab);
   const top = opts.top ?? 20;
   const name = hookName('resid_post', layer);
   // sums[scale]: token → [prompts seen in top K, summed probability]
   const sums = scales.map(() => new Map<number, [number, number]>());
-  let done = 0;
-  for (const prompt of opts.prompts) {
-    const kv = model.newKvCache();
+  const S = scales.length;
+  const patched = new Float32Array(S * d);
+  scales.forEach((s, si) => {
+    for (let j = 0; j < d; j++) patched[si * d + j] = latent[j]! * s;
+  });
+  const patch: HookFn = () => be.fromArray(patched, [S, 1, d]);
+  for (const [pi, prompt] of opts.prompts.entries()) {
+    opts.signal?.throwIfAborted();
+    const prefix = model.newKvCache();
+    let step: KvCache | undefined;
+    let values: Float32Array;
+    let ids: Int32Array;
     try {
       if (prompt.length > 1) {
-        const { logits } = model.forward([prompt.slice(0, -1)], { kvCache: kv, lastPositionOnly: true });
+        const { logits } = model.forward([prompt.slice(0, -1)], { kvCache: prefix, lastPositionOnly: true });
         if (logits) be.dispose(logits);
       }
+      step = model.repeatKvCache(prefix, S);
+      model.disposeKvCache(prefix);
       const last = prompt[prompt.length - 1]!;
-      for (let si = 0; si < scales.length; si++) {
-        opts.signal?.throwIfAborted();
-        const s = scales[si]!;
-        const patch: HookFn = () => be.fromArray(Float32Array.from(latent, (x) => x * s), [1, 1, d]);
-        const step = cloneKv(model, kv);
-        let probs: Tensor | undefined;
-        try {
-          const { logits } = model.forward([[last]], { kvCache: step, lastPositionOnly: true, hooks: { [name]: patch } });
-          probs = be.softmax(logits!);
-          be.dispose(logits!);
-        } finally {
-          model.disposeKvCache(step);
-        }
-        const t = be.topk(probs, K);
-        be.dispose(probs);
-        const values = await readF32(be, t.values);
-        const ids = await readI32(be, t.indices);
-        const m = sums[si]!;
-        for (let j = 0; j < K; j++) {
-          const e = m.get(ids[j]!) ?? [0, 0];
-          e[0]++;
-          e[1] += values[j]!;
-          m.set(ids[j]!, e);
-        }
-        opts.onProgress?.({ stage: 'patchscope', done: ++done, total: scales.length * opts.prompts.length });
-      }
+      const { logits } = model.forward(
+        scales.map(() => [last]),
+        { kvCache: step, lastPositionOnly: true, hooks: { [name]: patch } },
+      );
+      const probs = be.softmax(logits!);
+      be.dispose(logits!);
+      const t = be.topk(probs, K);
+      be.dispose(probs);
+      values = await readF32(be, t.values);
+      ids = await readI32(be, t.indices);
     } finally {
-      model.disposeKvCache(kv);
+      model.disposeKvCache(prefix);
+      if (step) model.disposeKvCache(step);
     }
+    for (let si = 0; si < S; si++) {
+      const m = sums[si]!;
+      for (let j = si * K; j < (si + 1) * K; j++) {
+        const e = m.get(ids[j]!) ?? [0, 0];
+        e[0]++;
+        e[1] += values[j]!;
+        m.set(ids[j]!, e);
+      }
+    }
+    opts.onProgress?.({ stage: 'patchscope', done: (pi + 1) * S, total: S * opts.prompts.length });
   }
   const n = opts.prompts.length;
   const perScale = scales.map((scale, si): PatchscopeScale => {
