@@ -76,9 +76,9 @@ describe('activation analyses on WebGPU', () => {
     close(g.ftNorm!, c.ftNorm!, 1e-5, 1e-5);
     for (let p = 0; p < 3; p++) for (let j = 0; j < 64; j++) close(g.delta[p]![j]!, c.delta[p]![j]!, 1e-5, 1e-4);
     const opts = { prompts: [[5, 6, 7, 8]], scales: [1, 10], intersectionTopK: 20, top: 5 };
-    const gp = await patchscope(gpu.ft, c.delta[2]!, 2, opts);
-    const cp = await patchscope(cpu.ft, c.delta[2]!, 2, opts);
-    for (let s = 0; s < 2; s++) cp.scales[s]!.top.forEach((t, j) => close(gp.scales[s]!.top[j]!.prob, t.prob, 1e-6, 1e-3));
+    const [gp] = await patchscope(gpu.ft, [c.delta[2]!], 2, opts);
+    const [cp] = await patchscope(cpu.ft, [c.delta[2]!], 2, opts);
+    for (let s = 0; s < 2; s++) cp!.scales[s]!.top.forEach((t, j) => close(gp!.scales[s]!.top[j]!.prob, t.prob, 1e-6, 1e-3));
   });
 
   it('Patchscope\'s batched step over the repeated prefix cache equals one step per scale, and the CPU backend', async () => {
@@ -87,8 +87,8 @@ describe('activation analyses on WebGPU', () => {
     const prompts = [[11, 45, 12, 200, 45, 12, 7], [9], [30, 31, 32]];
     const scales = [0.5, 1, 3, 20, 200];
     const opts = { prompts, scales, intersectionTopK: V, top: 8 };
-    const g = await patchscope(gpu.ft, latent, 1, opts);
-    expect(patchscopeMismatches(g, await patchscopePerScale(gpu.ft, latent, 1, prompts, scales), 1e-6, 1e-4)).toEqual([]);
-    expect(patchscopeMismatches(g, await patchscopePerScale(cpu.ft, latent, 1, prompts, scales), 1e-6, 1e-3)).toEqual([]);
+    const [g] = await patchscope(gpu.ft, [latent], 1, opts);
+    expect(patchscopeMismatches(g!, await patchscopePerScale(gpu.ft, latent, 1, prompts, scales), 1e-6, 1e-4)).toEqual([]);
+    expect(patchscopeMismatches(g!, await patchscopePerScale(cpu.ft, latent, 1, prompts, scales), 1e-6, 1e-3)).toEqual([]);
   });
 });
