@@ -288,9 +288,8 @@ export async function runActivationTask(loaded: LoadedPair, req: ActivationReque
       const diff = await adlDifferences(runner, corpus.samples, { layer: req.layer, positions: DEFAULT_ADL_POSITIONS, ...run });
       loaded.differences.set(differenceKey(req, diff.layer), diff);
       const prompts = IDENTITY_PROMPTS.map((p) => tokenizer.encode(p));
-      const ids: number[] = [];
+      // As activationDifferenceLens: the lens per position, then one Patchscope over every non-zero δ_p.
       const positions: AdlPositionResult[] = [];
-      // As activationDifferenceLens, with the Patchscope's progress reported over all positions.
       await withModel(runner, 'ft', async (ft) => {
       for (const [pi, position] of diff.positions.entries()) {
         opts.signal?.throwIfAborted();
@@ -298,26 +297,20 @@ export async function runActivationTask(loaded: LoadedPair, req: ActivationReque
         const lens = await signedLens(ft, delta, { k: req.top });
         const consistencyPerSample = diff.consistency[pi]!;
         const norm = Math.sqrt(delta.reduce((a, x) => a + x * x, 0));
-        const ps =
-          norm > 0
-            ? await patchscope(ft, diff.ftNorm === undefined ? delta : rescale(delta, diff.ftNorm), diff.layer, {
-                prompts,
-                top: req.top,
-                ...(opts.signal ? { signal: opts.signal } : {}),
-                onProgress: (p) => opts.onProgress?.({ stage: 'patchscope', done: pi * p.total + p.done, total: diff.positions.length * p.total }),
-              })
-            : null;
-        for (const t of [...lens.top, ...lens.topNegative, ...(ps?.stable ?? []), ...(ps?.scales.flatMap((s) => s.top) ?? [])]) ids.push(t.id);
-        positions.push({
-          position,
-          norm,
-          consistency: consistencyPerSample.reduce((a, b) => a + b, 0) / diff.samples,
-          consistencyPerSample,
-          ...lens,
-          patchscope: ps ? { scales: ps.scales.map((s) => ({ scale: s.scale, top: s.top })), stable: ps.stable } : null,
-        });
+        positions.push({ position, norm, consistency: consistencyPerSample.reduce((a, b) => a + b, 0) / diff.samples, consistencyPerSample, ...lens, patchscope: null });
       }
+      const scoped = positions.filter((p) => p.norm > 0);
+      const latents = scoped.map((p) => {
+        const delta = diff.delta[diff.positions.indexOf(p.position)]!;
+        return diff.ftNorm === undefined ? delta : rescale(delta, diff.ftNorm);
+      });
+      const results = await patchscope(ft, latents, diff.layer, { prompts, top: req.top, ...run });
+      scoped.forEach((p, i) => {
+        const ps = results[i]!;
+        p.patchscope = { scales: ps.scales.map((s) => ({ scale: s.scale, top: s.top })), stable: ps.stable };
+      });
       }, opts.signal);
+      const ids = positions.flatMap((p) => [...p.top, ...p.topNegative, ...(p.patchscope?.stable ?? []), ...(p.patchscope?.scales.flatMap((s) => s.top) ?? [])].map((t) => t.id));
       return { task: 'adl', layer: diff.layer, samples: diff.samples, tooShort: corpus.tooShort, tokensPerSample: corpus.tokensPerSample, ftNorm: diff.ftNorm ?? null, positions, tokens: tokenTexts(tokenizer, ids) };
     }
     case 'steer': {

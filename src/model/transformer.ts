@@ -129,6 +129,36 @@ export class Transformer {
     return { length: 0, k: [], v: [] };
   }
 
+  /**
+   * A new cache of `rows` rows, each a copy of a one-row cache: a shared prefix that a batch of different
+   * continuations then extends in one forward pass.
+   */
+  repeatKvCache(cache: KvCache, rows: number): KvCache {
+    const be = this.backend;
+    if (!Number.isInteger(rows) || rows < 1) throw new ShapeError('repeatKvCache', `${rows} rows`);
+    const repeat = (t: Tensor | undefined): Tensor | undefined => {
+      if (!t) return undefined;
+      const [batch, seq, width] = t.shape as [number, number, number];
+      if (batch !== 1) throw new ShapeError('repeatKvCache', `a cache of ${batch} rows; only a one-row cache repeats`);
+      // Row gather: position p of every new row takes row p of the [seq, width] table.
+      const table = be.reshape(t, [seq, width]);
+      try {
+        return be.embedding(table, Int32Array.from({ length: rows * seq }, (_, i) => i % seq), [rows, seq]);
+      } finally {
+        be.dispose(table);
+      }
+    };
+    const copy: KvCache = { length: cache.length, k: [], v: [] };
+    try {
+      for (const t of cache.k) copy.k.push(repeat(t));
+      for (const t of cache.v) copy.v.push(repeat(t));
+      return copy;
+    } catch (e) {
+      this.disposeKvCache(copy);
+      throw e;
+    }
+  }
+
   disposeKvCache(cache: KvCache): void {
     for (const t of [...cache.k, ...cache.v]) if (t) this.backend.dispose(t);
     cache.k = [];

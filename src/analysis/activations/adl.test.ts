@@ -5,7 +5,7 @@ import { hookName, type HookFn } from '../../model/transformer.ts';
 import { activationDifferenceLens, adlDifferences, defaultAdlLayer, defaultPatchscopeScales, patchscope, signedLens, steer, steeringVector } from './adl.ts';
 import { corpusLines, tokenizeCorpus } from './corpus.ts';
 import { readF32 } from './run.ts';
-import { archPair, demoPair, FIXTURES, softmaxRows } from './testing.ts';
+import { archPair, demoPair, FIXTURES, patchscopeMismatches, patchscopePerScale, softmaxRows } from './testing.ts';
 
 const be = createCpuBackend();
 
@@ -141,7 +141,7 @@ describe('ADL parts', () => {
     const latent = Float32Array.from({ length: d }, (_, i) => Math.sin(i + 1));
     const scales = [0.5, 2, 20];
     const layer = 1;
-    const r = await patchscope(ft, latent, layer, { prompts: [prompt], scales, intersectionTopK: V, top: 10 });
+    const r = (await patchscope(ft, [latent], layer, { prompts: [prompt], scales, intersectionTopK: V, top: 10 }))[0]!;
     expect(r.scales.map((s) => s.scale)).toEqual(scales);
     for (const [si, s] of scales.entries()) {
       const T = prompt.length;
@@ -171,6 +171,31 @@ describe('ADL parts', () => {
     for (const s of r.stable.slice(0, everywhere.length)) expect(s.scales).toBe(3);
   });
 
+  it.each(['gpt2', 'llama', 'gemma3'])('%s: Patchscope\'s batched step over the repeated prefix cache equals one step per scale', async (arch) => {
+    const { ft } = await archPair(arch, be);
+    const V = ft.config.vocab;
+    const latent = Float32Array.from({ length: ft.config.dModel }, (_, i) => Math.cos(0.7 * i) * 2);
+    const prompts = [[11, 45, 12, 200, 45, 12, 7], [9], [30, 31, 32]];
+    const scales = [0.5, 1, 3, 20, 200];
+    const other = Float32Array.from(latent, (x, i) => x * (i % 3) - 0.5);
+    const [r, r2] = await patchscope(ft, [latent, other], 1, { prompts, scales, intersectionTopK: V, top: 8 });
+    expect(r!.scales.map((s) => s.top.length)).toEqual(scales.map(() => 8));
+    expect(patchscopeMismatches(r!, await patchscopePerScale(ft, latent, 1, prompts, scales), 1e-6, 1e-4)).toEqual([]);
+    expect(patchscopeMismatches(r2!, await patchscopePerScale(ft, other, 1, prompts, scales), 1e-6, 1e-4)).toEqual([]);
+    // Each row is its own: a run on one latent and one scale gives that latent's and scale's tokens.
+    const [single] = await patchscope(ft, [other], 1, { prompts, scales: [20], intersectionTopK: V, top: 8 });
+    expect(single!.scales[0]!.top.map((t) => t.id)).toEqual(r2!.scales[3]!.top.map((t) => t.id));
+    // One latent per step: the same numbers.
+    const [, byOne] = await patchscope(ft, [latent, other], 1, { prompts, scales, intersectionTopK: V, top: 8, latentsPerStep: 1 });
+    byOne!.scales.forEach((s, si) => s.top.forEach((t, j) => {
+      expect(t.id).toBe(r2!.scales[si]!.top[j]!.id);
+      expect(Math.abs(t.prob - r2!.scales[si]!.top[j]!.prob)).toBeLessThanOrEqual(1e-7 + 1e-5 * t.prob);
+    }));
+    expect(await patchscope(ft, [], 1, { prompts, scales })).toEqual([]);
+    await expect(patchscope(ft, [latent], 1, { prompts, scales, latentsPerStep: 0 })).rejects.toThrow(/latentsPerStep 0 is not a positive integer/);
+    await expect(patchscope(ft, [latent], 1, { prompts, scales: [] })).rejects.toThrow(/no scales/);
+  });
+
   it('Patchscope keeps only tokens in every identity prompt\'s top K, averaging their probabilities', async () => {
     const { ft } = await archPair('llama', be);
     const V = ft.config.vocab;
@@ -180,8 +205,8 @@ describe('ADL parts', () => {
       [90, 91, 92],
     ];
     const K = 12;
-    const both = await patchscope(ft, latent, 2, { prompts, scales: [3], intersectionTopK: K, top: V });
-    const single = await Promise.all(prompts.map((p) => patchscope(ft, latent, 2, { prompts: [p], scales: [3], intersectionTopK: V, top: V })));
+    const both = (await patchscope(ft, [latent], 2, { prompts, scales: [3], intersectionTopK: K, top: V }))[0]!;
+    const single = await Promise.all(prompts.map(async (p) => (await patchscope(ft, [latent], 2, { prompts: [p], scales: [3], intersectionTopK: V, top: V }))[0]!));
     const rank = single.map((s) => new Map(s.scales[0]!.top.map((t, j) => [t.id, { j, prob: t.prob }])));
     const expected = [...rank[0]!.keys()].filter((id) => rank.every((m) => m.get(id)!.j < K));
     expect(both.scales[0]!.top.map((t) => t.id).sort((a, b) => a - b)).toEqual(expected.sort((a, b) => a - b));

@@ -165,6 +165,8 @@ export interface PatchscopeOptions extends Pick<RunOptions, 'signal' | 'onProgre
   intersectionTopK?: number;
   /** Tokens reported per scale. Default 20. */
   top?: number;
+  /** Latents whose scales share one batched step. Default: as many as keep its logits within 64 MiB. */
+  latentsPerStep?: number;
 }
 
 export interface PatchscopeScale {
@@ -179,47 +181,63 @@ export interface PatchscopeResult {
   stable: { id: number; scales: number; prob: number }[];
 }
 
-function cloneKv(model: Transformer, kv: KvCache): KvCache {
-  const be = model.backend;
-  const copy = (t: Tensor | undefined) => (t ? be.scale(t, 1) : undefined);
-  return { length: kv.length, k: kv.k.map(copy), v: kv.v.map(copy) };
-}
+/** Logits (and probabilities) a Patchscope step may hold at once: latents are batched up to this. */
+const PATCHSCOPE_STEP_BYTES = 64 * 1024 * 1024;
 
 /**
  * Patchscope: the residual leaving block ℓ at each identity prompt's last token is replaced by s · latent,
- * and the next-token distribution read. The prompt prefix runs once into a KV cache; by causality only
- * the last token depends on the patch, so each scale runs one token.
+ * and the next-token distribution read, for each latent. By causality only the last token depends on the
+ * patch: each prompt's prefix runs once into a KV cache, which is repeated once per (latent, scale) row,
+ * and all the rows' last tokens then run as one batched step (several steps when the rows' logits would
+ * exceed PATCHSCOPE_STEP_BYTES). One result per latent.
  */
-export async function patchscope(model: Transformer, latent: Float32Array, layer: number, opts: PatchscopeOptions): Promise<PatchscopeResult> {
+export async function patchscope(model: Transformer, latents: readonly Float32Array[], layer: number, opts: PatchscopeOptions): Promise<PatchscopeResult[]> {
   const be = model.backend;
   checkLayer(model, layer);
   const d = model.config.dModel;
-  if (latent.length !== d) throw new RangeError(`a latent of ${latent.length} values for d_model ${d}`);
+  const V = model.config.vocab;
+  for (const latent of latents) if (latent.length !== d) throw new RangeError(`a latent of ${latent.length} values for d_model ${d}`);
   if (opts.prompts.length === 0) throw new RangeError('no identity prompts');
   opts.prompts.forEach((p) => checkIds(model, p));
   const scales = opts.scales ?? defaultPatchscopeScales();
-  const K = Math.min(opts.intersectionTopK ?? 100, model.config.vocab);
+  if (scales.length === 0) throw new RangeError('no scales');
+  if (latents.length === 0) return [];
+  const K = Math.min(opts.intersectionTopK ?? 100, V);
   const top = opts.top ?? 20;
   const name = hookName('resid_post', layer);
-  // sums[scale]: token → [prompts seen in top K, summed probability]
-  const sums = scales.map(() => new Map<number, [number, number]>());
+  const S = scales.length;
+  // Latents per step: at least one, as many as keep a step's [rows, V] logits within the budget.
+  const perStep = opts.latentsPerStep ?? Math.max(1, Math.floor(PATCHSCOPE_STEP_BYTES / (S * V * 4)));
+  if (!Number.isInteger(perStep) || perStep < 1) throw new RangeError(`latentsPerStep ${perStep} is not a positive integer`);
+  const groups: number[][] = [];
+  for (let i = 0; i < latents.length; i += perStep) groups.push(Array.from({ length: Math.min(perStep, latents.length - i) }, (_, j) => i + j));
+  // sums[latent][scale]: token → [prompts seen in top K, summed probability]
+  const sums = latents.map(() => scales.map(() => new Map<number, [number, number]>()));
+  const total = opts.prompts.length * groups.length;
   let done = 0;
   for (const prompt of opts.prompts) {
-    const kv = model.newKvCache();
+    const prefix = model.newKvCache();
     try {
       if (prompt.length > 1) {
-        const { logits } = model.forward([prompt.slice(0, -1)], { kvCache: kv, lastPositionOnly: true });
+        const { logits } = model.forward([prompt.slice(0, -1)], { kvCache: prefix, lastPositionOnly: true });
         if (logits) be.dispose(logits);
       }
       const last = prompt[prompt.length - 1]!;
-      for (let si = 0; si < scales.length; si++) {
+      for (const group of groups) {
         opts.signal?.throwIfAborted();
-        const s = scales[si]!;
-        const patch: HookFn = () => be.fromArray(Float32Array.from(latent, (x) => x * s), [1, 1, d]);
-        const step = cloneKv(model, kv);
-        let probs: Tensor | undefined;
+        const rows = group.length * S;
+        const patched = new Float32Array(rows * d);
+        group.forEach((li, gi) => {
+          const latent = latents[li]!;
+          scales.forEach((s, si) => {
+            for (let j = 0; j < d; j++) patched[(gi * S + si) * d + j] = latent[j]! * s;
+          });
+        });
+        const patch: HookFn = () => be.fromArray(patched, [rows, 1, d]);
+        const step = model.repeatKvCache(prefix, rows);
+        let probs: Tensor;
         try {
-          const { logits } = model.forward([[last]], { kvCache: step, lastPositionOnly: true, hooks: { [name]: patch } });
+          const { logits } = model.forward(Array.from({ length: rows }, () => [last]), { kvCache: step, lastPositionOnly: true, hooks: { [name]: patch } });
           probs = be.softmax(logits!);
           be.dispose(logits!);
         } finally {
@@ -229,20 +247,27 @@ export async function patchscope(model: Transformer, latent: Float32Array, layer
         be.dispose(probs);
         const values = await readF32(be, t.values);
         const ids = await readI32(be, t.indices);
-        const m = sums[si]!;
-        for (let j = 0; j < K; j++) {
-          const e = m.get(ids[j]!) ?? [0, 0];
-          e[0]++;
-          e[1] += values[j]!;
-          m.set(ids[j]!, e);
-        }
-        opts.onProgress?.({ stage: 'patchscope', done: ++done, total: scales.length * opts.prompts.length });
+        group.forEach((li, gi) => {
+          for (let si = 0; si < S; si++) {
+            const m = sums[li]![si]!;
+            for (let j = (gi * S + si) * K; j < (gi * S + si + 1) * K; j++) {
+              const e = m.get(ids[j]!) ?? [0, 0];
+              e[0]++;
+              e[1] += values[j]!;
+              m.set(ids[j]!, e);
+            }
+          }
+        });
+        opts.onProgress?.({ stage: 'patchscope', done: ++done, total });
       }
     } finally {
-      model.disposeKvCache(kv);
+      model.disposeKvCache(prefix);
     }
   }
-  const n = opts.prompts.length;
+  return sums.map((perLatent) => patchscopeResult(perLatent, scales, opts.prompts.length, top));
+}
+
+function patchscopeResult(sums: Map<number, [number, number]>[], scales: readonly number[], n: number, top: number): PatchscopeResult {
   const perScale = scales.map((scale, si): PatchscopeScale => {
     const kept = [...sums[si]!].filter(([, [count]]) => count === n).map(([id, [, p]]) => ({ id, prob: p / n }));
     kept.sort((a, b) => b.prob - a.prob || a.id - b.id);
@@ -356,12 +381,17 @@ export async function activationDifferenceLens(input: PairInput, samples: readon
         const lens = await signedLens(ft, delta, { k: top });
         const consistency = diff.consistency[pi]!.reduce((a, b) => a + b, 0) / diff.samples;
         const norm = Math.sqrt(delta.reduce((a, x) => a + x * x, 0));
-        const entry: AdlPosition = { position, consistency, norm, ...lens };
-        if (opts.patchscope && norm > 0) {
-          const latent = diff.ftNorm === undefined ? delta : rescale(delta, diff.ftNorm);
-          entry.patchscope = await patchscope(ft, latent, diff.layer, { ...opts.patchscope, top, ...(opts.signal ? { signal: opts.signal } : {}) });
-        }
-        positions.push(entry);
+        positions.push({ position, consistency, norm, ...lens });
+      }
+      if (opts.patchscope) {
+        // One Patchscope over every non-zero δ_p, so their scales share each batched step.
+        const scoped = positions.filter((p) => p.norm > 0);
+        const latents = scoped.map((p) => {
+          const delta = diff.delta[diff.positions.indexOf(p.position)]!;
+          return diff.ftNorm === undefined ? delta : rescale(delta, diff.ftNorm);
+        });
+        const results = await patchscope(ft, latents, diff.layer, { ...opts.patchscope, top, ...(opts.signal ? { signal: opts.signal } : {}) });
+        scoped.forEach((p, i) => (p.patchscope = results[i]!));
       }
       return { layer: diff.layer, samples: diff.samples, ftNorm: diff.ftNorm, positions, difference: diff };
     },

@@ -2,10 +2,12 @@
 import { pathFileSet, pathSource } from '../../io/node-source.ts';
 import { readEntryF32, readSafetensorsHeader } from '../../io/safetensors.ts';
 import { readHfTokenizer, type Tokenizer } from '../../io/tokenizer.ts';
-import type { Backend } from '../../model/backend.ts';
+import type { Backend, Tensor } from '../../model/backend.ts';
 import { loadModel } from '../../model/load.ts';
 import { readLoraAdapter } from '../../model/lora.ts';
-import type { ModelPair } from './run.ts';
+import { hookName, type KvCache, type Transformer } from '../../model/transformer.ts';
+import type { PatchscopeResult } from './adl.ts';
+import { readF32, type ModelPair } from './run.ts';
 
 export const FIXTURES = new URL('../../../test/fixtures/', import.meta.url).pathname;
 
@@ -71,4 +73,49 @@ export function softmaxRows(logits: Float32Array, V: number): Float64Array {
     for (let v = 0; v < V; v++) out[r * V + v] = Math.exp(logits[r * V + v]! - m) / s;
   }
   return out;
+}
+
+/**
+ * Patchscope's next-token distributions the unbatched way: for each prompt and scale, one single-token
+ * step over its own copy of the prompt prefix's KV cache. [prompt][scale] → probabilities [V] (float64).
+ */
+export async function patchscopePerScale(model: Transformer, latent: Float32Array, layer: number, prompts: readonly (readonly number[])[], scales: readonly number[]): Promise<Float64Array[][]> {
+  const be = model.backend;
+  const d = model.config.dModel;
+  const out: Float64Array[][] = [];
+  for (const prompt of prompts) {
+    const prefix = model.newKvCache();
+    if (prompt.length > 1) be.dispose(model.forward([prompt.slice(0, -1)], { kvCache: prefix, lastPositionOnly: true }).logits!);
+    const row: Float64Array[] = [];
+    for (const s of scales) {
+      const copy = (t: Tensor | undefined) => (t ? be.scale(t, 1) : undefined);
+      const step: KvCache = { length: prefix.length, k: prefix.k.map(copy), v: prefix.v.map(copy) };
+      const patch = () => be.fromArray(Float32Array.from(latent, (x) => x * s), [1, 1, d]);
+      const { logits } = model.forward([[prompt[prompt.length - 1]!]], { kvCache: step, lastPositionOnly: true, hooks: { [hookName('resid_post', layer)]: patch } });
+      model.disposeKvCache(step);
+      row.push(softmaxRows(await readF32(be, logits!), model.config.vocab));
+    }
+    model.disposeKvCache(prefix);
+    out.push(row);
+  }
+  return out;
+}
+
+/**
+ * A Patchscope run with intersectionTopK = V against per-scale distributions: every reported probability
+ * is the mean over the prompts, and the j-th reported token has the j-th largest mean (near-ties may swap).
+ */
+export function patchscopeMismatches(r: PatchscopeResult, reference: Float64Array[][], abs: number, rel: number): string[] {
+  const bad: string[] = [];
+  const near = (a: number, b: number) => Math.abs(a - b) <= abs + rel * Math.abs(b);
+  r.scales.forEach((s, si) => {
+    const V = reference[0]![si]!.length;
+    const mean = Float64Array.from({ length: V }, (_, v) => reference.reduce((a, p) => a + p[si]![v]!, 0) / reference.length);
+    const order = Float64Array.from(mean).sort().reverse();
+    s.top.forEach((t, j) => {
+      if (!near(t.prob, mean[t.id]!)) bad.push(`scale ${s.scale}: token ${t.id} has ${t.prob}, expected ${mean[t.id]}`);
+      if (!near(t.prob, order[j]!)) bad.push(`scale ${s.scale}: place ${j} holds ${t.prob}, expected ${order[j]}`);
+    });
+  });
+  return bad;
 }

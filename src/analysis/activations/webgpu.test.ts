@@ -10,7 +10,7 @@ import { adlDifferences, patchscope } from './adl.ts';
 import { differentialLogitLens } from './lens.ts';
 import { activationPatching, modelStitching } from './patching.ts';
 import type { ModelPair } from './run.ts';
-import { archPair } from './testing.ts';
+import { archPair, patchscopeMismatches, patchscopePerScale } from './testing.ts';
 
 const PROMPT = [105, 116, 158, 23, 27, 211];
 let gpu: ModelPair;
@@ -76,8 +76,19 @@ describe('activation analyses on WebGPU', () => {
     close(g.ftNorm!, c.ftNorm!, 1e-5, 1e-5);
     for (let p = 0; p < 3; p++) for (let j = 0; j < 64; j++) close(g.delta[p]![j]!, c.delta[p]![j]!, 1e-5, 1e-4);
     const opts = { prompts: [[5, 6, 7, 8]], scales: [1, 10], intersectionTopK: 20, top: 5 };
-    const gp = await patchscope(gpu.ft, c.delta[2]!, 2, opts);
-    const cp = await patchscope(cpu.ft, c.delta[2]!, 2, opts);
-    for (let s = 0; s < 2; s++) cp.scales[s]!.top.forEach((t, j) => close(gp.scales[s]!.top[j]!.prob, t.prob, 1e-6, 1e-3));
+    const [gp] = await patchscope(gpu.ft, [c.delta[2]!], 2, opts);
+    const [cp] = await patchscope(cpu.ft, [c.delta[2]!], 2, opts);
+    for (let s = 0; s < 2; s++) cp!.scales[s]!.top.forEach((t, j) => close(gp!.scales[s]!.top[j]!.prob, t.prob, 1e-6, 1e-3));
+  });
+
+  it('Patchscope\'s batched step over the repeated prefix cache equals one step per scale, and the CPU backend', async () => {
+    const V = gpu.ft.config.vocab;
+    const latent = Float32Array.from({ length: 64 }, (_, i) => Math.cos(0.7 * i) * 2);
+    const prompts = [[11, 45, 12, 200, 45, 12, 7], [9], [30, 31, 32]];
+    const scales = [0.5, 1, 3, 20, 200];
+    const opts = { prompts, scales, intersectionTopK: V, top: 8 };
+    const [g] = await patchscope(gpu.ft, [latent], 1, opts);
+    expect(patchscopeMismatches(g!, await patchscopePerScale(gpu.ft, latent, 1, prompts, scales), 1e-6, 1e-4)).toEqual([]);
+    expect(patchscopeMismatches(g!, await patchscopePerScale(cpu.ft, latent, 1, prompts, scales), 1e-6, 1e-3)).toEqual([]);
   });
 });
