@@ -3,7 +3,7 @@
 // fine-tuned model's logit lens (both signs), through a Patchscope on identity prompts, and used to steer.
 // h is blocks.ℓ.hook_resid_post (the decoder layer's output, as the reference reads it).
 import type { Tensor } from '../../model/backend.ts';
-import { hookName, type HookFn, type KvCache, type Transformer } from '../../model/transformer.ts';
+import { hookName, type HookFn, type Transformer } from '../../model/transformer.ts';
 import { lensTop, type LensOptions } from './lens.ts';
 import { checkPairInput, runPairedPasses, withModel, type PairInput } from './passes.ts';
 import { captureActivations, checkIds, checkLayer, cosine, DEFAULT_BATCH_SIZE, disposeAll, equalLengthBatches, readF32, readI32, type RunOptions } from './run.ts';
