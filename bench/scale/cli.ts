@@ -91,7 +91,7 @@ export async function runCliSteps(model: ScaleModel, steps: readonly Step[], opt
         peak = Math.max(peak, r.peakBytes ?? 0);
         mode = modeOf(r.json) ?? mode;
         if (r.code !== 0 || r.json === null) {
-          failure = r.stoppedLow ? 'stopped: available memory fell below 2 GiB' : r.code === null ? `killed after ${(r.ms / 1000).toFixed(0)} s (time limit)` : `exit ${r.code}: ${r.stderrTail}`;
+          failure = r.stoppedLow ? 'stopped: available memory fell below 2 GiB' : r.code === null ? `killed after ${(r.ms / 1000).toFixed(0)} s (time limit, or by hand)` : `exit ${r.code}: ${r.stderrTail}`;
           break;
         }
         if (step === 'crosscoder') {

@@ -81,6 +81,15 @@ export const scaleBench: Bench = {
     const envs = args.envs;
     const stepTimeoutMs = (args.stepTimeoutS ?? STEP_TIMEOUT_S) * 1000;
     const runs: ModelRun[] = [];
+    // Written after each front end's run, so a stopped bench keeps what it measured.
+    let path = '';
+    const save = (run: ModelRun) => {
+      runs.push(run);
+      path = writeResults('scale', {
+        note: 'runs merge by model and front end; each run carries its own date, commit and load',
+        runs: [...previousRuns().filter((p) => !runs.some((r) => r.model === p.model && r.env === p.env)), ...runs],
+      });
+    };
     const appDir = envs.includes('browser') ? await buildApp() : null;
     try {
       for (const preset of models) {
@@ -95,25 +104,21 @@ export const scaleBench: Bench = {
           if (available < model.pairBytes + HEADROOM_BYTES) {
             const skipped = `${fmt(gib(available))} GiB available, under the stored pair + ${gib(HEADROOM_BYTES)} GiB (${fmt(gib(model.pairBytes + HEADROOM_BYTES))} GiB)`;
             log(`  ${env}: ${skipped}`);
-            runs.push({ ...base, loadAtEnd: loadText(), steps: [], skipped });
+            save({ ...base, loadAtEnd: loadText(), steps: [], skipped });
             continue;
           }
           if (env === 'chromium') {
             const r = await runApp(model, steps, { appDir: appDir!, stepTimeoutMs, log });
-            runs.push({ ...base, loadAtEnd: loadText(), browser: r.browser, steps: r.results });
+            save({ ...base, loadAtEnd: loadText(), browser: r.browser, steps: r.results });
           } else {
             const results = await runCliSteps(model, steps, { stepTimeoutMs, log });
-            runs.push({ ...base, loadAtEnd: loadText(), steps: results });
+            save({ ...base, loadAtEnd: loadText(), steps: results });
           }
         }
       }
     } finally {
       if (appDir) removeApp(appDir);
     }
-    const path = writeResults('scale', {
-      note: 'runs merge by model and front end; each run carries its own date, commit and load',
-      runs: [...previousRuns().filter((p) => !runs.some((r) => r.model === p.model && r.env === p.env)), ...runs],
-    });
     console.log(`== scale (this run)\n${scaleTable(runs)}\n\n${runs.map((r) => `${r.model} ${r.env} (commit ${r.commit ?? '?'}${r.srcDirty ? ', src modified' : ''}): ${r.loadAtStart} at start, ${r.loadAtEnd} at end${r.browser ? `; Chromium ${r.browser}` : ''}`).join('\n')}\n`);
     console.log(`wrote ${path}`);
   },

@@ -1,7 +1,7 @@
 // What each scale run feeds both front ends: the generated pair with a tokenizer beside each model
 // (hard links to the generated files, so nothing is copied or regenerated), a prompt of 16 tokens,
 // and the demo's corpora.
-import { copyFileSync, linkSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { PRESETS, type RandomModelSpec } from '../../scripts/make-random-model.ts';
 import { pathFileSet } from '../../src/io/node-source.ts';
@@ -43,12 +43,18 @@ export async function scaleModel(preset: string, log: (line: string) => void): P
   const generated = randomModel(preset, log);
   const tok = tokenizerFor(spec);
   const dir = join(MODELS_DIR, 'scale-inputs', preset);
-  rmSync(dir, { recursive: true, force: true });
+  // Made in place (another run may be reading these folders): a link is replaced only when it no longer is the generated file.
   for (const role of ['base', 'ft']) {
     const out = join(dir, role);
     mkdirSync(out, { recursive: true });
-    for (const f of readdirSync(join(generated, role))) linkSync(join(generated, role, f), join(out, f));
-    if (tok) for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(tok.dir, f), join(out, f));
+    for (const f of readdirSync(join(generated, role))) {
+      const from = join(generated, role, f);
+      const to = join(out, f);
+      if (statSync(to, { throwIfNoEntry: false })?.ino === statSync(from).ino) continue;
+      rmSync(to, { force: true });
+      linkSync(from, to);
+    }
+    if (tok) for (const f of ['tokenizer.json', 'tokenizer_config.json']) if (!existsSync(join(out, f))) copyFileSync(join(tok.dir, f), join(out, f));
   }
   const base = join(dir, 'base');
   const ft = join(dir, 'ft');
