@@ -94,6 +94,8 @@ export async function runApp(model: ScaleModel, steps: readonly Step[], opts: { 
         return true;
       } catch (e) {
         const progress = await page.locator('.run-status').allTextContents().catch(() => []);
+        // A task left running would hold the worker during the next step: cancel what still runs.
+        for (const cancel of await page.locator('.run-status button[data-testid$="-cancel"]').all().catch(() => [])) await cancel.click({ timeout: 5000 }).catch(() => undefined);
         const why = stoppedLow ? 'stopped: available memory fell below 2 GiB' : e instanceof Error ? e.message.split('\n')[0]! : String(e);
         const message = progress.length > 0 ? `${why} (then: ${progress.join(' | ')})` : why;
         results.push({ step, ms: null, peakBytes: sampler.peakBytes(), mode: await memoryMode(page).catch(() => null), note: `failed after ${((performance.now() - t0) / 1000).toFixed(0)} s: ${message}` });
