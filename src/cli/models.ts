@@ -230,8 +230,9 @@ export function stderrProgress(): (p: Progress) => void {
   };
 }
 
+/** A token's text, or null (shown as #id) without a tokenizer or for an id past it: a model's vocabulary may be padded beyond its tokenizer's (Qwen2.5: 151,936 rows, 151,665 tokens). */
 export function tokenText(tokenizer: Tokenizer | undefined, id: number): string | null {
-  return tokenizer ? tokenizer.decodeToken(id) : null;
+  return tokenizer && id < tokenizer.vocabSize ? tokenizer.decodeToken(id) : null;
 }
 
 export function tokenProbs(tokenizer: Tokenizer | undefined, ids: ArrayLike<number>, probs: ArrayLike<number>, from: number, k: number): { id: number; token: string | null; prob: number }[] {
