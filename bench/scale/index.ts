@@ -52,6 +52,11 @@ function previousRuns(): ModelRun[] {
   }
 }
 
+/** A new run replaces an earlier one of the same model and front end when it measured every step that one did. */
+function replaces(run: ModelRun, earlier: ModelRun): boolean {
+  return run.model === earlier.model && run.env === earlier.env && earlier.steps.every((s) => run.steps.some((n) => n.step === s.step));
+}
+
 function pick<T extends string>(given: readonly string[] | undefined, all: readonly T[], flag: string): T[] {
   if (!given) return [...all];
   for (const g of given) if (!(all as readonly string[]).includes(g)) throw new Error(`${flag}: unknown "${g}" (have: ${all.join(', ')})`);
@@ -86,8 +91,8 @@ export const scaleBench: Bench = {
     const save = (run: ModelRun) => {
       runs.push(run);
       path = writeResults('scale', {
-        note: 'runs merge by model and front end; each run carries its own date, commit and load',
-        runs: [...previousRuns().filter((p) => !runs.some((r) => r.model === p.model && r.env === p.env)), ...runs],
+        note: 'a run replaces an earlier one of the same model and front end that measured no other step; each run carries its own date, commit and load',
+        runs: [...previousRuns().filter((p) => !runs.some((r) => replaces(r, p))), ...runs],
       });
     };
     const appDir = envs.includes('browser') ? await buildApp() : null;
