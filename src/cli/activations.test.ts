@@ -123,6 +123,30 @@ describe('neurodiff lens, patch, forward, inspect, steer', () => {
     }
   });
 
+  it('lens and patch with --memory-budget between one model and two: one model at a time, the same numbers; views needing both refuse', async () => {
+    type Out = { memory: { mode: string; reason: string; model_bytes: number; pair_bytes: number; budget_bytes: number } } & Record<string, unknown>;
+    const models = [join(DEMO, 'base'), join(DEMO, 'ocean/model')];
+    // The demo models hold 12.6 MB of float32 weights each: 0.015 GiB (16.1 MB) fits one, not two.
+    const budget = ['--memory-budget', '0.015'];
+    for (const args of [['lens', ...models, '--prompt', 'The boat sailed on the', '--top', '3'], ['patch', ...models, '--prompt', 'The sea was', '--kinds', 'resid_post,attn_out']]) {
+      const { memory: a, ...resident } = await json<Out>(args);
+      const { memory: b, ...sequential } = await json<Out>([...args, ...budget]);
+      expect([a.mode, b.mode]).toEqual(['resident', 'sequential']);
+      expect(b.budget_bytes).toBe(0.015 * 2 ** 30);
+      expect(b.model_bytes).toBeLessThan(b.budget_bytes);
+      expect(b.pair_bytes).toBeGreaterThan(b.budget_bytes);
+      expect(b.reason).toMatch(/^one model at a time: the pair needs 0\.02 GiB, over the budget of 0\.01 GiB \(the budget given\)/);
+      expect(sequential).toEqual(resident);
+    }
+    const refused = await cli(['kl', ...models, '--corpus', join(DEMO, 'generic_stories.txt'), ...budget]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.trim()).toBe('neurodiff: neurodiff kl needs both models loaded together, and they do not fit the memory budget together (one model at a time)');
+    const tiny = await cli(['lens', ...models, '--prompt', 'The', '--memory-budget', '0.001']);
+    expect(tiny.stderr).toMatch(/one model needs 0\.01 GiB of weights, over the memory budget of 0\.00 GiB \(the budget given\)/);
+    const bad = await cli(['lens', ...models, '--prompt', 'The', '--memory-budget', 'lots']);
+    expect([bad.code, bad.stderr.trim()]).toEqual([2, 'neurodiff: --memory-budget must be a positive number of GiB, got "lots"']);
+  });
+
   it('patch: recovery 1 for the last resid_post and stitching ends on the arch fixture', async () => {
     const out = await json<{
       kl_ft_base: number;

@@ -6,7 +6,7 @@ import type { Tokenizer } from '../io/tokenizer.ts';
 import type { Command } from './commands.ts';
 import { UsageError } from './errors.ts';
 import { jsonHint, num, outputWidth, pct, shownToken, table } from './format.ts';
-import { intOption, loadPairArgs, needTokenizer, numberList, optionalInt, pickBackend, rangeList, readCorpus, stderrProgress, str, tokenText, type Values } from './models.ts';
+import { intOption, pairRunnerArgs, needTokenizer, numberList, optionalInt, pickBackend, rangeList, readCorpus, stderrProgress, str, tokenText, type Values } from './models.ts';
 
 type Token = { id: number; token: string | null; prob: number };
 
@@ -57,7 +57,7 @@ export const adl: Command = {
     const scalesText = str(values, 'scales');
     const scales = scalesText === undefined ? undefined : numberList(scalesText, '--scales');
     const backend = await pickBackend(values);
-    const { pair, tokenizer: tok } = await loadPairArgs(positionals, backend, values, 'adl');
+    const { runner: pair, tokenizer: tok } = await pairRunnerArgs(positionals, backend, values, 'adl');
     const tokenizer = needTokenizer(tok, 'adl');
     const { layer, corpus, batchSize } = await corpusSamples(values, tokenizer, pair.base.config.nLayers);
     process.stderr.write(`adl: ${corpus.samples.length} samples of ${corpus.tokensPerSample} tokens (${corpus.tooShort} shorter lines skipped), layer ${layer}\n`);

@@ -25,7 +25,7 @@ export interface OpenedPair {
 /** `values`: the command's options (--tokenizer replaces the tokenizer found beside the models; --allow-nonfinite). */
 export async function openPair(basePath: string, ftPath: string, backend: Backend, values: Values, signal?: AbortSignal): Promise<OpenedPair> {
   const opened = await openPairAt(basePath, ftPath, values);
-  checkMemory(opened, backend);
+  checkMemory(opened, backend, values);
   const { base, ft } = opened.sources(backend);
   if (!opened.tokenizer) throw new FormatError(basePath, 'has no tokenizer (tokenizer.json, or one inside the GGUF / beside the llama2.c file), so the corpus cannot be tokenized; give one with --tokenizer');
   return { base, ft, tokenizer: opened.tokenizer, fingerprints: await opened.fingerprints(signal), nLayers: base.config.nLayers };

@@ -4,7 +4,7 @@ import { promptDifferences } from '../analysis/activations/differences.ts';
 import { differentialLogitLens } from '../analysis/activations/lens.ts';
 import type { Command } from './commands.ts';
 import { jsonHint, outputWidth, pct, shownToken, table } from './format.ts';
-import { intOption, loadPairArgs, pickBackend, promptIds, stderrProgress, tokenProbs, tokenText } from './models.ts';
+import { intOption, pairRunnerArgs, pickBackend, promptIds, stderrProgress, tokenProbs, tokenText } from './models.ts';
 
 interface LensJson {
   tokens: { id: number; token: string | null }[];
@@ -29,7 +29,7 @@ export const lens: Command = {
   async run(positionals, values): Promise<LensJson> {
     const top = intOption(values, 'top', 5, 1);
     const backend = await pickBackend(values);
-    const { pair, tokenizer } = await loadPairArgs(positionals, backend, values, 'lens');
+    const { runner: pair, tokenizer } = await pairRunnerArgs(positionals, backend, values, 'lens');
     const ids = promptIds(values, tokenizer);
     const r = await differentialLogitLens(pair, ids, { k: top, onProgress: stderrProgress() });
     const diff = await promptDifferences(pair, ids);

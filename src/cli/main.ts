@@ -27,7 +27,7 @@ async function main(argv: string[]): Promise<number> {
     args: rest,
     allowPositionals: true,
     strict: true,
-    options: { ...command.options, json: { type: 'boolean' }, 'allow-nonfinite': { type: 'boolean' }, debug: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: { ...command.options, json: { type: 'boolean' }, 'allow-nonfinite': { type: 'boolean' }, 'memory-budget': { type: 'string' }, debug: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
   };
   let parsed;
   try {

@@ -4,7 +4,8 @@ import { existsSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { corpusLines } from '../analysis/activations/corpus.ts';
-import type { ModelPair, Progress } from '../analysis/activations/run.ts';
+import { bothModels } from '../analysis/activations/passes.ts';
+import { checkPairConfigs, type ModelPair, type Progress } from '../analysis/activations/run.ts';
 import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { readLlama2cTokenizer } from '../io/llama2c.ts';
 import { pathFileSet, pathSource } from '../io/node-source.ts';
@@ -16,6 +17,7 @@ import type { WeightStore } from '../io/store.ts';
 import type { Backend } from '../model/backend.ts';
 import { loadModelFromStore } from '../model/load.ts';
 import { loraAdapterFromStore, type LoraAdapter } from '../model/lora.ts';
+import { PairedRunner } from '../model/paired.ts';
 import type { Transformer } from '../model/transformer.ts';
 import { planMemory, type MemoryPlan } from '../jobs/memory.ts';
 import { openPair, type OpenedPair } from '../jobs/pair.ts';
@@ -136,16 +138,48 @@ export async function openPairAt(basePath: string, ftPath: string, values: Value
   return opened;
 }
 
-/** Refuses, with the numbers, a pair whose models do not fit this machine's memory (os.totalmem()), before anything large is allocated. */
-export function checkMemory(opened: OpenedPair, backend: Backend): MemoryPlan {
-  return (runNotes.memory = planMemory(opened, { backend: backend.name === 'webgpu' ? 'webgpu' : 'cpu', hostBytes: totalmem() }));
+/** --memory-budget <GiB>: the bytes the two models' weights may take, instead of 60% of this machine's memory. */
+export function memoryBudgetOption(values: Values): number | undefined {
+  const v = str(values, 'memory-budget');
+  if (v === undefined) return undefined;
+  const gib = Number(v);
+  if (!(gib > 0 && Number.isFinite(gib))) throw new UsageError(`--memory-budget must be a positive number of GiB, got "${v}"`);
+  return gib * 2 ** 30;
 }
 
-/** `<base> <ft>` opened and both models loaded on `backend`. */
+/**
+ * The memory plan of the pair (both models resident, or one at a time) from this machine's memory
+ * (os.totalmem()) or --memory-budget; refuses, with the numbers, a model that fits neither way,
+ * before anything large is allocated.
+ */
+export function checkMemory(opened: OpenedPair, backend: Backend, values: Values): MemoryPlan {
+  return (runNotes.memory = planMemory(opened, { backend: backend.name === 'webgpu' ? 'webgpu' : 'cpu', hostBytes: totalmem(), budgetBytes: memoryBudgetOption(values) }));
+}
+
+export interface PairRunnerArgs {
+  /** Both models loaded on first use, or one at a time, as the memory plan says. */
+  runner: PairedRunner;
+  tokenizer: Tokenizer | undefined;
+  opened: OpenedPair;
+}
+
+/** `<base> <ft>` opened, for analyses that can run one model at a time (lens, adl, steer, patch). */
+export async function pairRunnerArgs(positionals: readonly string[], backend: Backend, values: Values, command: string): Promise<PairRunnerArgs> {
+  return pairRunner(await openPairArgs(positionals, values, command), backend, values);
+}
+
+/** An opened pair as a runner in its memory plan's mode. */
+export function pairRunner(opened: OpenedPair, backend: Backend, values: Values): PairRunnerArgs {
+  const plan = checkMemory(opened, backend, values);
+  const { base, ft } = opened.sources(backend);
+  checkPairConfigs(base.config, ft.config);
+  return { runner: new PairedRunner(base, ft, backend, { mode: plan.mode }), tokenizer: opened.tokenizer, opened };
+}
+
+/** `<base> <ft>` opened and both models loaded on `backend`; refused when the memory plan holds one model at a time. */
 export async function loadPairArgs(positionals: readonly string[], backend: Backend, values: Values, command: string): Promise<LoadedPair> {
-  const opened = await openPairArgs(positionals, values, command);
-  checkMemory(opened, backend);
-  return { pair: await opened.load(backend), tokenizer: opened.tokenizer, opened };
+  const { runner, tokenizer, opened } = await pairRunnerArgs(positionals, backend, values, command);
+  return { pair: await bothModels(runner, `neurodiff ${command}`), tokenizer, opened };
 }
 
 export function needTokenizer(tokenizer: Tokenizer | undefined, what: string): Tokenizer {

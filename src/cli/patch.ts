@@ -1,10 +1,10 @@
 // `neurodiff patch <base> <ft>`: cross-model activation patching per layer and hook kind (both
 // directions), and model stitching at every layer boundary (both orders), on one prompt.
 import { HOOK_KINDS, type HookKind } from '../analysis/activations/differences.ts';
-import { activationPatching, modelStitching, type PatchedLayers, type StitchingResult } from '../analysis/activations/patching.ts';
+import { patchAndStitch, type PatchedLayers, type StitchingResult } from '../analysis/activations/patching.ts';
 import type { Command } from './commands.ts';
 import { UsageError } from './errors.ts';
-import { loadPairArgs, pickBackend, promptIds, stderrProgress, str, tokenText } from './models.ts';
+import { pairRunnerArgs, pickBackend, promptIds, stderrProgress, str, tokenText } from './models.ts';
 
 type Recovery = { kind: HookKind; layers: { layer: number; kl: number; recovery: number }[] };
 type Stitch = { boundary: number; kl_from_ft: number; kl_from_base: number; loss: number }[];
@@ -33,13 +33,12 @@ export const patch: Command = {
     const positions = str(values, 'positions') ?? 'all';
     if (positions !== 'all' && positions !== 'last') throw new UsageError(`--positions must be all or last, got "${positions}"`);
     const backend = await pickBackend(values);
-    const { pair, tokenizer } = await loadPairArgs(positionals, backend, values, 'patch');
+    const { runner: pair, tokenizer } = await pairRunnerArgs(positionals, backend, values, 'patch');
     const ids = promptIds(values, tokenizer);
     const onProgress = stderrProgress();
-    const r = await activationPatching(pair, ids, { kinds: kinds as HookKind[], positions, onProgress });
-    const below = (lower: 'base' | 'ft') => modelStitching(pair, ids, { lower, positions, onProgress });
-    const sb = await below('base');
-    const sf = await below('ft');
+    const { patching: r, stitched } = await patchAndStitch(pair, ids, { kinds: kinds as HookKind[], positions, onProgress });
+    const sb = stitched.base!;
+    const sf = stitched.ft!;
     return {
       tokens: ids.map((id) => ({ id, token: tokenText(tokenizer, id) })),
       positions,

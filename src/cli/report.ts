@@ -5,7 +5,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { activationDifferenceLens, IDENTITY_PROMPTS, type TokenProb } from '../analysis/activations/adl.ts';
 import { HOOK_KINDS } from '../analysis/activations/differences.ts';
-import { activationPatching, modelStitching } from '../analysis/activations/patching.ts';
+import { patchAndStitch } from '../analysis/activations/patching.ts';
 import { toCsv, type Cell } from '../analysis/report/csv.ts';
 import { heatmapSvg, lineChartSvg } from '../analysis/report/svg.ts';
 import { mostChangedMatrix, spectrumChart, weightsHeatmap, weightsSummary, type WeightsSummary } from '../analysis/report/weights.ts';
@@ -16,7 +16,7 @@ import { CORPUS_OPTIONS, corpusSamples, type AdlJson } from './adl.ts';
 import type { Command } from './commands.ts';
 import { plural } from './format.ts';
 import { UsageError } from './errors.ts';
-import { checkMemory, filesAt, intOption, needTokenizer, openPairAt, pickBackend, readCorpus, stderrProgress, str, tokenText, type Values } from './models.ts';
+import { filesAt, pairRunner, intOption, needTokenizer, openPairAt, pickBackend, readCorpus, stderrProgress, str, tokenText, type Values } from './models.ts';
 
 export const REPORT_FORMAT = 'neurodiff-report';
 /** Small by default so a report takes seconds on small models; raise them for real ones. */
@@ -83,11 +83,12 @@ export const report: Command = {
     const onProgress = stderrProgress();
 
     const opened = await openPairAt(basePath, ftPath, values);
-    checkMemory(opened, backend);
+    const { runner } = pairRunner(opened, backend, values);
     process.stderr.write('report: weight diff\n');
     const diff = await weightsJob(opened, { topK }, { backend, onProgress: (p) => onProgress({ stage: `weights ${p.name}`, done: p.done, total: p.total }) });
 
-    const pair = await opened.load(backend);
+    // One model at a time where the memory plan says so: the ADL and patching both can.
+    const pair = runner;
     const tok = opened.tokenizer;
     const tokenizer = needTokenizer(tok, 'report');
     const { layer, corpus, batchSize } = await corpusSamples(values, tokenizer, pair.base.config.nLayers);
@@ -128,9 +129,9 @@ export const report: Command = {
     const ids = promptText === undefined ? corpus.samples[0]!.slice(0, DEFAULTS['prompt-tokens']) : tokenizer.encode(promptText);
     if (ids.length === 0) throw new UsageError('--prompt gives no tokens');
     process.stderr.write(`report: patching and stitching on ${ids.length} tokens\n`);
-    const patched = await activationPatching(pair, ids, { kinds: [...HOOK_KINDS], positions: 'all', onProgress });
-    const baseBelow = await modelStitching(pair, ids, { lower: 'base', positions: 'all', onProgress });
-    const ftBelow = await modelStitching(pair, ids, { lower: 'ft', positions: 'all', onProgress });
+    const { patching: patched, stitched } = await patchAndStitch(pair, ids, { kinds: [...HOOK_KINDS], positions: 'all', onProgress });
+    const baseBelow = stitched.base!;
+    const ftBelow = stitched.ft!;
     const recovery = (list: typeof patched.ftIntoBase): RecoveryJson[] => list.map((p) => ({ kind: p.kind, recovery: Array.from(p.recovery), kl: Array.from(p.kl) }));
 
     await mkdir(out, { recursive: true });

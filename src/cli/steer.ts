@@ -4,7 +4,7 @@ import { adlDifferences, steer as steerModels, steeringVector } from '../analysi
 import type { Command } from './commands.ts';
 import { CORPUS_OPTIONS, corpusSamples } from './adl.ts';
 import { UsageError } from './errors.ts';
-import { intOption, loadPairArgs, needTokenizer, numberList, pickBackend, stderrProgress, str } from './models.ts';
+import { intOption, pairRunnerArgs, needTokenizer, numberList, pickBackend, stderrProgress, str } from './models.ts';
 
 interface SteerJson {
   layer: number;
@@ -26,7 +26,7 @@ export const steer: Command = {
     const strengths = numberList(str(values, 'strengths') ?? '0,0.25,0.5,1', '--strengths');
     const maxNew = intOption(values, 'max-new', 40, 1);
     const backend = await pickBackend(values);
-    const { pair, tokenizer: tok } = await loadPairArgs(positionals, backend, values, 'steer');
+    const { runner: pair, tokenizer: tok } = await pairRunnerArgs(positionals, backend, values, 'steer');
     const tokenizer = needTokenizer(tok, 'steer');
     const { layer, corpus, batchSize } = await corpusSamples(values, tokenizer, pair.base.config.nLayers);
     const diff = await adlDifferences(pair, corpus.samples, { layer, positions: [position], batchSize, onProgress: stderrProgress() });

@@ -1,10 +1,11 @@
 // The CPU reference backend: every op of the Backend interface in plain TypeScript over typed arrays.
 // It is both the reference the WebGPU kernels are tested against and the command line's default
-// backend. f16 tensors (weights loaded with dtype 'f16') are held as float16 bits in a Uint16Array,
-// so that a model stays at its stored size: matrix products widen them per block inside the GEMM,
-// an embedding widens the rows it gathers, and any other op widens the whole tensor (vectors).
+// backend. f16 and bf16 tensors (weights in their stored precision) are held as float16 bits in a
+// Uint16Array or bfloat16 bits in a Bf16Bits, so that a model stays at its stored size: matrix
+// products widen them per block inside the GEMM, an embedding widens the rows it gathers, and any
+// other op widens the whole tensor (vectors).
 // Compute ops return f32. Reductions accumulate in float64 (JavaScript numbers).
-import { f16BitsIntoF32 } from '../io/chunks.ts';
+import { Bf16Bits, bf16FromF32, halfBitsIntoF32 } from '../io/chunks.ts';
 import { f32ToF16 } from '../io/dtype.ts';
 import {
   lensShape,
@@ -27,10 +28,12 @@ class CpuTensor implements Tensor {
   constructor(
     readonly shape: readonly number[],
     readonly dtype: DType,
-    /** f16: float16 bits; f32: values; i32: integers. */
-    readonly data: Float32Array | Int32Array | Uint16Array,
+    /** f16: float16 bits; bf16: bfloat16 bits (Bf16Bits); f32: values; i32: integers. Emptied by dispose. */
+    public data: Float32Array | Int32Array | Uint16Array,
   ) {}
 }
+
+const RELEASED = new Float32Array(0);
 
 function cpu(t: Tensor, op: string): CpuTensor {
   if (!(t instanceof CpuTensor)) throw new ShapeError(op, `tensor belongs to the ${t.backend} backend, not cpu`);
@@ -38,7 +41,7 @@ function cpu(t: Tensor, op: string): CpuTensor {
   return t;
 }
 
-/** The tensor's values as float32 (an f16 tensor is widened into a new array). */
+/** The tensor's values as float32 (an f16 or bf16 tensor is widened into a new array). */
 function floats(t: Tensor, op: string): Float32Array {
   const c = cpu(t, op);
   if (c.data instanceof Uint16Array) return widen(c.data);
@@ -46,7 +49,7 @@ function floats(t: Tensor, op: string): Float32Array {
   return c.data;
 }
 
-/** A float tensor's storage as it is: float32 values, or float16 bits (matrix products take both). */
+/** A float tensor's storage as it is: float32 values, or float16 / bfloat16 bits (matrix products take all three). */
 function stored(t: Tensor, op: string): Float32Array | Uint16Array {
   const c = cpu(t, op);
   if (c.data instanceof Int32Array) throw new ShapeError(op, `expects a float tensor, got ${c.dtype}`);
@@ -55,11 +58,13 @@ function stored(t: Tensor, op: string): Float32Array | Uint16Array {
 
 function widen(bits: Uint16Array): Float32Array {
   const out = new Float32Array(bits.length);
-  f16BitsIntoF32(bits, out);
+  halfBitsIntoF32(bits, out);
   return out;
 }
 
-function halfBits(src: Float32Array): Uint16Array {
+/** float32 values as the bits of a 16-bit dtype. */
+function halfBits(src: Float32Array, dtype: 'f16' | 'bf16'): Uint16Array {
+  if (dtype === 'bf16') return bf16FromF32(src);
   const out = new Uint16Array(src.length);
   for (let i = 0; i < src.length; i++) out[i] = f32ToF16(src[i]!);
   return out;
@@ -143,6 +148,7 @@ function activate(act: Activation): (x: number) => number {
 export function createCpuBackend(): Backend {
   const backend: Backend = {
     name: 'cpu',
+    bf16: true,
 
     fromArray(data, shape, dtype) {
       const n = numel(shape);
@@ -153,7 +159,7 @@ export function createCpuBackend(): Backend {
         return new CpuTensor([...shape], 'i32', data.slice());
       }
       const fl = data instanceof Float32Array ? data : Float32Array.from(data);
-      return new CpuTensor([...shape], dt, dt === 'f16' ? halfBits(fl) : fl.slice());
+      return new CpuTensor([...shape], dt, dt === 'f16' || dt === 'bf16' ? halfBits(fl, dt) : fl.slice());
     },
 
     async read(t) {
@@ -162,7 +168,11 @@ export function createCpuBackend(): Backend {
     },
 
     dispose(t) {
-      if (t instanceof CpuTensor) t.disposed = true;
+      // The storage goes now, even while something still holds the tensor (a released model's weights map).
+      if (t instanceof CpuTensor) {
+        t.disposed = true;
+        t.data = RELEASED;
+      }
     },
 
     matmul(a, b, opts) {
@@ -273,7 +283,7 @@ export function createCpuBackend(): Backend {
       for (let i = 0; i < ids.length; i++) {
         const id = ids[i]!;
         if (id < 0 || id >= V) throw new ShapeError('embedding', `token id ${id} is outside the vocabulary of ${V}`);
-        if (tv instanceof Uint16Array) f16BitsIntoF32(tv.subarray(id * D, id * D + D), out, i * D);
+        if (tv instanceof Uint16Array) halfBitsIntoF32(tv.subarray(id * D, id * D + D), out, i * D);
         else out.set(tv.subarray(id * D, id * D + D), i * D);
       }
       return f32(out, [...idsShape, D]);
@@ -328,7 +338,8 @@ export function createCpuBackend(): Backend {
       const [B, T, D] = seqShape(x, 'sliceSeq');
       if (!(0 <= start && start <= end && end <= T)) throw new ShapeError('sliceSeq', `rows [${start}, ${end}) of ${T}`);
       const L = end - start;
-      const out = c.data instanceof Int32Array ? new Int32Array(B * L * D) : c.data instanceof Uint16Array ? new Uint16Array(B * L * D) : new Float32Array(B * L * D);
+      const n = B * L * D;
+      const out = c.data instanceof Int32Array ? new Int32Array(n) : c.data instanceof Bf16Bits ? new Bf16Bits(n) : c.data instanceof Uint16Array ? new Uint16Array(n) : new Float32Array(n);
       for (let b = 0; b < B; b++) out.set(c.data.subarray((b * T + start) * D, (b * T + end) * D), b * L * D);
       return new CpuTensor([B, L, D], c.dtype, out);
     },
@@ -407,15 +418,16 @@ export function createCpuBackend(): Backend {
 
     createEmpty(shape, dtype) {
       if (!shape.every((d) => Number.isInteger(d) && d >= 0)) throw new ShapeError('createEmpty', `shape [${shape.join(', ')}] must hold non-negative integers`);
-      if (dtype !== 'f32' && dtype !== 'f16') throw new ShapeError('createEmpty', `dtype must be f32 or f16, got ${String(dtype)}`);
-      return new CpuTensor([...shape], dtype, dtype === 'f16' ? new Uint16Array(numel(shape)) : new Float32Array(numel(shape)));
+      if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'bf16') throw new ShapeError('createEmpty', `dtype must be f32, f16 or bf16, got ${String(dtype)}`);
+      const n = numel(shape);
+      return new CpuTensor([...shape], dtype, dtype === 'f16' ? new Uint16Array(n) : dtype === 'bf16' ? new Bf16Bits(n) : new Float32Array(n));
     },
 
     writeRows(t, rowStart, data) {
       const dst = stored(t, 'writeRows');
       const rowLength = numel(t.shape.slice(1));
       const start = checkRowWrite(t, rowStart, data, rowLength);
-      if (dst instanceof Uint16Array) dst.set(data instanceof Uint16Array ? data : halfBits(data), start);
+      if (t.dtype === 'f16' || t.dtype === 'bf16') dst.set(data instanceof Uint16Array ? data : halfBits(data, t.dtype), start);
       else dst.set(data as Float32Array, start);
     },
 
@@ -451,8 +463,10 @@ const invFreqCache = new Map<string, Float32Array>();
 function checkRowWrite(t: Tensor, rowStart: number, data: Float32Array | Uint16Array, rowLength: number): number {
   const rows = t.shape[0] ?? 1;
   const count = rowLength === 0 ? 0 : data.length / rowLength;
-  if (t.dtype === 'i32') throw new ShapeError('writeRows', 'expects an f32 or f16 tensor, got i32');
-  if (data instanceof Uint16Array && t.dtype !== 'f16') throw new ShapeError('writeRows', `float16 bits (Uint16Array) need an f16 tensor, got ${t.dtype}`);
+  if (t.dtype === 'i32') throw new ShapeError('writeRows', 'expects an f32, f16 or bf16 tensor, got i32');
+  if (data instanceof Bf16Bits ? t.dtype !== 'bf16' : data instanceof Uint16Array && t.dtype !== 'f16') {
+    throw new ShapeError('writeRows', `${data instanceof Bf16Bits ? 'bfloat16 bits (Bf16Bits) need a bf16' : 'float16 bits (Uint16Array) need an f16'} tensor, got ${t.dtype}`);
+  }
   if (!Number.isInteger(count) || !Number.isInteger(rowStart) || rowStart < 0 || rowStart + count > rows) {
     throw new ShapeError('writeRows', `${data.length} values from row ${rowStart} are not whole rows of ${rowLength} within [${t.shape.join(', ')}]`);
   }

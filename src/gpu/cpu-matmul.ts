@@ -2,14 +2,15 @@
 // about 50 GFLOP/s on one core here) where the engine has wasm SIMD, and the JavaScript kernels
 // below otherwise. These are register-tiled 4×4 so that each loaded value feeds four multiply-adds
 // (V8 keeps the sixteen accumulators in registers; about 6 GFLOP/s on one core) and sum in float64.
-// b may be float16 bits (a Uint16Array: weights kept in 16 bits), widened to float32 a block at a time.
-import { f16BitsIntoF32 } from '../io/chunks.ts';
+// b may be float16 bits (a Uint16Array) or bfloat16 bits (a Bf16Bits): weights kept in 16 bits,
+// widened to float32 a block at a time.
+import { halfBitsIntoF32 } from '../io/chunks.ts';
 import { wasmMatmul } from './cpu-wasm/gemm.ts';
 
-/** Values of float16 b widened per block in the JavaScript path. */
+/** Values of 16-bit b widened per block in the JavaScript path. */
 const HALF_BLOCK_VALUES = 1 << 16;
 
-/** c [M, N] = a [M, K] · b, b [K, N] or, with transposeB, b [N, K] (weights stored [out, in]); b float32 or float16 bits. */
+/** c [M, N] = a [M, K] · b, b [K, N] or, with transposeB, b [N, K] (weights stored [out, in]); b float32, or float16 or bfloat16 bits. */
 export function matmulInto(a: Float32Array, b: Float32Array | Uint16Array, c: Float32Array, M: number, N: number, K: number, transposeB: boolean): void {
   if (wasmMatmul(a, b, c, M, N, K, transposeB)) return;
   if (b instanceof Uint16Array) matmulHalf(a, b, c, M, N, K, transposeB);
@@ -17,7 +18,7 @@ export function matmulInto(a: Float32Array, b: Float32Array | Uint16Array, c: Fl
   else matmulPlain(a, b, c, M, N, K);
 }
 
-/** The JavaScript path for float16 b: blocks of output columns, b's block widened, multiplied, scattered into c. */
+/** The JavaScript path for 16-bit b: blocks of output columns, b's block widened, multiplied, scattered into c. */
 function matmulHalf(a: Float32Array, b: Uint16Array, c: Float32Array, M: number, N: number, K: number, transposeB: boolean): void {
   const nb = Math.max(1, Math.min(N, Math.floor(HALF_BLOCK_VALUES / Math.max(K, 1))));
   const wide = new Float32Array(nb * K);
@@ -27,10 +28,10 @@ function matmulHalf(a: Float32Array, b: Uint16Array, c: Float32Array, M: number,
     const w = wide.subarray(0, cols * K);
     const cb = block.subarray(0, M * cols);
     if (transposeB) {
-      f16BitsIntoF32(b.subarray(j0 * K, (j0 + cols) * K), w);
+      halfBitsIntoF32(b.subarray(j0 * K, (j0 + cols) * K), w);
       matmulTransB(a, w, cb, M, cols, K);
     } else {
-      for (let k = 0; k < K; k++) f16BitsIntoF32(b.subarray(k * N + j0, k * N + j0 + cols), w, k * cols);
+      for (let k = 0; k < K; k++) halfBitsIntoF32(b.subarray(k * N + j0, k * N + j0 + cols), w, k * cols);
       matmulPlain(a, w, cb, M, cols, K);
     }
     for (let i = 0; i < M; i++) c.set(cb.subarray(i * cols, (i + 1) * cols), i * N + j0);

@@ -59,6 +59,30 @@ export function bf16ToF16(src: Uint16Array): { bits: Uint16Array; overflow: numb
   return { bits, overflow };
 }
 
+/**
+ * bfloat16 bits, kept as they are stored: a Uint16Array that says its format (subarray and slice keep
+ * the class). Widening one is exact: the float32 with these bits as its upper half.
+ */
+export class Bf16Bits extends Uint16Array {}
+
+/** float16 bits, or bfloat16 bits (a Bf16Bits), → float32 values written into `out` from `offset`. */
+export function halfBitsIntoF32(bits: Uint16Array, out: Float32Array<ArrayBufferLike>, offset = 0): void {
+  if (!(bits instanceof Bf16Bits)) return f16BitsIntoF32(bits, out, offset);
+  const wide = new Uint32Array(out.buffer, out.byteOffset + offset * 4, bits.length);
+  for (let i = 0; i < bits.length; i++) wide[i] = bits[i]! << 16;
+}
+
+/** float32 values → bfloat16 bits, rounded to nearest (ties to even); NaNs stay NaNs. */
+export function bf16FromF32(values: Float32Array): Bf16Bits {
+  const wide = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Bf16Bits(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const x = wide[i]!;
+    out[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
 let f16Values: Float32Array | undefined;
 
 /** float16 bits → float32 values written into `out` from `offset`, by table lookup. */

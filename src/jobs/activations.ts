@@ -1,12 +1,16 @@
 // The activation jobs, as the analysis worker runs them: the pair is loaded once (an adapter
 // is merged into the base), then each request (lens, δ per token, ADL, steering, patching) runs on it.
+// When the memory plan holds one model at a time, nothing stays loaded: the lens, δ per token, ADL,
+// steering and patching load each model in turn (the same numbers); the other views need both at once
+// and say so.
 // Results carry the text of every token id they name, so the page never needs the tokenizer.
 import { adlDifferences, DEFAULT_ADL_POSITIONS, IDENTITY_PROMPTS, patchscope, rescale, signedLens, steer, steeringVector, type AdlDifference, type TokenProb } from '../analysis/activations/adl.ts';
 import { corpusLines, tokenizeCorpus, type TokenizedCorpus } from '../analysis/activations/corpus.ts';
 import { promptDifferences, type HookKind } from '../analysis/activations/differences.ts';
 import { differentialLogitLens, type LensTop } from '../analysis/activations/lens.ts';
-import { activationPatching, modelStitching, type PatchingResult, type PositionsCompared, type StitchingResult } from '../analysis/activations/patching.ts';
-import type { ModelPair, Progress } from '../analysis/activations/run.ts';
+import { patchAndStitch, type PatchingResult, type PositionsCompared, type StitchingResult } from '../analysis/activations/patching.ts';
+import { bothModels, withModel } from '../analysis/activations/passes.ts';
+import { checkPairConfigs, type Progress } from '../analysis/activations/run.ts';
 import { amplify, type AmplifiedSample, type AmplifyMode } from '../analysis/amplify/amplify.ts';
 import { attentionDiff, corpusAttentionDiff, headPatching, type HeadDiff, type HeadPatching, type LayerPatterns } from '../analysis/attention/attention.ts';
 import { corpusKl, type CorpusKlResult } from '../analysis/logit-diff/kl.ts';
@@ -15,6 +19,7 @@ import { activationDiffPca, type PcaHookKind, type PcaResult } from '../analysis
 import { FormatError } from '../io/source.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import type { Backend } from '../model/backend.ts';
+import { PairedRunner } from '../model/paired.ts';
 import type { JobContext } from './context.ts';
 import { needTokenizer, openPair, type OpenedPair, type PairFiles } from './pair.ts';
 
@@ -171,7 +176,8 @@ export interface PairInfo {
 }
 
 export interface LoadedPair {
-  pair: ModelPair;
+  /** Both models loaded, or one at a time, as the memory plan decided. */
+  runner: PairedRunner;
   tokenizer: Tokenizer;
   info: PairInfo;
   /** Tokenized corpora and ADL differences, kept for the steering of an ADL already run. */
@@ -186,14 +192,23 @@ export interface TaskOptions {
 
 const now = () => performance.now();
 
-/** Loads both models of an opened pair onto the context's backend (an adapter is merged into a second copy of the base). */
-export async function loadActivationPair(opened: OpenedPair, ctx: JobContext): Promise<LoadedPair> {
+const LOADING = { base: 'loading the base model', ft: 'loading the fine-tuned model' } as const;
+
+/**
+ * The pair on the context's backend: both models loaded now (an adapter is merged into a second copy of
+ * the base), or, one model at a time, each loaded when a job needs it. Progress goes to `ctx.onProgress`
+ * as it is when a model loads (the worker points it at the request running).
+ */
+export async function loadActivationPair(opened: OpenedPair, ctx: JobContext, mode: 'resident' | 'sequential' = 'resident'): Promise<LoadedPair> {
   const t0 = now();
   const tokenizer = needTokenizer(opened, 'the activation views tokenize text');
-  const pair = await opened.load(ctx.backend, { ...(ctx.signal ? { signal: ctx.signal } : {}), onProgress: (stage, done, total) => ctx.onProgress?.({ stage, done, total }) });
-  const c = pair.base.config;
+  const sources = opened.sources(ctx.backend, { onProgress: (side, done, total) => ctx.onProgress?.({ stage: side === 'ft' && opened.adapter ? 'merging the adapter into the base' : LOADING[side], done, total, label: side }) });
+  checkPairConfigs(sources.base.config, sources.ft.config);
+  const runner = new PairedRunner(sources.base, sources.ft, ctx.backend, { mode, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+  if (mode === 'resident') await runner.models();
+  const c = sources.base.config;
   return {
-    pair,
+    runner,
     tokenizer,
     info: { layers: c.nLayers, dModel: c.dModel, vocab: c.vocab, adapter: opened.adapter !== undefined, backend: ctx.backendName ?? 'unnamed backend', loadMs: now() - t0 },
     corpora: new Map(),
@@ -201,9 +216,10 @@ export async function loadActivationPair(opened: OpenedPair, ctx: JobContext): P
   };
 }
 
-/** Opens and loads both models onto `backend` (openPair, then loadActivationPair). */
-export async function openActivationPair(files: PairFiles, backend: Backend, backendName: string, opts: TaskOptions = {}): Promise<LoadedPair> {
-  return loadActivationPair(await openPair(files), { backend, backendName, ...opts });
+/** Opens the pair and loads both models onto `backend`, or none yet with mode 'sequential' (openPair, then loadActivationPair). */
+export async function openActivationPair(files: PairFiles, backend: Backend, backendName: string, opts: TaskOptions & { mode?: 'resident' | 'sequential' } = {}): Promise<LoadedPair> {
+  const { mode, ...ctx } = opts;
+  return loadActivationPair(await openPair(files), { backend, backendName, ...ctx }, mode);
 }
 
 function tokenTexts(tokenizer: Tokenizer, ids: Iterable<number>): TokenTexts {
@@ -245,36 +261,38 @@ function corpusSamples(loaded: LoadedPair, s: CorpusSettings): TokenizedCorpus {
 const differenceKey = (s: CorpusSettings, layer: number) => JSON.stringify([s.corpus.key, s.samples, s.tokensPerSample, layer]);
 
 export async function runActivationTask(loaded: LoadedPair, req: ActivationRequest, opts: TaskOptions = {}): Promise<ActivationResult> {
-  const { pair, tokenizer } = loaded;
+  const { runner, tokenizer } = loaded;
+  const both = (what: string) => bothModels(runner, what);
   const run = { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
   switch (req.task) {
     case 'lens': {
       const ids = promptTokens(tokenizer, req.prompt);
-      const r = await differentialLogitLens(pair, ids, { k: req.top, ...run });
+      const r = await differentialLogitLens(runner, ids, { k: req.top, ...run });
       return { task: 'lens', ids, layers: r.layers, positions: r.positions, base: r.base, ft: r.ft, kl: r.kl, direction: r.direction, tokens: tokenTexts(tokenizer, [...ids, ...r.base.ids, ...r.ft.ids]) };
     }
     case 'deltas': {
       const ids = promptTokens(tokenizer, req.prompt);
-      const r = await promptDifferences(pair, ids, { kind: req.kind, ...(opts.signal ? { signal: opts.signal } : {}) });
+      const r = await promptDifferences(runner, ids, { kind: req.kind, ...(opts.signal ? { signal: opts.signal } : {}) });
       return { task: 'deltas', ids, kind: r.kind, layers: r.layers, positions: r.positions, norm: r.norm, relative: r.relative, cosine: r.cosine, tokens: tokenTexts(tokenizer, ids) };
     }
     case 'adl': {
       const corpus = corpusSamples(loaded, req);
-      const diff = await adlDifferences(pair, corpus.samples, { layer: req.layer, positions: DEFAULT_ADL_POSITIONS, ...run });
+      const diff = await adlDifferences(runner, corpus.samples, { layer: req.layer, positions: DEFAULT_ADL_POSITIONS, ...run });
       loaded.differences.set(differenceKey(req, diff.layer), diff);
       const prompts = IDENTITY_PROMPTS.map((p) => tokenizer.encode(p));
       const ids: number[] = [];
       const positions: AdlPositionResult[] = [];
       // As activationDifferenceLens, with the Patchscope's progress reported over all positions.
+      await withModel(runner, 'ft', async (ft) => {
       for (const [pi, position] of diff.positions.entries()) {
         opts.signal?.throwIfAborted();
         const delta = diff.delta[pi]!;
-        const lens = await signedLens(pair.ft, delta, { k: req.top });
+        const lens = await signedLens(ft, delta, { k: req.top });
         const consistencyPerSample = diff.consistency[pi]!;
         const norm = Math.sqrt(delta.reduce((a, x) => a + x * x, 0));
         const ps =
           norm > 0
-            ? await patchscope(pair.ft, diff.ftNorm === undefined ? delta : rescale(delta, diff.ftNorm), diff.layer, {
+            ? await patchscope(ft, diff.ftNorm === undefined ? delta : rescale(delta, diff.ftNorm), diff.layer, {
                 prompts,
                 top: req.top,
                 ...(opts.signal ? { signal: opts.signal } : {}),
@@ -291,6 +309,7 @@ export async function runActivationTask(loaded: LoadedPair, req: ActivationReque
           patchscope: ps ? { scales: ps.scales.map((s) => ({ scale: s.scale, top: s.top })), stable: ps.stable } : null,
         });
       }
+      }, opts.signal);
       return { task: 'adl', layer: diff.layer, samples: diff.samples, tooShort: corpus.tooShort, tokensPerSample: corpus.tokensPerSample, ftNorm: diff.ftNorm ?? null, positions, tokens: tokenTexts(tokenizer, ids) };
     }
     case 'steer': {
@@ -298,7 +317,7 @@ export async function runActivationTask(loaded: LoadedPair, req: ActivationReque
       const key = differenceKey(req, req.layer);
       let diff = loaded.differences.get(key);
       if (!diff) {
-        diff = await adlDifferences(pair, corpusSamples(loaded, req).samples, { layer: req.layer, positions: DEFAULT_ADL_POSITIONS, ...run });
+        diff = await adlDifferences(runner, corpusSamples(loaded, req).samples, { layer: req.layer, positions: DEFAULT_ADL_POSITIONS, ...run });
         loaded.differences.set(key, diff);
       }
       const pi = diff.positions.indexOf(req.position);
@@ -306,7 +325,7 @@ export async function runActivationTask(loaded: LoadedPair, req: ActivationReque
       if (diff.ftNorm === undefined) throw new RangeError(`the steering norm is the mean ‖h_ft‖ at positions ≥ 5: samples of ${req.tokensPerSample} tokens are too short`);
       const v = steeringVector(diff.delta[pi]!, diff.ftNorm);
       const stop = tokenizer.eosId === undefined ? [] : [tokenizer.eosId];
-      const gens = await steer(pair, v, { layer: req.layer, strengths: req.strengths, prompt: promptIds, maxNewTokens: req.maxNew, stop, ...run });
+      const gens = await steer(runner, v, { layer: req.layer, strengths: req.strengths, prompt: promptIds, maxNewTokens: req.maxNew, stop, ...run });
       const text = (out: number[]) => tokenizer.decode(out.filter((id) => !stop.includes(id)));
       return {
         task: 'steer',
@@ -319,26 +338,24 @@ export async function runActivationTask(loaded: LoadedPair, req: ActivationReque
     }
     case 'patching': {
       const ids = promptTokens(tokenizer, req.prompt);
-      const patching = await activationPatching(pair, ids, { positions: req.positions, ...run });
-      const baseBelow = await modelStitching(pair, ids, { lower: 'base', positions: req.positions, ...run });
-      const ftBelow = await modelStitching(pair, ids, { lower: 'ft', positions: req.positions, ...run });
-      return { task: 'patching', ids, patching, baseBelow, ftBelow, tokens: tokenTexts(tokenizer, ids) };
+      const r = await patchAndStitch(runner, ids, { positions: req.positions, ...run });
+      return { task: 'patching', ids, patching: r.patching, baseBelow: r.stitched.base!, ftBelow: r.stitched.ft!, tokens: tokenTexts(tokenizer, ids) };
     }
     case 'mine': {
       const corpus = corpusSamples(loaded, req);
-      const result = await diffMining(pair, corpus.samples, { k: req.k, top: req.top, topics: req.topics, ...run });
+      const result = await diffMining(await both('diff mining'), corpus.samples, { k: req.k, top: req.top, topics: req.topics, ...run });
       const ids = [...result.tokens.map((t) => t.id), ...result.topics.flatMap((t) => t.tokens.map((x) => x.id))];
       return { task: 'mine', result, ...places(tokenizer, corpus, ids) };
     }
     case 'kl': {
       const corpus = corpusSamples(loaded, req);
-      const result = await corpusKl(pair, corpus.samples, { top: req.top, ...run });
+      const result = await corpusKl(await both('the corpus KL'), corpus.samples, { top: req.top, ...run });
       const ids = result.topContexts.flatMap((c) => [...c.baseTop, ...c.ftTop].map((t) => t.id));
       return { task: 'kl', result, ...places(tokenizer, corpus, ids) };
     }
     case 'pca': {
       const corpus = corpusSamples(loaded, req);
-      const r = await activationDiffPca(pair, corpus.samples, { layer: req.layer, kind: req.hook, components: req.components, ...run });
+      const r = await activationDiffPca(await both('the PCA of activation differences'), corpus.samples, { layer: req.layer, kind: req.hook, components: req.components, ...run });
       const components = r.components.map(({ direction: _, ...c }) => c);
       const ids = components.flatMap((c) => [...c.positiveTokens, ...c.negativeTokens].map((t) => t.id));
       return { task: 'pca', result: { ...r, components }, ...places(tokenizer, corpus, ids) };
@@ -346,11 +363,12 @@ export async function runActivationTask(loaded: LoadedPair, req: ActivationReque
     case 'amplify': {
       const ids = promptTokens(tokenizer, req.prompt);
       const stop = tokenizer.eosId === undefined ? [] : [tokenizer.eosId];
-      const samples = await amplify(pair, ids, { alphas: req.alphas, mode: req.mode, maxNew: req.maxNew, samples: req.samples, seed: req.seed, temperature: req.temperature, stop });
+      const samples = await amplify(await both('amplification'), ids, { alphas: req.alphas, mode: req.mode, maxNew: req.maxNew, samples: req.samples, seed: req.seed, temperature: req.temperature, stop });
       return { task: 'amplify', prompt: req.prompt, samples: samples.map((x) => ({ ...x, text: tokenizer.decode(x.ids.filter((id) => !stop.includes(id))) })) };
     }
     case 'attention': {
       const ids = promptTokens(tokenizer, req.prompt);
+      const pair = await both('the attention view');
       const onPrompt = await attentionDiff(pair, ids);
       let heads = onPrompt.heads;
       let corpusCount: number | null = null;

@@ -5,12 +5,9 @@
 // `session.call('name', args, { onProgress, signal })` (src/state/analysis-client.ts).
 import { loadCrosscoder, saveCrosscoder } from '../analysis/crosscoder/file.ts';
 import type { CrosscoderEngine } from '../analysis/crosscoder/engine.ts';
-import type { ModelPair } from '../analysis/activations/run.ts';
 import { blobSource } from '../io/source.ts';
 import type { Backend } from '../model/backend.ts';
-import { PairedRunner, type ModelSource } from '../model/paired.ts';
-import type { Transformer } from '../model/transformer.ts';
-import { runActivationTask, type ActivationRequest, type ActivationResult, type LoadedPair, type PairInfo } from './activations.ts';
+import { loadActivationPair, runActivationTask, type ActivationRequest, type ActivationResult, type LoadedPair, type PairInfo } from './activations.ts';
 import {
   analyseCrosscoder,
   collectForCrosscoder,
@@ -65,8 +62,10 @@ export interface WorkerState {
   backendName: string;
   memory: MemoryPlan;
   deps: WorkerDeps;
-  /** Both models loaded (resident mode), shared by every view; loaded on first use. */
+  /** The pair for every view (both models loaded on first use, or one at a time, as the plan says). */
   models: Promise<LoadedPair> | null;
+  /** Where loading progress goes: the request running when a model loads. */
+  progress: ((p: JobProgress) => void) | null;
   crosscoder: CrosscoderPair | null;
   collected: Collected | null;
   training: (Training & { trainMs: number; collectMs: number; engine: WorkerEngine | undefined }) | null;
@@ -78,52 +77,29 @@ export async function openWorkerState(files: PairFiles, options: WorkerOptions, 
   const made = await deps.makeBackend(options);
   const memory = planMemory(opened, { backend: made.kind, ...(made.limits ? { gpu: made.limits } : {}), hostBytes: deps.hostBytes?.() });
   // Status lines name the backend and the memory plan: "CPU in a worker; both models resident: …".
-  return { opened, backend: made.backend, backendName: `${made.name}; ${memory.reason}`, memory, deps, models: null, crosscoder: null, collected: null, training: null, analysis: null };
+  return { opened, backend: made.backend, backendName: `${made.name}; ${memory.reason}`, memory, deps, models: null, progress: null, crosscoder: null, collected: null, training: null, analysis: null };
 }
 
 const now = () => performance.now();
 
-/** The pair loaded once for every view. */
+/** The pair once for every view: both models loaded on first use, or (one model at a time) a runner that loads each in turn. */
 function models(s: WorkerState, ctx: CallContext): Promise<LoadedPair> {
+  s.progress = ctx.onProgress;
   if (!s.models) {
-    const t0 = now();
-    const tokenizer = needTokenizer(s.opened, 'the activation views tokenize text');
-    s.models = s.opened.load(s.backend, { onProgress: (stage, done, total) => ctx.onProgress({ stage, done, total }) }).then((pair: ModelPair) => {
-      const c = pair.base.config;
-      const info: PairInfo = { layers: c.nLayers, dModel: c.dModel, vocab: c.vocab, adapter: s.opened.adapter !== undefined, backend: s.backendName, loadMs: now() - t0 };
-      return { pair, tokenizer, info, corpora: new Map(), differences: new Map() };
-    });
+    s.models = loadActivationPair(s.opened, { backend: s.backend, backendName: s.backendName, onProgress: (p) => s.progress?.(p) }, s.memory.mode);
     s.models.catch(() => (s.models = null));
   }
   return s.models;
 }
 
-/** A source that hands over a model already loaded (its dispose is the worker's, at the end). */
-const sharedSource = (model: Promise<Transformer>, config: ModelSource['config'], label: string): ModelSource => ({
-  label,
-  config,
-  dtype: 'f32',
-  load: async () => {
-    const m = await model;
-    return Object.assign(Object.create(Object.getPrototypeOf(m) as object) as Transformer, m, { dispose: () => {} });
-  },
-});
-
-/** The crosscoder's paired runner: over the shared models when both fit, else one model at a time from the files. */
-function crosscoderPair(s: WorkerState, ctx: CallContext): CrosscoderPair {
+/** The crosscoder's paired runner: the same one as every view's, so the pair is held once. */
+async function crosscoderPair(s: WorkerState, ctx: CallContext): Promise<CrosscoderPair> {
   if (!s.crosscoder) {
     const tokenizer = needTokenizer(s.opened, 'crosscoders are trained on a tokenized corpus');
-    const fresh = s.opened.sources(s.backend, { onProgress: (label, done, total) => ctx.onProgress({ stage: 'loading', done, total: total || 1, label }) });
-    const c = fresh.base.config;
-    let runner: PairedRunner;
-    if (s.memory.mode === 'resident') {
-      const loaded = models(s, ctx);
-      runner = new PairedRunner(sharedSource(loaded.then((l) => l.pair.base), c, fresh.base.label), sharedSource(loaded.then((l) => l.pair.ft), fresh.ft.config, fresh.ft.label), s.backend);
-    } else {
-      runner = new PairedRunner(fresh.base, fresh.ft, s.backend, { memoryBudgetBytes: s.memory.budgetBytes });
-    }
-    s.crosscoder = { runner, tokenizer, info: { layers: c.nLayers, dModel: c.dModel, vocab: c.vocab, backend: s.backendName } };
+    const { runner, info } = await models(s, ctx);
+    s.crosscoder = { runner, tokenizer, info: { layers: info.layers, dModel: info.dModel, vocab: info.vocab, backend: s.backendName } };
   }
+  s.progress = (p) => ctx.onProgress({ ...p, stage: 'loading' });
   return s.crosscoder;
 }
 
@@ -234,7 +210,7 @@ async function runTraining(s: WorkerState, pair: CrosscoderPair, ctx: CallContex
 }
 
 async function crosscoderOp(s: WorkerState, op: CrosscoderOp, ctx: CallContext): Promise<CrosscoderOpResult> {
-  const pair = crosscoderPair(s, ctx);
+  const pair = await crosscoderPair(s, ctx);
   switch (op.kind) {
     case 'train': {
       dropTraining(s);

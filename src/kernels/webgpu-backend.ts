@@ -18,6 +18,7 @@ import {
   type LensHead,
   type LensReadout,
   type RopeParams,
+  type StorageType,
   type Tensor,
 } from '../model/backend.ts';
 import { getGpu, type GpuContext } from '../gpu/device.ts';
@@ -83,6 +84,7 @@ export async function createWebGpuBackend(): Promise<Backend> {
 
 class WebGpuBackend implements Backend {
   readonly name = 'webgpu' as const;
+  readonly bf16 = false;
   private readonly recorder: CommandRecorder;
   private readonly ropeTables = new Map<string, GpuTensor>();
 
@@ -367,7 +369,7 @@ class WebGpuBackend implements Backend {
     await this.recorder.sync();
   }
 
-  createEmpty(shape: readonly number[], dtype: 'f32' | 'f16'): Tensor {
+  createEmpty(shape: readonly number[], dtype: StorageType): Tensor {
     checkShape('createEmpty', shape);
     if (dtype !== 'f32' && dtype !== 'f16') throw new ShapeError('createEmpty', `dtype must be f32 or f16, got ${String(dtype)}`);
     this.ctx.assertAlive();

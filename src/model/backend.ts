@@ -11,7 +11,9 @@
 //   back to the host is asynchronous.
 // - Sequence tensors are [B, T, D] with D = heads × headDim for attention inputs.
 
-export type DType = 'f32' | 'f16' | 'i32';
+export type DType = 'f32' | 'f16' | 'bf16' | 'i32';
+/** How a weight matrix may be held: float32, or float16 / bfloat16 bits (2 bytes a value). */
+export type StorageType = 'f32' | 'f16' | 'bf16';
 
 export interface Tensor {
   readonly shape: readonly number[];
@@ -56,6 +58,8 @@ export interface AttentionParams {
 
 export interface Backend {
   readonly name: BackendName;
+  /** createEmpty takes 'bf16' (weights kept as their stored bfloat16 bits); without it they load as f16. */
+  readonly bf16: boolean;
 
   /** Copies host data into a new tensor. f16 tensors are created from f32 data (rounded). */
   fromArray(data: Float32Array | Int32Array, shape: readonly number[], dtype?: DType): Tensor;
@@ -127,11 +131,12 @@ export interface Backend {
    * binding is kept as row blocks, which embedding (as the table), matmul/linear (as b, transposed),
    * logitLens (as an unembedding), read and dispose accept; other ops refuse it.
    */
-  createEmpty(shape: readonly number[], dtype: 'f32' | 'f16'): Tensor;
+  createEmpty(shape: readonly number[], dtype: StorageType): Tensor;
   /**
    * Writes whole rows (first dimension) from `rowStart` into a tensor from createEmpty that no op has
-   * used yet. f16 tensors take float16 bit patterns (Uint16Array) as well as float32 values; on
-   * WebGPU an f16 write must start at an even element.
+   * used yet. f16 tensors take float16 bit patterns (Uint16Array) as well as float32 values, bf16
+   * tensors bfloat16 bits (Bf16Bits) or float32 values (rounded); on WebGPU an f16 write must start
+   * at an even element.
    */
   writeRows(t: Tensor, rowStart: number, data: Float32Array | Uint16Array): void;
 

@@ -1,8 +1,10 @@
 // Loading: config → converter → tensors streamed from the store to the backend. A matrix in its
 // stored orientation is read in row chunks of about `chunkBytes` into a tensor from
-// backend.createEmpty (on WebGPU, row blocks when it exceeds one storage binding); F16/BF16
-// checkpoints go to f16 storage as 16-bit patterns, never widened to float32 on the host. So the host
-// holds one chunk (plus its f16 copy) at a time. Vectors and matrices that must be transposed (GPT-2's
+// backend.createEmpty (on WebGPU, row blocks when it exceeds one storage binding). By default
+// (dtype 'stored') matrices keep their stored precision: F32 stays f32, F16 f16, BF16 bf16 where the
+// backend holds bfloat16 (the CPU backend) and f16 elsewhere, and GGUF's quantized blocks become f16,
+// so a model takes about its file's size; 16-bit checkpoints move as their bit patterns, never widened
+// to float32 on the host. So the host holds one chunk (plus its 16-bit copy) at a time. Vectors and matrices that must be transposed (GPT-2's
 // Conv1D) are small: they are read whole, transformed and uploaded with fromArray.
 //
 // f16 storage of values beyond float16's range (|x| ≥ 65520) would turn them into infinities: such a
@@ -11,9 +13,10 @@ import { bf16ToF16, f16Overflow, rowChunks } from '../io/chunks.ts';
 import { checkFinite, type FiniteOptions } from '../io/finite.ts';
 import { openSafetensorsFolder } from '../io/safetensors.ts';
 import { FormatError, readJson, type FileSet } from '../io/source.ts';
+import { Bf16Bits } from '../io/chunks.ts';
 import { formatBytes, readRowsF32, rowLayout, WHOLE_READ_MAX_BYTES, type StoredTensor, type WeightStore } from '../io/store.ts';
-import type { Backend, Tensor } from './backend.ts';
-import { estimateMemory, parseConfig, type ModelConfig } from './config.ts';
+import type { Backend, StorageType, Tensor } from './backend.ts';
+import { parseConfig, type ModelConfig } from './config.ts';
 import { convertNames, type WeightSource, type WeightSpec } from './convert.ts';
 import { mergeLora, type LoraAdapter, type LoraFactors, type LoraTarget } from './lora.ts';
 import { Transformer } from './transformer.ts';
@@ -27,13 +30,13 @@ export interface LoadOptions extends FiniteOptions {
    * large one after about every `chunkBytes`.
    */
   onProgress?: (bytesDone: number, bytesTotal: number, tensorName: string) => void;
-  /** Storage of matrices on the backend (vectors stay f32). Default f32. */
-  dtype?: 'f32' | 'f16';
+  /** Storage of matrices on the backend (vectors stay f32): their stored precision (see above), or all f32 or all f16. Default 'stored'. */
+  dtype?: LoadDType;
   /** A PEFT LoRA adapter merged into the weights as they load. */
   adapter?: LoraAdapter;
   /** File bytes read per step when streaming a matrix. Default DEFAULT_CHUNK_BYTES (64 MiB). */
   chunkBytes?: number;
-  /** Refuse to load (MemoryBudgetError) when the weights, as estimateMemory counts them, need more bytes. */
+  /** Refuse to load (MemoryBudgetError) when the weights, as residentBytes counts them, need more bytes. */
   memoryBudgetBytes?: number;
   /** Told when a tensor asked for as f16 is kept in f32 (values beyond float16's range). Default console.warn. */
   onWarning?: (message: string) => void;
@@ -50,11 +53,30 @@ export class MemoryBudgetError extends Error {
   }
 }
 
-/** Throws a MemoryBudgetError when the model's weights (estimateMemory) exceed `budgetBytes`. */
-export function checkMemoryBudget(config: ModelConfig, dtype: 'f32' | 'f16', budgetBytes: number | undefined, label: string): void {
+export type LoadDType = 'stored' | 'f32' | 'f16';
+
+/** How a matrix is held once loaded (before any fallback to f32 for values beyond float16's range). */
+export function residentType(stored: StoredTensor, dtype: LoadDType, bf16: boolean): StorageType {
+  if (dtype !== 'stored') return dtype;
+  if (stored.dtype === 'F32' || stored.dtype === 'F64') return 'f32';
+  return stored.dtype === 'BF16' && bf16 ? 'bf16' : 'f16';
+}
+
+/** Bytes a store's tensors take once loaded: matrices as residentType holds them, vectors as float32. */
+export function residentBytes(store: WeightStore, dtype: LoadDType, bf16: boolean): number {
+  let bytes = 0;
+  for (const t of store.tensors.values()) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    bytes += n * (t.shape.length >= 2 && residentType(t, dtype, bf16) !== 'f32' ? 2 : 4);
+  }
+  return bytes;
+}
+
+/** Throws a MemoryBudgetError when the store's weights, once loaded (residentBytes), exceed `budgetBytes`. */
+export function checkMemoryBudget(store: WeightStore, config: ModelConfig, dtype: LoadDType, bf16: boolean, budgetBytes: number | undefined): void {
   if (budgetBytes === undefined) return;
-  const needed = estimateMemory(config, dtype).weightBytes;
-  if (needed > budgetBytes) throw new MemoryBudgetError(`${label} (${config.modelType}, ${dtype})`, needed, budgetBytes);
+  const needed = residentBytes(store, dtype, bf16);
+  if (needed > budgetBytes) throw new MemoryBudgetError(`${store.label} (${config.modelType}, ${dtype})`, needed, budgetBytes);
 }
 
 /** A Hugging Face folder: config.json and model.safetensors (or shards). */
@@ -69,8 +91,8 @@ export async function loadModel(files: FileSet, backend: Backend, opts: LoadOpti
 /** Any weight store with Hugging Face tensor names, plus its (possibly synthesized) config.json object. */
 export async function loadModelFromStore(store: WeightStore, rawConfig: unknown, backend: Backend, opts: LoadOptions = {}, configLabel = 'config.json'): Promise<Transformer> {
   const config = parseConfig(rawConfig, configLabel);
-  const dtype = opts.dtype ?? 'f32';
-  checkMemoryBudget(config, dtype, opts.memoryBudgetBytes, store.label);
+  const dtype = opts.dtype ?? 'stored';
+  checkMemoryBudget(store, config, dtype, backend.bf16, opts.memoryBudgetBytes);
   checkLayerCount(store, config, configLabel);
   const specs = convertNames(config, new Set(store.tensors.keys()));
   checkSpecs(store, config, specs);
@@ -92,7 +114,7 @@ export async function loadModelFromStore(store: WeightStore, rawConfig: unknown,
         weights.set(spec.canonical, await loader.streamMatrix(spec, dtype));
       } else {
         if (whole?.name !== src.name) whole = { name: src.name, data: await loader.readWhole(src.name) };
-        weights.set(spec.canonical, loader.uploadWhole(spec, whole.data, spec.shape.length >= 2 ? dtype : 'f32'));
+        weights.set(spec.canonical, loader.uploadWhole(spec, whole.data, spec.shape.length >= 2 ? loader.storage(src.name, dtype, false) : 'f32'));
         if (lastPart.get(src.name) === i) await loader.uploadedWhole(src.name);
       }
       sources.set(spec.canonical, src);
@@ -123,11 +145,17 @@ class Loader {
     if (!(this.chunkBytes > 0)) throw new RangeError(`chunkBytes must be positive, got ${this.chunkBytes}`);
   }
 
+  /** How tensor `name` is held; one with an adapter's update merged in is new values, not stored bits: f16 or f32. */
+  storage(name: string, dtype: LoadDType, merged: boolean): StorageType {
+    const t = residentType(this.store.tensors.get(name)!, dtype, this.backend.bf16);
+    return merged && t === 'bf16' ? 'f16' : t;
+  }
+
   /** Rows of the stored tensor, chunk by chunk, into a tensor from createEmpty; f16 falls back to f32 on overflow. */
-  async streamMatrix(spec: WeightSpec, dtype: 'f32' | 'f16'): Promise<Tensor> {
+  async streamMatrix(spec: WeightSpec, dtype: LoadDType): Promise<Tensor> {
     const target = this.opts.adapter?.targets.get(spec.source.name);
     const lora = target ? { target, factors: await this.opts.adapter!.readFactors(target, this.opts.signal) } : undefined;
-    const t = this.backend.createEmpty(spec.shape, dtype);
+    const t = this.backend.createEmpty(spec.shape, this.storage(spec.source.name, dtype, lora !== undefined));
     if (await this.fillRows(t, spec, lora)) return t;
     this.backend.dispose(t);
     this.warn(`${this.store.label}: tensor "${spec.source.name}" has values beyond float16's range (±65504), so it is kept as float32`);
@@ -142,16 +170,16 @@ class Loader {
     const { rows, rowLength } = rowLayout(stored);
     const [first, last] = spec.source.rows ?? [0, rows];
     const rowBytes = rows === 0 ? 0 : stored.byteLength / rows;
-    const f16 = t.dtype === 'f16';
+    const want = t.dtype as StorageType;
     // A store without row reads reads the whole tensor for any chunk: then one chunk is cheapest.
     const chunkBytes = this.store.readRows ? this.chunkBytes : Math.max(this.chunkBytes, (last - first) * rowBytes);
     // f16 writes start at even elements: with rows of odd length, chunks take an even number of rows.
-    const chunks = rowChunks(first, last, rowBytes, chunkBytes, f16 && rowLength % 2 === 1 ? 2 : 1);
+    const chunks = rowChunks(first, last, rowBytes, chunkBytes, want === 'f16' && rowLength % 2 === 1 ? 2 : 1);
     let counted = 0;
     try {
       for (const [a, b] of chunks) {
         this.opts.signal?.throwIfAborted();
-        const data = await this.readChunk(stored, a, b, f16 ? 'f16' : 'f32', lora);
+        const data = await this.readChunk(stored, a, b, want, lora);
         if (!data) {
           // Counted bytes are read again into the f32 tensor: they count on top, so progress never goes back.
           this.bytesTotal += counted;
@@ -169,10 +197,14 @@ class Loader {
     }
   }
 
-  /** Rows [a, b) as f16 bits or float32 values; undefined when f16 storage would overflow. */
-  private async readChunk(stored: StoredTensor, a: number, b: number, want: 'f32' | 'f16', lora?: { target: LoraTarget; factors: LoraFactors }): Promise<Float32Array | Uint16Array | undefined> {
+  /** Rows [a, b) as f16 or bf16 bits or float32 values; undefined when f16 storage would overflow. */
+  private async readChunk(stored: StoredTensor, a: number, b: number, want: StorageType, lora?: { target: LoraTarget; factors: LoraFactors }): Promise<Float32Array | Uint16Array | undefined> {
     const { store } = this;
     const signal = this.opts.signal;
+    if (want === 'bf16' && !lora && store.readRowsHalf && stored.dtype === 'BF16') {
+      const raw = await store.readRowsHalf(stored.name, a, b, signal);
+      return new Bf16Bits(raw.buffer as ArrayBuffer, raw.byteOffset, raw.length);
+    }
     if (want === 'f16' && !lora && store.readRowsHalf && (stored.dtype === 'F16' || stored.dtype === 'BF16')) {
       const raw = await store.readRowsHalf(stored.name, a, b, signal);
       if (stored.dtype === 'F16') return raw;
@@ -196,7 +228,7 @@ class Loader {
     return target ? mergeLora(data, stored.shape, target, await this.opts.adapter!.readFactors(target, this.opts.signal)) : data;
   }
 
-  uploadWhole(spec: WeightSpec, data: Float32Array, dtype: 'f32' | 'f16'): Tensor {
+  uploadWhole(spec: WeightSpec, data: Float32Array, dtype: StorageType): Tensor {
     const { name } = spec.source;
     const stored = this.store.tensors.get(name)!;
     const values = transform(data, stored.shape, spec.source);

@@ -2,32 +2,37 @@
 // activations of both, batch by batch. When both models' weights fit the memory budget they stay
 // loaded together; otherwise the base runs over every batch first (its captures read back to the
 // host), is released, and the fine-tune runs second.
+import { openSafetensorsFolder } from '../io/safetensors.ts';
 import type { FileSet } from '../io/source.ts';
 import type { WeightStore } from '../io/store.ts';
 import type { Backend, Tensor } from './backend.ts';
-import { estimateMemory, parseConfig, type ModelConfig } from './config.ts';
-import { loadModel, loadModelFromStore, readModelConfig, type LoadOptions } from './load.ts';
+import { parseConfig, type ModelConfig } from './config.ts';
+import { loadModel, loadModelFromStore, readModelConfig, residentBytes, type LoadOptions } from './load.ts';
 import type { TokenInput, Transformer } from './transformer.ts';
 
 export interface ModelSource {
   readonly label: string;
   readonly config: ModelConfig;
-  /** Storage of matrices once loaded, for the memory estimate. */
-  readonly dtype: 'f32' | 'f16';
+  /** Bytes of its weights once loaded (residentBytes), for the memory budget. */
+  readonly weightBytes: number;
   load(signal?: AbortSignal): Promise<Transformer>;
 }
 
 export async function folderSource(files: FileSet, backend: Backend, label: string, opts: LoadOptions = {}): Promise<ModelSource> {
   const config = await readModelConfig(files);
-  return { label, config, dtype: opts.dtype ?? 'f32', load: (signal) => loadModel(files, backend, signal ? { ...opts, signal } : opts) };
+  const weightBytes = residentBytes(await openSafetensorsFolder(files), opts.dtype ?? 'stored', backend.bf16);
+  return { label, config, weightBytes, load: (signal) => loadModel(files, backend, signal ? { ...opts, signal } : opts) };
 }
 
 export function storeSource(store: WeightStore, rawConfig: unknown, backend: Backend, label: string, opts: LoadOptions = {}): ModelSource {
   const config = parseConfig(rawConfig);
-  return { label, config, dtype: opts.dtype ?? 'f32', load: (signal) => loadModelFromStore(store, rawConfig, backend, signal ? { ...opts, signal } : opts) };
+  const weightBytes = residentBytes(store, opts.dtype ?? 'stored', backend.bf16);
+  return { label, config, weightBytes, load: (signal) => loadModelFromStore(store, rawConfig, backend, signal ? { ...opts, signal } : opts) };
 }
 
 export interface PairedOptions {
+  /** One model at a time or both resident, as a memory plan decided (src/jobs/memory.ts); wins over memoryBudgetBytes. */
+  mode?: 'resident' | 'sequential';
   /** Bytes the two models' weights may take together; above it they run one at a time. Default: no limit. */
   memoryBudgetBytes?: number;
   signal?: AbortSignal;
@@ -55,8 +60,8 @@ export class PairedRunner {
     readonly backend: Backend,
     private readonly opts: PairedOptions = {},
   ) {
-    const both = estimateMemory(base.config, base.dtype).weightBytes + estimateMemory(ft.config, ft.dtype).weightBytes;
-    this.mode = both <= (opts.memoryBudgetBytes ?? Infinity) ? 'resident' : 'sequential';
+    const both = base.weightBytes + ft.weightBytes;
+    this.mode = opts.mode ?? (both <= (opts.memoryBudgetBytes ?? Infinity) ? 'resident' : 'sequential');
   }
 
   /** Both models, loaded once and kept (resident mode only: analyses that mix the two within one pass, like patching). */

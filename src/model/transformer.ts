@@ -276,8 +276,9 @@ export class Transformer {
     }
   }
 
-  dispose(): void {
-    for (const t of this.weights.values()) this.backend.dispose(t);
+  /** Releases the weights, but those in `keep` (the caller disposes them later). */
+  dispose(keep: ReadonlySet<Tensor> = new Set()): void {
+    for (const t of this.weights.values()) if (!keep.has(t)) this.backend.dispose(t);
   }
 
   private captureTest(filter: HookFilter | undefined): (name: string) => boolean {

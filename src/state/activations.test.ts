@@ -48,14 +48,14 @@ describe('openActivationPair and the tasks', () => {
     expect([r.layers, r.positions, r.base.k, r.kl.length]).toEqual([6, T, 5, 6 * T]);
     for (const id of [...r.ids, ...r.base.ids, ...r.ft.ids]) expect(r.tokens[id]).toBe(loaded.tokenizer.decodeToken(id));
 
-    const logits = async (m: typeof loaded.pair.base) => {
+    const logits = async (m: Awaited<ReturnType<typeof loaded.runner.models>>['base']) => {
       const t = m.runWithHooks([r.ids], {})!;
       const data = (await backend.read(t)) as Float32Array;
       backend.dispose(t);
       return data;
     };
-    const lb = await logits(loaded.pair.base);
-    const lf = await logits(loaded.pair.ft);
+    const lb = await logits((await loaded.runner.models()).base);
+    const lf = await logits((await loaded.runner.models()).ft);
     const V = 4096;
     for (let t = 0; t < T; t++) {
       const row = 5 * T + t;
@@ -86,7 +86,7 @@ describe('openActivationPair and the tasks', () => {
     const direct = await loadModel(await pathFileSet(`${DEMO}/base`), backend, { adapter: await readLoraAdapter(await pathFileSet(`${DEMO}/space/adapter`)) });
     const ids = loaded.tokenizer.encode(PROMPT);
     const a = (await backend.read(direct.runWithHooks([ids], {})!)) as Float32Array;
-    const b = (await backend.read(loaded.pair.ft.runWithHooks([ids], {})!)) as Float32Array;
+    const b = (await backend.read((await loaded.runner.models()).ft.runWithHooks([ids], {})!)) as Float32Array;
     expect(a).toEqual(b);
   });
 
@@ -118,7 +118,7 @@ describe('openActivationPair and the tasks', () => {
     // Strength 0 adds nothing: each model's own greedy continuation.
     const ids = loaded.tokenizer.encode('Once upon a time');
     for (const role of ['base', 'ft'] as const) {
-      const greedy = await loaded.pair[role].generate(ids, 8);
+      const greedy = await (await loaded.runner.models())[role].generate(ids, 8);
       expect(s.generations[0]![role]).toBe(loaded.tokenizer.decode(greedy));
     }
     expect(s.generations[1]!.base).not.toBe(s.generations[0]!.base);
@@ -155,6 +155,36 @@ describe('openActivationPair and the tasks', () => {
 
 describe('the analysis worker, for the activation views', () => {
   const blobDemo = async (organism: 'ocean' | 'space') => ({ base: await blobFolder(`${DEMO}/base`), ft: await blobFolder(organism === 'ocean' ? `${DEMO}/ocean/model` : `${DEMO}/space/adapter`) });
+
+  it('holds one model at a time when the plan says so (a small host), with the numbers of both resident; views that need both say so', async () => {
+    const corpus = corpusRef('generic_stories.txt', STORIES);
+    const settings = { corpus, samples: 4, tokensPerSample: 12 };
+    const requests: ActivationRequest[] = [
+      { task: 'lens', prompt: PROMPT, top: 4 },
+      { task: 'deltas', prompt: PROMPT, kind: 'attn_out' },
+      { task: 'adl', layer: 2, top: 8, ...settings },
+      { task: 'steer', layer: 2, position: 1, prompt: 'The sea', strengths: [0, 6], maxNew: 4, ...settings },
+      { task: 'patching', prompt: 'The sea was', positions: 'last' },
+    ];
+    const answers = async (hostBytes: number) => {
+      const client = analysisClient(inProcessSpawn({ hostBytes: () => hostBytes }).spawn);
+      const runner = activationsRunner(client);
+      const files = await blobDemo('ocean');
+      const out = [];
+      for (const req of requests) out.push(await runner.run(files, req, () => {}, new AbortController().signal));
+      const refused = runner.run(files, { task: 'kl', top: 3, ...settings }, () => {}, new AbortController().signal);
+      return { out, refused };
+    };
+    const resident = await answers(64 * 2 ** 30);
+    // The demo pair holds 2 × 12.6 MB of float32 weights: 60% of 30 MB fits one model, not two.
+    const sequential = await answers(30e6);
+    expect(resident.out.map((a) => a.memory?.mode)).toEqual(requests.map(() => 'resident'));
+    expect(sequential.out.map((a) => a.memory?.mode)).toEqual(requests.map(() => 'sequential'));
+    expect(sequential.out[0]!.pair.backend).toMatch(/one model at a time: the pair needs/);
+    for (const [i, a] of sequential.out.entries()) expect(a.result, requests[i]!.task).toEqual(resident.out[i]!.result);
+    await resident.refused;
+    await expect(sequential.refused).rejects.toThrow('the corpus KL needs both models loaded together');
+  });
 
   it('loads once, answers requests in order, cancels a running one, keeps working, and the crosscoders reuse the loaded pair', async () => {
     const files = await blobDemo('ocean');

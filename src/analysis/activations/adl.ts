@@ -3,11 +3,10 @@
 // fine-tuned model's logit lens (both signs), through a Patchscope on identity prompts, and used to steer.
 // h is blocks.ℓ.hook_resid_post (the decoder layer's output, as the reference reads it).
 import type { Tensor } from '../../model/backend.ts';
-import { PairedRunner } from '../../model/paired.ts';
 import { hookName, type HookFn, type KvCache, type Transformer } from '../../model/transformer.ts';
 import { lensTop, type LensOptions } from './lens.ts';
-import { checkPairInput, runPairedPasses, type PairInput } from './passes.ts';
-import { captureActivations, checkIds, checkLayer, checkPair, cosine, DEFAULT_BATCH_SIZE, disposeAll, equalLengthBatches, readF32, readI32, type ModelPair, type RunOptions } from './run.ts';
+import { checkPairInput, runPairedPasses, withModel, type PairInput } from './passes.ts';
+import { captureActivations, checkIds, checkLayer, cosine, DEFAULT_BATCH_SIZE, disposeAll, equalLengthBatches, readF32, readI32, type RunOptions } from './run.ts';
 
 export interface TokenProb {
   id: number;
@@ -282,25 +281,37 @@ export function steeringVector(delta: Float32Array, ftNorm: number): Float32Arra
   return rescale(delta, ftNorm);
 }
 
-/** Greedy generations of both models, side by side, with strength · v added at layer ℓ at every position. */
-export async function steer(pair: ModelPair, v: Float32Array, opts: SteeringOptions): Promise<SteeredGeneration[]> {
-  const be = checkPair(pair);
-  checkLayer(pair.base, opts.layer);
-  checkIds(pair.base, opts.prompt);
-  const d = pair.base.config.dModel;
+/**
+ * Greedy generations of both models, side by side, with strength · v added at layer ℓ at every position.
+ * Each model generates on its own: one model at a time, the base does every strength, then the fine-tune.
+ */
+export async function steer(input: PairInput, v: Float32Array, opts: SteeringOptions): Promise<SteeredGeneration[]> {
+  const { backend: be, config } = checkPairInput(input);
+  checkLayer({ config }, opts.layer);
+  checkIds({ config }, opts.prompt);
+  const d = config.dModel;
   if (v.length !== d) throw new RangeError(`a steering vector of ${v.length} values for d_model ${d}`);
   const name = hookName('resid_post', opts.layer);
-  const out: SteeredGeneration[] = [];
-  for (const strength of opts.strengths) {
-    const added = be.fromArray(Float32Array.from(v, (x) => x * strength), [d]);
-    const hooks = { [name]: ((act: Tensor) => be.add(act, added)) as HookFn };
-    const gen = (m: Transformer) => m.generate(opts.prompt, opts.maxNewTokens, { hooks, ...(opts.stop ? { stop: opts.stop } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
-    try {
-      out.push({ strength, base: await gen(pair.base), ft: await gen(pair.ft) });
-    } finally {
-      be.dispose(added);
-    }
-    opts.onProgress?.({ stage: 'steer', done: out.length, total: opts.strengths.length });
+  const out: SteeredGeneration[] = opts.strengths.map((strength) => ({ strength, base: [], ft: [] }));
+  let done = 0;
+  for (const side of ['base', 'ft'] as const) {
+    await withModel(
+      input,
+      side,
+      async (m) => {
+        for (const g of out) {
+          const added = be.fromArray(Float32Array.from(v, (x) => x * g.strength), [d]);
+          const hooks = { [name]: ((act: Tensor) => be.add(act, added)) as HookFn };
+          try {
+            g[side] = await m.generate(opts.prompt, opts.maxNewTokens, { hooks, ...(opts.stop ? { stop: opts.stop } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
+          } finally {
+            be.dispose(added);
+          }
+          opts.onProgress?.({ stage: 'steer', done: ++done, total: 2 * opts.strengths.length });
+        }
+      },
+      opts.signal,
+    );
   }
   return out;
 }
@@ -333,26 +344,27 @@ export interface AdlResult {
  */
 export async function activationDifferenceLens(input: PairInput, samples: readonly (readonly number[])[], opts: AdlOptions = {}): Promise<AdlResult> {
   const diff = await adlDifferences(input, samples, opts);
-  const reload = input instanceof PairedRunner && input.mode === 'sequential';
-  const ft = input instanceof PairedRunner ? (reload ? await input.ft.load(opts.signal) : (await input.models()).ft) : input.ft;
-  try {
-    const top = opts.top ?? 20;
-    const positions: AdlPosition[] = [];
-    for (const [pi, position] of diff.positions.entries()) {
-      opts.signal?.throwIfAborted();
-      const delta = diff.delta[pi]!;
-      const lens = await signedLens(ft, delta, { k: top });
-      const consistency = diff.consistency[pi]!.reduce((a, b) => a + b, 0) / diff.samples;
-      const norm = Math.sqrt(delta.reduce((a, x) => a + x * x, 0));
-      const entry: AdlPosition = { position, consistency, norm, ...lens };
-      if (opts.patchscope && norm > 0) {
-        const latent = diff.ftNorm === undefined ? delta : rescale(delta, diff.ftNorm);
-        entry.patchscope = await patchscope(ft, latent, diff.layer, { ...opts.patchscope, top, ...(opts.signal ? { signal: opts.signal } : {}) });
+  return withModel(
+    input,
+    'ft',
+    async (ft) => {
+      const top = opts.top ?? 20;
+      const positions: AdlPosition[] = [];
+      for (const [pi, position] of diff.positions.entries()) {
+        opts.signal?.throwIfAborted();
+        const delta = diff.delta[pi]!;
+        const lens = await signedLens(ft, delta, { k: top });
+        const consistency = diff.consistency[pi]!.reduce((a, b) => a + b, 0) / diff.samples;
+        const norm = Math.sqrt(delta.reduce((a, x) => a + x * x, 0));
+        const entry: AdlPosition = { position, consistency, norm, ...lens };
+        if (opts.patchscope && norm > 0) {
+          const latent = diff.ftNorm === undefined ? delta : rescale(delta, diff.ftNorm);
+          entry.patchscope = await patchscope(ft, latent, diff.layer, { ...opts.patchscope, top, ...(opts.signal ? { signal: opts.signal } : {}) });
+        }
+        positions.push(entry);
       }
-      positions.push(entry);
-    }
-    return { layer: diff.layer, samples: diff.samples, ftNorm: diff.ftNorm, positions, difference: diff };
-  } finally {
-    if (reload) ft.dispose();
-  }
+      return { layer: diff.layer, samples: diff.samples, ftNorm: diff.ftNorm, positions, difference: diff };
+    },
+    opts.signal,
+  );
 }

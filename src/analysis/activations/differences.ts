@@ -4,7 +4,7 @@
 import type { Backend, Tensor } from '../../model/backend.ts';
 import { hookName, type Transformer } from '../../model/transformer.ts';
 import { checkPairInput, runPairedPasses, type Carried, type PairInput } from './passes.ts';
-import { captureActivations, checkIds, checkLayer, checkPair, cosine, DEFAULT_BATCH_SIZE, disposeAll, equalLengthBatches, readF32, type ModelPair, type RunOptions } from './run.ts';
+import { captureActivations, checkIds, checkLayer, cosine, DEFAULT_BATCH_SIZE, disposeAll, equalLengthBatches, readF32, type RunOptions } from './run.ts';
 
 export const HOOK_KINDS = ['resid_pre', 'attn_out', 'mlp_out', 'resid_post'] as const;
 export type HookKind = (typeof HOOK_KINDS)[number];
@@ -43,24 +43,53 @@ function fillStats(out: { norm: Float32Array; relative: Float32Array; cosine: Fl
   }
 }
 
-/** ‖δ‖, relative ‖δ‖ and cosine(x^b, x^f) for every layer and token of one prompt. */
-export async function promptDifferences(pair: ModelPair, ids: readonly number[], opts: { kind?: HookKind; signal?: AbortSignal } = {}): Promise<PromptDifferences> {
-  const be = checkPair(pair);
-  checkIds(pair.base, ids);
+/** ‖δ‖, relative ‖δ‖ and cosine(x^b, x^f) for every layer and token of one prompt (one model at a time where the input says so). */
+export async function promptDifferences(input: PairInput, ids: readonly number[], opts: { kind?: HookKind; signal?: AbortSignal } = {}): Promise<PromptDifferences> {
+  const { backend: be, config } = checkPairInput(input);
+  checkIds({ config }, ids);
   const kind = opts.kind ?? 'resid_post';
-  const L = pair.base.config.nLayers;
+  const L = config.nLayers;
   const T = ids.length;
   const names = Array.from({ length: L }, (_, i) => hookName(kind, i));
   opts.signal?.throwIfAborted();
   const capture = (m: Transformer) => captureActivations(m, [ids], names);
-  const cb = capture(pair.base);
-  const cf = capture(pair.ft);
   const out = { norm: new Float32Array(L * T), relative: new Float32Array(L * T), cosine: new Float32Array(L * T) };
-  try {
-    for (let l = 0; l < L; l++) fillStats(out, l * T, await tokenStats(be, cb.get(names[l]!)!, cf.get(names[l]!)!));
-  } finally {
-    disposeAll(be, [...cb.values(), ...cf.values()]);
-  }
+  await runPairedPasses<Carried[]>(
+    input,
+    {
+      base: async (_, model, carry) => {
+        const cb = capture(model);
+        const carried: Carried[] = [];
+        // Each capture is carried (the carry owns it) as it is reached; what is left is disposed.
+        try {
+          for (const name of names) {
+            const t = cb.get(name)!;
+            cb.delete(name);
+            carried.push(await carry(t));
+          }
+        } finally {
+          disposeAll(be, cb.values());
+        }
+        return carried;
+      },
+      ft: async (_, model, carried) => {
+        const cf = capture(model);
+        try {
+          for (let l = 0; l < L; l++) {
+            const xb = carried[l]!.take();
+            try {
+              fillStats(out, l * T, await tokenStats(be, xb, cf.get(names[l]!)!));
+            } finally {
+              be.dispose(xb);
+            }
+          }
+        } finally {
+          disposeAll(be, cf.values());
+        }
+      },
+    },
+    { signal: opts.signal, stage: 'differences', sizes: [1] },
+  );
   return { ids, kind, layers: L, positions: T, ...out };
 }
 

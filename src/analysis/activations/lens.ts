@@ -3,9 +3,12 @@
 //
 // The backend's logitLens streams the vocabulary with a fused log-sum-exp and top-k, so [rows, vocab]
 // logits never exist; only the top-k and per-row scalars come back to the host. The differential lens
-// passes blocks of layers, at most `maxRows` rows per call.
+// passes blocks of layers, at most `maxRows` rows per call. With one model at a time (a PairedRunner in
+// sequential mode), the base pass hands its final-normed rows and its unembedding to the fine-tuned
+// pass: the same operations on the same values as with both models loaded.
 import { numel, type Backend, type LensHead, type LensReadout, type Tensor } from '../../model/backend.ts';
 import { hookName, type Transformer } from '../../model/transformer.ts';
+import { checkPairInput, runPairedPasses, type Carried, type PairInput } from './passes.ts';
 import { captureActivations, checkIds, checkPair, disposeAll, finalNorm, readF32, readI32, type ModelPair, type RunOptions } from './run.ts';
 
 export interface LensOptions {
@@ -59,18 +62,23 @@ export async function differentialLensRows(pair: ModelPair, hBase: Tensor, hFt: 
   const be = checkPair(pair);
   if (numel(hBase.shape) !== numel(hFt.shape)) throw new RangeError(`differential lens: ${numel(hBase.shape)} base values and ${numel(hFt.shape)} fine-tuned values`);
   const k = Math.min(opts.k ?? 10, pair.base.config.vocab);
-  const rows = numel(hBase.shape) / pair.base.config.dModel;
   const nb = finalNorm(pair.base, hBase);
   const nf = finalNorm(pair.ft, hFt);
   try {
-    // The op gives KL(P_0 ‖ P_1): the fine-tuned head goes first.
-    const { heads, kl } = be.logitLens([lensHead(pair.ft, nf), lensHead(pair.base, nb)], k);
-    const ft = await readTop(be, rows, k, heads[0]!);
-    const base = await readTop(be, rows, k, heads[1]!);
-    return { base, ft, kl: Float64Array.from(await readF32(be, kl!)) };
+    return await lensRows(be, lensHead(pair.ft, nf), lensHead(pair.base, nb), pair.base.config.dModel, k);
   } finally {
     disposeAll(be, [nb, nf]);
   }
+}
+
+/** Both heads' top-k and KL(P_ft ‖ P_base) of rows already through each model's final norm. */
+async function lensRows(be: Backend, ft: LensHead, base: LensHead, d: number, k: number): Promise<DifferentialRows> {
+  const rows = numel(ft.normed.shape) / d;
+  // The op gives KL(P_0 ‖ P_1): the fine-tuned head goes first.
+  const { heads, kl } = be.logitLens([ft, base], k);
+  const ftTop = await readTop(be, rows, k, heads[0]!);
+  const baseTop = await readTop(be, rows, k, heads[1]!);
+  return { base: baseTop, ft: ftTop, kl: Float64Array.from(await readF32(be, kl!)) };
 }
 
 export interface DifferentialLens extends DifferentialRows {
@@ -104,46 +112,80 @@ function concatAll(be: Backend, ts: Tensor[]): Tensor {
  * The differential logit lens of a prompt: for every layer's resid_post and position, both models'
  * top tokens and KL(P_ft ‖ P_base), over blocks of layers.
  */
-export async function differentialLogitLens(pair: ModelPair, ids: readonly number[], opts: LensOptions & Pick<RunOptions, 'signal' | 'onProgress'> = {}): Promise<DifferentialLens> {
-  const be = checkPair(pair);
-  checkIds(pair.base, ids);
-  const L = pair.base.config.nLayers;
+export async function differentialLogitLens(input: PairInput, ids: readonly number[], opts: LensOptions & Pick<RunOptions, 'signal' | 'onProgress'> = {}): Promise<DifferentialLens> {
+  const { backend: be, config } = checkPairInput(input);
+  checkIds({ config }, ids);
+  const L = config.nLayers;
   const T = ids.length;
-  const k = Math.min(opts.k ?? 10, pair.base.config.vocab);
+  const d = config.dModel;
+  const k = Math.min(opts.k ?? 10, config.vocab);
   const names = Array.from({ length: L }, (_, i) => hookName('resid_post', i));
-  const run = (m: Transformer) => captureActivations(m, [ids], names);
-  opts.signal?.throwIfAborted();
-  const cb = run(pair.base);
-  const cf = run(pair.ft);
+  const layersPerBlock = Math.max(1, Math.floor((opts.maxRows ?? DEFAULT_LENS_MAX_ROWS) / T));
+  const blocks = Array.from({ length: Math.ceil(L / layersPerBlock) }, (_, b) => [b * layersPerBlock, Math.min(L, (b + 1) * layersPerBlock)] as const);
+  /** Layers [l0, l1) of a run's residuals as one [1, (l1 − l0)·T, d] tensor. */
+  const block = (cache: Map<string, Tensor>, l0: number, l1: number) => concatAll(be, names.slice(l0, l1).map((n) => be.reshape(cache.get(n)!, [1, T, d])));
   const out: DifferentialRows = {
     base: { rows: L * T, k, ids: new Int32Array(L * T * k), probs: new Float32Array(L * T * k) },
     ft: { rows: L * T, k, ids: new Int32Array(L * T * k), probs: new Float32Array(L * T * k) },
     kl: new Float64Array(L * T),
   };
-  try {
-    const layersPerBlock = Math.max(1, Math.floor((opts.maxRows ?? DEFAULT_LENS_MAX_ROWS) / T));
-    for (let l0 = 0; l0 < L; l0 += layersPerBlock) {
-      opts.signal?.throwIfAborted();
-      const l1 = Math.min(L, l0 + layersPerBlock);
-      const block = (cache: Map<string, Tensor>) => concatAll(be, names.slice(l0, l1).map((n) => be.reshape(cache.get(n)!, [1, T, cache.get(n)!.shape[2]!])));
-      const hb = block(cb);
-      const hf = block(cf);
-      let rows: DifferentialRows;
-      try {
-        rows = await differentialLensRows(pair, hb, hf, { ...opts, k });
-      } finally {
-        disposeAll(be, [hb, hf]);
-      }
-      const at = l0 * T;
-      out.base.ids.set(rows.base.ids, at * k);
-      out.base.probs.set(rows.base.probs, at * k);
-      out.ft.ids.set(rows.ft.ids, at * k);
-      out.ft.probs.set(rows.ft.probs, at * k);
-      out.kl.set(rows.kl, at);
-      opts.onProgress?.({ stage: 'lens', done: l1, total: L });
-    }
-  } finally {
-    disposeAll(be, [...cb.values(), ...cf.values()]);
+  interface BaseHead {
+    normed: Carried[];
+    unembed: Tensor;
+    softcap: number;
   }
+  opts.signal?.throwIfAborted();
+  await runPairedPasses<BaseHead>(
+    input,
+    {
+      // The base's rows through its final norm, a block of layers at a time; its unembedding stays.
+      base: async (_, base, carry) => {
+        const cache = captureActivations(base, [ids], names);
+        try {
+          const normed: Carried[] = [];
+          for (const [l0, l1] of blocks) {
+            const h = block(cache, l0, l1);
+            try {
+              normed.push(await carry(finalNorm(base, h)));
+            } finally {
+              be.dispose(h);
+            }
+          }
+          return { normed, unembed: base.unembed, softcap: Math.max(0, base.config.finalSoftcap) };
+        } finally {
+          disposeAll(be, cache.values());
+        }
+      },
+      ft: async (_, ft, head) => {
+        const cache = captureActivations(ft, [ids], names);
+        try {
+          for (const [b, [l0, l1]] of blocks.entries()) {
+            opts.signal?.throwIfAborted();
+            const h = block(cache, l0, l1);
+            const nb = head.normed[b]!.take();
+            let nf: Tensor | undefined;
+            let rows: DifferentialRows;
+            try {
+              nf = finalNorm(ft, h);
+              rows = await lensRows(be, lensHead(ft, nf), { normed: nb, unembed: head.unembed, softcap: head.softcap }, d, k);
+            } finally {
+              disposeAll(be, [h, nb, nf]);
+            }
+            const at = l0 * T;
+            out.base.ids.set(rows.base.ids, at * k);
+            out.base.probs.set(rows.base.probs, at * k);
+            out.ft.ids.set(rows.ft.ids, at * k);
+            out.ft.probs.set(rows.ft.probs, at * k);
+            out.kl.set(rows.kl, at);
+            opts.onProgress?.({ stage: 'lens', done: l1, total: L });
+          }
+        } finally {
+          disposeAll(be, cache.values());
+        }
+      },
+      keep: (base) => [base.unembed],
+    },
+    { signal: opts.signal, stage: 'lens passes', sizes: [1] },
+  );
   return { ...out, ids, layers: L, positions: T, direction: 'KL(P_ft || P_base)' };
 }

@@ -5,8 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { createCpuBackend } from '../../gpu/cpu-backend.ts';
 import { pathFileSet } from '../../io/node-source.ts';
 import { folderSource, PairedRunner, type ModelSource } from '../../model/paired.ts';
-import { activationDifferenceLens, adlDifferences } from './adl.ts';
-import { corpusDifferences } from './differences.ts';
+import { activationDifferenceLens, adlDifferences, steer } from './adl.ts';
+import { corpusDifferences, promptDifferences } from './differences.ts';
+import { differentialLogitLens } from './lens.ts';
+import { patchAndStitch } from './patching.ts';
 import type { Progress } from './run.ts';
 import { FIXTURES } from './testing.ts';
 
@@ -28,9 +30,9 @@ function counted(source: ModelSource, live: { now: number; max: number }): Model
       const m = await source.load(signal);
       live.max = Math.max(live.max, ++live.now);
       const dispose = m.dispose.bind(m);
-      m.dispose = () => {
+      m.dispose = (keep) => {
         live.now--;
-        dispose();
+        dispose(keep);
       };
       return m;
     },
@@ -74,6 +76,44 @@ describe('corpus analyses one model at a time', () => {
     expect([sequential.live.max, sequential.live.now]).toEqual([1, 0]);
     const loaded = await resident.runner.models();
     expect(await adlDifferences(loaded, SAMPLES, opts)).toEqual(a.difference);
+    resident.runner.dispose();
+  });
+
+  for (const arch of ['llama', 'gemma2', 'gpt2']) {
+    it(`${arch}: the differential lens of a prompt, one model at a time, equals both resident (the base's unembedding kept for the KL)`, async () => {
+      const resident = await runner(arch);
+      const sequential = await runner(arch, 1000);
+      const ids = SAMPLES[0]!;
+      const a = await differentialLogitLens(resident.runner, ids, { k: 5, maxRows: 16 });
+      const b = await differentialLogitLens(sequential.runner, ids, { k: 5, maxRows: 16 });
+      expect(b).toEqual(a);
+      // The pair differs by the last layers: some KL is positive.
+      expect(Math.max(...a.kl)).toBeGreaterThan(1e-6);
+      expect([sequential.live.max, sequential.live.now]).toEqual([1, 0]);
+      expect(await differentialLogitLens(await resident.runner.models(), ids, { k: 5 })).toEqual(a);
+      resident.runner.dispose();
+    });
+  }
+
+  it('prompt differences, patching with stitching, and steering: the same numbers one model at a time', async () => {
+    const resident = await runner('qwen2');
+    const sequential = await runner('qwen2', 1000);
+    const ids = SAMPLES[2]!;
+    expect(await promptDifferences(sequential.runner, ids, { kind: 'mlp_out' })).toEqual(await promptDifferences(resident.runner, ids, { kind: 'mlp_out' }));
+    for (const positions of ['all', 'last'] as const) {
+      const a = await patchAndStitch(resident.runner, ids, { positions });
+      const b = await patchAndStitch(sequential.runner, ids, { positions });
+      expect(b).toEqual(a);
+      expect(a.patching.klFtBase).toBeGreaterThan(1e-4);
+      expect(Object.keys(a.stitched).sort()).toEqual(['base', 'ft']);
+    }
+    const v = Float32Array.from({ length: resident.runner.base.config.dModel }, (_, i) => Math.sin(i));
+    const opts = { layer: 1, strengths: [0, 4], prompt: ids.slice(0, 4), maxNewTokens: 5 };
+    const gens = await steer(resident.runner, v, opts);
+    expect(await steer(sequential.runner, v, opts)).toEqual(gens);
+    expect(gens[1]!.base).not.toEqual(gens[0]!.base);
+    // Patching loads the fine-tune, the base, then the fine-tune again: never two at once.
+    expect([sequential.live.max, sequential.live.now]).toEqual([1, 0]);
     resident.runner.dispose();
   });
 

@@ -24,6 +24,11 @@ export interface PairedPasses<K> {
   /** Runs one batch through the base model; what it returns is given to the fine-tuned pass of the batch. */
   base(index: number, model: Transformer, carry: (t: Tensor) => Promise<Carried>): Promise<K>;
   ft(index: number, model: Transformer, kept: K): Promise<void>;
+  /**
+   * Weights of the base model that the fine-tuned passes still use (the lens's unembedding): one
+   * model at a time, they stay on the backend when the rest of the base is released.
+   */
+  keep?(base: Transformer): readonly Tensor[];
 }
 
 export interface PassOptions {
@@ -56,6 +61,7 @@ export async function runPairedPasses<K>(input: PairInput, passes: PairedPasses<
     let done = 0;
     const kept: (K | undefined)[] = [];
     const base = await input.base.load(opts.signal);
+    const weights = new Set(passes.keep?.(base) ?? []);
     try {
       for (let i = 0; i < n; i++) {
         opts.signal?.throwIfAborted();
@@ -63,10 +69,19 @@ export async function runPairedPasses<K>(input: PairInput, passes: PairedPasses<
         done += opts.sizes[i]!;
         opts.onProgress?.({ stage: opts.stage, done, total: 2 * work });
       }
+    } catch (e) {
+      for (const t of weights) be.dispose(t);
+      throw e;
     } finally {
-      base.dispose();
+      base.dispose(weights);
     }
-    const ft = await input.ft.load(opts.signal);
+    let ft: Transformer;
+    try {
+      ft = await input.ft.load(opts.signal);
+    } catch (e) {
+      for (const t of weights) be.dispose(t);
+      throw e;
+    }
     try {
       for (let i = 0; i < n; i++) {
         opts.signal?.throwIfAborted();
@@ -79,6 +94,7 @@ export async function runPairedPasses<K>(input: PairInput, passes: PairedPasses<
       }
     } finally {
       ft.dispose();
+      for (const t of weights) be.dispose(t);
     }
     return;
   }
@@ -107,4 +123,26 @@ export async function runPairedPasses<K>(input: PairInput, passes: PairedPasses<
     done += opts.sizes[i]!;
     opts.onProgress?.({ stage: opts.stage, done, total: work });
   }
+}
+
+/**
+ * Runs `fn` on one model of the pair: the loaded one when both are resident, else loaded for the call
+ * and released after it (one model at a time).
+ */
+export async function withModel<T>(input: PairInput, side: 'base' | 'ft', fn: (model: Transformer) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!(input instanceof PairedRunner)) return fn(input[side]);
+  if (input.mode === 'resident') return fn((await input.models())[side]);
+  const model = await input[side].load(signal);
+  try {
+    return await fn(model);
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Both models loaded together, for analyses that mix them within one pass; refused, saying why, when the pair runs one model at a time. */
+export async function bothModels(input: PairInput, what: string): Promise<ModelPair> {
+  if (!(input instanceof PairedRunner)) return input;
+  if (input.mode === 'sequential') throw new RangeError(`${what} needs both models loaded together, and they do not fit the memory budget together (one model at a time)`);
+  return input.models();
 }

@@ -4,10 +4,15 @@
 // patched run reproduces the model the activation came from.
 // Stitching S_ℓ: the lower model's embedding and blocks 0..ℓ−1, then the upper model's blocks ℓ..L−1,
 // final norm and unembedding (S_0 is the upper model; S_L the lower model's blocks under the upper head).
+// Both run in three passes, each on one model: the fine-tune captures its activations and logits, the
+// base captures its own and runs with the fine-tune's patched in, then the fine-tune runs with the
+// base's. Captures wait on the host between passes, so with one model at a time (a PairedRunner in
+// sequential mode) only one model is loaded, and the results are those of both models resident.
 import type { Backend, Tensor } from '../../model/backend.ts';
 import { hookName, type Transformer } from '../../model/transformer.ts';
 import { HOOK_KINDS, type HookKind } from './differences.ts';
-import { checkIds, checkPair, disposeAll, klRows, readF32, type ModelPair, type RunOptions } from './run.ts';
+import { checkPairInput, withModel, type PairInput } from './passes.ts';
+import { checkIds, disposeAll, klRows, readF32, type RunOptions } from './run.ts';
 
 export type PositionsCompared = 'all' | 'last';
 
@@ -59,56 +64,8 @@ export interface PatchingResult {
   baseIntoFt: PatchedLayers[];
 }
 
-export async function activationPatching(pair: ModelPair, ids: readonly number[], opts: PatchingOptions = {}): Promise<PatchingResult> {
-  const be = checkPair(pair);
-  checkIds(pair.base, ids);
-  const kinds = opts.kinds ?? HOOK_KINDS;
-  const positions = opts.positions ?? 'all';
-  const lastPositionOnly = positions === 'last';
-  const L = pair.base.config.nLayers;
-  const names = kinds.flatMap((k) => Array.from({ length: L }, (_, l) => hookName(k, l)));
-  opts.signal?.throwIfAborted();
-  const rb = pair.base.runWithCache([ids], names, { lastPositionOnly });
-  const rf = pair.ft.runWithCache([ids], names, { lastPositionOnly });
-  const held = [rb.logits, rf.logits, ...rb.cache.values(), ...rf.cache.values()];
-  try {
-    const lb = rb.logits!;
-    const lf = rf.logits!;
-    const klFtBase = await meanKl(be, lf, lb);
-    const klBaseFt = await meanKl(be, lb, lf);
-    const patchInto = async (target: Transformer, source: Map<string, Tensor>, reference: Tensor, gap: number, kind: HookKind, layer: number) => {
-      const name = hookName(kind, layer);
-      const logits = target.runWithHooks([ids], { [name]: () => be.scale(source.get(name)!, 1) }, { lastPositionOnly })!;
-      try {
-        const kl = await meanKl(be, reference, logits);
-        return { kl, recovery: 1 - kl / gap };
-      } finally {
-        be.dispose(logits);
-      }
-    };
-    const ftIntoBase: PatchedLayers[] = [];
-    const baseIntoFt: PatchedLayers[] = [];
-    let done = 0;
-    for (const kind of kinds) {
-      const a = { kind, kl: new Float64Array(L), recovery: new Float64Array(L) };
-      const b = { kind, kl: new Float64Array(L), recovery: new Float64Array(L) };
-      for (let l = 0; l < L; l++) {
-        opts.signal?.throwIfAborted();
-        const x = await patchInto(pair.base, rf.cache, lf, klFtBase, kind, l);
-        a.kl[l] = x.kl;
-        a.recovery[l] = x.recovery;
-        const y = await patchInto(pair.ft, rb.cache, lb, klBaseFt, kind, l);
-        b.kl[l] = y.kl;
-        b.recovery[l] = y.recovery;
-        opts.onProgress?.({ stage: 'patch', done: ++done, total: kinds.length * L });
-      }
-      ftIntoBase.push(a);
-      baseIntoFt.push(b);
-    }
-    return { ids, layers: L, positions, klFtBase, klBaseFt, ftIntoBase, baseIntoFt };
-  } finally {
-    disposeAll(be, held);
-  }
+export async function activationPatching(input: PairInput, ids: readonly number[], opts: PatchingOptions = {}): Promise<PatchingResult> {
+  return (await patchAndStitch(input, ids, { ...opts, stitch: [] })).patching;
 }
 
 export interface StitchingOptions extends Pick<RunOptions, 'signal' | 'onProgress'> {
@@ -129,27 +86,91 @@ export interface StitchingResult {
   lossFt: number;
 }
 
-export async function modelStitching(pair: ModelPair, ids: readonly number[], opts: StitchingOptions = {}): Promise<StitchingResult> {
-  const be = checkPair(pair);
-  checkIds(pair.base, ids);
-  const lowerName = opts.lower ?? 'base';
+export async function modelStitching(input: PairInput, ids: readonly number[], opts: StitchingOptions = {}): Promise<StitchingResult> {
+  const lower = opts.lower ?? 'base';
+  return (await patchAndStitch(input, ids, { ...opts, kinds: [], stitch: [lower] })).stitched[lower]!;
+}
+
+export interface PatchAndStitchOptions extends PatchingOptions {
+  /** Stitchings to run, by their lower model. Default both. */
+  stitch?: readonly ('base' | 'ft')[];
+}
+
+export interface PatchAndStitch {
+  patching: PatchingResult;
+  stitched: Partial<Record<'base' | 'ft', StitchingResult>>;
+}
+
+interface HostRun {
+  logits: { data: Float32Array; shape: readonly number[] };
+  cache: Map<string, { data: Float32Array; shape: readonly number[] }>;
+}
+
+/** Activation patching in both directions and model stitching, in three passes of one model each (see the top of the file). */
+export async function patchAndStitch(input: PairInput, ids: readonly number[], opts: PatchAndStitchOptions = {}): Promise<PatchAndStitch> {
+  const { backend: be, config } = checkPairInput(input);
+  checkIds({ config }, ids);
+  const kinds = opts.kinds ?? HOOK_KINDS;
+  const stitch = opts.stitch ?? ['base', 'ft'];
   const positions = opts.positions ?? 'all';
   const lastPositionOnly = positions === 'last';
-  const [lower, upper] = lowerName === 'base' ? [pair.base, pair.ft] : [pair.ft, pair.base];
-  const L = pair.base.config.nLayers;
-  const names = Array.from({ length: L }, (_, l) => hookName('resid_post', l));
-  opts.signal?.throwIfAborted();
-  const rl = lower.runWithCache([ids], names, { lastPositionOnly });
-  const upperLogits = upper.runWithHooks([ids], {}, { lastPositionOnly })!;
-  const [lb, lf] = lowerName === 'base' ? [rl.logits!, upperLogits] : [upperLogits, rl.logits!];
-  const held = [rl.logits, upperLogits, ...rl.cache.values()];
+  const L = config.nLayers;
+  const patchNames = kinds.flatMap((k) => Array.from({ length: L }, (_, l) => hookName(k, l)));
+  const residNames = Array.from({ length: L }, (_, l) => hookName('resid_post', l));
+  const namesFor = (lower: 'base' | 'ft') => [...new Set([...patchNames, ...(stitch.includes(lower) ? residNames : [])])];
+  const total = 2 * kinds.length * L + stitch.length * (L + 1);
+  let done = 0;
+  const step = (stage: string) => opts.onProgress?.({ stage, done: ++done, total });
+  const signal = opts.signal;
+
+  /** A run with `names` captured, read back to the host. */
+  const capture = async (model: Transformer, names: readonly string[]): Promise<HostRun> => {
+    const r = model.runWithCache([ids], names, { lastPositionOnly });
+    try {
+      const cache = new Map<string, { data: Float32Array; shape: readonly number[] }>();
+      for (const [name, t] of r.cache) cache.set(name, { data: await readF32(be, t, false), shape: t.shape });
+      return { logits: { data: await readF32(be, r.logits!, false), shape: r.logits!.shape }, cache };
+    } finally {
+      disposeAll(be, [r.logits, ...r.cache.values()]);
+    }
+  };
+  const upload = (h: { data: Float32Array; shape: readonly number[] }) => be.fromArray(h.data, h.shape);
+  /** Logits of `model` with hook `name`'s activation replaced by `source`'s. */
+  const patched = (model: Transformer, source: HostRun, name: string) => model.runWithHooks([ids], { [name]: () => upload(source.cache.get(name)!) }, { lastPositionOnly })!;
   const loss = (logits: Tensor) => (lastPositionOnly ? Promise.resolve(NaN) : nextTokenLoss(be, logits, ids));
-  try {
+
+  const patchedLayers = () => kinds.map((kind) => ({ kind, kl: new Float64Array(L), recovery: new Float64Array(L) }));
+  const ftIntoBase: PatchedLayers[] = patchedLayers();
+  const baseIntoFt: PatchedLayers[] = patchedLayers();
+  let klFtBase = NaN;
+  let klBaseFt = NaN;
+  const stitched: PatchAndStitch['stitched'] = {};
+
+  /** `target` run with each patch from `source`; `reference` the logits of the model the patches came from. */
+  const patchAll = async (target: Transformer, source: HostRun, reference: Tensor, gap: number, out: PatchedLayers[]) => {
+    for (const [ki, kind] of kinds.entries()) {
+      for (let l = 0; l < L; l++) {
+        signal?.throwIfAborted();
+        const logits = patched(target, source, hookName(kind, l));
+        try {
+          const kl = await meanKl(be, reference, logits);
+          out[ki]!.kl[l] = kl;
+          out[ki]!.recovery[l] = 1 - kl / gap;
+        } finally {
+          be.dispose(logits);
+        }
+        step('patch');
+      }
+    }
+  };
+  /** S_ℓ for ℓ = 0..L with `upper` loaded and the lower model's run on the host. */
+  const stitchAll = async (lowerName: 'base' | 'ft', upper: Transformer, lowerRun: HostRun, lb: Tensor, lf: Tensor) => {
+    const upperLogits = lowerName === 'base' ? lf : lb;
     const out = { klFromFt: new Float64Array(L + 1), klFromBase: new Float64Array(L + 1), loss: new Float64Array(L + 1) };
     for (let l = 0; l <= L; l++) {
-      opts.signal?.throwIfAborted();
-      const name = names[l - 1];
-      const logits = name === undefined ? upperLogits : upper.runWithHooks([ids], { [name]: () => be.scale(rl.cache.get(name)!, 1) }, { lastPositionOnly })!;
+      signal?.throwIfAborted();
+      const name = residNames[l - 1];
+      const logits = name === undefined ? upperLogits : patched(upper, lowerRun, name);
       try {
         out.klFromFt[l] = await meanKl(be, lf, logits);
         out.klFromBase[l] = await meanKl(be, lb, logits);
@@ -157,10 +178,51 @@ export async function modelStitching(pair: ModelPair, ids: readonly number[], op
       } finally {
         if (logits !== upperLogits) be.dispose(logits);
       }
-      opts.onProgress?.({ stage: 'stitch', done: l + 1, total: L + 1 });
+      step('stitch');
     }
-    return { ids, lower: lowerName, positions, ...out, lossBase: await loss(lb), lossFt: await loss(lf) };
-  } finally {
-    disposeAll(be, held);
+    stitched[lowerName] = { ids, lower: lowerName, positions, ...out, lossBase: await loss(lb), lossFt: await loss(lf) };
+  };
+
+  signal?.throwIfAborted();
+  // 1. The fine-tune's activations and logits.
+  const ftRun = await withModel(input, 'ft', (ft) => capture(ft, namesFor('ft')), signal);
+  // 2. The base: its own run, then the fine-tune's activations patched in, and stitched under the fine-tune's lower blocks.
+  const baseRun = await withModel(
+    input,
+    'base',
+    async (base) => {
+      const run = await capture(base, namesFor('base'));
+      const lb = upload(run.logits);
+      const lf = upload(ftRun.logits);
+      try {
+        klFtBase = await meanKl(be, lf, lb);
+        klBaseFt = await meanKl(be, lb, lf);
+        await patchAll(base, ftRun, lf, klFtBase, ftIntoBase);
+        if (stitch.includes('ft')) await stitchAll('ft', base, ftRun, lb, lf);
+      } finally {
+        disposeAll(be, [lb, lf]);
+      }
+      return run;
+    },
+    signal,
+  );
+  // 3. The fine-tune with the base's activations patched in, and stitched over the base's lower blocks.
+  if (kinds.length > 0 || stitch.includes('base')) {
+    await withModel(
+      input,
+      'ft',
+      async (ft) => {
+        const lb = upload(baseRun.logits);
+        const lf = upload(ftRun.logits);
+        try {
+          await patchAll(ft, baseRun, lb, klBaseFt, baseIntoFt);
+          if (stitch.includes('base')) await stitchAll('base', ft, baseRun, lb, lf);
+        } finally {
+          disposeAll(be, [lb, lf]);
+        }
+      },
+      signal,
+    );
   }
+  return { patching: { ids, layers: L, positions, klFtBase, klBaseFt, ftIntoBase, baseIntoFt }, stitched };
 }

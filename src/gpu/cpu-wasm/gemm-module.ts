@@ -3,7 +3,7 @@
 // C [M, N] += A [M, K] · B [K, N] over packed operands (all addresses and strides in bytes):
 // - A is packed by tiles of 4 rows: for each k, the 4 values a[r, k] side by side ([tiles][K][4]);
 // - B is packed by panels of 8 columns: for each k, the 8 values b[k, j] side by side ([panels][K][8]);
-//   B may be float16 bits (weights kept in 16 bits), widened to float32 as the panels are packed.
+//   B may be float16 or bfloat16 bits (weights kept in 16 bits), widened to float32 as the panels are packed.
 // The 4×8 micro-kernel keeps 8 f32x4 accumulators in registers; each k step loads two vectors of B,
 // splats four values of A and does 8 multiplies and 8 adds (64 flops for 6 loads), or, in the
 // relaxed-SIMD variant, 8 f32x4.relaxed_madd (fused multiply-adds where the CPU has FMA). K is cut into
@@ -62,7 +62,13 @@ const PACK_ROWS = 1;
 const PACK_COLUMNS = 2;
 const PACK_ROWS_HALF = 3;
 const PACK_COLUMNS_HALF = 4;
-const GEMM = 5;
+const PACK_ROWS_BF16 = 5;
+const PACK_COLUMNS_BF16 = 6;
+const GEMM = 7;
+
+/** B's element type: float32 values, float16 bits or bfloat16 bits (the `format` argument of work: 0, 1, 2). */
+export type GemmFormat = 'f32' | 'f16' | 'bf16';
+export const GEMM_FORMATS: readonly GemmFormat[] = ['f32', 'f16', 'bf16'];
 
 /** One panel of B against `tiles` tiles of A: C[4t.., 8 cols] (+)= A_tile[kc] · B_panel[kc]. */
 function tilesFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
@@ -127,13 +133,20 @@ function widenHalf(h: Local): Code {
   return f32FromBits(or(bits, shl(and(get(h), int(0x8000)), int(16))));
 }
 
+/** bfloat16 bits (an i32 in [0, 65536)) to the float32 of the same value: the upper half of its bits. */
+function widenBf16(h: Local): Code {
+  return f32FromBits(shl(get(h), int(16)));
+}
+
+const widenFor = (format: 'f16' | 'bf16') => (format === 'f16' ? widenHalf : widenBf16);
+
 /**
  * B [K, N] row-major (row stride ldb bytes): copy panels p0..p1 to [panel][K][8], PACK_ROWS_K rows of
  * B at a time across all panels, so that both halves of each source cache line are used while it is
- * in L1. With `half`, B holds float16 bits, widened to float32 here.
+ * in L1. B holds float32 values, or float16 or bfloat16 bits widened to float32 here.
  */
-function packRowsFunction(half: boolean): { fn: FunctionBuilder; body: Code } {
-  const fn = new FunctionBuilder(half ? 'packRowsHalf' : 'packRows', [i32, i32, i32, i32, i32, i32]);
+function packRowsFunction(format: GemmFormat): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder(`packRows_${format}`, [i32, i32, i32, i32, i32, i32]);
   const [src, ldb, dst, K, p0, p1] = fn.params() as [Local, Local, Local, Local, Local, Local];
   const k0 = fn.local(i32);
   const kEnd = fn.local(i32);
@@ -143,13 +156,13 @@ function packRowsFunction(half: boolean): { fn: FunctionBuilder; body: Code } {
   const d = fn.local(i32);
   const h = fn.local(i32);
   const widen: Code[] = [];
-  for (let col = 0; col < PANEL_COLS; col++) widen.push(set(h, i32Load16U(get(s), 2 * col)), f32Store(get(d), widenHalf(h), 4 * col));
+  if (format !== 'f32') for (let col = 0; col < PANEL_COLS; col++) widen.push(set(h, i32Load16U(get(s), 2 * col)), f32Store(get(d), widenFor(format)(h), 4 * col));
   const copy = [
-    ...(half ? widen.flat() : [...vStore(get(d), vLoad(get(s))), ...vStore(get(d), vLoad(get(s), 16), 16)]),
+    ...(format !== 'f32' ? widen.flat() : [...vStore(get(d), vLoad(get(s))), ...vStore(get(d), vLoad(get(s), 16), 16)]),
     ...set(s, add(get(s), get(ldb))),
     ...set(d, add(get(d), int(B_STEP))),
   ];
-  const elementBytes = half ? 2 : 4;
+  const elementBytes = format === 'f32' ? 4 : 2;
   const panel = [
     ...set(s, add(add(get(src), mul(get(p), int(PANEL_COLS * elementBytes))), mul(get(k0), get(ldb)))),
     ...set(d, add(get(dst), mul(add(mul(get(p), get(K)), get(k0)), int(B_STEP)))),
@@ -163,9 +176,9 @@ function packRowsFunction(half: boolean): { fn: FunctionBuilder; body: Code } {
   return { fn, body: forRange(k0, int(0), get(K), int(PACK_ROWS_K), rows) };
 }
 
-/** B [N, K] row-major (weights [out, in], row stride ldb bytes): gather panels p0..p1 to [panel][K][8]; `half`: float16 bits. */
-function packColumnsFunction(half: boolean): { fn: FunctionBuilder; body: Code } {
-  const fn = new FunctionBuilder(half ? 'packColumnsHalf' : 'packColumns', [i32, i32, i32, i32, i32, i32]);
+/** B [N, K] row-major (weights [out, in], row stride ldb bytes): gather panels p0..p1 to [panel][K][8]; 16-bit formats widened. */
+function packColumnsFunction(format: GemmFormat): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder(`packColumns_${format}`, [i32, i32, i32, i32, i32, i32]);
   const [src, ldb, dst, K, p0, p1] = fn.params() as [Local, Local, Local, Local, Local, Local];
   const p = fn.local(i32);
   const col = fn.local(i32);
@@ -173,8 +186,8 @@ function packColumnsFunction(half: boolean): { fn: FunctionBuilder; body: Code }
   const s = fn.local(i32);
   const d = fn.local(i32);
   const h = fn.local(i32);
-  const copy = half
-    ? [...set(h, i32Load16U(get(s))), ...f32Store(get(d), widenHalf(h)), ...set(s, add(get(s), int(2))), ...set(d, add(get(d), int(B_STEP)))]
+  const copy = format !== 'f32'
+    ? [...set(h, i32Load16U(get(s))), ...f32Store(get(d), widenFor(format)(h)), ...set(s, add(get(s), int(2))), ...set(d, add(get(d), int(B_STEP)))]
     : [...f32Store(get(d), f32Load(get(s))), ...set(s, add(get(s), int(4))), ...set(d, add(get(d), int(B_STEP)))];
   const column = [
     ...set(s, add(get(src), mul(add(mul(get(p), int(PANEL_COLS)), get(col)), get(ldb)))),
@@ -219,12 +232,12 @@ function gemmFunction(): { fn: FunctionBuilder; body: Code } {
 }
 
 /**
- * Pack panels p0..p1 of B (transposed: B is [N, K]; half: float16 bits), then multiply them: one
- * thread's share.
+ * Pack panels p0..p1 of B (transposed: B is [N, K]; format 0 float32, 1 float16 bits, 2 bfloat16
+ * bits), then multiply them: one thread's share.
  */
 function workFunction(): { fn: FunctionBuilder; body: Code } {
   const fn = new FunctionBuilder('work', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
-  const [ap, K, bsrc, ldb, transposed, bp, c, ldc, tiles, p0, p1, kcBlock, mcTiles, half] = fn.params() as Local[] as [
+  const [ap, K, bsrc, ldb, transposed, bp, c, ldc, tiles, p0, p1, kcBlock, mcTiles, format] = fn.params() as Local[] as [
     Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local,
   ];
   const packArgs = [get(bsrc), get(ldb), get(bp), get(K), get(p0), get(p1)];
@@ -232,9 +245,13 @@ function workFunction(): { fn: FunctionBuilder; body: Code } {
     fn,
     body: [
       ...ifThen(
-        get(half),
-        ifThen(get(transposed), call(PACK_COLUMNS_HALF, ...packArgs), call(PACK_ROWS_HALF, ...packArgs)),
-        ifThen(get(transposed), call(PACK_COLUMNS, ...packArgs), call(PACK_ROWS, ...packArgs)),
+        eq(get(format), int(2)),
+        ifThen(get(transposed), call(PACK_COLUMNS_BF16, ...packArgs), call(PACK_ROWS_BF16, ...packArgs)),
+        ifThen(
+          get(format),
+          ifThen(get(transposed), call(PACK_COLUMNS_HALF, ...packArgs), call(PACK_ROWS_HALF, ...packArgs)),
+          ifThen(get(transposed), call(PACK_COLUMNS, ...packArgs), call(PACK_ROWS, ...packArgs)),
+        ),
       ),
       ...call(GEMM, get(ap), get(K), get(bp), get(c), get(ldc), get(tiles), get(p0), get(p1), get(kcBlock), get(mcTiles)),
     ],
@@ -246,7 +263,7 @@ export const GEMM_PANEL_COLS = PANEL_COLS;
 
 /** The exports of the module (all addresses and strides in bytes). */
 export interface GemmExports {
-  work(ap: number, K: number, bsrc: number, ldb: number, transposed: number, bp: number, c: number, ldc: number, tiles: number, p0: number, p1: number, kcBlock: number, mcTiles: number, half: number): void;
+  work(ap: number, K: number, bsrc: number, ldb: number, transposed: number, bp: number, c: number, ldc: number, tiles: number, p0: number, p1: number, kcBlock: number, mcTiles: number, format: number): void;
 }
 
 /**
@@ -256,10 +273,12 @@ export interface GemmExports {
 export function gemmModuleBytes(memory: { initialPages: number; maximumPages: number; shared: boolean }, relaxed = false): Uint8Array<ArrayBuffer> {
   return encodeModule(memory, [
     tilesFunction(relaxed),
-    packRowsFunction(false),
-    packColumnsFunction(false),
-    packRowsFunction(true),
-    packColumnsFunction(true),
+    packRowsFunction('f32'),
+    packColumnsFunction('f32'),
+    packRowsFunction('f16'),
+    packColumnsFunction('f16'),
+    packRowsFunction('bf16'),
+    packColumnsFunction('bf16'),
     gemmFunction(),
     workFunction(),
   ]);

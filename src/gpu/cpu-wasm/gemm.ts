@@ -6,7 +6,8 @@
 // memory); each thread packs its own panels of the B block and multiplies them; C comes back by rows.
 // Every entry is a float32 sum in k order (each product and each addition rounded to float32), so
 // its bits do not depend on M, on the block sizes or on the number of threads.
-import { GEMM_PANEL_COLS as NR, GEMM_TILE_ROWS as MR, gemmModuleBytes, type GemmExports } from './gemm-module.ts';
+import { Bf16Bits } from '../../io/chunks.ts';
+import { GEMM_FORMATS, GEMM_PANEL_COLS as NR, GEMM_TILE_ROWS as MR, gemmModuleBytes, type GemmExports } from './gemm-module.ts';
 import { canBlockHere, GemmThreads, hardwareThreads } from './threads.ts';
 
 export interface WasmGemmOptions {
@@ -165,8 +166,9 @@ function packA(a: Float32Array, i0: number, rows: number, K: number, heap: Float
 }
 
 /**
- * c [M, N] = a [M, K] · b, b [K, N] or, with transposeB, b [N, K]; b as float32 values or as float16
- * bits (a Uint16Array: weights kept in 16 bits, widened to float32 as the kernels pack them). Returns
+ * c [M, N] = a [M, K] · b, b [K, N] or, with transposeB, b [N, K]; b as float32 values, float16 bits
+ * (a Uint16Array) or bfloat16 bits (a Bf16Bits): weights kept in 16 bits, widened to float32 as the
+ * kernels pack them. Returns
  * false (c untouched) where the WebAssembly kernels are unavailable or disabled, or where the blocks
  * would not fit the module's memory, so that the caller falls back to the JavaScript kernels.
  */
@@ -181,6 +183,7 @@ export function wasmMatmul(a: Float32Array, b: Float32Array | Uint16Array, c: Fl
     return true;
   }
   const half = b instanceof Uint16Array;
+  const format = GEMM_FORMATS.indexOf(b instanceof Bf16Bits ? 'bf16' : half ? 'f16' : 'f32');
   const elementBytes = half ? 2 : 4;
   const rowsPerBlock = Math.max(MR, Math.floor(o.blockFloats / K / MR) * MR);
   const colsPerBlock = Math.max(NR, Math.floor(o.blockFloats / K / NR) * NR);
@@ -222,7 +225,7 @@ export function wasmMatmul(a: Float32Array, b: Float32Array | Uint16Array, c: Fl
         }
         ldb = width * elementBytes;
       }
-      const args = [aAt * 4, K, bRawAt * 4, ldb, transposeB ? 1 : 0, bPackAt * 4, cAt * 4, width * 4, tiles, 0, panels, o.kcBlock, o.mcTiles, half ? 1 : 0];
+      const args = [aAt * 4, K, bRawAt * 4, ldb, transposeB ? 1 : 0, bPackAt * 4, cAt * 4, width * 4, tiles, 0, panels, o.kcBlock, o.mcTiles, format];
       const threads = Math.max(1, Math.min(o.threads, panels, Math.floor((2 * tiles * MR * cols * K) / o.flopsPerThread)));
       const kernelStart = stats ? performance.now() : 0;
       if (threads > 1 && e.threads) e.threads.run(e.gemm, args, threads);
