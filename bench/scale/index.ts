@@ -52,9 +52,9 @@ function previousRuns(): ModelRun[] {
   }
 }
 
-/** A new run replaces an earlier one of the same model and front end when it measured every step that one did. */
+/** A new run replaces an earlier one of the same model, front end and commit when it measured every step that one did (runs of other commits stay, for before/after). */
 function replaces(run: ModelRun, earlier: ModelRun): boolean {
-  return run.model === earlier.model && run.env === earlier.env && earlier.steps.every((s) => run.steps.some((n) => n.step === s.step));
+  return run.model === earlier.model && run.env === earlier.env && run.commit === earlier.commit && earlier.steps.every((s) => run.steps.some((n) => n.step === s.step));
 }
 
 function pick<T extends string>(given: readonly string[] | undefined, all: readonly T[], flag: string): T[] {
@@ -91,7 +91,7 @@ export const scaleBench: Bench = {
     const save = (run: ModelRun) => {
       runs.push(run);
       path = writeResults('scale', {
-        note: 'a run replaces an earlier one of the same model and front end that measured no other step; each run carries its own date, commit and load',
+        note: 'a run replaces an earlier one of the same model, front end and commit that measured no other step; each run carries its own date, commit and load',
         runs: [...previousRuns().filter((p) => !runs.some((r) => replaces(r, p))), ...runs],
       });
     };
