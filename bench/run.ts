@@ -15,9 +15,10 @@ const BENCHES: Record<string, () => Promise<Bench>> = {
   organisms: async () => (await import('./organisms/index.ts')).organismsBench,
   kernels: async () => (await import('./kernels/index.ts')).kernelsBench,
   gpu: async () => (await import('./gpu.ts')).gpuBench,
+  scale: async () => (await import('./scale/index.ts')).scaleBench,
 };
 
-const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}|all] [--full] [--node|--browser] [--sizes=a,b] [--threads=n]
+const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}|all] [--full] [--node|--browser] [--sizes=a,b] [--threads=n] [--models=a,b] [--steps=a,b] [--step-timeout=s]
   (default: matmul; --full adds the large sizes; --node / --browser run one environment only)`;
 
 function positiveInt(text: string, flag: string): number {
@@ -35,6 +36,9 @@ function parse(argv: readonly string[]): { names: string[]; args: BenchArgs } {
     else if (a === '--browser') args.envs = ['browser'];
     else if (a.startsWith('--sizes=')) args.sizes = a.slice(8).split(',').map((s) => positiveInt(s, '--sizes'));
     else if (a.startsWith('--threads=')) args.threads = positiveInt(a.slice(10), '--threads');
+    else if (a.startsWith('--models=')) args.models = a.slice(9).split(',');
+    else if (a.startsWith('--steps=')) args.steps = a.slice(8).split(',');
+    else if (a.startsWith('--step-timeout=')) args.stepTimeoutS = positiveInt(a.slice(15), '--step-timeout');
     else if (!a.startsWith('-') && (a === 'all' || a in BENCHES)) name = a;
     else throw new Error(`unknown argument "${a}"\n${USAGE}`);
   }

@@ -8,6 +8,12 @@ export interface BenchArgs {
   sizes?: readonly number[];
   /** onnxruntime-web wasm threads (default: the number of cores). */
   threads?: number;
+  /** Which models a benchmark with several runs (--models=a,b; default: all of them). */
+  models?: readonly string[];
+  /** Which of its steps (--steps=a,b; default: all). */
+  steps?: readonly string[];
+  /** Longest a benchmark may wait for one step, in seconds (--step-timeout=s), where it has such a limit. */
+  stepTimeoutS?: number;
 }
 
 export interface Bench {

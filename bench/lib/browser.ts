@@ -15,7 +15,7 @@ const PAGE_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'browser');
 /** onnxruntime-web's dist folder (where its Node entry lives). */
 const ORT_DIST = dirname(createRequire(import.meta.url).resolve('onnxruntime-web'));
 export const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
   '--enable-unsafe-webgpu',
   // Timestamp queries at full resolution (Chromium rounds them to 100 µs otherwise): bench/kernels.
   '--enable-webgpu-developer-features',
@@ -38,7 +38,7 @@ const MIME: Record<string, string> = {
 };
 
 /** Serves `root` and, under /ort/, onnxruntime-web's dist folder. Resolves with the server's URL. */
-function serve(root: string): Promise<{ server: Server; url: string }> {
+export function serve(root: string): Promise<{ server: Server; url: string }> {
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
     const [base, rel] = path.startsWith('/ort/') ? [ORT_DIST, path.slice(5)] : [root, path === '/' ? 'index.html' : path];

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 
 export const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
 
-function commit(): string | undefined {
+export function commit(): string | undefined {
   try {
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch {
@@ -15,7 +15,7 @@ function commit(): string | undefined {
 }
 
 /** Whether src/ differs from the commit (work in progress of others is measured too). */
-function sourceDirty(): boolean | undefined {
+export function sourceDirty(): boolean | undefined {
   try {
     return execFileSync('git', ['status', '--porcelain', '--', 'src'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().length > 0;
   } catch {
