@@ -165,7 +165,7 @@ export interface PatchscopeOptions extends Pick<RunOptions, 'signal' | 'onProgre
   intersectionTopK?: number;
   /** Tokens reported per scale. Default 20. */
   top?: number;
-  /** Latents whose scales share one batched step. Default: as many as keep the step's logits, probabilities and repeated prefix cache within 64 MiB. */
+  /** Latents whose scales share one batched step. Default: as many as keep its logits within 64 MiB. */
   latentsPerStep?: number;
 }
 
@@ -188,8 +188,8 @@ const PATCHSCOPE_STEP_BYTES = 64 * 1024 * 1024;
  * Patchscope: the residual leaving block ℓ at each identity prompt's last token is replaced by s · latent,
  * and the next-token distribution read, for each latent. By causality only the last token depends on the
  * patch: each prompt's prefix runs once into a KV cache, which is repeated once per (latent, scale) row,
- * and all the rows' last tokens then run as one batched step (several steps when the rows' logits,
- * probabilities and repeated cache would exceed PATCHSCOPE_STEP_BYTES). One result per latent.
+ * and all the rows' last tokens then run as one batched step (several steps when the rows' logits would
+ * exceed PATCHSCOPE_STEP_BYTES). One result per latent.
  */
 export async function patchscope(model: Transformer, latents: readonly Float32Array[], layer: number, opts: PatchscopeOptions): Promise<PatchscopeResult[]> {
   const be = model.backend;
@@ -206,11 +206,8 @@ export async function patchscope(model: Transformer, latents: readonly Float32Ar
   const top = opts.top ?? 20;
   const name = hookName('resid_post', layer);
   const S = scales.length;
-  // Latents per step: at least one, as many as keep a step within the budget. A row holds its logits and
-  // probabilities ([V] float32 each) and its copy of the longest prompt's prefix cache (K and V per layer).
-  const longest = Math.max(...opts.prompts.map((p) => p.length - 1));
-  const rowBytes = 2 * V * 4 + longest * model.config.nLayers * 2 * model.config.nKvHeads * model.config.headDim * 4;
-  const perStep = opts.latentsPerStep ?? Math.max(1, Math.floor(PATCHSCOPE_STEP_BYTES / (S * rowBytes)));
+  // Latents per step: at least one, as many as keep a step's [rows, V] logits within the budget.
+  const perStep = opts.latentsPerStep ?? Math.max(1, Math.floor(PATCHSCOPE_STEP_BYTES / (S * V * 4)));
   if (!Number.isInteger(perStep) || perStep < 1) throw new RangeError(`latentsPerStep ${perStep} is not a positive integer`);
   const groups: number[][] = [];
   for (let i = 0; i < latents.length; i += perStep) groups.push(Array.from({ length: Math.min(perStep, latents.length - i) }, (_, j) => i + j));
