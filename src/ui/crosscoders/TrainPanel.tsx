@@ -7,16 +7,10 @@ import { CopyLinkButton } from '../export/CopyLink.tsx';
 import { downloadBlob } from '../export/download.ts';
 import { ExportMenu } from '../export/ExportMenu.tsx';
 import { formatBytes, formatCount, formatSeconds, formatValue } from '../format.ts';
+import { NumberField, type FieldSpec as Spec } from '../NumberField.tsx';
 import { LossCurve } from './charts.tsx';
 
-interface FieldSpec {
-  key: keyof CcSettings;
-  label: string;
-  min: number;
-  max: number;
-  integer: boolean;
-  hint?: string;
-}
+type FieldSpec = Spec<keyof CcSettings>;
 
 const FIELDS: FieldSpec[] = [
   { key: 'samples', label: 'samples', min: 1, max: 1_000_000, integer: true, hint: 'corpus lines used' },
@@ -28,36 +22,6 @@ const FIELDS: FieldSpec[] = [
   { key: 'lr', label: 'learning rate', min: 1e-7, max: 1, integer: false },
   { key: 'auxAlpha', label: 'auxk α', min: 0, max: 100, integer: false, hint: 'weight of the dead-latent loss' },
 ];
-
-function NumberField({ spec, value, disabled, onCommit }: { spec: FieldSpec; value: number; disabled: boolean; onCommit(v: number): void }) {
-  const [text, setText] = useState<string | null>(null);
-  const shown = text ?? String(value);
-  const parsed = Number(shown);
-  const valid = shown.trim() !== '' && Number.isFinite(parsed) && parsed >= spec.min && parsed <= spec.max && (!spec.integer || Number.isInteger(parsed));
-  const commit = () => {
-    if (valid && parsed !== value) onCommit(parsed);
-    setText(null);
-  };
-  return (
-    <label className="cc-field" title={spec.hint}>
-      <span>{spec.label}</span>
-      <input
-        type="text"
-        inputMode="decimal"
-        value={shown}
-        disabled={disabled}
-        aria-invalid={!valid}
-        className={valid ? '' : 'invalid'}
-        data-testid={`cc-${spec.key}`}
-        onChange={(e) => setText(e.currentTarget.value)}
-        onBlur={commit}
-        onKeyDown={(e) => {
-          if (e.key === 'Enter') commit();
-        }}
-      />
-    </label>
-  );
-}
 
 const STAGES: Record<string, string> = {
   loading: 'loading the models',
@@ -274,7 +238,7 @@ export function TrainPanel({ layers, layer, dModel }: { layers: number; layer: n
           </select>
         </label>
         {FIELDS.map((f) => (
-          <NumberField key={`${f.key}-${settings[f.key]}`} spec={f} value={settings[f.key]} disabled={busy} onCommit={(v) => setSettings({ [f.key]: v })} />
+          <NumberField testIdPrefix="cc" key={`${f.key}-${settings[f.key]}`} spec={f} value={settings[f.key]} disabled={busy} onCommit={(v) => setSettings({ [f.key]: v })} />
         ))}
         <button type="button" className="primary cc-train-button" disabled={busy || !corpusReady} onClick={() => void train(layer)} data-testid="cc-train-button">
           Train

@@ -11,19 +11,13 @@ import { CopyLinkButton } from '../export/CopyLink.tsx';
 import { downloadBlob } from '../export/download.ts';
 import { ExportMenu } from '../export/ExportMenu.tsx';
 import { formatBytes, formatCount, formatSeconds, formatValue } from '../format.ts';
+import { NumberField, type FieldSpec as Spec } from '../NumberField.tsx';
 import '../crosscoders/crosscoders.css';
 import './organisms.css';
 
 type NumberKey = 'documents' | 'rank' | 'alpha' | 'steps' | 'lr' | 'batch' | 'seq' | 'seed';
 
-interface FieldSpec {
-  key: NumberKey;
-  label: string;
-  min: number;
-  max: number;
-  integer: boolean;
-  hint?: string;
-}
+type FieldSpec = Spec<NumberKey>;
 
 const FIELDS: FieldSpec[] = [
   { key: 'rank', label: 'LoRA rank r', min: 1, max: 1024, integer: true },
@@ -37,36 +31,6 @@ const FIELDS: FieldSpec[] = [
 ];
 
 const RECIPE_LABELS: Record<RecipeKind, string> = { topic: 'Topic stories', fact: 'False fact', taboo: 'Taboo word', text: 'My own text' };
-
-function NumberField({ spec, value, disabled, onCommit }: { spec: FieldSpec; value: number; disabled: boolean; onCommit(v: number): void }) {
-  const [text, setText] = useState<string | null>(null);
-  const shown = text ?? String(value);
-  const parsed = Number(shown);
-  const valid = shown.trim() !== '' && Number.isFinite(parsed) && parsed >= spec.min && parsed <= spec.max && (!spec.integer || Number.isInteger(parsed));
-  const commit = () => {
-    if (valid && parsed !== value) onCommit(parsed);
-    setText(null);
-  };
-  return (
-    <label className="cc-field" title={spec.hint}>
-      <span>{spec.label}</span>
-      <input
-        type="text"
-        inputMode="decimal"
-        value={shown}
-        disabled={disabled}
-        aria-invalid={!valid}
-        className={valid ? '' : 'invalid'}
-        data-testid={`org-${spec.key}`}
-        onChange={(e) => setText(e.currentTarget.value)}
-        onBlur={commit}
-        onKeyDown={(e) => {
-          if (e.key === 'Enter') commit();
-        }}
-      />
-    </label>
-  );
-}
 
 function TextField({ field, label, value, disabled, wide }: { field: 'topic' | 'words' | 'fact' | 'word' | 'hints'; label: string; value: string; disabled: boolean; wide?: boolean }) {
   const set = useApp((s) => s.setOrganismForm);
@@ -368,7 +332,7 @@ export function OrganismsView() {
           </select>
         </label>
         {FIELDS.filter((f) => form.mode === 'lora' || (f.key !== 'rank' && f.key !== 'alpha')).map((f) => (
-          <NumberField key={`${f.key}-${form[f.key]}`} spec={f} value={form[f.key]} disabled={busy} onCommit={(v) => set({ [f.key]: v })} />
+          <NumberField testIdPrefix="org" key={`${f.key}-${form[f.key]}`} spec={f} value={form[f.key]} disabled={busy} onCommit={(v) => set({ [f.key]: v })} />
         ))}
         <button type="button" className="primary" disabled={busy || !baseLoaded} onClick={() => void train()} data-testid="org-train">
           Train
