@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { StateCreator } from 'zustand/vanilla';
 import { blobSource, type FileSet } from '../io/source.ts';
 import type { OrganismOp, OrganismOpResult } from '../jobs/analysis-worker-state.ts';
-import { organismCorpus, type OrganismOut, type OrganismRecipe, type OrganismStep } from '../jobs/organism.ts';
+import { organismCorpus, type OrganismOut, type OrganismRecipe, type OrganismSettings, type OrganismStep } from '../jobs/organism.ts';
 import type { JobProgress } from '../jobs/context.ts';
 import type { Command } from '../jobs/transport.ts';
 import { refLabel, type ModelRef } from './model-ref.ts';
@@ -18,7 +18,7 @@ export const RECIPE_KINDS = ['topic', 'fact', 'taboo', 'text'] as const;
 export type RecipeKind = (typeof RECIPE_KINDS)[number];
 
 /** The form: which recipe and its inputs, how many documents, and the training settings. */
-export interface OrganismForm {
+export interface OrganismForm extends OrganismSettings {
   recipe: RecipeKind;
   topic: string;
   /** Comma-separated words the topic stories use. */
@@ -29,14 +29,6 @@ export interface OrganismForm {
   hints: string;
   /** Documents a recipe writes. */
   documents: number;
-  mode: 'lora' | 'full';
-  rank: number;
-  alpha: number;
-  steps: number;
-  lr: number;
-  batch: number;
-  seq: number;
-  seed: number;
 }
 
 /** Defaults: a topic organism of the demo base that trains in a few minutes on the CPU. */
