@@ -558,12 +558,5 @@ export class ResidentMatrix {
 export async function startWasmLinalgThreads(timeoutMs = 10_000): Promise<number> {
   const e = getEngine();
   if (!e?.threads) return e ? 1 : 0;
-  const want = wasmGemmOptions.threads;
-  const deadline = performance.now() + timeoutMs;
-  let ready = e.threads.ensure(want);
-  while (ready < want - 1 && performance.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    ready = e.threads.ensure(want);
-  }
-  return 1 + ready;
+  return e.threads.whenReady(wasmGemmOptions.threads, timeoutMs);
 }

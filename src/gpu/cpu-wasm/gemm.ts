@@ -273,12 +273,5 @@ export function wasmKernels(bytes: number): { kernels: GemmExports; heap: Float3
 export async function startWasmGemmThreads(timeoutMs = 10_000): Promise<number> {
   const e = getEngine();
   if (!e?.threads) return e ? 1 : 0;
-  const want = wasmGemmOptions.threads;
-  const deadline = performance.now() + timeoutMs;
-  let ready = e.threads.ensure(want);
-  while (ready < want - 1 && performance.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    ready = e.threads.ensure(want);
-  }
-  return 1 + ready;
+  return e.threads.whenReady(wasmGemmOptions.threads, timeoutMs);
 }

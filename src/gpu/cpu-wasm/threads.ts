@@ -158,6 +158,17 @@ export class GemmThreads {
     return ready;
   }
 
+  /** Starts workers up to `threads - 1` and resolves with the threads a job can use once they are ready, or after `timeoutMs`. */
+  async whenReady(threads: number, timeoutMs: number): Promise<number> {
+    const deadline = performance.now() + timeoutMs;
+    let ready = this.ensure(threads);
+    while (ready < threads - 1 && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      ready = this.ensure(threads);
+    }
+    return 1 + ready;
+  }
+
   /** Ends the workers; the pool takes no more jobs. */
   close(): void {
     for (const w of this.workers) void w.terminate();

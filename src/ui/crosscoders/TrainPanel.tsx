@@ -7,6 +7,7 @@ import { CopyLinkButton } from '../export/CopyLink.tsx';
 import { downloadBlob } from '../export/download.ts';
 import { ExportMenu } from '../export/ExportMenu.tsx';
 import { formatBytes, formatCount, formatSeconds, formatValue } from '../format.ts';
+import { PausedLine } from '../PausedLine.tsx';
 import { NumberField, type FieldSpec as Spec } from '../NumberField.tsx';
 import { LossCurve } from './charts.tsx';
 
@@ -63,29 +64,7 @@ function RunLine({ run, settings }: { run: CcRun; settings: CcSettings }) {
       );
     }
     case 'paused':
-      return (
-        <div className="status" data-testid="cc-paused">
-          <span className="warn">
-            Paused after {run.steps} of {settings.steps} steps.
-          </span>
-          <button type="button" className="primary" onClick={() => void resume()} data-testid="cc-resume">
-            Resume
-          </button>
-          <button
-            type="button"
-            onClick={() => {
-              void resume();
-              command('finish');
-            }}
-            title="Analyse the crosscoder as it is"
-          >
-            Finish now
-          </button>
-          <button type="button" onClick={() => command('cancel')} data-testid="cc-cancel">
-            Cancel
-          </button>
-        </div>
-      );
+      return <PausedLine prefix="cc" steps={run.steps} total={settings.steps} finishTitle="Analyse the crosscoder as it is" resume={resume} command={command} />;
     case 'done':
       return (
         <p className="muted small" data-testid="cc-done" data-collect-ms={Math.round(run.timings.collectMs)} data-train-ms={Math.round(run.timings.trainMs)} data-analyse-ms={Math.round(run.timings.analyseMs)}>

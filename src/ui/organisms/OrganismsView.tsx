@@ -11,6 +11,7 @@ import { CopyLinkButton } from '../export/CopyLink.tsx';
 import { downloadBlob } from '../export/download.ts';
 import { ExportMenu } from '../export/ExportMenu.tsx';
 import { formatBytes, formatCount, formatSeconds, formatValue } from '../format.ts';
+import { PausedLine } from '../PausedLine.tsx';
 import { NumberField, type FieldSpec as Spec } from '../NumberField.tsx';
 import '../crosscoders/crosscoders.css';
 import './organisms.css';
@@ -163,29 +164,7 @@ function RunLine({ run, steps }: { run: OrganismRun; steps: number }) {
       );
     }
     case 'paused':
-      return (
-        <div className="status" data-testid="org-paused">
-          <span className="warn">
-            Paused after {run.steps} of {steps} steps.
-          </span>
-          <button type="button" className="primary" onClick={() => void resume()} data-testid="org-resume">
-            Resume
-          </button>
-          <button
-            type="button"
-            onClick={() => {
-              void resume();
-              command('finish');
-            }}
-            title="Write the organism as it is"
-          >
-            Finish now
-          </button>
-          <button type="button" onClick={() => command('cancel')} data-testid="org-cancel">
-            Cancel
-          </button>
-        </div>
-      );
+      return <PausedLine prefix="org" steps={run.steps} total={steps} finishTitle="Write the organism as it is" resume={resume} command={command} />;
     case 'done':
       return null;
     case 'cancelled':
