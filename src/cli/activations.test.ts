@@ -1,10 +1,9 @@
 // The activation commands end to end through the command line, on the demo pair and the arch fixtures,
 // checked against the same analyses run in-process.
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { cli, ROOT } from './cli-testing.ts';
 import { activationDifferenceLens } from '../analysis/activations/adl.ts';
 import { corpusLines, tokenizeCorpus } from '../analysis/activations/corpus.ts';
 import { differentialLogitLens } from '../analysis/activations/lens.ts';
@@ -12,21 +11,9 @@ import { demoPair } from '../analysis/activations/testing.ts';
 import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { hookName } from '../model/transformer.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const DEMO = join(ROOT, 'test/fixtures/demo');
 const ARCH = join(ROOT, 'test/fixtures/arch');
-const run = promisify(execFile);
 const be = createCpuBackend();
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/neurodiff.mjs'), ...args], { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: err.code ?? -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
-  }
-}
 
 async function json<T>(args: string[]): Promise<T> {
   const r = await cli([...args, '--json']);

@@ -1,11 +1,10 @@
 // End to end through the command line: train a tiny crosscoder on the demo pair, then list its
 // latents, and check the printed numbers against direct computations.
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, ROOT } from './cli-testing.ts';
 import { readFileSync } from 'node:fs';
 import { tokenizeCorpus } from '../analysis/crosscoder/collect.ts';
 import { decodeActivations } from '../analysis/crosscoder/collect-cache.ts';
@@ -17,20 +16,8 @@ import { pathFileSet, pathSource } from '../io/node-source.ts';
 import { readHfTokenizer } from '../io/tokenizer.ts';
 import { loadModel } from '../model/load.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const DEMO = join(ROOT, 'test/fixtures/demo');
 const CORPUS = join(DEMO, 'mixed_stories.txt');
-const run = promisify(execFile);
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/neurodiff.mjs'), ...args], { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: err.code ?? -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
-  }
-}
 
 const close = (got: number, want: number, abs: number, rel: number) => Math.abs(got - want) <= abs + rel * Math.abs(want);
 

@@ -1,26 +1,13 @@
 // `neurodiff organism` end to end on the demo base: a recipe corpus, two LoRA steps, the adapter folder
 // it writes, and one-line errors for bad input.
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { cli } from './cli-testing.ts';
 import type { TrainJson } from './organism.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
-const run = promisify(execFile);
 let dir = '';
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/neurodiff.mjs'), ...args], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: err.code ?? -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
-  }
-}
 
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });

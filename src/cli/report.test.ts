@@ -1,31 +1,18 @@
 // `neurodiff report` end to end on the demo pair: the files it writes exist, parse, agree with each
 // other and with quantities computed here directly.
-import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { cli, ROOT } from './cli-testing.ts';
 import { findAll, parseXml } from '../analysis/report/testing.ts';
 import { fingerprintModel } from '../io/fingerprint.ts';
 import { pathFileSet } from '../io/node-source.ts';
 import { openModel } from '../io/open-model.ts';
 import type { ReportJson } from './report.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const DEMO = join(ROOT, 'test/fixtures/demo');
-const run = promisify(execFile);
 const dirs: string[] = [];
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/neurodiff.mjs'), ...args], { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: err.code ?? -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
-  }
-}
 
 async function outDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'neurodiff-report-'));

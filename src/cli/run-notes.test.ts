@@ -1,26 +1,13 @@
 // What every CLI result carries beside its own fields: the memory plan of the pair it loaded, and the
 // non-finite weights that --allow-nonfinite let through (refused without it).
-import { execFile } from 'node:child_process';
 import { cp, mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, ROOT } from './cli-testing.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const DEMO = join(ROOT, 'test/fixtures/demo');
 const LLAMA = join(ROOT, 'test/fixtures/arch/llama');
-const run = promisify(execFile);
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/neurodiff.mjs'), ...args], { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: err.code ?? -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
-  }
-}
 
 describe('memory plan in every pair result', () => {
   it('lens --json carries the plan, its weight bytes equal to the pair as stored (float32)', async () => {
