@@ -10,7 +10,8 @@ export const tests = {
     const notice = page.getByTestId('link-notice');
     await notice.waitFor();
     assert.equal(await page.getByTestId('link-prompt').textContent(), prompt, 'the prompt is shown verbatim');
-    assert.match(await notice.textContent(), /^Activations \/ Lens at layer 2 with the prompt .+ opens once the base and fine-tuned models are loaded\.$/);
+    // The link's layer named a layer of the demo pair it opened on; the user's own pair starts at its default layer.
+    assert.match(await notice.textContent(), /^Activations \/ Lens with the prompt .+ opens once the base and fine-tuned models are loaded\.$/);
     assert.equal(await notice.locator('img, script').count(), 0, 'no element was created from the prompt');
     assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no script from the link ran');
     await screenshot('link-notice');

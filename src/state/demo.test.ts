@@ -55,15 +55,27 @@ describe('loadDemo', () => {
     expect([after.demo, after.models.base.pending, after.models.ft.status.kind, after.view]).toEqual([false, null, 'idle', 'models']);
   });
 
-  it('keeps the view a link asked for, and leaves models dropped meanwhile alone', async () => {
+  it('keeps the view and prompt a link asked for, and leaves models dropped meanwhile alone', async () => {
     vi.stubGlobal('fetch', servePublic([]));
     const store = createAppStore();
     store.getState().setModelLoader(openModelLoader);
     store.getState().setView('lens');
+    store.getState().setLayer(2);
+    store.getState().setPrompt('the sea');
     await loadDemo(store, ROOT);
-    expect(store.getState().view).toBe('lens');
+    expect([store.getState().view, store.getState().layer]).toEqual(['lens', 2]);
     switchToOwnModels(store);
-    expect(store.getState().view).toBe('lens');
+    expect([store.getState().view, store.getState().prompt, store.getState().layer]).toEqual(['lens', 'the sea', null]);
+
+    // The same whether or not the demo had finished loading when the user switched.
+    const early = createAppStore();
+    early.getState().setModelLoader(openModelLoader);
+    early.getState().setView('lens');
+    early.getState().setLayer(2);
+    const loading = loadDemo(early, ROOT);
+    switchToOwnModels(early);
+    await loading;
+    expect([early.getState().view, early.getState().layer, early.getState().demo]).toEqual(['lens', null, false]);
 
     const busy = createAppStore();
     const pending = loadDemo(busy, ROOT);

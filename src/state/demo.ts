@@ -2,6 +2,7 @@
 import type { FileSet } from '../io/source.ts';
 import { urlFileSet } from './remote.ts';
 import type { AppStore } from './store.ts';
+import { PAIR_VIEW_DEFAULTS } from './view.ts';
 
 export const DEMO = {
   base: 'models/demo/base/',
@@ -10,21 +11,31 @@ export const DEMO = {
   description: 'a 3.15M-parameter Llama trained on simple stories (base) and its full fine-tune on stories about the sea (ocean)',
 } as const;
 
+/** Each store's count of demo loads and switches away from the demo: a load that is no longer the latest stops. */
+const demoTurns = new WeakMap<AppStore, number>();
+const nextDemoTurn = (store: AppStore): number => {
+  const turn = (demoTurns.get(store) ?? 0) + 1;
+  demoTurns.set(store, turn);
+  return turn;
+};
+
 /**
  * Loads the demo pair from `root` (the app's base URL). Opens the weights view when the app is on
- * its start screen. Resolves once both models are loaded or have failed; a drop meanwhile wins.
+ * its start screen. Resolves once both models are loaded or have failed; a drop, or a switch to
+ * own models, meanwhile wins.
  */
 export async function loadDemo(store: AppStore, root: string): Promise<void> {
+  const turn = nextDemoTurn(store);
   let base: FileSet;
   let ft: FileSet;
   try {
     [base, ft] = await Promise.all([urlFileSet(new URL(DEMO.base, root).href, DEMO.files), urlFileSet(new URL(DEMO.ft, root).href, DEMO.files)]);
   } catch (e) {
-    store.getState().setDemoError(`the built-in demo could not be fetched: ${e instanceof Error ? e.message : String(e)}`);
+    if (demoTurns.get(store) === turn) store.getState().setDemoError(`the built-in demo could not be fetched: ${e instanceof Error ? e.message : String(e)}`);
     return;
   }
   const s = store.getState();
-  if (s.models.base.pending || s.models.ft.pending) return;
+  if (demoTurns.get(store) !== turn || s.models.base.pending || s.models.ft.pending) return;
   s.setPendingFiles('base', base);
   s.setPendingFiles('ft', ft);
   s.setModelRef('base', { demo: 'base' }, base);
@@ -38,9 +49,12 @@ export async function loadDemo(store: AppStore, root: string): Promise<void> {
 /**
  * Drops the demo (or whatever is loaded) and shows the drop zones. The weights view goes back to
  * the models screen, so the new pair's summaries show once loaded; another view a link asked for
- * stays, and opens once the new pair is loaded.
+ * stays, with its prompt, and opens once the new pair is loaded. The tensor, layers, positions and
+ * latent named the old pair's parts, so they go back to their defaults, whether or not the old pair
+ * had finished loading.
  */
 export function switchToOwnModels(store: AppStore): void {
+  nextDemoTurn(store);
   const s = store.getState();
   if (s.view === 'weights') s.setView('models');
   for (const role of ['base', 'ft'] as const) {
@@ -49,4 +63,5 @@ export function switchToOwnModels(store: AppStore): void {
   }
   s.resetWeights();
   s.setDemoError(null);
+  store.setState(PAIR_VIEW_DEFAULTS);
 }

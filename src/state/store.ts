@@ -7,7 +7,7 @@ import { createMethodsSlice, type MethodsSlice } from './methods.ts';
 import { createModelsSlice, pairReady, type ModelsSlice } from './models.ts';
 import { createOrganismsSlice, type OrganismsSlice } from './organisms.ts';
 import { createSessionSlice, keepModelRefsCurrent, ROLES, wantedRef, type SessionSlice } from './session.ts';
-import { createViewSlice, type ViewSlice } from './view.ts';
+import { createViewSlice, PAIR_VIEW_DEFAULTS, type ViewSlice } from './view.ts';
 import { createWeightsSlice, runIsCurrent, type WeightsSlice } from './weights.ts';
 
 export type AppState = GpuSlice & ModelsSlice & ViewSlice & WeightsSlice & ActivationsSlice & SessionSlice & CrosscoderSlice & MethodsSlice & OrganismsSlice;
@@ -37,9 +37,6 @@ export function createAppStore(): AppStore {
   });
   return store;
 }
-
-/** The view state that names parts of one pair (a tensor, layers, positions, a latent), at its defaults. */
-export const PAIR_VIEW_DEFAULTS = { tensor: null, layer: null, position: null, adlLayer: null, adlPosition: null, ccLayer: null, latent: null } as const satisfies Partial<AppState>;
 
 /**
  * When a loaded pair is replaced by files no link asked for, its view state goes with it: the new

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { bytesSource, type FileSet } from '../io/source.ts';
 import type { ModelSummary } from './models.ts';
-import { createAppStore, PAIR_VIEW_DEFAULTS } from './store.ts';
+import { createAppStore } from './store.ts';
+import { PAIR_VIEW_DEFAULTS } from './view.ts';
 
 const files = (name: string): FileSet => new Map([[name, bytesSource(new Uint8Array(8), name)]]);
 

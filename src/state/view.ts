@@ -1,5 +1,9 @@
 import type { StateCreator } from 'zustand/vanilla';
 import type { View } from './views.ts';
+import type { AppState } from './store.ts';
+
+/** The view state that names parts of one pair (a tensor, layers, positions, a latent), at its defaults. */
+export const PAIR_VIEW_DEFAULTS = { tensor: null, layer: null, position: null, adlLayer: null, adlPosition: null, ccLayer: null, latent: null } as const satisfies Partial<AppState>;
 
 export interface ViewSlice {
   view: View;
