@@ -2,6 +2,7 @@
 import { expect } from 'vitest';
 import { pathSource } from './node-source.ts';
 import { encodeVarint, lenField, message, varintField } from './protobuf.ts';
+import { f16ToF32, f32ToF16 } from './dtype.ts';
 import { readSafetensorsHeader } from './safetensors.ts';
 import type { WeightStore } from './store.ts';
 
@@ -136,3 +137,110 @@ export const onnxBuild = {
     return message(varintField(1, 8), lenField(2, 'neurodiff-test'), lenField(7, graph), lenField(8, message(lenField(1, ''), varintField(2, 17))));
   },
 };
+
+// GGUF files made from a Hugging Face checkpoint, for the loader and end-to-end tests.
+
+const f16 = (x: number) => f16ToF32(f32ToF16(x));
+export const f32Bytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+/** Hugging Face rotate-half rows to llama.cpp's layout: reshape(n_head, 2, hd/2, cols).swapaxes(1, 2). */
+export function permuteForGguf(w: Float32Array, rows: number, cols: number, nHead: number): Float32Array {
+  const hd = rows / nHead;
+  const out = new Float32Array(w.length);
+  for (let h = 0; h < nHead; h++)
+    for (let i = 0; i < hd / 2; i++)
+      for (let j = 0; j < 2; j++) out.set(w.subarray((h * hd + j * (hd / 2) + i) * cols, (h * hd + j * (hd / 2) + i + 1) * cols), (h * hd + 2 * i + j) * cols);
+  return out;
+}
+
+/** ggml's quantize_row_q8_0_ref; also returns the values it decodes to. */
+export function quantizeQ8_0(x: Float32Array): { bytes: Uint8Array; decoded: Float32Array } {
+  const blocks = x.length / 32;
+  const bytes = new Uint8Array(blocks * 34);
+  const v = new DataView(bytes.buffer);
+  const decoded = new Float32Array(x.length);
+  for (let b = 0; b < blocks; b++) {
+    let amax = 0;
+    for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(x[b * 32 + i]!));
+    const d = Math.fround(amax / 127);
+    v.setUint16(b * 34, f32ToF16(d), true);
+    for (let i = 0; i < 32; i++) {
+      const q = d ? Math.round(Math.fround(x[b * 32 + i]! * Math.fround(1 / d))) : 0;
+      v.setInt8(b * 34 + 2 + i, q);
+      decoded[b * 32 + i] = f16(d) * q;
+    }
+  }
+  return { bytes, decoded };
+}
+
+/** ggml's quantize_row_q4_0_ref. */
+export function quantizeQ4_0(x: Float32Array): { bytes: Uint8Array; decoded: Float32Array } {
+  const blocks = x.length / 32;
+  const bytes = new Uint8Array(blocks * 18);
+  const v = new DataView(bytes.buffer);
+  const decoded = new Float32Array(x.length);
+  for (let b = 0; b < blocks; b++) {
+    let max = 0;
+    for (let i = 0; i < 32; i++) if (Math.abs(x[b * 32 + i]!) > Math.abs(max)) max = x[b * 32 + i]!;
+    const d = Math.fround(max / -8);
+    const id = d ? Math.fround(1 / d) : 0;
+    v.setUint16(b * 18, f32ToF16(d), true);
+    const q = (i: number) => Math.min(15, Math.trunc(Math.fround(x[b * 32 + i]! * id) + 8.5));
+    for (let j = 0; j < 16; j++) {
+      bytes[b * 18 + 2 + j] = q(j) | (q(j + 16) << 4);
+      decoded[b * 32 + j] = f16(d) * (q(j) - 8);
+      decoded[b * 32 + j + 16] = f16(d) * (q(j + 16) - 8);
+    }
+  }
+  return { bytes, decoded };
+}
+
+export const llamaKv = (extra: Record<string, GgufKv> = {}): Record<string, GgufKv> => ({
+  'general.architecture': { type: 'string', value: 'llama' },
+  'llama.context_length': { type: 'u32', value: 512 },
+  'llama.embedding_length': { type: 'u32', value: 64 },
+  'llama.feed_forward_length': { type: 'u32', value: 172 },
+  'llama.block_count': { type: 'u32', value: 5 },
+  'llama.attention.head_count': { type: 'u32', value: 8 },
+  'llama.attention.head_count_kv': { type: 'u32', value: 4 },
+  'llama.attention.layer_norm_rms_epsilon': { type: 'f32', value: 1e-5 },
+  ...extra,
+});
+
+/** The stories260K HF checkpoint written as GGUF the way llama.cpp's converter names and permutes it. */
+export async function hfToGguf(hf: WeightStore, typeOf: (ggufName: string) => number): Promise<{ tensors: GgufTensorIn[]; expected: Map<string, Float32Array> }> {
+  const parts: Record<string, string> = {
+    input_layernorm: 'attn_norm', 'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v', 'self_attn.o_proj': 'attn_output',
+    post_attention_layernorm: 'ffn_norm', 'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down',
+  };
+  const tensors: GgufTensorIn[] = [];
+  const expected = new Map<string, Float32Array>();
+  for (const [name, t] of hf.tensors) {
+    let gname = name === 'model.embed_tokens.weight' ? 'token_embd.weight' : name === 'model.norm.weight' ? 'output_norm.weight' : '';
+    const m = /^model\.layers\.(\d+)\.(.+)\.weight$/.exec(name);
+    if (m) gname = `blk.${m[1]}.${parts[m[2]!]}.weight`;
+    const [rows, cols] = t.shape.length === 2 ? (t.shape as [number, number]) : [1, t.shape[0]!];
+    let w = await hf.readF32(name);
+    if (gname.includes('attn_q')) w = permuteForGguf(w, rows, cols, 8);
+    if (gname.includes('attn_k')) w = permuteForGguf(w, rows, cols, 4);
+    const type = typeOf(gname);
+    const ne = [...t.shape].reverse();
+    if (type === 8 || type === 2) {
+      const { bytes, decoded } = type === 8 ? quantizeQ8_0(w) : quantizeQ4_0(w);
+      tensors.push({ name: gname, ne, type, data: bytes });
+      expected.set(gname, decoded);
+    } else if (type === 1 || type === 30) {
+      const bits = new Uint16Array(w.length);
+      const decoded = new Float32Array(w.length);
+      for (let i = 0; i < w.length; i++) {
+        bits[i] = type === 1 ? f32ToF16(w[i]!) : new Uint32Array(new Float32Array([w[i]!]).buffer)[0]! >>> 16;
+        decoded[i] = type === 1 ? f16ToF32(bits[i]!) : new Float32Array(new Uint32Array([bits[i]! << 16]).buffer)[0]!;
+      }
+      tensors.push({ name: gname, ne, type, data: new Uint8Array(bits.buffer) });
+      expected.set(gname, decoded);
+    } else {
+      tensors.push({ name: gname, ne, type: 0, data: f32Bytes(w) });
+    }
+  }
+  return { tensors, expected };
+}
