@@ -4,12 +4,12 @@
 // steering and patching load each model in turn (the same numbers); the other views need both at once
 // and say so.
 // Results carry the text of every token id they name, so the page never needs the tokenizer.
-import { adlDifferences, DEFAULT_ADL_POSITIONS, IDENTITY_PROMPTS, patchscope, rescale, signedLens, steer, steeringVector, type AdlDifference, type TokenProb } from '../analysis/activations/adl.ts';
+import { activationDifferenceLens, adlDifferences, DEFAULT_ADL_POSITIONS, IDENTITY_PROMPTS, steer, steeringVector, type AdlDifference, type TokenProb } from '../analysis/activations/adl.ts';
 import { corpusLines, tokenizeCorpus, type TokenizedCorpus } from '../analysis/activations/corpus.ts';
 import { promptDifferences, type HookKind } from '../analysis/activations/differences.ts';
 import { differentialLogitLens, type LensTop } from '../analysis/activations/lens.ts';
 import { patchAndStitch, type PatchingResult, type PositionsCompared, type StitchingResult } from '../analysis/activations/patching.ts';
-import { bothModels, withModel } from '../analysis/activations/passes.ts';
+import { bothModels } from '../analysis/activations/passes.ts';
 import { checkPairConfigs, type Progress } from '../analysis/activations/run.ts';
 import { amplify, type AmplifiedSample, type AmplifyMode } from '../analysis/amplify/amplify.ts';
 import type { CrosscoderEngine } from '../analysis/crosscoder/engine.ts';
@@ -285,33 +285,12 @@ export async function runActivationTask(loaded: LoadedPair, req: ActivationReque
     }
     case 'adl': {
       const corpus = corpusSamples(loaded, req);
-      const diff = await adlDifferences(runner, corpus.samples, { layer: req.layer, positions: DEFAULT_ADL_POSITIONS, ...run });
-      loaded.differences.set(differenceKey(req, diff.layer), diff);
       const prompts = IDENTITY_PROMPTS.map((p) => tokenizer.encode(p));
-      // As activationDifferenceLens: the lens per position, then one Patchscope over every non-zero δ_p.
-      const positions: AdlPositionResult[] = [];
-      await withModel(runner, 'ft', async (ft) => {
-      for (const [pi, position] of diff.positions.entries()) {
-        opts.signal?.throwIfAborted();
-        const delta = diff.delta[pi]!;
-        const lens = await signedLens(ft, delta, { k: req.top });
-        const consistencyPerSample = diff.consistency[pi]!;
-        const norm = Math.sqrt(delta.reduce((a, x) => a + x * x, 0));
-        positions.push({ position, norm, consistency: consistencyPerSample.reduce((a, b) => a + b, 0) / diff.samples, consistencyPerSample, ...lens, patchscope: null });
-      }
-      const scoped = positions.filter((p) => p.norm > 0);
-      const latents = scoped.map((p) => {
-        const delta = diff.delta[diff.positions.indexOf(p.position)]!;
-        return diff.ftNorm === undefined ? delta : rescale(delta, diff.ftNorm);
-      });
-      const results = await patchscope(ft, latents, diff.layer, { prompts, top: req.top, ...run });
-      scoped.forEach((p, i) => {
-        const ps = results[i]!;
-        p.patchscope = { scales: ps.scales.map((s) => ({ scale: s.scale, top: s.top })), stable: ps.stable };
-      });
-      }, opts.signal);
+      const r = await activationDifferenceLens(runner, corpus.samples, { layer: req.layer, positions: DEFAULT_ADL_POSITIONS, top: req.top, patchscope: { prompts }, ...run });
+      loaded.differences.set(differenceKey(req, r.layer), r.difference);
+      const positions = r.positions.map(({ patchscope, ...p }, pi): AdlPositionResult => ({ ...p, consistencyPerSample: r.difference.consistency[pi]!, patchscope: patchscope ?? null }));
       const ids = positions.flatMap((p) => [...p.top, ...p.topNegative, ...(p.patchscope?.stable ?? []), ...(p.patchscope?.scales.flatMap((s) => s.top) ?? [])].map((t) => t.id));
-      return { task: 'adl', layer: diff.layer, samples: diff.samples, tooShort: corpus.tooShort, tokensPerSample: corpus.tokensPerSample, ftNorm: diff.ftNorm ?? null, positions, tokens: tokenTexts(tokenizer, ids) };
+      return { task: 'adl', layer: r.layer, samples: r.samples, tooShort: corpus.tooShort, tokensPerSample: corpus.tokensPerSample, ftNorm: r.ftNorm ?? null, positions, tokens: tokenTexts(tokenizer, ids) };
     }
     case 'steer': {
       const promptIds = promptTokens(tokenizer, req.prompt);

@@ -390,7 +390,7 @@ export async function activationDifferenceLens(input: PairInput, samples: readon
           const delta = diff.delta[diff.positions.indexOf(p.position)]!;
           return diff.ftNorm === undefined ? delta : rescale(delta, diff.ftNorm);
         });
-        const results = await patchscope(ft, latents, diff.layer, { ...opts.patchscope, top, ...(opts.signal ? { signal: opts.signal } : {}) });
+        const results = await patchscope(ft, latents, diff.layer, { ...opts.patchscope, top, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
         scoped.forEach((p, i) => (p.patchscope = results[i]!));
       }
       return { layer: diff.layer, samples: diff.samples, ftNorm: diff.ftNorm, positions, difference: diff };
