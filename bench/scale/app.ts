@@ -106,7 +106,9 @@ export async function runApp(model: ScaleModel, steps: readonly Step[], opts: { 
 
     // The summary is every later step's start, so it always runs.
     const loaded = await measure('summary', async () => {
-      await Promise.all([page.getByTestId('input-folder-base').setInputFiles(model.base), page.getByTestId('input-folder-ft').setInputFiles(model.ft)]);
+      // Handing a folder of gigabytes to the page can take longer than Playwright's default minute on a loaded machine.
+      const timeout = opts.stepTimeoutMs;
+      await Promise.all([page.getByTestId('input-folder-base').setInputFiles(model.base, { timeout }), page.getByTestId('input-folder-ft').setInputFiles(model.ft, { timeout })]);
       await Promise.all(['base', 'ft'].map((role) => outcome(page, `[data-testid="drop-${role}"] .status.summary`, `[data-testid="drop-${role}"] .status.error`, opts.stepTimeoutMs)));
       return undefined;
     });
