@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { pathSource } from '../io/node-source.ts';
 import { readSafetensorsHeader } from '../io/safetensors.ts';
 import { FormatError } from '../io/source.ts';
-import { estimateMemory, parseConfig, type ModelConfig } from './config.ts';
+import { parameterCount, parseConfig, type ModelConfig } from './config.ts';
 import { convertNames } from './convert.ts';
 
 const FIXTURES = new URL('../../test/fixtures/', import.meta.url).pathname;
@@ -84,15 +84,15 @@ describe('parseConfig', () => {
   });
 });
 
-describe('converters and estimateMemory', () => {
+describe('converters and parameterCount', () => {
   it.each(['gpt2', 'llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'gemma2', 'gemma3'])('%s: parameters and bytes equal the checkpoint; every tensor is used', async (arch) => {
     const c = await fixtureConfig(`arch/${arch}/base`);
     const header = await readSafetensorsHeader(await pathSource(`${FIXTURES}arch/${arch}/base/model.safetensors`));
     const numel = [...header.entries.values()].reduce((n, e) => n + e.shape.reduce((a, b) => a * b, 1), 0);
-    const est = estimateMemory(c, 'f32');
-    expect(est.parameters).toBe(numel);
-    expect(est.weightBytes).toBe(numel * 4);
-    expect(est.kvBytesPerToken).toBe(c.nLayers * 2 * c.nKvHeads * c.headDim * 4);
+    const count = parameterCount(c);
+    expect(count.total).toBe(numel);
+    const matrixNumel = [...header.entries.values()].filter((e) => e.shape.length >= 2).reduce((n, e) => n + e.shape.reduce((a, b) => a * b, 1), 0);
+    expect(count.matrices).toBe(matrixNumel);
     const specs = convertNames(c, new Set(header.entries.keys()));
     expect(new Set(specs.map((s) => s.source.name))).toEqual(new Set(header.entries.keys()));
   });
@@ -108,12 +108,5 @@ describe('converters and estimateMemory', () => {
     expect(gpt.get('blocks.0.attn.W_V')!.source).toEqual({ name: 'transformer.h.0.attn.c_attn.weight', transpose: true, rows: [128, 192] });
     expect(gpt.get('blocks.0.mlp.W_out')).toEqual({ canonical: 'blocks.0.mlp.W_out', shape: [64, 256], source: { name: 'transformer.h.0.mlp.c_proj.weight', transpose: true } });
     expect(gpt.has('unembed.W_U')).toBe(false);
-  });
-
-  it('f16 storage halves the matrices, not the vectors', async () => {
-    const c = await fixtureConfig('arch/llama/base');
-    const vectors = c.nLayers * 2 * c.dModel + c.dModel;
-    const f32 = estimateMemory(c, 'f32');
-    expect(estimateMemory(c, 'f16').weightBytes).toBe((f32.parameters - vectors) * 2 + vectors * 4);
   });
 });

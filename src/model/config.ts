@@ -381,20 +381,3 @@ export function parameterCount(c: ModelConfig): { matrices: number; vectors: num
   const vectors = c.nLayers * layerVectors + normParams;
   return { matrices, vectors, total: matrices + vectors };
 }
-
-export interface MemoryEstimate {
-  parameters: number;
-  /** Bytes of the weights once uploaded: matrices in the chosen dtype, vectors in float32. */
-  weightBytes: number;
-  /** Bytes of the float32 KV cache per token of context, over all layers and one sequence. */
-  kvBytesPerToken: number;
-}
-
-export function estimateMemory(c: ModelConfig, dtype: 'f32' | 'f16' = 'f32'): MemoryEstimate {
-  const { matrices, vectors, total } = parameterCount(c);
-  return {
-    parameters: total,
-    weightBytes: matrices * (dtype === 'f16' ? 2 : 4) + vectors * 4,
-    kvBytesPerToken: c.nLayers * 2 * c.nKvHeads * c.headDim * 4,
-  };
-}

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createCpuBackend } from '../../src/gpu/cpu-backend.ts';
 import { pathFileSet } from '../../src/io/node-source.ts';
-import { estimateMemory } from '../../src/model/config.ts';
 import { readLoraAdapter } from '../../src/model/lora.ts';
 import { folderSource, PairedRunner, type ModelSource } from '../../src/model/paired.ts';
 import { diff, FIXTURES, readGolden } from './golden-helpers.ts';
@@ -35,7 +34,7 @@ describe('PairedRunner', () => {
     const live = { now: 0, max: 0 };
     const base = counted(await folderSource(baseFiles, be, 'base'), live);
     const ft = counted(await folderSource(baseFiles, be, 'space', { adapter }), live);
-    const weights = estimateMemory(base.config).weightBytes;
+    const weights = base.weightBytes;
     const runner = new PairedRunner(base, ft, be, { memoryBudgetBytes: mode === 'resident' ? 2 * weights : 1.5 * weights });
     expect(runner.mode).toBe(mode);
 
@@ -64,7 +63,7 @@ describe('PairedRunner', () => {
   it('hands out both models together only when they fit', async () => {
     const files = await pathFileSet(`${FIXTURES}arch/llama/base`);
     const src = await folderSource(files, be, 'llama');
-    const tight = new PairedRunner(src, src, be, { memoryBudgetBytes: estimateMemory(src.config).weightBytes });
+    const tight = new PairedRunner(src, src, be, { memoryBudgetBytes: src.weightBytes });
     await expect(tight.models()).rejects.toThrow(/do not fit the memory budget together/);
     const roomy = new PairedRunner(src, src, be);
     const { base, ft } = await roomy.models();
