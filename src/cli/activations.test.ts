@@ -134,6 +134,13 @@ describe('neurodiff lens, patch, forward, inspect, steer', () => {
     expect([bad.code, bad.stderr.trim()]).toEqual([2, 'neurodiff: --memory-budget must be a positive number of GiB, got "lots"']);
   });
 
+  it('--backend webgpu: the memory plan names the device\'s buffer limits', async () => {
+    const models = [join(DEMO, 'base'), join(DEMO, 'ocean/model')];
+    const { memory } = await json<{ memory: { mode: string; reason: string } }>(['lens', ...models, '--prompt', 'The', '--top', '3', '--backend', 'webgpu']);
+    expect(memory.mode).toBe('resident');
+    expect(memory.reason).toMatch(/^both models resident: .*; GPU buffers up to \d+\.\d\d GiB, bindings up to \d+\.\d\d GiB \(larger tensors are kept as row blocks\)$/);
+  });
+
   it('patch: recovery 1 for the last resid_post and stitching ends on the arch fixture', async () => {
     const out = await json<{
       kl_ft_base: number;

@@ -149,11 +149,12 @@ export function memoryBudgetOption(values: Values): number | undefined {
 
 /**
  * The memory plan of the pair (both models resident, or one at a time) from this machine's memory
- * (os.totalmem()) or --memory-budget; refuses, with the numbers, a model that fits neither way,
+ * (os.totalmem()) or --memory-budget, and with --backend webgpu the device's buffer limits; refuses, with the numbers, a model that fits neither way,
  * before anything large is allocated.
  */
 export function checkMemory(opened: OpenedPair, backend: Backend, values: Values): MemoryPlan {
-  return (runNotes.memory = planMemory(opened, { backend: backend.name === 'webgpu' ? 'webgpu' : 'cpu', hostBytes: totalmem(), budgetBytes: memoryBudgetOption(values) }));
+  const gpu = backend.limits ? { gpu: backend.limits } : {};
+  return (runNotes.memory = planMemory(opened, { backend: backend.name === 'webgpu' ? 'webgpu' : 'cpu', ...gpu, hostBytes: totalmem(), budgetBytes: memoryBudgetOption(values) }));
 }
 
 export interface PairRunnerArgs {

@@ -92,6 +92,11 @@ class WebGpuBackend implements Backend {
     this.recorder = new CommandRecorder(ctx, flags.dispatchesPerSubmit);
   }
 
+  get limits(): { maxBufferSize: number; maxStorageBufferBindingSize: number } {
+    const { maxBufferSize, maxStorageBufferBindingSize } = this.ctx.device.limits;
+    return { maxBufferSize, maxStorageBufferBindingSize: flags.maxBindingBytes > 0 ? Math.min(flags.maxBindingBytes, maxStorageBufferBindingSize) : maxStorageBufferBindingSize };
+  }
+
   fromArray(data: Float32Array | Int32Array, shape: readonly number[], dtype?: DType): Tensor {
     checkShape('fromArray', shape);
     const type = dtype ?? (data instanceof Int32Array ? 'i32' : 'f32');
@@ -518,9 +523,8 @@ class WebGpuBackend implements Backend {
 
   /** Largest tensor in one buffer, as the pool can allocate it (a multiple of 16 bytes). */
   private bindingLimit(): number {
-    const limits = this.ctx.device.limits;
-    const device = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    return Math.floor((flags.maxBindingBytes > 0 ? Math.min(flags.maxBindingBytes, device) : device) / 16) * 16;
+    const limits = this.limits;
+    return Math.floor(Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize) / 16) * 16;
   }
 
   /** Writes values (f16 bits or float32) at element `offset` of one buffer. */

@@ -60,6 +60,8 @@ export interface Backend {
   readonly name: BackendName;
   /** createEmpty takes 'bf16' (weights kept as their stored bfloat16 bits); without it they load as f16. */
   readonly bf16: boolean;
+  /** A GPU backend's buffer limits (a longer tensor is kept as row blocks); absent on the CPU. */
+  readonly limits?: { readonly maxBufferSize: number; readonly maxStorageBufferBindingSize: number };
 
   /** Copies host data into a new tensor. f16 tensors are created from f32 data (rounded). */
   fromArray(data: Float32Array | Int32Array, shape: readonly number[], dtype?: DType): Tensor;
