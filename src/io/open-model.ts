@@ -104,7 +104,11 @@ async function openUnchecked(files: FileSet): Promise<Omit<OpenedModel, 'store'>
       if (!tokenizer && kind === 'hf') warnings.push('no tokenizer.json in the folder: text cannot be tokenized');
       const vocab = Object.hasOwn(config, 'vocab_size') ? config.vocab_size : undefined;
       if (tokenizer && typeof vocab === 'number' && tokenizer.vocabSize > vocab) {
-        throw new FormatError('tokenizer.json', `has token ids up to ${tokenizer.vocabSize - 1}, but the model's vocabulary (vocab_size in config.json) has ${vocab} tokens: the tokenizer belongs to another model`);
+        const ordinary = tokenizer.ordinaryVocabSize ?? tokenizer.vocabSize;
+        if (ordinary > vocab) throw new FormatError('tokenizer.json', `has token ids up to ${ordinary - 1}, but the model's vocabulary (vocab_size in config.json) has ${vocab} tokens: the tokenizer belongs to another model`);
+        // Only special tokens lie past the model's rows (as Gemma 3's <image_soft_token>): text never encodes to them unless it names them.
+        const beyond = tokenizer.vocabSize - vocab === 1 ? `the special token ${vocab} (${JSON.stringify(tokenizer.decodeToken(vocab))}) lies` : `the special tokens ${vocab}..${tokenizer.vocabSize - 1} lie`;
+        warnings.push(`tokenizer.json: ${beyond} past the model's ${vocab} tokens; a prompt that names one cannot run`);
       }
       return { kind, store, config, ...(tokenizer ? { tokenizer } : {}), label: store.label, warnings };
     }

@@ -38,7 +38,13 @@ export interface EncodeOptions {
 }
 
 export interface Tokenizer {
+  /** One more than the largest token id. */
   readonly vocabSize: number;
+  /**
+   * One more than the largest id of a token that is not a special added token (Gemma 3's tokenizer
+   * adds <image_soft_token> at 262,144, past its text models' vocabulary). Absent: vocabSize.
+   */
+  readonly ordinaryVocabSize?: number;
   readonly bosId?: number | undefined;
   readonly eosId?: number | undefined;
   encode(text: string, opts?: EncodeOptions): number[];
@@ -71,6 +77,8 @@ export function hfTokenizer(json: unknown, config: unknown = {}, name = 'tokeniz
   for (const id of vocab.values()) vocabSize = Math.max(vocabSize, id + 1);
   const special = new Map<number, string>();
   for (const [id, t] of tok.get_added_tokens_decoder()) if (t.special) special.set(id, t.content);
+  let ordinaryVocabSize = 0;
+  for (const id of vocab.values()) if (!special.has(id)) ordinaryVocabSize = Math.max(ordinaryVocabSize, id + 1);
   const idOf = (v: unknown): number | undefined => {
     const content = typeof v === 'string' ? v : typeof v === 'object' && v !== null && 'content' in v ? String(v.content) : undefined;
     return content === undefined ? undefined : tok.token_to_id(content);
@@ -85,6 +93,7 @@ export function hfTokenizer(json: unknown, config: unknown = {}, name = 'tokeniz
   const byteLevel = usesByteLevel(json);
   return {
     vocabSize,
+    ordinaryVocabSize,
     bosId,
     eosId,
     encode(text, opts = {}) {

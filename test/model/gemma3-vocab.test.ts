@@ -12,6 +12,7 @@ import { makeRandomModel, PRESETS } from '../../scripts/make-random-model.ts';
 import { differentialLogitLens } from '../../src/analysis/activations/lens.ts';
 import { createCpuBackend } from '../../src/gpu/cpu-backend.ts';
 import { pathFileSet } from '../../src/io/node-source.ts';
+import { openModel } from '../../src/io/open-model.ts';
 import { readHfTokenizer, type Tokenizer } from '../../src/io/tokenizer.ts';
 import { numel } from '../../src/model/backend.ts';
 import { loadModel } from '../../src/model/load.ts';
@@ -52,6 +53,13 @@ describe('Gemma 3 tokenizer (262,144 tokens)', () => {
       expect(ids.every((id) => id >= 0 && id < VOCAB)).toBe(true);
       expect(tok.decode(ids)).toBe(text);
     }
+  });
+
+  it('opens with the model: the image token past the text vocabulary is a warning, not a refusal', async () => {
+    expect(tok.ordinaryVocabSize).toBe(VOCAB);
+    const opened = await openModel(await pathFileSet(base));
+    expect(opened.config.vocab_size).toBe(VOCAB);
+    expect(opened.warnings).toEqual([`tokenizer.json: the special token ${VOCAB} ("<image_soft_token>") lies past the model's ${VOCAB} tokens; a prompt that names one cannot run`]);
   });
 });
 
