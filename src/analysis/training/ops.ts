@@ -112,34 +112,30 @@ export function rmsNorm(tape: Tape, x: Float32Array, n: number, w: Param, eps: n
   const rows = x.length / n;
   const out = new Float32Array(x.length);
   const inv = new Float64Array(rows);
-  const wv = w.data;
+  // The gain per feature, once (in float64, as it was computed per element).
+  const gain = new Float64Array(n);
+  for (let j = 0; j < n; j++) gain[j] = addOne ? 1 + w.data[j]! : w.data[j]!;
   for (let r = 0; r < rows; r++) {
     const o = r * n;
     let ss = 0;
     for (let j = 0; j < n; j++) ss += x[o + j]! * x[o + j]!;
     const iv = 1 / Math.sqrt(ss / n + eps);
     inv[r] = iv;
-    for (let j = 0; j < n; j++) out[o + j] = x[o + j]! * iv * (addOne ? 1 + wv[j]! : wv[j]!);
+    for (let j = 0; j < n; j++) out[o + j] = x[o + j]! * iv * gain[j]!;
   }
   tape.record(() => {
     const g = tape.take(out);
     if (!g) return;
     const gx = tape.grad(x);
+    const wg = w.grad;
     for (let r = 0; r < rows; r++) {
       const o = r * n;
       const iv = inv[r]!;
       let dot = 0;
-      for (let j = 0; j < n; j++) {
-        const xh = x[o + j]! * iv;
-        const gw = addOne ? 1 + wv[j]! : wv[j]!;
-        dot += g[o + j]! * gw * xh;
-        if (w.grad) w.grad[j]! += g[o + j]! * xh;
-      }
+      for (let j = 0; j < n; j++) dot += g[o + j]! * gain[j]! * (x[o + j]! * iv);
+      if (wg) for (let j = 0; j < n; j++) wg[j]! += g[o + j]! * (x[o + j]! * iv);
       dot /= n;
-      for (let j = 0; j < n; j++) {
-        const gw = addOne ? 1 + wv[j]! : wv[j]!;
-        gx[o + j]! += iv * (g[o + j]! * gw - x[o + j]! * iv * dot);
-      }
+      for (let j = 0; j < n; j++) gx[o + j]! += iv * (g[o + j]! * gain[j]! - x[o + j]! * iv * dot);
     }
   });
   return out;
@@ -471,8 +467,9 @@ export function activation(tape: Tape, x: Float32Array, act: Activation): Float3
   tape.record(() => {
     const g = tape.take(out);
     if (!g) return;
-    const gx = tape.grad(x);
-    for (let i = 0; i < x.length; i++) gx[i]! += g[i]! * slope[i]!;
+    // g is this closure's own: it becomes x's gradient.
+    for (let i = 0; i < g.length; i++) g[i]! *= slope[i]!;
+    tape.seed(x, g);
   });
   return out;
 }
@@ -487,12 +484,15 @@ export function gated(tape: Tape, gate: Float32Array, up: Float32Array, act: Act
   tape.record(() => {
     const g = tape.take(out);
     if (!g) return;
-    const gg = tape.grad(gate);
-    const gu = tape.grad(up);
+    const gg = new Float32Array(g.length);
+    const gu = new Float32Array(g.length);
     for (let i = 0; i < g.length; i++) {
-      gg[i]! += g[i]! * up[i]! * slope[i]!;
-      gu[i]! += g[i]! * a[i]!;
+      const gi = g[i]!;
+      gg[i] = gi * up[i]! * slope[i]!;
+      gu[i] = gi * a[i]!;
     }
+    tape.seed(gate, gg);
+    tape.seed(up, gu);
   });
   return out;
 }
