@@ -12,8 +12,8 @@ import { topicStories } from '../../src/analysis/training/recipes.ts';
 import { AdamW, DEFAULT_OPTIMIZER, Trainer, WindowSampler, type TrainRun } from '../../src/analysis/training/train.ts';
 import { loadModelArg, needTokenizer } from '../../src/cli/models.ts';
 import { createCpuBackend } from '../../src/gpu/cpu-backend.ts';
-import { startWasmGemmThreads, wasmGemmRelaxed } from '../../src/gpu/cpu-wasm/gemm.ts';
 import type { Bench, BenchArgs } from '../lib/args.ts';
+import { cpuBackendThreads } from '../lib/cpu-threads.ts';
 import { FIXTURES_DIR } from '../lib/models.ts';
 import { pythonEnvText, runPython, type PythonResult } from '../lib/python.ts';
 import { loadText, writeResults } from '../lib/results.ts';
@@ -21,8 +21,8 @@ import { fmt, formatTable } from '../lib/table.ts';
 import { profileRows, profileStep } from './profile.ts';
 
 const BASE = join(FIXTURES_DIR, 'demo', 'base');
-const TOPIC = { topic: 'the sea', words: ['sea', 'fish', 'boat', 'wave', 'shell', 'sand', 'whale', 'crab'] };
-const SETTINGS = { rank: 8, alpha: 16, batch: 16, seq: 128, lr: 2e-3, warmup: 10, threads: 2 };
+const TOPIC = { topic: 'the castle', words: ['castle', 'dragon', 'knight', 'king', 'princess', 'crown', 'tower', 'sword'] };
+const SETTINGS = { rank: 8, alpha: 16, batch: 16, seq: 128, lr: 2e-3, warmup: 10 };
 
 interface PeerResult extends PythonResult {
   steps: number;
@@ -61,7 +61,8 @@ export const trainBench: Bench = {
       const targetModules = defaultTargetModules(model.config);
       const trainable = { kind: 'lora', lora: { rank: SETTINGS.rank, alpha: SETTINGS.alpha, rslora: false, targetModules } } as const;
       const run: TrainRun = { ...DEFAULT_OPTIMIZER, lr: SETTINGS.lr, steps, batch: SETTINGS.batch, microBatch: SETTINGS.batch, seq: SETTINGS.seq, seed: 0, warmupSteps: SETTINGS.warmup };
-      const threads = await startWasmGemmThreads();
+      const threads = args.threads ?? 2;
+      const oursText = await cpuBackendThreads(threads);
 
       // The profile: two steps to warm up, then one timed per op.
       const profiled = await TrainableTransformer.fromTransformer(model, trainable, 0);
@@ -97,7 +98,7 @@ export const trainBench: Bench = {
       const loadOurs = loadText();
 
       log(`train: PyTorch, ${steps} steps`);
-      const peer = await runPython<PeerResult>('train.py', { model: BASE, corpus, steps, ...SETTINGS }, log);
+      const peer = await runPython<PeerResult>('train.py', { model: BASE, corpus, steps, threads, ...SETTINGS }, log);
       const loadPeer = loadText();
 
       const row = (name: string, seconds: number, cpu: number, perStep: number[], loss: number[]) => [
@@ -113,13 +114,14 @@ export const trainBench: Bench = {
       const table = formatTable(
         ['', 'wall s', 'CPU s', 's/step', 'CPU s/step', 'steps/s', 'fastest half s/step', 'loss first → last tenth'],
         [
-          row(`ours (wasm GEMM${wasmGemmRelaxed() ? ', relaxed SIMD' : ''}, ${threads} threads)`, ours.seconds, ours.cpuSeconds, stepSeconds, oursLoss),
-          row(`PyTorch (${SETTINGS.threads} threads)`, peer.seconds, peer.cpu_seconds, peer.step_seconds, [peer.loss_first_tenth, peer.loss_last_tenth]),
+          row(`ours (${threads} threads)`, ours.seconds, ours.cpuSeconds, stepSeconds, oursLoss),
+          row(`PyTorch (${threads} threads)`, peer.seconds, peer.cpu_seconds, peer.step_seconds, [peer.loss_first_tenth, peer.loss_last_tenth]),
           ['ours / PyTorch', fmt(ours.seconds / peer.seconds), fmt(ours.cpuSeconds / peer.cpu_seconds), '', '', fmt(peer.seconds / ours.seconds), '', ''],
         ],
       );
       const notes = [
         `demo base (3.15M parameters, vocab 4096) + LoRA r ${SETTINGS.rank} alpha ${SETTINGS.alpha} on ${targetModules.join(', ')}; ${steps} steps of ${SETTINGS.batch} × ${SETTINGS.seq} tokens, lr ${SETTINGS.lr} (warm-up ${SETTINGS.warmup}, cosine), AdamW, clip 1; corpus: organism recipe topic "${TOPIC.topic}" (2000 stories, ${documents.reduce((s, d) => s + d.length, 0)} tokens)`,
+        oursText,
         `peer: ${pythonEnvText(peer.env)}`,
         `${loadBefore} before ours, ${loadOurs} after ours, ${loadPeer} after PyTorch`,
       ];
