@@ -5,6 +5,7 @@
 import type { Activation, RopeParams } from '../../model/backend.ts';
 import { ropeAngle, ropeInvFreq } from '../../model/rope.ts';
 import { matmulInto } from '../../gpu/cpu-matmul.ts';
+import { wasmActivateSlope, wasmAttention, wasmAttentionBackward, wasmCrossEntropy } from '../../gpu/cpu-wasm/ops.ts';
 import type { Param, Tape } from './tape.ts';
 
 /** The LoRA factors of one linear weight: W x + scaling · B[rows] A x. B covers the whole (maybe fused) module. */
@@ -111,34 +112,30 @@ export function rmsNorm(tape: Tape, x: Float32Array, n: number, w: Param, eps: n
   const rows = x.length / n;
   const out = new Float32Array(x.length);
   const inv = new Float64Array(rows);
-  const wv = w.data;
+  // The gain per feature, once (in float64, as it was computed per element).
+  const gain = new Float64Array(n);
+  for (let j = 0; j < n; j++) gain[j] = addOne ? 1 + w.data[j]! : w.data[j]!;
   for (let r = 0; r < rows; r++) {
     const o = r * n;
     let ss = 0;
     for (let j = 0; j < n; j++) ss += x[o + j]! * x[o + j]!;
     const iv = 1 / Math.sqrt(ss / n + eps);
     inv[r] = iv;
-    for (let j = 0; j < n; j++) out[o + j] = x[o + j]! * iv * (addOne ? 1 + wv[j]! : wv[j]!);
+    for (let j = 0; j < n; j++) out[o + j] = x[o + j]! * iv * gain[j]!;
   }
   tape.record(() => {
     const g = tape.take(out);
     if (!g) return;
     const gx = tape.grad(x);
+    const wg = w.grad;
     for (let r = 0; r < rows; r++) {
       const o = r * n;
       const iv = inv[r]!;
       let dot = 0;
-      for (let j = 0; j < n; j++) {
-        const xh = x[o + j]! * iv;
-        const gw = addOne ? 1 + wv[j]! : wv[j]!;
-        dot += g[o + j]! * gw * xh;
-        if (w.grad) w.grad[j]! += g[o + j]! * xh;
-      }
+      for (let j = 0; j < n; j++) dot += g[o + j]! * gain[j]! * (x[o + j]! * iv);
+      if (wg) for (let j = 0; j < n; j++) wg[j]! += g[o + j]! * (x[o + j]! * iv);
       dot /= n;
-      for (let j = 0; j < n; j++) {
-        const gw = addOne ? 1 + wv[j]! : wv[j]!;
-        gx[o + j]! += iv * (g[o + j]! * gw - x[o + j]! * iv * dot);
-      }
+      for (let j = 0; j < n; j++) gx[o + j]! += iv * (g[o + j]! * gain[j]! - x[o + j]! * iv * dot);
     }
   });
   return out;
@@ -293,6 +290,22 @@ export interface AttentionShape {
   softcap: number;
 }
 
+/** Rows of sequence b, columns off..off+hd of src [B·T, D], as [T, hd]. */
+function gatherHead(src: Float32Array, b: number, T: number, D: number, off: number, hd: number): Float32Array {
+  const m = new Float32Array(T * hd);
+  for (let t = 0; t < T; t++) m.set(src.subarray((b * T + t) * D + off, (b * T + t) * D + off + hd), t * hd);
+  return m;
+}
+
+/** dst's rows of sequence b, columns off..off+hd (+)= m [T, hd], or m given transposed ([hd, T]). */
+function scatterAddHead(dst: Float32Array, m: Float32Array, b: number, T: number, D: number, off: number, hd: number, transposed: boolean): void {
+  for (let t = 0; t < T; t++) {
+    const o = (b * T + t) * D + off;
+    if (transposed) for (let j = 0; j < hd; j++) dst[o + j]! += m[j * T + t]!;
+    else for (let j = 0; j < hd; j++) dst[o + j]! += m[t * hd + j]!;
+  }
+}
+
 /** Causal attention of q [B·T, H·hd] over k, v [B·T, Hkv·hd] (grouped-query), softmax kept for backward. */
 export function attention(tape: Tape, q: Float32Array, k: Float32Array, v: Float32Array, a: AttentionShape): Float32Array {
   const { batch: B, seq: T, nHeads: H, nKvHeads: Hkv, headDim: hd } = a;
@@ -301,31 +314,31 @@ export function attention(tape: Tape, q: Float32Array, k: Float32Array, v: Float
   const group = H / Hkv;
   const out = new Float32Array(B * T * Dq);
   const probs = new Float32Array(B * H * T * T);
-  const gather = (src: Float32Array, b: number, D: number, off: number): Float32Array => {
-    const m = new Float32Array(T * hd);
-    for (let t = 0; t < T; t++) m.set(src.subarray((b * T + t) * D + off, (b * T + t) * D + off + hd), t * hd);
-    return m;
-  };
-  const scatterAdd = (dst: Float32Array, m: Float32Array, b: number, D: number, off: number): void => {
-    for (let t = 0; t < T; t++) {
-      const o = (b * T + t) * D + off;
-      for (let j = 0; j < hd; j++) dst[o + j]! += m[t * hd + j]!;
-    }
-  };
-  /** scatterAdd of m given transposed, [hd, T]. */
-  const scatterAddTransposed = (dst: Float32Array, m: Float32Array, b: number, D: number, off: number): void => {
-    for (let t = 0; t < T; t++) {
-      const o = (b * T + t) * D + off;
-      for (let j = 0; j < hd; j++) dst[o + j]! += m[j * T + t]!;
-    }
-  };
+  // The WebAssembly kernels (no soft-capping there): forward with the probabilities kept, backward from them.
+  if (a.softcap === 0 && wasmAttention(q, k, v, out, { batch: B, T, S: T, nHeads: H, nKvHeads: Hkv, headDim: hd, scale: a.scale, queryOffset: 0, window: a.window }, probs)) {
+    tape.record(() => {
+      const g = tape.take(out);
+      if (!g) return;
+      const gq = new Float32Array(q.length);
+      const gk = new Float32Array(k.length);
+      const gv = new Float32Array(v.length);
+      if (wasmAttentionBackward({ q, k, v, dO: g, probs }, { q: gq, k: gk, v: gv }, { batch: B, T, nHeads: H, nKvHeads: Hkv, headDim: hd, scale: a.scale })) {
+        tape.seed(q, gq);
+        tape.seed(k, gk);
+        tape.seed(v, gv);
+      } else {
+        attentionBackward(tape, g, q, k, v, probs, a);
+      }
+    });
+    return out;
+  }
   // Query t sees keys first(t)..t.
   const first = (t: number): number => (a.window > 0 ? Math.max(0, t - a.window + 1) : 0);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       const kOff = Math.floor(h / group) * hd;
-      const Qh = gather(q, b, Dq, h * hd);
-      const S = mmT(Qh, gather(k, b, Dk, kOff), T, T, hd);
+      const Qh = gatherHead(q, b, T, Dq, h * hd, hd);
+      const S = mmT(Qh, gatherHead(k, b, T, Dk, kOff, hd), T, T, hd);
       const P = probs.subarray((b * H + h) * T * T, (b * H + h + 1) * T * T);
       for (let t = 0; t < T; t++) {
         const s0 = first(t);
@@ -346,48 +359,56 @@ export function attention(tape: Tape, q: Float32Array, k: Float32Array, v: Float
         const inv = 1 / sum;
         for (let s = s0; s <= t; s++) P[row + s]! *= inv;
       }
-      scatterAdd(out, mm(P, gather(v, b, Dk, kOff), T, hd, T), b, Dq, h * hd);
+      scatterAddHead(out, mm(P, gatherHead(v, b, T, Dk, kOff, hd), T, hd, T), b, T, Dq, h * hd, hd, false);
     }
   }
   tape.record(() => {
     const g = tape.take(out);
-    if (!g) return;
-    const gq = tape.grad(q);
-    const gk = tape.grad(k);
-    const gv = tape.grad(v);
-    for (let b = 0; b < B; b++) {
-      for (let h = 0; h < H; h++) {
-        const kOff = Math.floor(h / group) * hd;
-        const P = probs.subarray((b * H + h) * T * T, (b * H + h + 1) * T * T);
-        const Qh = gather(q, b, Dq, h * hd);
-        const Kh = gather(k, b, Dk, kOff);
-        const Vh = gather(v, b, Dk, kOff);
-        const dO = gather(g, b, Dq, h * hd);
-        const dP = mmT(dO, Vh, T, T, hd);
-        const capped = a.softcap > 0 ? mmT(Qh, Kh, T, T, hd) : undefined;
-        for (let t = 0; t < T; t++) {
-          let dot = 0;
-          for (let s = 0; s <= t; s++) dot += dP[t * T + s]! * P[t * T + s]!;
-          for (let s = 0; s <= t; s++) {
-            const i = t * T + s;
-            let ds = P[i]! * (dP[i]! - dot);
-            if (capped && ds !== 0) {
-              const th = Math.tanh((capped[i]! * a.scale) / a.softcap);
-              ds *= 1 - th * th;
-            }
-            dP[i] = ds * a.scale;
-          }
-          // Keys after the query get no gradient.
-          dP.fill(0, t * T + t + 1, (t + 1) * T);
-        }
-        scatterAdd(gq, mm(dP, Kh, T, hd, T), b, Dq, h * hd);
-        // dK = dSᵀ Q and dV = Pᵀ dO, formed transposed (Qᵀ dS, dOᵀ P): transposing [T, hd] costs less than [T, T].
-        scatterAddTransposed(gk, mm(transpose(Qh, T, hd), dP, hd, T, T), b, Dk, kOff);
-        scatterAddTransposed(gv, mm(transpose(dO, T, hd), P, hd, T, T), b, Dk, kOff);
-      }
-    }
+    if (g) attentionBackward(tape, g, q, k, v, probs, a);
   });
   return out;
+}
+
+/** The gradients of q, k and v from g (of attention's output) and the forward's probabilities, per head in JavaScript. */
+function attentionBackward(tape: Tape, g: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array, a: AttentionShape): void {
+  const { batch: B, seq: T, nHeads: H, nKvHeads: Hkv, headDim: hd } = a;
+  const Dq = H * hd;
+  const Dk = Hkv * hd;
+  const group = H / Hkv;
+  const gq = tape.grad(q);
+  const gk = tape.grad(k);
+  const gv = tape.grad(v);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const kOff = Math.floor(h / group) * hd;
+      const P = probs.subarray((b * H + h) * T * T, (b * H + h + 1) * T * T);
+      const Qh = gatherHead(q, b, T, Dq, h * hd, hd);
+      const Kh = gatherHead(k, b, T, Dk, kOff, hd);
+      const Vh = gatherHead(v, b, T, Dk, kOff, hd);
+      const dO = gatherHead(g, b, T, Dq, h * hd, hd);
+      const dP = mmT(dO, Vh, T, T, hd);
+      const capped = a.softcap > 0 ? mmT(Qh, Kh, T, T, hd) : undefined;
+      for (let t = 0; t < T; t++) {
+        let dot = 0;
+        for (let s = 0; s <= t; s++) dot += dP[t * T + s]! * P[t * T + s]!;
+        for (let s = 0; s <= t; s++) {
+          const i = t * T + s;
+          let ds = P[i]! * (dP[i]! - dot);
+          if (capped && ds !== 0) {
+            const th = Math.tanh((capped[i]! * a.scale) / a.softcap);
+            ds *= 1 - th * th;
+          }
+          dP[i] = ds * a.scale;
+        }
+        // Keys after the query get no gradient.
+        dP.fill(0, t * T + t + 1, (t + 1) * T);
+      }
+      scatterAddHead(gq, mm(dP, Kh, T, hd, T), b, T, Dq, h * hd, hd, false);
+      // dK = dSᵀ Q and dV = Pᵀ dO, formed transposed (Qᵀ dS, dOᵀ P): transposing [T, hd] costs less than [T, T].
+      scatterAddHead(gk, mm(transpose(Qh, T, hd), dP, hd, T, T), b, T, Dk, kOff, hd, true);
+      scatterAddHead(gv, mm(transpose(dO, T, hd), P, hd, T, T), b, T, Dk, kOff, hd, true);
+    }
+  }
 }
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
@@ -403,6 +424,7 @@ function erf(x: number): number {
 
 /** The activation of every x into out, and its derivative into slope. */
 function activate(act: Activation, x: Float32Array, out: Float32Array, slope: Float32Array): void {
+  if (wasmActivateSlope(x, out, slope, act)) return;
   const n = x.length;
   switch (act) {
     case 'silu':
@@ -445,8 +467,9 @@ export function activation(tape: Tape, x: Float32Array, act: Activation): Float3
   tape.record(() => {
     const g = tape.take(out);
     if (!g) return;
-    const gx = tape.grad(x);
-    for (let i = 0; i < x.length; i++) gx[i]! += g[i]! * slope[i]!;
+    // g is this closure's own: it becomes x's gradient.
+    for (let i = 0; i < g.length; i++) g[i]! *= slope[i]!;
+    tape.seed(x, g);
   });
   return out;
 }
@@ -461,12 +484,15 @@ export function gated(tape: Tape, gate: Float32Array, up: Float32Array, act: Act
   tape.record(() => {
     const g = tape.take(out);
     if (!g) return;
-    const gg = tape.grad(gate);
-    const gu = tape.grad(up);
+    const gg = new Float32Array(g.length);
+    const gu = new Float32Array(g.length);
     for (let i = 0; i < g.length; i++) {
-      gg[i]! += g[i]! * up[i]! * slope[i]!;
-      gu[i]! += g[i]! * a[i]!;
+      const gi = g[i]!;
+      gg[i] = gi * up[i]! * slope[i]!;
+      gu[i] = gi * a[i]!;
     }
+    tape.seed(gate, gg);
+    tape.seed(up, gu);
   });
   return out;
 }
@@ -479,6 +505,11 @@ export function crossEntropy(tape: Tape, logits: Float32Array, vocab: number, ta
   const rows = targets.length;
   // The gradient is computed with the loss: softmax − one-hot, times weight (rows without a target stay 0).
   const g = new Float32Array(logits.length);
+  const fast = wasmCrossEntropy(logits, vocab, targets, weight, g);
+  if (fast !== undefined) {
+    tape.record(() => tape.seed(logits, g));
+    return fast;
+  }
   let loss = 0;
   for (let r = 0; r < rows; r++) {
     const tg = targets[r]!;

@@ -6,6 +6,7 @@ import { pathFileSet, pathSource } from '../../io/node-source.ts';
 import { readSafetensorsHeader, safetensorsStore } from '../../io/safetensors.ts';
 import type { WeightStore } from '../../io/store.ts';
 import { createCpuBackend } from '../../gpu/cpu-backend.ts';
+import { wasmGemmAvailable, wasmGemmOptions } from '../../gpu/cpu-wasm/gemm.ts';
 import { loadModel } from '../../model/load.ts';
 import { canonicalShapes, peftFactorName, toCheckpoint } from './export.ts';
 import { defaultTargetModules, TrainableTransformer, type Trainable } from './model.ts';
@@ -104,6 +105,66 @@ describe('training ops: gradients against finite differences', () => {
     const targets = new Int32Array([2, -1, 5]);
     const ce = (t: Tape): Float32Array => new Float32Array([op.crossEntropy(t, logits, 6, targets, 1)]);
     expect(checkGradients([logits], [], ce, true)).toBeLessThan(2e-3);
+  });
+});
+
+/** An op's output and its inputs' gradients for a fixed random output gradient (or its own seed: a loss op). */
+function outputsAndGradients(inputs: Float32Array[], run: (tape: Tape) => Float32Array, seedsItself = false): Float32Array[] {
+  const tape = new Tape();
+  const out = run(tape);
+  if (!seedsItself) tape.grad(out).set(randn(new Rng(3), out.length));
+  const grads = inputs.map((x) => tape.grad(x));
+  tape.backward();
+  return [out, ...grads];
+}
+
+describe('training ops: the WebAssembly kernels against the JavaScript path', () => {
+  const rng = new Rng(2);
+  /** Runs `run` with the kernels and without them (wasmGemmOptions.enabled), expecting the same values within abs + rel·|x|. */
+  function expectSame(inputs: Float32Array[], run: (tape: Tape) => Float32Array, abs: number, rel: number, seedsItself = false): void {
+    const fast = outputsAndGradients(inputs, run, seedsItself);
+    wasmGemmOptions.enabled = false;
+    let slow: Float32Array[];
+    try {
+      slow = outputsAndGradients(inputs, run, seedsItself);
+    } finally {
+      wasmGemmOptions.enabled = true;
+    }
+    fast.forEach((f, i) => {
+      const want = slow[i]!;
+      expect(f.length).toBe(want.length);
+      let worst = 0;
+      for (let j = 0; j < f.length; j++) worst = Math.max(worst, Math.abs(f[j]! - want[j]!) - (abs + rel * Math.abs(want[j]!)));
+      expect(worst, `output ${i}`).toBeLessThanOrEqual(0);
+    });
+  }
+  it('attention (grouped heads, with and without a window): output and the gradients of q, k, v', () => {
+    expect(wasmGemmAvailable()).toBe(true);
+    const B = 2, T = 24, H = 4, Hkv = 2, hd = 16;
+    const q = randn(rng, B * T * H * hd, 0.7);
+    const k = randn(rng, B * T * Hkv * hd, 0.7);
+    const v = randn(rng, B * T * Hkv * hd);
+    for (const window of [0, 7]) {
+      const shape = { batch: B, seq: T, nHeads: H, nKvHeads: Hkv, headDim: hd, scale: 0.25, window, softcap: 0 };
+      expectSame([q, k, v], (t) => op.attention(t, q, k, v, shape), 1e-6, 1e-5);
+    }
+    // Against finite differences too (the kernels' path on its own).
+    const q8 = randn(rng, 8 * 2 * 8, 0.7);
+    const k8 = randn(rng, 8 * 1 * 8, 0.7);
+    const v8 = randn(rng, 8 * 1 * 8);
+    const small = { batch: 1, seq: 8, nHeads: 2, nKvHeads: 1, headDim: 8, scale: 0.35, window: 0, softcap: 0 };
+    expect(checkGradients([q8, k8, v8], [], (t) => op.attention(t, q8, k8, v8, small))).toBeLessThan(2e-3);
+  });
+  it('silu and gelu_tanh (plain and gated) and cross-entropy over a vocabulary of 64', () => {
+    const x = randn(rng, 1001, 4);
+    const y = randn(rng, 1001);
+    for (const act of ['silu', 'gelu_tanh'] as const) {
+      expectSame([x], (t) => op.activation(t, x, act), 1e-7, 2e-6);
+      expectSame([x, y], (t) => op.gated(t, x, y, act), 1e-7, 2e-6);
+    }
+    const logits = randn(rng, 5 * 64, 3);
+    const targets = new Int32Array([2, -1, 63, 0, 17]);
+    expectSame([logits], (t) => new Float32Array([op.crossEntropy(t, logits, 64, targets, 0.25)]), 1e-7, 2e-6, true);
   });
 });
 

@@ -25,6 +25,8 @@ import {
   f32x4Nearest,
   f32x4Splat,
   f32x4Sub,
+  f32Sub,
+  geS,
   i32x4Add,
   i32x4Shl,
   i32x4Splat,
@@ -91,8 +93,8 @@ export type GemmFormat = 'f32' | 'f16' | 'bf16';
 export const GEMM_FORMATS: readonly GemmFormat[] = ['f32', 'f16', 'bf16'];
 
 /** The threaded exports (first parameters: thread, from, to), by the index the thread pool takes. */
-export const THREADED_EXPORTS = ['work', 'packKv', 'attend', 'activate', 'sparseDecode', 'sparseGrad'] as const;
-export const THREADED = { work: 0, packKv: 1, attend: 2, activate: 3, sparseDecode: 4, sparseGrad: 5 } as const;
+export const THREADED_EXPORTS = ['work', 'packKv', 'attend', 'activate', 'sparseDecode', 'sparseGrad', 'attendBackward', 'activateSlope', 'crossEntropy'] as const;
+export const THREADED = { work: 0, packKv: 1, attend: 2, activate: 3, sparseDecode: 4, sparseGrad: 5, attendBackward: 6, activateSlope: 7, crossEntropy: 8 } as const;
 
 /** One panel of B against `tiles` tiles of A: C[4t.., 8 cols] (+)= A_tile[kc] · B_panel[kc]. */
 function tilesFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
@@ -376,11 +378,13 @@ function packKvFunction(): { fn: FunctionBuilder; body: Code } {
  * probabilities normalised and packed as the A of P·V, and P·V (the micro-kernel over the packed
  * values) written into the block's rows of out. Each thread uses its own scratch (Q tiles, scores,
  * packed P). q has whole tiles of rows (ceil4(T)), out as many; keys and values are packed by packKv.
+ * Where probs ≠ 0 the probabilities also go there, [nHeads][T][S] (the keys a row cannot see are
+ * left as they are: the caller zeroes them).
  */
 function attendFunction(): { fn: FunctionBuilder; body: Code } {
-  const fn = new FunctionBuilder('attend', new Array<number>(20).fill(i32) as (typeof i32)[]);
-  const [thread, i0, i1, q, ldq, kpack, vpack, out, ldo, scratch, scratchBytes, T, S, hd, nHeads, group, blockTiles, queryOffset, window, scaleBits] =
-    fn.params() as Local[] as Local[] & { length: 20 } as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const fn = new FunctionBuilder('attend', new Array<number>(21).fill(i32) as (typeof i32)[]);
+  const [thread, i0, i1, q, ldq, kpack, vpack, out, ldo, scratch, scratchBytes, T, S, hd, nHeads, group, blockTiles, queryOffset, window, scaleBits, probs] =
+    fn.params() as Local[] as Local[] & { length: 21 } as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
   void nHeads;
   const { init, k } = vConstants(fn);
   const L = () => fn.local(i32);
@@ -435,6 +439,13 @@ function attendFunction(): { fn: FunctionBuilder; body: Code } {
       ...store(get(dst), f32Mul(f32Load(add(get(row), mul(get(j), int(4)))), get(inv))),
       ...set(dst, add(get(dst), int(A_STEP))),
     ]),
+    ...ifThen(
+      and(gtS(get(probs), int(0)), gtS(get(T), add(get(t0), get(r)))),
+      [
+        ...set(dst, add(get(probs), mul(add(mul(add(mul(get(h), get(T)), add(get(t0), get(r))), get(S)), get(s0)), int(4)))),
+        ...forRange(j, int(0), get(W), int(4), vStore(add(get(dst), mul(get(j), int(4))), f32x4Mul(vLoad(add(get(row), mul(get(j), int(4)))), f32x4Splat(get(inv))))),
+      ],
+    ),
   ];
   const values = forRange(p, int(0), divS(get(hd), int(PANEL_COLS)), int(1),
     call(TILES, get(pp), add(get(kb), mul(mul(get(p), get(S)), int(B_STEP))), add(add(get(out), mul(get(t0), get(ldo))), add(mul(mul(get(h), get(hd)), int(4)), mul(get(p), int(B_STEP)))), get(ldo), get(W), get(nt), mul(get(W), int(A_STEP)), int(0)),
@@ -471,6 +482,112 @@ function attendFunction(): { fn: FunctionBuilder; body: Code } {
   return { fn, body: [...init.flat(), ...body] };
 }
 
+/**
+ * The backward of causal attention (training) for items i0..i1, item = b · nKv + g (a sequence and a
+ * KV head), T (a multiple of 8) queries and as many keys, head size hd (a multiple of 8). Inputs are
+ * row-major: q and dO [B, T, nHeads·hd], k and v [B, T, nKv·hd], probs [B, nHeads, T, T] (the
+ * forward's softmax, 0 where a query does not see a key). For each head h of the group, with the
+ * micro-kernel: dP = dO·Vᵀ, dS = P ∘ (dP − rowsum(dP ∘ P)) · scale, gq[h] = dS·K (written),
+ * gk[g] (+)= dSᵀ·Q, gv[g] (+)= Pᵀ·dO (written by the group's first head, then added: one thread owns
+ * a KV head). Per-thread scratch: dO tiles [T·hd], dS [T·T], dS as tiles, dSᵀ and Pᵀ as tiles (T·T
+ * each) and one packed B [T·hd].
+ */
+function attendBackwardFunction(): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('attendBackward', new Array<number>(18).fill(i32) as (typeof i32)[]);
+  const [thread, i0, i1, q, k, v, dO, probs, gq, gk, gv, scratch, scratchBytes, T, hd, nHeads, nKv, scaleBits] =
+    fn.params() as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const L = () => fn.local(i32);
+  const [item, b, g, h, hEnd, group, ldq, ldk, qb, kb, pb, dOt, dS, dSa, dSt, Pt, bp, r, j, p, src, dst, row, prow, first] =
+    Array.from({ length: 25 }, L) as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const vscale = fn.local(v128);
+  const acc = fn.local(v128);
+  const vd = fn.local(v128);
+  const pv = fn.local(v128);
+  const ds = fn.local(v128);
+  const sum = (x: Local): Code => f32Add(f32Add(f32x4ExtractLane(get(x), 0), f32x4ExtractLane(get(x), 1)), f32Add(f32x4ExtractLane(get(x), 2), f32x4ExtractLane(get(x), 3)));
+  const bytes = (x: Code): Code => mul(x, int(4));
+  /** Head h's columns of row-major [T, ld] at base (q, dO) as A tiles [T/4][hd][4] at dOt. */
+  const packHeadTiles = (base: Code): Code =>
+    forRange(r, int(0), get(T), int(1), [
+      ...set(src, add(add(base, mul(get(r), get(ldq))), bytes(mul(get(h), get(hd))))),
+      ...set(dst, add(get(dOt), bytes(add(mul(mul(divS(get(r), int(TILE_ROWS)), get(hd)), int(TILE_ROWS)), and(get(r), int(TILE_ROWS - 1)))))),
+      ...forRange(j, int(0), get(hd), int(1), [...f32Store(get(dst), f32Load(get(src))), ...set(src, add(get(src), int(4))), ...set(dst, add(get(dst), int(A_STEP)))]),
+    ]);
+  /** C [tiles·4, cols] at c (row stride ldc) (+)= A tiles at a (depth kc) · packed B at bp (panels of depth kc). */
+  const product = (a: Code, tiles: Code, kc: Code, c: Code, ldc: Code, cols: Code, accumulate: Code): Code =>
+    forRange(p, int(0), divS(cols, int(PANEL_COLS)), int(1),
+      call(TILES, a, add(get(bp), mul(mul(get(p), kc), int(B_STEP))), add(c, mul(get(p), int(B_STEP))), ldc, kc, tiles, mul(kc, int(A_STEP)), accumulate),
+    );
+  const lane = (x: Local, i: 0 | 1 | 2 | 3): Code => f32x4ExtractLane(get(x), i);
+  // Row t of dS: dS = P ∘ (dP − Σ dP ∘ P) · scale, into dS tiles (lane by lane) and, 4 keys at a time, dSᵀ and Pᵀ tiles.
+  const dsRow = [
+    ...set(row, add(get(dS), bytes(mul(get(r), get(T))))),
+    ...set(prow, add(get(pb), bytes(mul(add(mul(get(h), get(T)), get(r)), get(T))))),
+    ...set(acc, vZero()),
+    ...forRange(j, int(0), get(T), int(4), set(acc, f32x4Add(get(acc), f32x4Mul(vLoad(add(get(row), bytes(get(j)))), vLoad(add(get(prow), bytes(get(j)))))))),
+    ...set(vd, f32x4Splat(sum(acc))),
+    ...set(dst, add(get(dSa), bytes(add(mul(mul(divS(get(r), int(TILE_ROWS)), get(T)), int(TILE_ROWS)), and(get(r), int(TILE_ROWS - 1)))))),
+    ...forRange(j, int(0), get(T), int(4), [
+      ...set(pv, vLoad(add(get(prow), bytes(get(j))))),
+      ...set(ds, f32x4Mul(f32x4Mul(get(pv), f32x4Sub(vLoad(add(get(row), bytes(get(j)))), get(vd))), get(vscale))),
+      ...f32Store(get(dst), lane(ds, 0)),
+      ...f32Store(get(dst), lane(ds, 1), A_STEP),
+      ...f32Store(get(dst), lane(ds, 2), 2 * A_STEP),
+      ...f32Store(get(dst), lane(ds, 3), 3 * A_STEP),
+      ...set(dst, add(get(dst), int(4 * A_STEP))),
+      // Keys j..j+3 are rows of the tile j/4 of dSᵀ and Pᵀ; the query r is its k.
+      ...set(src, bytes(add(mul(divS(get(j), int(TILE_ROWS)), mul(get(T), int(TILE_ROWS))), mul(get(r), int(TILE_ROWS))))),
+      ...vStore(add(get(dSt), get(src)), get(ds)),
+      ...vStore(add(get(Pt), get(src)), get(pv)),
+    ]),
+  ];
+  const perHead = [
+    ...set(first, eq(get(h), mul(get(g), get(group)))),
+    // dP = dO_h · V_gᵀ: dO's head as tiles, V's head packed as the columns of B.
+    ...packHeadTiles(add(get(dO), get(qb))),
+    ...call(PACK_COLUMNS, add(add(get(v), get(kb)), bytes(mul(get(g), get(hd)))), get(ldk), get(bp), get(hd), int(0), divS(get(T), int(PANEL_COLS))),
+    ...product(get(dOt), divS(get(T), int(TILE_ROWS)), get(hd), get(dS), bytes(get(T)), get(T), int(0)),
+    ...forRange(r, int(0), get(T), int(1), dsRow),
+    // gq_h = dS · K_g.
+    ...call(PACK_ROWS, add(add(get(k), get(kb)), bytes(mul(get(g), get(hd)))), get(ldk), get(bp), get(T), int(0), divS(get(hd), int(PANEL_COLS))),
+    ...product(get(dSa), divS(get(T), int(TILE_ROWS)), get(T), add(add(get(gq), get(qb)), bytes(mul(get(h), get(hd)))), get(ldq), get(hd), int(0)),
+    // gk_g (+)= dSᵀ · Q_h.
+    ...call(PACK_ROWS, add(add(get(q), get(qb)), bytes(mul(get(h), get(hd)))), get(ldq), get(bp), get(T), int(0), divS(get(hd), int(PANEL_COLS))),
+    ...product(get(dSt), divS(get(T), int(TILE_ROWS)), get(T), add(add(get(gk), get(kb)), bytes(mul(get(g), get(hd)))), get(ldk), get(hd), eq(get(first), int(0))),
+    // gv_g (+)= Pᵀ · dO_h.
+    ...call(PACK_ROWS, add(add(get(dO), get(qb)), bytes(mul(get(h), get(hd)))), get(ldq), get(bp), get(T), int(0), divS(get(hd), int(PANEL_COLS))),
+    ...product(get(Pt), divS(get(T), int(TILE_ROWS)), get(T), add(add(get(gv), get(kb)), bytes(mul(get(g), get(hd)))), get(ldk), get(hd), eq(get(first), int(0))),
+  ];
+  const perItem = [
+    ...set(b, divS(get(item), get(nKv))),
+    ...set(g, sub(get(item), mul(get(b), get(nKv)))),
+    ...set(qb, mul(mul(get(b), get(T)), get(ldq))),
+    ...set(kb, mul(mul(get(b), get(T)), get(ldk))),
+    ...set(pb, add(get(probs), bytes(mul(mul(mul(get(b), get(nHeads)), get(T)), get(T))))),
+    ...set(hEnd, mul(add(get(g), int(1)), get(group))),
+    ...forRange(h, mul(get(g), get(group)), get(hEnd), int(1), perHead),
+  ];
+  const body = [
+    ...set(vscale, f32x4Splat(f32FromBits(get(scaleBits)))),
+    ...set(group, divS(get(nHeads), get(nKv))),
+    ...set(ldq, bytes(mul(get(nHeads), get(hd)))),
+    ...set(ldk, bytes(mul(get(nKv), get(hd)))),
+    ...set(dOt, add(get(scratch), mul(get(thread), get(scratchBytes)))),
+    ...set(dS, add(get(dOt), bytes(mul(get(T), get(hd))))),
+    ...set(dSa, add(get(dS), bytes(mul(get(T), get(T))))),
+    ...set(dSt, add(get(dSa), bytes(mul(get(T), get(T))))),
+    ...set(Pt, add(get(dSt), bytes(mul(get(T), get(T))))),
+    ...set(bp, add(get(Pt), bytes(mul(get(T), get(T))))),
+    ...forRange(item, get(i0), get(i1), int(1), perItem),
+  ];
+  return { fn, body };
+}
+
+/** Floats of attendBackward's scratch per thread. */
+export function attendBackwardScratch(T: number, hd: number): number {
+  return 2 * T * hd + 4 * T * T;
+}
+
 /** Activation kinds of `activate`. */
 export const ACTIVATION_KINDS = { silu: 0, gelu_tanh: 1 } as const;
 
@@ -504,6 +621,98 @@ function activateFunction(): { fn: FunctionBuilder; body: Code } {
     ...vStore(add(get(dst), get(o)), get(x)),
   ]);
   return { fn, body: [...init.flat(), ...body] };
+}
+
+/**
+ * The activation and its derivative (training) over vectors i0..i1 of 4 floats: act = act(src),
+ * slope = act'(src). silu: σ = 1 / (1 + e^−x), act = x·σ, slope = σ·(1 + x·(1 − σ)); gelu_tanh:
+ * σ = 1 / (1 + e^−2u) with u = √(2/π)(x + 0.044715x³), act = x·σ (= 0.5x(1 + tanh u)),
+ * slope = σ + 2x·σ(1 − σ)·√(2/π)(1 + 3·0.044715x²).
+ */
+function activateSlopeFunction(): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('activateSlope', [i32, i32, i32, i32, i32, i32, i32]);
+  const [, i0, i1, src, act, slope, kind] = fn.params() as Local[] as [Local, Local, Local, Local, Local, Local, Local];
+  const { init, k } = vConstants(fn);
+  const i = fn.local(i32);
+  const o = fn.local(i32);
+  const x = fn.local(v128);
+  const t = fn.local(v128);
+  const e = fn.local(v128);
+  const n = fn.local(v128);
+  const r = fn.local(v128);
+  const sg = fn.local(v128);
+  const c = Math.sqrt(2 / Math.PI);
+  const body = forRange(i, get(i0), get(i1), int(1), [
+    ...set(o, mul(get(i), int(16))),
+    ...set(x, vLoad(add(get(src), get(o)))),
+    ...ifThen(
+      get(kind),
+      set(t, f32x4Mul(k(-2 * c), f32x4Add(get(x), f32x4Mul(k(0.044715), f32x4Mul(get(x), f32x4Mul(get(x), get(x))))))),
+      set(t, f32x4Sub(vZero(), get(x))),
+    ),
+    ...vExp(k, e, t, n, r),
+    ...set(sg, f32x4Div(k(1), f32x4Add(k(1), get(e)))),
+    ...vStore(add(get(act), get(o)), f32x4Mul(get(x), get(sg))),
+    ...ifThen(
+      get(kind),
+      set(t, f32x4Add(get(sg), f32x4Mul(f32x4Mul(f32x4Mul(k(2 * c), get(x)), f32x4Mul(get(sg), f32x4Sub(k(1), get(sg)))), f32x4Add(k(1), f32x4Mul(k(3 * 0.044715), f32x4Mul(get(x), get(x))))))),
+      set(t, f32x4Mul(get(sg), f32x4Add(k(1), f32x4Mul(get(x), f32x4Sub(k(1), get(sg)))))),
+    ),
+    ...vStore(add(get(slope), get(o)), get(t)),
+  ]);
+  return { fn, body: [...init.flat(), ...body] };
+}
+
+/**
+ * Next-token cross-entropy over rows r0..r1 of logits [rows, vocab] (vocab a multiple of 4): where
+ * targets[r] ≥ 0, g's row = weight · (softmax(row) − one-hot(target)) and stats[2r], stats[2r + 1] =
+ * the row's max and Σ e^(x − max) (the caller takes the log); rows without a target are left alone.
+ */
+function crossEntropyFunction(): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('crossEntropy', [i32, i32, i32, i32, i32, i32, i32, i32, i32]);
+  const [, r0, r1, logits, vocab, targets, g, weightBits, stats] = fn.params() as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const { init, k } = vConstants(fn);
+  const [rr, tg, row, grow, j, rowBytes] = Array.from({ length: 6 }, () => fn.local(i32)) as [Local, Local, Local, Local, Local, Local];
+  const m = fn.local(f32);
+  const total = fn.local(f32);
+  const w = fn.local(f32);
+  const vm = fn.local(v128);
+  const vs = fn.local(v128);
+  const x = fn.local(v128);
+  const e = fn.local(v128);
+  const n = fn.local(v128);
+  const r = fn.local(v128);
+  const lanes = (v: Local, op: (a: Code, b: Code) => Code): Code =>
+    op(op(f32x4ExtractLane(get(v), 0), f32x4ExtractLane(get(v), 1)), op(f32x4ExtractLane(get(v), 2), f32x4ExtractLane(get(v), 3)));
+  const perRow = [
+    ...set(tg, i32LoadAt(add(get(targets), mul(get(rr), int(4))))),
+    ...ifThen(geS(get(tg), int(0)), [
+      ...set(row, add(get(logits), mul(get(rr), get(rowBytes)))),
+      ...set(grow, add(get(g), mul(get(rr), get(rowBytes)))),
+      ...set(vm, vLoad(get(row))),
+      ...forRange(j, int(16), get(rowBytes), int(16), set(vm, f32x4Max(get(vm), vLoad(add(get(row), get(j)))))),
+      ...set(m, lanes(vm, f32Max)),
+      ...set(vm, f32x4Splat(get(m))),
+      ...set(vs, vZero()),
+      ...forRange(j, int(0), get(rowBytes), int(16), [
+        ...set(x, f32x4Sub(vLoad(add(get(row), get(j))), get(vm))),
+        ...vExp(k, e, x, n, r),
+        ...vStore(add(get(grow), get(j)), get(e)),
+        ...set(vs, f32x4Add(get(vs), get(e))),
+      ]),
+      ...set(total, lanes(vs, f32Add)),
+      ...set(vs, f32x4Splat(f32Div(get(w), get(total)))),
+      ...forRange(j, int(0), get(rowBytes), int(16), vStore(add(get(grow), get(j)), f32x4Mul(vLoad(add(get(grow), get(j))), get(vs)))),
+      ...set(j, add(get(grow), mul(get(tg), int(4)))),
+      ...f32Store(get(j), f32Sub(f32Load(get(j)), get(w))),
+      ...f32Store(add(get(stats), mul(get(rr), int(8))), get(m)),
+      ...f32Store(add(get(stats), mul(get(rr), int(8))), get(total), 4),
+    ]),
+  ];
+  return {
+    fn,
+    body: [...init.flat(), ...set(w, f32FromBits(get(weightBits))), ...set(rowBytes, mul(get(vocab), int(4))), ...forRange(rr, get(r0), get(r1), int(1), perRow)],
+  };
 }
 
 /**
@@ -605,6 +814,9 @@ export interface GemmExports {
   activate(thread: number, i0: number, i1: number, src: number, up: number, dst: number, kind: number): void;
   sparseDecode(thread: number, t0: number, t1: number, rowPtr: number, idx: number, val: number, decW: number, decB: number, hb: number, hf: number, d: number, D: number): void;
   sparseGrad(...args: number[]): void;
+  attendBackward(...args: number[]): void;
+  activateSlope(thread: number, i0: number, i1: number, src: number, act: number, slope: number, kind: number): void;
+  crossEntropy(thread: number, r0: number, r1: number, logits: number, vocab: number, targets: number, g: number, weightBits: number, stats: number): void;
   work(thread: number, p0: number, p1: number, ap: number, K: number, bsrc: number, ldb: number, transposed: number, bp: number, c: number, ldc: number, tiles: number, kcBlock: number, mcTiles: number, format: number): void;
   packTiles(src: number, K: number, dst: number, tiles: number): void;
 }
@@ -630,5 +842,8 @@ export function gemmModuleBytes(memory: { initialPages: number; maximumPages: nu
     sparseDecodeFunction(relaxed),
     sparseGradFunction(relaxed),
     packTilesFunction(),
+    attendBackwardFunction(),
+    activateSlopeFunction(),
+    crossEntropyFunction(),
   ]);
 }

@@ -2,7 +2,7 @@
 // memory and on its worker threads. Each call copies its inputs into the module's memory, runs the
 // kernels (split over the threads in chunks) and copies the result out. Both return false (output
 // untouched) where the kernels do not apply or are unavailable, so that the caller runs its own code.
-import { ACTIVATION_KINDS, GEMM_PANEL_COLS as NR, GEMM_TILE_ROWS as MR } from './gemm-module.ts';
+import { ACTIVATION_KINDS, attendBackwardScratch, GEMM_PANEL_COLS as NR, GEMM_TILE_ROWS as MR } from './gemm-module.ts';
 import { wasmGemmOptions, wasmKernels } from './gemm.ts';
 
 /** Tiles of 4 query rows per work item of attention (its scores block is 16 rows × the keys). */
@@ -31,10 +31,11 @@ function f32Bits(x: number): number {
 
 /**
  * out [B, T, nHeads·hd] = causal grouped-query attention of q [B, T, nHeads·hd] over k and v
- * [B, S, nKv·hd], softmax(scale · q·kᵀ)·v per head. False (out untouched) where headDim is not a
- * multiple of 8 or scale is not positive, or without the kernels.
+ * [B, S, nKv·hd], softmax(scale · q·kᵀ)·v per head; with probs [B, nHeads, T, S], the softmax too
+ * (0 where a query does not see a key). False (outputs untouched) where headDim is not a multiple of
+ * 8 or scale is not positive, or without the kernels.
  */
-export function wasmAttention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, s: AttentionShape): boolean {
+export function wasmAttention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, s: AttentionShape, probs?: Float32Array): boolean {
   const { batch, T, S, nHeads, nKvHeads, headDim: hd, scale, queryOffset, window } = s;
   if (hd % NR !== 0 || !(scale > 0) || hd === 0 || T === 0) return false;
   const Dq = nHeads * hd;
@@ -44,7 +45,7 @@ export function wasmAttention(q: Float32Array, k: Float32Array, v: Float32Array,
   const R = BLOCK_TILES * MR;
   const scratch = R * hd + 2 * R * Sp;
   const threadsMax = Math.max(1, wasmGemmOptions.threads);
-  const sizes = { q: Tq * Dq, k: Sp * Dk, v: Sp * Dk, kp: nKvHeads * Sp * hd, vp: nKvHeads * Sp * hd, out: Tq * Dq, scratch: threadsMax * scratch };
+  const sizes = { q: Tq * Dq, k: Sp * Dk, v: Sp * Dk, kp: nKvHeads * Sp * hd, vp: nKvHeads * Sp * hd, out: Tq * Dq, scratch: threadsMax * scratch, probs: probs ? nHeads * T * Sp : 0 };
   const w = wasmKernels(4 * Object.values(sizes).reduce((a, b) => a + b, 0));
   if (!w) return false;
   const qAt = w.at;
@@ -54,6 +55,7 @@ export function wasmAttention(q: Float32Array, k: Float32Array, v: Float32Array,
   const vpAt = kpAt + sizes.kp;
   const outAt = vpAt + sizes.vp;
   const scAt = outAt + sizes.out;
+  const probsAt = scAt + sizes.scratch;
   const heap = w.heap;
   const blocks = Math.ceil(T / R);
   const items = nHeads * blocks;
@@ -68,11 +70,111 @@ export function wasmAttention(q: Float32Array, k: Float32Array, v: Float32Array,
     heap.set(v.subarray(b * S * Dk, (b + 1) * S * Dk), vAt);
     heap.fill(0, vAt + S * Dk, vAt + Sp * Dk);
     w.run('packKv', [0, 0, nKvHeads, kAt * 4, vAt * 4, Dk * 4, kpAt * 4, vpAt * 4, hd, Sp], Math.min(threads, nKvHeads));
-    const args = [0, 0, items, qAt * 4, Dq * 4, kpAt * 4, vpAt * 4, outAt * 4, Dq * 4, scAt * 4, scratch * 4, T, Sp, hd, nHeads, nHeads / nKvHeads, BLOCK_TILES, queryOffset, window, f32Bits(scale)];
+    if (probs) heap.fill(0, probsAt, probsAt + sizes.probs);
+    const args = [0, 0, items, qAt * 4, Dq * 4, kpAt * 4, vpAt * 4, outAt * 4, Dq * 4, scAt * 4, scratch * 4, T, Sp, hd, nHeads, nHeads / nKvHeads, BLOCK_TILES, queryOffset, window, f32Bits(scale), probs ? probsAt * 4 : 0];
     w.run('attend', args, threads);
     out.set(heap.subarray(outAt, outAt + T * Dq), b * T * Dq);
+    if (probs) {
+      const at = b * nHeads * T * S;
+      if (Sp === S) probs.set(heap.subarray(probsAt, probsAt + nHeads * T * S), at);
+      else for (let r = 0; r < nHeads * T; r++) probs.set(heap.subarray(probsAt + r * Sp, probsAt + r * Sp + S), at + r * S);
+    }
   }
   return true;
+}
+
+/**
+ * The backward of causal self-attention (T queries over as many keys, as in training) from the
+ * forward's probabilities: gq, gk, gv (overwritten) = the gradients of q [B, T, nHeads·hd], k and v
+ * [B, T, nKv·hd] given dO, the gradient of the output. False (outputs untouched) where T or headDim
+ * is not a multiple of 8, or without the kernels.
+ */
+export function wasmAttentionBackward(
+  x: { q: Float32Array; k: Float32Array; v: Float32Array; dO: Float32Array; probs: Float32Array },
+  g: { q: Float32Array; k: Float32Array; v: Float32Array },
+  s: { batch: number; T: number; nHeads: number; nKvHeads: number; headDim: number; scale: number },
+): boolean {
+  const { batch, T, nHeads, nKvHeads, headDim: hd, scale } = s;
+  if (T % NR !== 0 || hd % NR !== 0 || hd === 0 || T === 0) return false;
+  const nq = batch * T * nHeads * hd;
+  const nk = batch * T * nKvHeads * hd;
+  const np = batch * nHeads * T * T;
+  const scratch = attendBackwardScratch(T, hd);
+  const threadsMax = Math.max(1, wasmGemmOptions.threads);
+  const lengths = [nq, nk, nk, nq, np, nq, nk, nk, threadsMax * scratch];
+  const w = wasmKernels(4 * (lengths.reduce((a, b) => a + Math.ceil(b / 4) * 4, 0) + 4));
+  if (!w) return false;
+  const [qAt, kAt, vAt, dOAt, pAt, gqAt, gkAt, gvAt, scAt] = layout(w.at, lengths) as [number, number, number, number, number, number, number, number, number];
+  const heap = w.heap;
+  heap.set(x.q.subarray(0, nq), qAt);
+  heap.set(x.k.subarray(0, nk), kAt);
+  heap.set(x.v.subarray(0, nk), vAt);
+  heap.set(x.dO.subarray(0, nq), dOAt);
+  heap.set(x.probs.subarray(0, np), pAt);
+  const items = batch * nKvHeads;
+  const flops = 8 * T * T * hd * nHeads * batch;
+  const threads = Math.max(1, Math.min(w.threads, items, Math.floor(flops / wasmGemmOptions.flopsPerThread)));
+  w.run('attendBackward', [0, 0, items, qAt * 4, kAt * 4, vAt * 4, dOAt * 4, pAt * 4, gqAt * 4, gkAt * 4, gvAt * 4, scAt * 4, scratch * 4, T, hd, nHeads, nKvHeads, f32Bits(scale)], threads, 1);
+  g.q.set(heap.subarray(gqAt, gqAt + nq));
+  g.k.set(heap.subarray(gkAt, gkAt + nk));
+  g.v.set(heap.subarray(gvAt, gvAt + nk));
+  return true;
+}
+
+/**
+ * act = act(x) and slope = act'(x) for the activations the kernels have (silu, gelu_tanh); false
+ * (outputs untouched) for others or without the kernels.
+ */
+export function wasmActivateSlope(x: Float32Array, act: Float32Array, slope: Float32Array, kind: string): boolean {
+  if (!(kind in ACTIVATION_KINDS)) return false;
+  const n = x.length;
+  const vectors = Math.ceil(n / 4);
+  const w = wasmKernels(4 * 3 * vectors * 4);
+  if (!w) return false;
+  const heap = w.heap;
+  const xAt = w.at;
+  const actAt = xAt + vectors * 4;
+  const slopeAt = actAt + vectors * 4;
+  heap.set(x, xAt);
+  heap.fill(0, xAt + n, xAt + vectors * 4);
+  const threads = Math.max(1, Math.min(w.threads, Math.floor(vectors / ACTIVATION_GRAIN)));
+  w.run('activateSlope', [0, 0, vectors, xAt * 4, actAt * 4, slopeAt * 4, ACTIVATION_KINDS[kind as keyof typeof ACTIVATION_KINDS]], threads, ACTIVATION_GRAIN);
+  act.set(heap.subarray(actAt, actAt + n));
+  slope.set(heap.subarray(slopeAt, slopeAt + n));
+  return true;
+}
+
+/** Rows of logits per chunk of the cross-entropy on the threads. */
+const CROSS_ENTROPY_GRAIN = 16;
+
+/**
+ * Σ over rows with a target ≥ 0 of −log softmax(logits)[target] (logits [rows, vocab]), and into g
+ * (overwritten; 0 on rows without a target) weight times its gradient. Undefined (g untouched)
+ * where vocab is not a multiple of 4, or without the kernels.
+ */
+export function wasmCrossEntropy(logits: Float32Array, vocab: number, targets: Int32Array, weight: number, g: Float32Array): number | undefined {
+  const rows = targets.length;
+  if (vocab % 4 !== 0 || rows === 0) return undefined;
+  const lengths = [rows * vocab, rows * vocab, rows, 2 * rows];
+  const w = wasmKernels(4 * (lengths.reduce((a, b) => a + Math.ceil(b / 4) * 4, 0) + 4));
+  if (!w) return undefined;
+  const [xAt, gAt, tAt, sAt] = layout(w.at, lengths) as [number, number, number, number];
+  const heap = w.heap;
+  heap.set(logits.subarray(0, rows * vocab), xAt);
+  new Int32Array(heap.buffer).set(targets, tAt);
+  const threads = Math.max(1, Math.min(w.threads, Math.floor(rows / CROSS_ENTROPY_GRAIN)));
+  w.run('crossEntropy', [0, 0, rows, xAt * 4, vocab, tAt * 4, gAt * 4, f32Bits(weight), sAt * 4], threads, CROSS_ENTROPY_GRAIN);
+  let loss = 0;
+  for (let r = 0; r < rows; r++) {
+    const tg = targets[r]!;
+    if (tg < 0) {
+      g.fill(0, r * vocab, (r + 1) * vocab);
+      continue;
+    }
+    g.set(heap.subarray(gAt + r * vocab, gAt + (r + 1) * vocab), r * vocab);
+    loss += heap[sAt + 2 * r]! + Math.log(heap[sAt + 2 * r + 1]!) - logits[r * vocab + tg]!;
+  }
+  return loss;
 }
 
 /**
