@@ -134,10 +134,10 @@ describe('spectra of a low-rank-plus-noise matrix against float64 one-sided Jaco
     const res = await randomizedSingularValues(backend, a, { k: 16, host: x });
     const onBackend = await randomizedSingularValues(backend, a, { k: 16 });
     backend.dispose(a);
-    expect(res.ritz.length).toBe(26);
+    expect(res.ritz.length).toBe(60);
     for (let i = 0; i < 16; i++) {
-      expect(close(res.ritz[i]!, want[i]!, 1e-6)).toBe(true);
-      expect(close(onBackend.ritz[i]!, want[i]!, 1e-6)).toBe(true);
+      expect(close(res.ritz[i]!, want[i]!, 1e-6, 0)).toBe(true);
+      expect(close(onBackend.ritz[i]!, want[i]!, 1e-6, 0)).toBe(true);
     }
   });
 
