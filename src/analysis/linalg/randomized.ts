@@ -6,10 +6,12 @@
 // basis is kept as rows ([b, m] or [b, n]) so no product needs a transpose of the big matrix, and the
 // small pieces (Cholesky, triangular inverse, the Ritz values) run on the host in float64.
 //
-// Measured (bench/svd, 2048² and 4096×1024 low rank plus noise, top 16): subspace iteration with 26
-// rows and 3 power iterations (8 passes over A, 208 rows·passes) left σ1..σ16 within 2–6e-7 of float64;
-// Krylov blocks of 10 to depth 5 (11 passes, 110 rows·passes) within about 1e-8, as a thinner product
-// costs less, the passes take about 60% of the time.
+// Measured (bench/svd's 2048² and 4096×1024 low rank plus noise, top 16, same load): subspace
+// iteration with 26 rows and 3 power iterations (8 passes over A, 208 rows·passes) left σ1..σ16 at
+// 6e-7 and 3e-7 of float64; Krylov blocks of 12 to depth 4 (9 passes, 108 rows·passes) at 1–2e-7, in
+// 0.5–0.8 of the time. In float32 emulation blocks of 8–10 need depth 5 for that, and blocks of
+// 20–26 at depth 3 spend more rows·passes; the passes are about 60% of the time, the upload 15%.
+
 import type { Backend, Tensor } from '../../model/backend.ts';
 import { choleskyLower, householderQR, invertLower, jacobiEigenvalues, symmetricEigenvalues, transposeHost } from './dense.ts';
 import { gaussianArray } from './rng.ts';
