@@ -40,17 +40,42 @@ describe.each(backends)('spectra on %s', (_, makeBackend) => {
     const a = matrixWithSpectrum(m, n, sigma, 11);
     const want = referenceSigma(a, m, n);
     const res = await randomizedSingularValues(backend, upload(a, m, n), { k: 16 });
-    expect(res.ritz.length).toBe(26);
+    // Blocks of 12, depth 4: a basis of 60 rows from 9 passes.
+    expect([res.block, res.depth, res.ritz.length]).toEqual([12, 4, 60]);
     expect(res.complete).toBe(false);
-    // Leftover convergence factor (σ27/σ16)^7 = 0.7^77 is negligible; what remains is float32 rounding.
+    // 0.7^i falls below float32 rounding within the basis; what remains is that rounding.
     for (let i = 0; i < 16; i++) expect(close(res.ritz[i]!, want[i]!, 1e-5, 2e-6 * want[0]!)).toBe(true);
+  });
+
+  it('randomized top-k: the basis on either side of a tall or wide matrix gives the same values', async () => {
+    const sigma = Array.from({ length: 90 }, (_, i) => 0.8 ** i);
+    const wide = matrixWithSpectrum(90, 150, sigma, 21);
+    const tall = new Float64Array(150 * 90);
+    for (let i = 0; i < 90; i++) for (let j = 0; j < 150; j++) tall[j * 90 + i] = wide[i * 150 + j]!;
+    const want = referenceSigma(wide, 90, 150);
+    for (const [a, m, n] of [[wide, 90, 150], [tall, 150, 90]] as const) {
+      const res = await randomizedSingularValues(backend, upload(a, m, n), { k: 8 });
+      expect([res.block, res.depth, res.ritz.length]).toEqual([8, 4, 40]);
+      for (let i = 0; i < 8; i++) expect(close(res.ritz[i]!, want[i]!, 1e-5, 2e-6 * want[0]!)).toBe(true);
+      // Ritz values are lower bounds of their σ.
+      for (let i = 0; i < 40; i++) expect(res.ritz[i]!).toBeLessThanOrEqual(want[i]! * (1 + 1e-5) + 1e-6 * want[0]!);
+    }
+  });
+
+  it('a Krylov basis that outgrows the rank of A keeps the exact values and the rest near zero', async () => {
+    const [m, n] = [64, 70];
+    const a = matrixWithSpectrum(m, n, [5, 2, 0.5], 22);
+    const res = await randomizedSingularValues(backend, upload(a, m, n), { k: 4, block: 12, depth: 3 });
+    expect(res.ritz.length).toBe(48);
+    for (const [i, s] of [5, 2, 0.5].entries()) expect(close(res.ritz[i]!, s, 1e-5, 1e-6)).toBe(true);
+    for (let i = 3; i < 48; i++) expect(res.ritz[i]!).toBeLessThan(1e-5 * 5);
   });
 
   it('randomized top-k on a flat Gaussian spectrum: σ1 close, the rest lower bounds', async () => {
     const [m, n] = [100, 160];
     const a = gaussianMatrix(m, n, 12);
     const want = referenceSigma(a, m, n);
-    const res = await randomizedSingularValues(backend, upload(a, m, n), { k: 16, powerIterations: 3 });
+    const res = await randomizedSingularValues(backend, upload(a, m, n), { k: 16 });
     expect(close(res.ritz[0]!, want[0]!, 5e-3)).toBe(true);
     for (let i = 0; i < 16; i++) {
       expect(res.ritz[i]!).toBeLessThanOrEqual(want[i]! * (1 + 1e-5));
@@ -72,7 +97,8 @@ describe.each(backends)('spectra on %s', (_, makeBackend) => {
   it('a well-conditioned sketch stays on CholeskyQR2', async () => {
     const [m, n] = [80, 90];
     const a = matrixWithSpectrum(m, n, Array.from({ length: 40 }, (_, i) => 1 + 1 / (i + 1)), 14);
-    const res = await randomizedSingularValues(backend, upload(a, m, n), { k: 4, oversample: 4, powerIterations: 2 });
+    const res = await randomizedSingularValues(backend, upload(a, m, n), { k: 4, block: 6, depth: 2 });
+    // Ω, then per step the image and the new block.
     expect(res.orthonormalisations).toBe(5);
     expect(res.householderFallbacks).toBe(0);
   });

@@ -97,8 +97,8 @@ describe('float64 WebAssembly kernels of the spectra', () => {
     for (let i = 0; i < n; i++) expect(close(got[i]!, want[i]!, 0, 1e-12)).toBe(true);
   });
 
-  it('products with a resident matrix equal float64 products to float32 rounding, page-wide rows included', () => {
-    for (const [m, n, l] of [[13, 37, 5], [40, 1024, 7], [1, 8, 1], [33, 9, 26]] as const) {
+  it('products with a resident matrix equal float64 products to float32 rounding (ragged panels and tiles, K past one block)', () => {
+    for (const [m, n, l] of [[13, 37, 5], [40, 1024, 7], [1, 8, 1], [33, 9, 26], [600, 44, 9]] as const) {
       const a = Float32Array.from(gaussianMatrix(m, n, m + n));
       const q = Float32Array.from(gaussianMatrix(l, m, 3 * l));
       const w = Float32Array.from(gaussianMatrix(l, n, 5 * l));
@@ -134,10 +134,10 @@ describe('spectra of a low-rank-plus-noise matrix against float64 one-sided Jaco
     const res = await randomizedSingularValues(backend, a, { k: 16, host: x });
     const onBackend = await randomizedSingularValues(backend, a, { k: 16 });
     backend.dispose(a);
-    expect(res.ritz.length).toBe(26);
+    expect(res.ritz.length).toBe(60);
     for (let i = 0; i < 16; i++) {
-      expect(close(res.ritz[i]!, want[i]!, 1e-6)).toBe(true);
-      expect(close(onBackend.ritz[i]!, want[i]!, 1e-6)).toBe(true);
+      expect(close(res.ritz[i]!, want[i]!, 1e-6, 0)).toBe(true);
+      expect(close(onBackend.ritz[i]!, want[i]!, 1e-6, 0)).toBe(true);
     }
   });
 

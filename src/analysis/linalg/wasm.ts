@@ -1,7 +1,8 @@
 // The float64 kernels of the full spectrum, in WebAssembly SIMD (f64x2) on the CPU backend's
 // threads: the Gram matrix of a float32 matrix summed in float64, and the fused pass of the
-// Householder tridiagonalisation (dense.ts's TridiagonalWorkspace). Written with the GEMM's emitter
-// and run on its thread pool: the module's `work` export takes the GEMM's 14 arguments, with the
+// Householder tridiagonalisation (dense.ts's TridiagonalWorkspace); and the float32 products of the
+// randomized top-k with a resident matrix, on the GEMM's own micro-kernel and packings
+// (gemmKernelFunctions). Written with the GEMM's emitter and run on its thread pool: the module's `work` export takes the GEMM's 14 arguments, with the
 // share [p0, p1) of "chunks" at the same places, so GemmThreads splits it the same way.
 //
 // Memory: the first page holds the thread pool's control words; then the float64 operands.
@@ -22,13 +23,6 @@ import {
   f64x2RelaxedMadd,
   f64x2Splat,
   f64x2Sub,
-  f32Add,
-  f32Load,
-  f32Store,
-  f32x4Add,
-  f32x4Lane,
-  f32x4Mul,
-  f32x4RelaxedMadd,
   forRange,
   FunctionBuilder,
   call,
@@ -49,6 +43,7 @@ import {
   type Local,
 } from '../../gpu/cpu-wasm/emit.ts';
 import { wasmGemmOptions, wasmGemmRelaxed } from '../../gpu/cpu-wasm/gemm.ts';
+import { gemmKernelFunctions, GEMM_PANEL_COLS, GEMM_TILE_ROWS } from '../../gpu/cpu-wasm/gemm-module.ts';
 import { canBlockHere, GemmThreads } from '../../gpu/cpu-wasm/threads.ts';
 import type { TridiagonalWorkspace } from './dense.ts';
 
@@ -62,10 +57,9 @@ const GRAM_PANEL = 256;
 
 const OP_GRAM = 0;
 const OP_TRIDIAGONAL = 1;
-const OP_TRANSPOSE = 2;
-const OP_ROW_PRODUCTS = 3;
-/** Rows of a block of OP_TRANSPOSE: each column of the block is one 64-byte line of the output. */
-const TRANSPOSE_ROWS = 16;
+const OP_PACK_ROWS = 2;
+const OP_PACK_COLUMNS = 3;
+const OP_GEMM = 4;
 
 /** The 13 i32 arguments of `work`: (thread, p0, p1, op, a1…a8, chunks), the range [p0, p1) first as the thread pool splits it. */
 type WorkArgs = [number, number, number, number, number, number, number, number, number, number, number, number, number];
@@ -173,77 +167,12 @@ function tridiagonalRowsFunction(): { fn: FunctionBuilder; body: Code } {
   };
 }
 
-/**
- * OP_TRANSPOSE, float32: dst[j, i] = src[i, j] for the rows i of blocks p0..p1 of 16 and columns
- * j < cols (row strides lds and ldd in bytes).
- */
-function transposeFunction(): { fn: FunctionBuilder; body: Code } {
-  const fn = new FunctionBuilder('transpose', [i32, i32, i32, i32, i32, i32, i32]);
-  const [src, lds, dst, ldd, cols, p0, p1] = fn.params() as [Local, Local, Local, Local, Local, Local, Local];
-  const p = fn.local(i32);
-  const j = fn.local(i32);
-  const from = fn.local(i32);
-  const to = fn.local(i32);
-  const column: Code[] = [];
-  for (let r = 0; r < TRANSPOSE_ROWS; r++) column.push(f32Store(add(get(to), int(4 * r)), f32Load(add(get(from), mul(int(r), get(lds))))));
-  column.push(set(from, add(get(from), int(4))), set(to, add(get(to), get(ldd))));
-  const block = [
-    ...set(from, add(get(src), mul(mul(get(p), int(TRANSPOSE_ROWS)), get(lds)))),
-    ...set(to, add(get(dst), mul(get(p), int(4 * TRANSPOSE_ROWS)))),
-    ...forRange(j, int(0), get(cols), int(1), column.flat()),
-  ];
-  return { fn, body: forRange(p, get(p0), get(p1), int(1), block) };
-}
-
-/**
- * OP_ROW_PRODUCTS, float32: Z[c, i] = Σ_j W[c, j]·R[i, j] for the resident R's rows i in blocks
- * p0..p1 of 4 and W's rows in pairs (`pairs` of them, row stride ldw, `bytes` a multiple of 16);
- * Z rows of stride ldz. Dot products of rows, each read once in order: both W·Aᵀ (R = A) and Q·A
- * (R = Aᵀ) run here.
- */
-function rowProductsFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
-  const fn = new FunctionBuilder('rowProducts', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
-  const [w, ldw, ap, lda, z, ldz, pairs, bytes, p0, p1] = fn.params() as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
-  const ib = fn.local(i32);
-  const c2 = fn.local(i32);
-  const o = fn.local(i32);
-  const rows = Array.from({ length: 4 }, () => fn.local(i32));
-  const cols = [fn.local(i32), fn.local(i32)];
-  const acc = rows.map(() => [fn.local(v128), fn.local(v128)]);
-  const yv = [fn.local(v128), fn.local(v128)];
-  const x = fn.local(v128);
-  const madd = (u: Code, v: Code, c: Code): Code => (relaxed ? f32x4RelaxedMadd(u, v, c) : f32x4Add(c, f32x4Mul(u, v)));
-  const step: Code[] = [set(yv[0]!, vLoad(add(get(cols[0]!), get(o)))), set(yv[1]!, vLoad(add(get(cols[1]!), get(o))))];
-  rows.forEach((row, r) => {
-    step.push(set(x, vLoad(add(get(row), get(o)))));
-    for (let c = 0; c < 2; c++) step.push(set(acc[r]![c]!, madd(get(x), get(yv[c]!), get(acc[r]![c]!))));
-  });
-  const hsum = (v: Local): Code => f32Add(f32Add(f32x4Lane(get(v), 0), f32x4Lane(get(v), 1)), f32Add(f32x4Lane(get(v), 2), f32x4Lane(get(v), 3)));
-  const store: Code[] = [];
-  rows.forEach((_, r) => {
-    for (let c = 0; c < 2; c++) {
-      const at = add(get(z), add(mul(add(add(get(c2), get(c2)), int(c)), get(ldz)), mul(add(mul(get(ib), int(4)), int(r)), int(4))));
-      store.push(f32Store(at, hsum(acc[r]![c]!)));
-    }
-  });
-  const perPair = [
-    set(cols[0]!, add(get(w), mul(add(get(c2), get(c2)), get(ldw)))),
-    set(cols[1]!, add(get(cols[0]!), get(ldw))),
-    ...acc.flat().map((v) => set(v, vZero())),
-    forRange(o, int(0), get(bytes), int(16), step.flat()),
-    ...store,
-  ].flat();
-  const perBlock = [
-    ...rows.map((row, r) => set(row, add(get(ap), mul(add(mul(get(ib), int(4)), int(r)), get(lda))))).flat(),
-    ...forRange(c2, int(0), get(pairs), int(1), perPair),
-  ];
-  return { fn, body: forRange(ib, get(p0), get(p1), int(1), perBlock) };
-}
-
-const GRAM_ROWS_FN = 0;
-const TRIDIAGONAL_ROWS_FN = 1;
-const TRANSPOSE_FN = 2;
-const ROW_PRODUCTS_FN = 3;
+// Functions 0-3 are the float32 product's (gemmKernelFunctions).
+const PACK_ROWS_FN = 1;
+const PACK_COLUMNS_FN = 2;
+const GEMM_FN = 3;
+const GRAM_ROWS_FN = 4;
+const TRIDIAGONAL_ROWS_FN = 5;
 
 /**
  * work(thread, p0, p1, op, …, chunks): chunk c of `chunks` takes the groups (4-row blocks) q with
@@ -273,16 +202,17 @@ function workFunction(): { fn: FunctionBuilder; body: Code } {
     return [...set(group, g), ...ifThen(ltS(get(group), get(groups)), run)];
   };
   const perChunk = forRange(q, int(0), get(groups), get(period), [...doGroup(add(get(q), get(c))), ...doGroup(sub(add(get(q), sub(get(period), int(1))), get(c)))]);
+  const pack = [get(a1), get(a2), get(a3), get(a4), get(p0), get(p1)];
   const products = ifThen(
-    eq(get(op), int(OP_TRANSPOSE)),
-    call(TRANSPOSE_FN, get(a1), get(a2), get(a3), get(a4), get(a5), get(p0), get(p1)),
-    call(ROW_PRODUCTS_FN, get(a1), get(a2), get(a3), get(a4), get(a5), get(a6), get(a7), get(a8), get(p0), get(p1)),
+    eq(get(op), int(OP_GEMM)),
+    call(GEMM_FN, get(a1), get(a2), get(a3), get(a4), get(a5), get(a6), get(p0), get(p1), get(a7), get(a8)),
+    ifThen(eq(get(op), int(OP_PACK_ROWS)), call(PACK_ROWS_FN, ...pack), call(PACK_COLUMNS_FN, ...pack)),
   );
   return {
     fn,
     body: [
-      // The resident matrix's transpose and products, split by row blocks: [p0, p1) is the share.
-      ...ifThen(geS(get(op), int(OP_TRANSPOSE)), [...products, 0x0f]),
+      // The resident matrix's packing and products, split by panels: [p0, p1) is the share.
+      ...ifThen(geS(get(op), int(OP_PACK_ROWS)), [...products, 0x0f]),
       ...set(period, add(get(chunks), get(chunks))),
       // Groups: the Gram's row blocks, or the rows below k in fours (⌈(n − k − 1)/4⌉).
       ...ifThen(eq(get(op), int(OP_GRAM)), set(groups, get(a6)), set(groups, shrU(add(sub(get(a3), get(a4)), int(2)), int(2)))),
@@ -297,7 +227,7 @@ function shrU(x: Code, bits: Code): Code {
 }
 
 function moduleBytes(shared: boolean, relaxed: boolean): Uint8Array<ArrayBuffer> {
-  return encodeModule({ initialPages: 2, maximumPages: MAX_PAGES, shared }, [gramRowsFunction(relaxed), tridiagonalRowsFunction(), transposeFunction(), rowProductsFunction(relaxed), workFunction()]);
+  return encodeModule({ initialPages: 2, maximumPages: MAX_PAGES, shared }, [...gemmKernelFunctions(relaxed), gramRowsFunction(relaxed), tridiagonalRowsFunction(), workFunction()]);
 }
 
 interface Engine {
@@ -474,17 +404,12 @@ export function wasmGramTridiagonalWorkspace(x: Float32Array, m: number, n: numb
   return layout && wasmTridiagonalWorkspace(side, undefined, layout);
 }
 
-/** Floats per row for `count` values: a multiple of 16, plus 16 where a row would span whole 4 KiB pages (see upload). */
-function rowFloats(count: number): number {
-  const padded = Math.ceil(count / 16) * 16;
-  return padded + (padded % 1024 === 0 ? 16 : 0);
-}
-
 /**
- * A float32 m×n matrix copied once into the kernels' memory, with its transpose, for repeated
- * products with thin matrices (the randomized top-k): no copy or packing of the big operand per
- * product, and both q·A and w·Aᵀ run as dot products of rows read in order. Valid until the next
- * use of the kernels' memory (a Gram, another upload).
+ * A float32 m×n matrix copied once into the kernels' memory, packed as the float32 product's B
+ * operand both ways (panels of 8 columns of A for q·A, of 8 rows of A for w·Aᵀ), for repeated
+ * products with thin matrices (the randomized top-k): per product only the thin operand is packed,
+ * and the 4×8 micro-kernel of the GEMM runs on the resident panels. Valid until the next use of the
+ * kernels' memory (a Gram, another upload).
  */
 export class ResidentMatrix {
   private constructor(
@@ -492,61 +417,70 @@ export class ResidentMatrix {
     private readonly generation: number,
     readonly m: number,
     readonly n: number,
-    /** A: rows4 rows (16-padded) of ld floats; Aᵀ: ld rows of ldt floats, after A. */
-    private readonly ld: number,
-    private readonly ldt: number,
-    private readonly rows16: number,
+    /** Byte offsets: A packed for q·A, A packed for w·Aᵀ, then the products' scratch space. */
+    private readonly forwardAt: number,
+    private readonly transposedAt: number,
+    private readonly scratchAt: number,
   ) {}
 
   /** Null where the kernels do not run or the memory cannot hold the matrix. */
   static upload(x: Float32Array, m: number, n: number): ResidentMatrix | null {
     const e = getEngine();
     if (!e) return null;
-    // Rows padded with zeros: a row stride of whole 4 KiB pages would map a column's walk, and the
-    // transpose's writes, onto one set of the L1 cache.
-    const ld = rowFloats(n);
-    const rows16 = Math.ceil(m / TRANSPOSE_ROWS) * TRANSPOSE_ROWS;
-    const ldt = rowFloats(rows16);
-    const at = PAGE + rows16 * ld * 4;
-    if (!heap(e, at + ld * ldt * 4)) return null;
-    const f = new Float32Array(e.memory.buffer, PAGE, rows16 * ld);
-    if (ld === n) f.set(x.subarray(0, m * n));
-    else for (let i = 0; i < m; i++) f.set(x.subarray(i * n, (i + 1) * n), i * ld);
-    if (ld !== n) for (let i = 0; i < m; i++) f.fill(0, i * ld + n, (i + 1) * ld);
-    f.fill(0, m * ld);
-    new Float32Array(e.memory.buffer, at, ld * ldt).fill(0);
-    const blocks = rows16 / TRANSPOSE_ROWS;
-    const threads = Math.min(blocks, threadsFor(m * n * 8));
-    run(e, [0, 0, blocks, OP_TRANSPOSE, PAGE, ld * 4, at, ldt * 4, ld, 0, 0, 0, 0], threads);
-    return new ResidentMatrix(e, ++e.generation, m, n, ld, ldt, rows16);
+    const mPanels = Math.ceil(m / GEMM_PANEL_COLS);
+    const nPanels = Math.ceil(n / GEMM_PANEL_COLS);
+    const [m8, n8] = [mPanels * GEMM_PANEL_COLS, nPanels * GEMM_PANEL_COLS];
+    const forwardAt = PAGE;
+    const transposedAt = forwardAt + n8 * m * 4;
+    // A with rows and columns padded to whole panels, packed from here and then left as scratch.
+    const rawAt = transposedAt + m8 * n * 4;
+    if (!heap(e, rawAt + m8 * n8 * 4)) return null;
+    const raw = new Float32Array(e.memory.buffer, rawAt, m8 * n8);
+    if (n8 === n) raw.set(x.subarray(0, m * n));
+    else for (let i = 0; i < m; i++) raw.set(x.subarray(i * n, (i + 1) * n), i * n8);
+    if (n8 !== n) for (let i = 0; i < m; i++) raw.fill(0, i * n8 + n, (i + 1) * n8);
+    raw.fill(0, m * n8);
+    const threads = threadsFor(m * n * 8);
+    run(e, [0, 0, nPanels, OP_PACK_ROWS, rawAt, n8 * 4, forwardAt, m, 0, 0, 0, 0, 0], Math.min(nPanels, threads));
+    run(e, [0, 0, mPanels, OP_PACK_COLUMNS, rawAt, n8 * 4, transposedAt, n, 0, 0, 0, 0, 0], Math.min(mPanels, threads));
+    return new ResidentMatrix(e, ++e.generation, m, n, forwardAt, transposedAt, rawAt);
   }
 
-  /** q [l, m] (row-major) · A → [l, n]: dot products with the rows of Aᵀ. */
+  /** q [l, m] (row-major) · A → [l, n]. */
   times(q: Float32Array, l: number): Float32Array {
-    return this.rowProducts(PAGE + this.rows16 * this.ld * 4, this.ld, this.ldt, q, l, this.m, this.n);
+    return this.product(q, l, this.m, this.n, this.forwardAt);
   }
 
-  /** w [l, n] (row-major) · Aᵀ → [l, m]: dot products with the rows of A. */
+  /** w [l, n] (row-major) · Aᵀ → [l, m]. */
   timesTransposed(w: Float32Array, l: number): Float32Array {
-    return this.rowProducts(PAGE, this.rows16, this.ld, w, l, this.n, this.m);
+    return this.product(w, l, this.n, this.m, this.transposedAt);
   }
 
-  /** x [l, len] against the resident rows at `at` (`rows` of them, `stride` floats apart) → [l, out]. */
-  private rowProducts(at: number, rows: number, stride: number, x: Float32Array, l: number, len: number, out: number): Float32Array {
+  /** x [l, k] times the resident operand packed at `packedAt` ([k, cols]) → [l, cols]. */
+  private product(x: Float32Array, l: number, k: number, cols: number, packedAt: number): Float32Array {
     if (this.e.generation !== this.generation) throw new Error("ResidentMatrix: the kernels' memory was used for something else since the upload");
-    const pairs = Math.ceil(l / 2);
-    const scratchAt = PAGE + (this.rows16 * this.ld + this.ld * this.ldt) * 4;
-    if (!heap(this.e, scratchAt + (pairs * 2 * stride + pairs * 2 * rows) * 4)) throw new Error('ResidentMatrix: out of WebAssembly memory');
-    const f = new Float32Array(this.e.memory.buffer, scratchAt, pairs * 2 * stride + pairs * 2 * rows);
-    f.fill(0, 0, pairs * 2 * stride);
-    for (let r = 0; r < l; r++) f.set(x.subarray(r * len, (r + 1) * len), r * stride);
-    const zAt = scratchAt + pairs * 2 * stride * 4;
-    const blocks = Math.ceil(out / 4);
-    const threads = Math.min(blocks, threadsFor(2 * l * len * out));
-    run(this.e, [0, 0, blocks, OP_ROW_PRODUCTS, scratchAt, stride * 4, at, stride * 4, zAt, rows * 4, pairs, stride * 4, 0], threads);
-    const result = new Float32Array(l * out);
-    const z = f.subarray(pairs * 2 * stride);
-    for (let r = 0; r < l; r++) result.set(z.subarray(r * rows, r * rows + out), r * out);
+    const tiles = Math.ceil(l / GEMM_TILE_ROWS);
+    const panels = Math.ceil(cols / GEMM_PANEL_COLS);
+    const width = panels * GEMM_PANEL_COLS;
+    const aAt = this.scratchAt;
+    const cAt = aAt + tiles * GEMM_TILE_ROWS * k * 4;
+    if (!heap(this.e, cAt + tiles * GEMM_TILE_ROWS * width * 4)) throw new Error('ResidentMatrix: out of WebAssembly memory');
+    // x packed by tiles of 4 rows: for each t, the 4 values x[r, t] side by side (rows past l zero).
+    const h = new Float32Array(this.e.memory.buffer);
+    const a0 = aAt / 4;
+    for (let tile = 0; tile < tiles; tile++) {
+      for (let r = 0; r < GEMM_TILE_ROWS; r++) {
+        const row = tile * GEMM_TILE_ROWS + r;
+        let d = a0 + tile * k * GEMM_TILE_ROWS + r;
+        if (row < l) for (let t = row * k, end = t + k; t < end; t++, d += GEMM_TILE_ROWS) h[d] = x[t]!;
+        else for (let t = 0; t < k; t++, d += GEMM_TILE_ROWS) h[d] = 0;
+      }
+    }
+    const threads = Math.min(panels, threadsFor(2 * l * k * cols));
+    run(this.e, [0, 0, panels, OP_GEMM, aAt, k, packedAt, cAt, width * 4, tiles, wasmGemmOptions.kcBlock, wasmGemmOptions.mcTiles, 0], threads);
+    const result = new Float32Array(l * cols);
+    const c0 = cAt / 4;
+    for (let r = 0; r < l; r++) result.set(h.subarray(c0 + r * width, c0 + r * width + cols), r * cols);
     return result;
   }
 }

@@ -53,7 +53,7 @@ describe('diffWeights on the arch fixtures', () => {
       expect(close(t.nuclear!, sum, 1e-4)).toBe(true);
       const entropy = -want.singular_values.reduce((h, s) => h + (s / sum) * Math.log(s / sum), 0);
       expect(close(t.effective_rank!, Math.exp(entropy), 1e-4)).toBe(true);
-      expect(t.method).toMatch(/^randomized\(l=26,q=3/);
+      expect(t.method).toMatch(/^randomized block Krylov\(b=12,d=4,l=60,/);
     }
   });
 });

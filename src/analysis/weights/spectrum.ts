@@ -1,6 +1,6 @@
 // The spectral part of a tensor diff: the full spectrum through the Gram matrix of the smaller side
 // (summed in float64 on the host up to a work limit, in float32 on the backend above it), with the
-// top singular values taken from it where it resolves them; randomized subspace iteration on the
+// top singular values taken from it where it resolves them; randomized block Krylov on the
 // backend gives σ1 first, the values below the Gram's floor, and the whole answer when the sketch
 // already holds the resolvable spectrum or the matrix is too large for a full spectrum.
 import { gramAccumulation, gramFloor, gramSingularValues, gramWork, PRECISE_GRAM_MAX_WORK } from '../linalg/gram.ts';
@@ -24,6 +24,8 @@ export type SpectralFields = Pick<
 >;
 
 const EPS32 = 2 ** -23;
+/** Share of ‖ΔW‖_F² a sketch may leave out and still hold the whole spectrum (float32 rounding of its products). */
+const SKETCH_LEFTOVER = 1e-5;
 
 /** Spectral fields from a known full spectrum (descending). */
 export function spectralFields(
@@ -67,14 +69,14 @@ export async function matrixSpectrum(
       // The products then run on the WebAssembly kernels with ΔW copied once (on the CPU backend only:
       // a GPU does them faster where it has them).
       ...((backend as { name?: string }).name === 'cpu' ? { host: delta } : {}),
-      ...(opts.oversample !== undefined ? { oversample: opts.oversample } : {}),
-      ...(opts.powerIterations !== undefined ? { powerIterations: opts.powerIterations } : {}),
+      ...(opts.krylovBlock !== undefined ? { block: opts.krylovBlock } : {}),
+      ...(opts.krylovDepth !== undefined ? { depth: opts.krylovDepth } : {}),
       ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
     });
     const l = sketch.ritz.length;
     const sigma1 = sketch.ritz[0]!;
     const fallbacks = sketch.householderFallbacks ? `,householder ${sketch.householderFallbacks}/${sketch.orthonormalisations}` : '';
-    const randomized = `randomized(l=${l},q=${opts.powerIterations ?? 3},cholqr2${fallbacks})`;
+    const randomized = `randomized block Krylov(b=${sketch.block},d=${sketch.depth},l=${l},cholqr2${fallbacks})`;
     const side = Math.min(m, n);
     const maxSide = opts.fullSpectrumMaxSide ?? 4096;
     const rankTolerance = Math.max(m, n) * EPS32 * sigma1;
@@ -95,8 +97,13 @@ export async function matrixSpectrum(
       };
     }
     const accumulation = gramAccumulation(m, n, opts.preciseGramMaxWork);
-    if (sketch.ritz[l - 1]! <= gramFloor(m, n, sigma1, accumulation)) {
+    const floor = gramFloor(m, n, sigma1, accumulation);
+    const leftOver = frobenius ** 2 - sketch.capturedEnergy;
+    if (sketch.ritz.filter((x) => x <= floor).length >= sketch.block && leftOver <= SKETCH_LEFTOVER * frobenius ** 2) {
       // The Gram could add nothing above its floor: the sketch holds the whole resolvable spectrum.
+      // A whole block of Ritz values at the floor means the Krylov space outgrew the rank of ΔW (one
+      // would not do: its lowest Ritz values tend to the smallest σ, not to σ_l), and the energy it
+      // left out must be float32 rounding, not a bulk of values it could not hold.
       const sigma = new Float64Array(side);
       sigma.set(sketch.ritz);
       return spectralFields(sigma, frobenius, rankTolerance, topK, `${randomized}; spectrum in sketch, tail below the gram(${accumulation}) floor`);
@@ -106,8 +113,8 @@ export async function matrixSpectrum(
       ...(opts.jacobiMaxN !== undefined ? { jacobiMaxN: opts.jacobiMaxN } : {}),
       ...(opts.preciseGramMaxWork !== undefined ? { preciseGramMaxWork: opts.preciseGramMaxWork } : {}),
     });
-    // The Gram gives σ_i to relative (floor/σ_i)²/2, while q power iterations leave the sketch's values
-    // inside a slowly decaying tail short by percents: the top values come from the Gram. Where the
+    // The Gram gives σ_i to relative (floor/σ_i)²/2, while the sketch's lower Ritz values inside a
+    // slowly decaying tail fall short by percents: the top values come from the Gram. Where the
     // Gram reports 0 (below its floor) the sketch has nothing better: its Ritz values are lower bounds
     // and its l-th is above the floor here, so a top-k Ritz value there is float32 rounding.
     const top = Array.from(gram.values.subarray(0, Math.min(topK, side)));

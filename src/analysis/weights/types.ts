@@ -81,10 +81,10 @@ export interface WeightsDiff {
 export interface SpectrumOptions {
   /** Singular values reported per matrix. Default 16. */
   topK?: number;
-  /** Oversampling p of the randomized sketch. Default 10. */
-  oversample?: number;
-  /** Power iterations q. Default 3. */
-  powerIterations?: number;
+  /** Rows per block of the randomized block Krylov. Default ⌈topK/2⌉ + 4. */
+  krylovBlock?: number;
+  /** Krylov steps d (2d + 1 passes over ΔW). Default 4. */
+  krylovDepth?: number;
   /** Seed of the Gaussian test matrix. */
   seed?: number;
   /**

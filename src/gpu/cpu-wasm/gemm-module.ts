@@ -822,6 +822,15 @@ export interface GemmExports {
 }
 
 /**
+ * The float32 product's kernels for another module (the resident matrix of analysis/linalg/wasm.ts):
+ * the tile kernel, the two packings of float32 B and the blocked product over packed operands, in
+ * this order and first in that module, since the product calls the tile kernel as function 0.
+ */
+export function gemmKernelFunctions(relaxed: boolean): Array<{ fn: FunctionBuilder; body: Code }> {
+  return [tilesFunction(relaxed), packRowsFunction('f32'), packColumnsFunction('f32'), gemmFunction()];
+}
+
+/**
  * The module's bytes; a shared memory import lets worker threads instantiate it over one memory.
  * `relaxed` uses relaxed SIMD's fused multiply-add (validate before use: not every engine has it).
  */
