@@ -97,8 +97,8 @@ describe('float64 WebAssembly kernels of the spectra', () => {
     for (let i = 0; i < n; i++) expect(close(got[i]!, want[i]!, 0, 1e-12)).toBe(true);
   });
 
-  it('products with a resident matrix equal float64 products to float32 rounding (ragged panels and tiles, K past one block)', () => {
-    for (const [m, n, l] of [[13, 37, 5], [40, 1024, 7], [1, 8, 1], [33, 9, 26], [600, 44, 9]] as const) {
+  it('products with a resident matrix equal float64 products to float32 rounding (ragged panels and tiles, K past one block, rows past one upload block)', () => {
+    for (const [m, n, l] of [[13, 37, 5], [40, 1024, 7], [1, 8, 1], [33, 9, 26], [600, 44, 9], [601, 21, 3], [256, 16, 4]] as const) {
       const a = Float32Array.from(gaussianMatrix(m, n, m + n));
       const q = Float32Array.from(gaussianMatrix(l, m, 3 * l));
       const w = Float32Array.from(gaussianMatrix(l, n, 5 * l));

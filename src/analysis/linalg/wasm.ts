@@ -411,6 +411,9 @@ export function wasmGramTridiagonalWorkspace(x: Float32Array, m: number, n: numb
  * and the 4×8 micro-kernel of the GEMM runs on the resident panels. Valid until the next use of the
  * kernels' memory (a Gram, another upload).
  */
+/** Rows of A staged at a time while ResidentMatrix.upload packs it (a multiple of the panel width). */
+const UPLOAD_BLOCK_ROWS = 256;
+
 export class ResidentMatrix {
   private constructor(
     private readonly e: Engine,
@@ -432,18 +435,36 @@ export class ResidentMatrix {
     const [m8, n8] = [mPanels * GEMM_PANEL_COLS, nPanels * GEMM_PANEL_COLS];
     const forwardAt = PAGE;
     const transposedAt = forwardAt + n8 * m * 4;
-    // A with rows and columns padded to whole panels, packed from here and then left as scratch.
-    const rawAt = transposedAt + m8 * n * 4;
-    if (!heap(e, rawAt + m8 * n8 * 4)) return null;
-    const raw = new Float32Array(e.memory.buffer, rawAt, m8 * n8);
-    if (n8 === n) raw.set(x.subarray(0, m * n));
-    else for (let i = 0; i < m; i++) raw.set(x.subarray(i * n, (i + 1) * n), i * n8);
-    if (n8 !== n) for (let i = 0; i < m; i++) raw.fill(0, i * n8 + n, (i + 1) * n8);
-    raw.fill(0, m * n8);
-    const threads = threadsFor(m * n * 8);
-    run(e, [0, 0, nPanels, OP_PACK_ROWS, rawAt, n8 * 4, forwardAt, m, 0, 0, 0, 0, 0], Math.min(nPanels, threads));
-    run(e, [0, 0, mPanels, OP_PACK_COLUMNS, rawAt, n8 * 4, transposedAt, n, 0, 0, 0, 0, 0], Math.min(mPanels, threads));
-    return new ResidentMatrix(e, ++e.generation, m, n, forwardAt, transposedAt, rawAt);
+    // A is staged a block of rows at a time (padded to whole panels) and packed both ways from there,
+    // so the memory holds the two packings and two blocks, not a third copy of A; the blocks' space
+    // is then the products' scratch.
+    const R = Math.min(UPLOAD_BLOCK_ROWS, m8);
+    const stageAt = transposedAt + m8 * n * 4;
+    const blockAt = stageAt + R * n8 * 4;
+    if (!heap(e, blockAt + R * n8 * 4)) return null;
+    const h = new Float32Array(e.memory.buffer);
+    const [s0, b0, f0] = [stageAt / 4, blockAt / 4, forwardAt / 4];
+    for (let r0 = 0; r0 < m; r0 += R) {
+      const rows = Math.min(R, m - r0);
+      const rows8 = Math.ceil(rows / GEMM_PANEL_COLS) * GEMM_PANEL_COLS;
+      if (n8 === n) h.set(x.subarray(r0 * n, (r0 + rows) * n), s0);
+      else {
+        for (let i = 0; i < rows; i++) {
+          h.set(x.subarray((r0 + i) * n, (r0 + i + 1) * n), s0 + i * n8);
+          h.fill(0, s0 + i * n8 + n, s0 + (i + 1) * n8);
+        }
+      }
+      h.fill(0, s0 + rows * n8, s0 + rows8 * n8);
+      const threads = threadsFor(rows * n * 8);
+      // w·Aᵀ: the block's rows are whole panels of the transposed packing ([panel][n][8]).
+      const tPanels = rows8 / GEMM_PANEL_COLS;
+      run(e, [0, 0, tPanels, OP_PACK_COLUMNS, stageAt, n8 * 4, transposedAt + (r0 / GEMM_PANEL_COLS) * n * GEMM_PANEL_COLS * 4, n, 0, 0, 0, 0, 0], Math.min(tPanels, threads));
+      // q·A ([panel][m][8]): the block packed on its own, then each panel's rows moved into place.
+      run(e, [0, 0, nPanels, OP_PACK_ROWS, stageAt, n8 * 4, blockAt, rows, 0, 0, 0, 0, 0], Math.min(nPanels, threads));
+      const width = rows * GEMM_PANEL_COLS;
+      for (let p = 0; p < nPanels; p++) h.copyWithin(f0 + (p * m + r0) * GEMM_PANEL_COLS, b0 + p * width, b0 + (p + 1) * width);
+    }
+    return new ResidentMatrix(e, ++e.generation, m, n, forwardAt, transposedAt, stageAt);
   }
 
   /** q [l, m] (row-major) · A → [l, n]. */
