@@ -592,6 +592,22 @@ export function attendBackwardScratch(T: number, hd: number): number {
 export const ACTIVATION_KINDS = { silu: 0, gelu_tanh: 1 } as const;
 
 /**
+ * e = e^−x (silu, kind 0) or e^−2u with u = √(2/π)(x + 0.044715x³) (gelu_tanh, kind 1), so that the
+ * activation is x / (1 + e); t, n and r are scratch.
+ */
+function activationExp(k: (v: number) => Code, kind: Local, x: Local, t: Local, e: Local, n: Local, r: Local): Code {
+  const c = Math.sqrt(2 / Math.PI);
+  return [
+    ...ifThen(
+      get(kind),
+      set(t, f32x4Mul(k(-2 * c), f32x4Add(get(x), f32x4Mul(k(0.044715), f32x4Mul(get(x), f32x4Mul(get(x), get(x))))))),
+      set(t, f32x4Sub(vZero(), get(x))),
+    ),
+    ...vExp(k, e, t, n, r),
+  ];
+}
+
+/**
  * dst = act(src) (· up where up ≠ 0) over vectors i0..i1 of 4 floats: silu(x) = x / (1 + e^−x),
  * gelu_tanh(x) = x / (1 + e^−2u) with u = √(2/π)(x + 0.044715x³) (= 0.5x(1 + tanh u)).
  */
@@ -606,16 +622,10 @@ function activateFunction(): { fn: FunctionBuilder; body: Code } {
   const e = fn.local(v128);
   const n = fn.local(v128);
   const r = fn.local(v128);
-  const c = Math.sqrt(2 / Math.PI);
   const body = forRange(i, get(i0), get(i1), int(1), [
     ...set(o, mul(get(i), int(16))),
     ...set(x, vLoad(add(get(src), get(o)))),
-    ...ifThen(
-      get(kind),
-      set(t, f32x4Mul(k(-2 * c), f32x4Add(get(x), f32x4Mul(k(0.044715), f32x4Mul(get(x), f32x4Mul(get(x), get(x))))))),
-      set(t, f32x4Sub(vZero(), get(x))),
-    ),
-    ...vExp(k, e, t, n, r),
+    ...activationExp(k, kind, x, t, e, n, r),
     ...set(x, f32x4Div(get(x), f32x4Add(k(1), get(e)))),
     ...ifThen(get(up), set(x, f32x4Mul(get(x), vLoad(add(get(up), get(o)))))),
     ...vStore(add(get(dst), get(o)), get(x)),
@@ -645,12 +655,7 @@ function activateSlopeFunction(): { fn: FunctionBuilder; body: Code } {
   const body = forRange(i, get(i0), get(i1), int(1), [
     ...set(o, mul(get(i), int(16))),
     ...set(x, vLoad(add(get(src), get(o)))),
-    ...ifThen(
-      get(kind),
-      set(t, f32x4Mul(k(-2 * c), f32x4Add(get(x), f32x4Mul(k(0.044715), f32x4Mul(get(x), f32x4Mul(get(x), get(x))))))),
-      set(t, f32x4Sub(vZero(), get(x))),
-    ),
-    ...vExp(k, e, t, n, r),
+    ...activationExp(k, kind, x, t, e, n, r),
     ...set(sg, f32x4Div(k(1), f32x4Add(k(1), get(e)))),
     ...vStore(add(get(act), get(o)), f32x4Mul(get(x), get(sg))),
     ...ifThen(
