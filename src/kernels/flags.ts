@@ -36,6 +36,8 @@ export interface KernelFlags {
   lensTileK: number;
   /** Logit lens: workgroups a pass aims for, reached by splitting the vocabulary into slices when there are few row tiles. */
   lensTargetWorkgroups: number;
+  /** Training GEMM (backward products, LoRA merge): 16×16 tiles through workgroup memory; false: each thread walks K from storage (faster on CPU adapters such as SwiftShader, where barriers are costly). */
+  trainGemmTiled: boolean;
 }
 
 export const DEFAULT_FLAGS: Readonly<KernelFlags> = {
@@ -56,6 +58,7 @@ export const DEFAULT_FLAGS: Readonly<KernelFlags> = {
   lensWorkgroupN: 16,
   lensTileK: 16,
   lensTargetWorkgroups: 256,
+  trainGemmTiled: true,
 };
 
 export const flags: KernelFlags = { ...DEFAULT_FLAGS };
