@@ -250,6 +250,7 @@ describe('WebGPU training engine against the CPU engine on the arch fixtures', (
       setFlags({ trainGemmTiled: false });
       const cpu = await loraModel(arch);
       const gpu = await loraModel(arch);
+      const start = new Map([...gpu.params()].map(([n, p]) => [n, p.data.slice()]));
       const { ids: all, shape } = await fixtureIds(arch, 'curve.ids');
       const [, B, T] = shape as [number, number, number];
       const steps = 20;
@@ -268,14 +269,19 @@ describe('WebGPU training engine against the CPU engine on the arch fixtures', (
           worstNorm = Math.max(worstNorm, Math.abs(got.gradNorm - want.gradNorm) / want.gradNorm);
           losses.push(got.loss);
         }
-        expect(losses[steps - 1]!).toBeLessThan(losses[0]! - 0.05);
         expect(worst).toBeLessThan(1e-3);
         expect(worstNorm).toBeLessThan(1e-3);
         await engine.syncWeights();
         let worstW = 0;
-        for (const [name, p] of gpu.params()) worstW = Math.max(worstW, relError(p.data, cpu.params().get(name)!.data));
+        let moved = 0;
+        for (const [name, p] of gpu.params()) {
+          worstW = Math.max(worstW, relError(p.data, cpu.params().get(name)!.data));
+          if (name.endsWith('lora_B')) moved = Math.max(moved, relError(p.data, start.get(name)!));
+        }
+        // Training moved the factors well past the differences between the engines.
+        expect(moved).toBeGreaterThan(0.1);
         expect(worstW).toBeLessThan(1e-3);
-        console.log(`${arch}: WebGPU loss curve ${losses[0]!.toFixed(4)} → ${losses[steps - 1]!.toFixed(4)}; worst relative difference to the CPU engine: loss ${worst.toExponential(2)}, grad norm ${worstNorm.toExponential(2)}, trained factors ${worstW.toExponential(2)}`);
+        console.log(`${arch}: WebGPU loss curve ${losses[0]!.toFixed(4)} → ${losses[steps - 1]!.toFixed(4)}; worst relative difference to the CPU engine: loss ${worst.toExponential(2)}, grad norm ${worstNorm.toExponential(2)}, trained factors ${worstW.toExponential(2)} (B moved ${moved.toFixed(2)} of its norm)`);
       } finally {
         engine.dispose();
         resetFlags();
