@@ -104,11 +104,11 @@ describe('WebGPU training ops against the CPU ops (output, input and weight grad
     // A shape past one 16×16 tile in every dimension, with both GEMM variants.
     const big = { w: randn(rng, 37 * 41, 0.3), A: randn(rng, 3 * 41), B: randn(rng, 37 * 3) };
     const bigX = randn(rng, 19 * 41);
-    for (const tiled of [true, false]) {
-      setFlags({ trainGemmTiled: tiled });
+    for (const gemm of ['tiled', 'untiled'] as const) {
+      setFlags({ trainGemm: gemm });
       try {
-        await expectSameOp({ weights, lora, inputs: [x], run: (o, [v]) => o.linear(v!, 5, 'w', 4, 'b') }, `linear + bias + LoRA (tiled ${tiled})`);
-        await expectSameOp({ weights: big, lora: { w: { A: 'A', B: 'B', rank: 3, rows: [0, 37], scaling: 0.5 } }, inputs: [bigX], run: (o, [v]) => o.linear(v!, 41, 'w', 37) }, `linear 19×41 → 37 + LoRA (tiled ${tiled})`);
+        await expectSameOp({ weights, lora, inputs: [x], run: (o, [v]) => o.linear(v!, 5, 'w', 4, 'b') }, `linear + bias + LoRA (${gemm})`);
+        await expectSameOp({ weights: big, lora: { w: { A: 'A', B: 'B', rank: 3, rows: [0, 37], scaling: 0.5 } }, inputs: [bigX], run: (o, [v]) => o.linear(v!, 41, 'w', 37) }, `linear 19×41 → 37 + LoRA (${gemm})`);
       } finally {
         resetFlags();
       }
@@ -245,9 +245,7 @@ describe('WebGPU training engine against the CPU engine on the arch fixtures', (
   }
 
   for (const arch of ['llama', 'gpt2'] as const) {
-    // The untiled GEMM (checked against the CPU above): SwiftShader runs it several times faster.
     it(`${arch}: 20 LoRA AdamW steps (warm-up, cosine, clipping, weight decay, micro-batches) follow the CPU engine's loss curve (rel 1e-3) and end at its weights`, async () => {
-      setFlags({ trainGemmTiled: false });
       const cpu = await loraModel(arch);
       const gpu = await loraModel(arch);
       const start = new Map([...gpu.params()].map(([n, p]) => [n, p.data.slice()]));
@@ -284,7 +282,6 @@ describe('WebGPU training engine against the CPU engine on the arch fixtures', (
         console.log(`${arch}: WebGPU loss curve ${losses[0]!.toFixed(4)} → ${losses[steps - 1]!.toFixed(4)}; worst relative difference to the CPU engine: loss ${worst.toExponential(2)}, grad norm ${worstNorm.toExponential(2)}, trained factors ${worstW.toExponential(2)} (B moved ${moved.toFixed(2)} of its norm)`);
       } finally {
         engine.dispose();
-        resetFlags();
       }
     }, 600_000);
   }

@@ -49,7 +49,7 @@ export function recordGemm(rec: CommandRecorder, a: GPUBuffer, b: GPUBuffer, c: 
   const tA = s.transA ?? false;
   const tB = s.transB ?? false;
   const acc = s.acc ?? false;
-  const tiled = flags.trainGemmTiled;
+  const tiled = flags.trainGemm === 'auto' ? !rec.ctx.info.isFallbackAdapter : flags.trainGemm === 'tiled';
   const key = `${tA}${tB}${acc}${tiled}`;
   let prog = gemmPrograms.get(key);
   if (!prog) {
