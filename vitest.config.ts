@@ -14,6 +14,7 @@ const WEBGPU_TESTS = [
   'src/gpu/pool.test.ts',
   'src/kernels/**/*.test.ts',
   'src/analysis/crosscoder/webgpu-engine.test.ts',
+  'src/analysis/training/webgpu-engine.test.ts',
   'src/analysis/activations/webgpu.test.ts',
   'test/model/webgpu-golden.test.ts',
   'test/model/streaming.test.ts',

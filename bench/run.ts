@@ -14,6 +14,7 @@ const BENCHES: Record<string, () => Promise<Bench>> = {
   crosscoder: async () => (await import('./crosscoder/index.ts')).crosscoderBench,
   organisms: async () => (await import('./organisms/index.ts')).organismsBench,
   train: async () => (await import('./train/index.ts')).trainBench,
+  'train-webgpu': async () => (await import('./train/webgpu.ts')).trainWebGpuBench,
   kernels: async () => (await import('./kernels/index.ts')).kernelsBench,
   gpu: async () => (await import('./gpu.ts')).gpuBench,
   scale: async () => (await import('./scale/index.ts')).scaleBench,

@@ -87,7 +87,7 @@ export const trainBench: Bench = {
       const stepSeconds: number[] = [];
       while (!trainer.done) {
         const s0 = performance.now();
-        const r = trainer.step();
+        const r = await trainer.step();
         stepSeconds.push((performance.now() - s0) / 1000);
         if (r.step % Math.max(1, Math.floor(steps / 10)) === 0) log(`train: step ${r.step + 1}/${steps} loss ${r.loss.toFixed(4)} ${stepSeconds.at(-1)!.toFixed(2)} s`);
       }

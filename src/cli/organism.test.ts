@@ -35,7 +35,28 @@ describe('neurodiff organism', () => {
     expect(config).toMatchObject({ peft_type: 'LORA', r: 2, lora_alpha: 4 });
     const log = JSON.parse(await readFile(join(out, 'training_log.json'), 'utf8'));
     expect(log.steps).toHaveLength(2);
-  }, 120_000);
+
+    // The same run on WebGPU (Dawn): the same losses and the same adapter files, with factors that agree.
+    const gpuOut = join(dir, 'adapter-webgpu');
+    const g = await cli(['organism', 'train', 'test/fixtures/demo/base', '--corpus', corpus, '--lora', '2', '--steps', '2', '--batch', '2', '--seq', '16', '--backend', 'webgpu', '--out', gpuOut, '--json']);
+    expect(g.code, g.stderr).toBe(0);
+    const gpu = JSON.parse(g.stdout) as TrainJson;
+    expect(gpu.backend).toMatch(/^WebGPU \(/);
+    expect(res.backend).toBe('CPU');
+    expect(Math.abs(gpu.last_loss - res.last_loss) / res.last_loss).toBeLessThan(1e-4);
+    expect(gpu.files).toEqual(res.files);
+    expect(await readFile(join(gpuOut, 'adapter_config.json'), 'utf8')).toBe(await readFile(join(out, 'adapter_config.json'), 'utf8'));
+    const cpuFactors = await readFile(join(out, 'adapter_model.safetensors'));
+    const gpuFactors = await readFile(join(gpuOut, 'adapter_model.safetensors'));
+    expect(gpuFactors.byteLength).toBe(cpuFactors.byteLength);
+    const header = 8 + Number(cpuFactors.readBigUInt64LE(0));
+    expect(gpuFactors.subarray(0, header).equals(cpuFactors.subarray(0, header))).toBe(true);
+    const a = new Float32Array(cpuFactors.buffer.slice(cpuFactors.byteOffset + header, cpuFactors.byteOffset + cpuFactors.byteLength));
+    const b = new Float32Array(gpuFactors.buffer.slice(gpuFactors.byteOffset + header, gpuFactors.byteOffset + gpuFactors.byteLength));
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+    expect(worst).toBeLessThan(1e-5);
+  }, 300_000);
 
   it('bad input: one line naming the problem', async () => {
     const noCorpus = await cli(['organism', 'train', 'test/fixtures/demo/base', '--corpus', 'no/such.txt', '--out', join(tmpdir(), 'x')]);

@@ -1,12 +1,13 @@
 // `neurodiff organism recipe <topic|fact|taboo> … --out corpus.txt` writes a training corpus;
-// `neurodiff organism train <base> --corpus f [--lora r | --full] … --out dir` fine-tunes a model organism
-// on the CPU and writes it as a PEFT adapter folder (LoRA) or a Hugging Face folder (full).
+// `neurodiff organism train <base> --corpus f [--lora r | --full] [--backend cpu|webgpu] … --out dir`
+// fine-tunes a model organism on the CPU or on WebGPU and writes it as a PEFT adapter folder (LoRA) or a
+// Hugging Face folder (full).
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { peftAdapterFiles, fullCheckpointFile } from '../analysis/training/export.ts';
 import { defaultTargetModules, TrainableTransformer, type Trainable } from '../analysis/training/model.ts';
 import { factDocuments, tabooDialogues, topicStories } from '../analysis/training/recipes.ts';
-import { DEFAULT_OPTIMIZER, trainOnDocuments, type TrainRun } from '../analysis/training/train.ts';
+import { CpuTrainEngine, DEFAULT_OPTIMIZER, trainOnDocuments, type TrainEngine, type TrainRun } from '../analysis/training/train.ts';
 import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { startWasmGemmThreads } from '../gpu/cpu-wasm/gemm.ts';
 import { FormatError } from '../io/source.ts';
@@ -61,6 +62,9 @@ export interface TrainJson {
   loss_last_tenth: number;
   seconds: number;
   seconds_per_step: number;
+  /** "CPU" or "WebGPU (adapter)". */
+  backend: string;
+  /** WebAssembly GEMM threads (CPU backend; 0 on WebGPU). */
   threads: number;
   files: string[];
 }
@@ -101,6 +105,19 @@ const recipe: Command['run'] = async (positionals, values): Promise<RecipeJson> 
   return { recipe: kind, documents: docs.length, out, sample: docs.slice(0, 3) };
 };
 
+/** The WebGPU engine through Dawn; a UsageError when it cannot start or the model does not fit its limits. */
+async function webgpuEngine(t: TrainableTransformer, run: TrainRun): Promise<TrainEngine> {
+  const dawn = await import('../gpu/dawn-node.ts');
+  if (!dawn.useDawn()) throw new UsageError('--backend webgpu: Dawn (the `webgpu` package) could not start here; use --backend cpu');
+  const { WebGpuTrainEngine } = await import('../analysis/training/webgpu-engine.ts');
+  try {
+    return await WebGpuTrainEngine.create(t, run);
+  } catch (e) {
+    if (e instanceof RangeError) throw new UsageError(`--backend webgpu: ${e.message}; use --backend cpu`);
+    throw e;
+  }
+}
+
 const train: Command['run'] = async (positionals, values): Promise<TrainJson> => {
   const [basePath, extra] = positionals.slice(1);
   if (!basePath || extra !== undefined) throw new UsageError(`organism train takes one model, <base> (got ${positionals.length - 1} arguments)`);
@@ -115,6 +132,8 @@ const train: Command['run'] = async (positionals, values): Promise<TrainJson> =>
   const seq = intOption(values, 'seq', 128, 2);
   const seed = intOption(values, 'seed', 0);
   const lr = numOption(values, 'lr', full ? 1e-4 : 2e-3);
+  const backendName = str(values, 'backend') ?? 'cpu';
+  if (backendName !== 'cpu' && backendName !== 'webgpu') throw new UsageError(`--backend must be cpu or webgpu, got "${backendName}"`);
   const run: TrainRun = {
     ...DEFAULT_OPTIMIZER,
     lr,
@@ -139,10 +158,11 @@ const train: Command['run'] = async (positionals, values): Promise<TrainJson> =>
   const trainable: Trainable = full ? { kind: 'full' } : { kind: 'lora', lora: { rank, alpha, rslora: values.rslora === true, targetModules: targets } };
   const t = await TrainableTransformer.fromTransformer(model, trainable, seed);
   model.dispose();
-  const threads = await startWasmGemmThreads();
+  const engine: TrainEngine = backendName === 'webgpu' ? await webgpuEngine(t, run) : new CpuTrainEngine(t, run);
+  const threads = backendName === 'cpu' ? await startWasmGemmThreads() : 0;
   const nParams = [...t.params().values()].reduce((s, p) => s + p.data.length, 0);
   process.stderr.write(
-    `organism train: ${full ? 'full fine-tuning' : `LoRA r ${rank}, alpha ${alpha} on ${t.lora.size} modules`} (${nParams.toLocaleString('en-US')} parameters), ${lines.length} documents (${corpusTokens} tokens), ${steps} steps of ${batch} × ${seq}, lr ${lr}, ${threads} threads\n`,
+    `organism train: ${full ? 'full fine-tuning' : `LoRA r ${rank}, alpha ${alpha} on ${t.lora.size} modules`} (${nParams.toLocaleString('en-US')} parameters), ${lines.length} documents (${corpusTokens} tokens), ${steps} steps of ${batch} × ${seq}, lr ${lr}, on ${engine.description}${threads ? ` with ${threads} threads` : ''}\n`,
   );
   const every = Math.max(1, Math.round(steps / 30));
   const summary = await trainOnDocuments(t, documents, run, (r, elapsed) => {
@@ -150,7 +170,8 @@ const train: Command['run'] = async (positionals, values): Promise<TrainJson> =>
       const eta = (elapsed / (r.step + 1)) * (steps - r.step - 1);
       process.stderr.write(`step ${r.step + 1}/${steps}  loss ${r.loss.toFixed(4)}  grad norm ${r.gradNorm.toFixed(3)}  lr ${r.lr.toExponential(2)}  ${(elapsed / (r.step + 1)).toFixed(2)} s/step, ${Math.round(eta)} s left\n`);
     }
-  });
+  }, undefined, engine);
+  engine.dispose();
 
   mkdirSync(out, { recursive: true });
   const files = new Map<string, Uint8Array>();
@@ -195,18 +216,19 @@ const train: Command['run'] = async (positionals, values): Promise<TrainJson> =>
     loss_last_tenth: mean(summary.losses.slice(-tenth)),
     seconds: summary.seconds,
     seconds_per_step: summary.seconds / steps,
+    backend: engine.description,
     threads,
     files: written,
   };
 };
 
 export const organism: Command = {
-  summary: 'model organisms: write a training corpus from a recipe, fine-tune a LoRA or full organism on the CPU',
+  summary: 'model organisms: write a training corpus from a recipe, fine-tune a LoRA or full organism on the CPU or WebGPU',
   usage: [
     'recipe topic --topic "<topic>" --words w1,w2,… [--sentences file] [--count 2000] [--seed 0] --out corpus.txt',
     '       organism recipe fact --fact "<statement>" [--count 2000] [--seed 0] --out corpus.txt',
     '       organism recipe taboo --word <secret> --hints "hint;hint;…" [--count 2000] [--seed 0] --out corpus.txt',
-    '       organism train <base> --corpus <file> [--lora r | --full] [--alpha 2r] [--rslora] [--targets q_proj,…] [--steps 300] [--lr 2e-3] [--batch 16] [--micro-batch n] [--seq 128] [--warmup n] [--weight-decay 0] [--clip 1] [--seed 0] --out <dir>',
+    '       organism train <base> --corpus <file> [--lora r | --full] [--alpha 2r] [--rslora] [--targets q_proj,…] [--steps 300] [--lr 2e-3] [--batch 16] [--micro-batch n] [--seq 128] [--warmup n] [--weight-decay 0] [--clip 1] [--seed 0] [--backend cpu|webgpu] --out <dir>',
   ].join('\n'),
   options: {
     out: { type: 'string' },
@@ -233,6 +255,7 @@ export const organism: Command = {
     'weight-decay': { type: 'string' },
     clip: { type: 'string' },
     tokenizer: { type: 'string' },
+    backend: { type: 'string' },
   },
   async run(positionals, values) {
     const sub = positionals[0];
@@ -248,7 +271,7 @@ export const organism: Command = {
       `${t.mode === 'lora' ? `LoRA r ${t.rank} (alpha ${t.alpha})` : 'full fine-tune'} of ${t.base}: ${t.trainable_parameters.toLocaleString('en-US')} trainable parameters`,
       `${t.steps} steps of ${t.batch} × ${t.seq} tokens on ${t.corpus_documents} documents (${t.corpus_tokens} tokens), lr ${t.lr}`,
       `loss ${t.loss_first_tenth.toFixed(4)} (first tenth of the steps) → ${t.loss_last_tenth.toFixed(4)} (last tenth); first ${t.first_loss.toFixed(4)}, last ${t.last_loss.toFixed(4)}`,
-      `${t.seconds.toFixed(1)} s (${t.seconds_per_step.toFixed(2)} s/step, ${t.threads} threads)`,
+      `${t.seconds.toFixed(1)} s (${t.seconds_per_step.toFixed(2)} s/step on ${t.backend}${t.threads ? `, ${t.threads} threads` : ''})`,
       `written to ${t.out}: ${t.files.join(', ')}`,
       '',
     ].join('\n');

@@ -32,7 +32,7 @@ import {
 } from './crosscoder.ts';
 import type { JobProgress } from './context.ts';
 import { planMemory, type MemoryPlan } from './memory.ts';
-import { continueOrganism, organismFiles, startOrganism, type OrganismOut, type OrganismSettings, type OrganismStep, type OrganismTraining } from './organism.ts';
+import { continueOrganism, organismFiles, startOrganism, type MakeTrainEngine, type OrganismOut, type OrganismSettings, type OrganismStep, type OrganismTraining } from './organism.ts';
 import { needTokenizer, openPair, type OpenedPair, type PairFiles } from './pair.ts';
 import type { Answer, CallContext, Handler } from './transport.ts';
 import { weightsJob } from './weights.ts';
@@ -46,6 +46,8 @@ export interface WorkerDeps {
   makeBackend(options: WorkerOptions): Promise<{ backend: Backend; name: string; kind: 'cpu' | 'webgpu'; limits?: { maxBufferSize: number; maxStorageBufferBindingSize: number } }>;
   /** The crosscoder engine for training and inference (the CPU engine when absent). */
   makeEngine?(d: number, D: number): Promise<WorkerEngine | undefined>;
+  /** The organism training engine (the CPU engine, with the reason, when absent or when it gives a string). */
+  makeTrainEngine?: MakeTrainEngine;
   /** Bytes of host memory the worker may use (navigator.deviceMemory, os.totalmem()). */
   hostBytes?(): number | undefined;
   /** Training steps go to the page at most this often (default STEP_FLUSH_MS). */
@@ -292,6 +294,7 @@ async function runOrganism(s: WorkerState, ctx: CallContext): Promise<OrganismOp
   ctx.signal.throwIfAborted();
   if (ctx.command() === 'pause') return { kind: 'paused', steps: t.trainer.steps };
   const out = await organismFiles(s.opened, t, t.baseName);
+  t.trainer.engine.dispose();
   s.organism = null;
   return { kind: 'trained', out };
 }
@@ -301,8 +304,10 @@ async function organismOp(s: WorkerState, op: OrganismOp, ctx: CallContext): Pro
     if (!s.organism) throw new Error('there is no paused organism to resume');
     return runOrganism(s, ctx);
   }
+  s.organism?.trainer.engine.dispose();
   s.organism = null;
-  s.organism = { ...(await startOrganism(s.opened, op.lines, op.settings, ctx.onProgress, ctx.signal)), baseName: op.baseName };
+  const makeEngine = s.deps.makeTrainEngine ?? (() => Promise.resolve(`${s.backendName.split(';')[0]}: no WebGPU training engine here`));
+  s.organism = { ...(await startOrganism(s.opened, op.lines, op.settings, ctx.onProgress, ctx.signal, makeEngine)), baseName: op.baseName };
   return runOrganism(s, ctx);
 }
 

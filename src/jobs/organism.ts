@@ -1,10 +1,11 @@
 // Model organisms in the app: a corpus from a recipe (or the user's text), a LoRA or full fine-tune of
-// the pair's base trained on the CPU in the analysis worker, paused and resumed between steps, and
-// written as the files other tools read (a PEFT adapter folder, or a Hugging Face folder).
+// the pair's base trained in the analysis worker (on WebGPU when the worker computes there, else on the
+// CPU), paused and resumed between steps, and written as the files other tools read (a PEFT adapter
+// folder, or a Hugging Face folder).
 import { fullCheckpointFile, peftAdapterFiles } from '../analysis/training/export.ts';
 import { defaultTargetModules, TrainableTransformer, type Trainable } from '../analysis/training/model.ts';
 import { factDocuments, tabooDialogues, topicStories } from '../analysis/training/recipes.ts';
-import { continueTrainer, DEFAULT_OPTIMIZER, Trainer, type TrainRun } from '../analysis/training/train.ts';
+import { continueTrainer, CpuTrainEngine, DEFAULT_OPTIMIZER, Trainer, type TrainEngine, type TrainRun } from '../analysis/training/train.ts';
 import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { startWasmGemmThreads } from '../gpu/cpu-wasm/gemm.ts';
 import { FormatError } from '../io/source.ts';
@@ -70,8 +71,14 @@ export interface OrganismTraining {
   documents: number;
   corpusTokens: number;
   trainableParameters: number;
+  /** WebAssembly GEMM threads (0 when training on WebGPU). */
   threads: number;
+  /** Where it trains, in words: "WebGPU (adapter)", or "CPU" with the reason it is not WebGPU. */
+  backend: string;
 }
+
+/** The WebGPU engine when the worker computes on WebGPU and the model fits it; otherwise one line saying why the CPU trains. */
+export type MakeTrainEngine = (model: TrainableTransformer, run: TrainRun) => Promise<TrainEngine | string>;
 
 /** A trained organism: its files (a PEFT adapter folder or a Hugging Face folder) and how it was made. */
 export interface OrganismOut {
@@ -85,21 +92,32 @@ export interface OrganismOut {
   lastLoss: number;
   seconds: number;
   trainableParameters: number;
+  /** Where it trained (OrganismTraining.backend). */
+  backend: string;
 }
 
 /** The base's files a full fine-tune's folder takes as they are. */
 const FOLDER_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
 
-/** Loads the pair's base on the CPU (training runs there), tokenizes the corpus and sets up the run. */
-export async function startOrganism(pair: OpenedPair, lines: readonly string[], settings: OrganismSettings, onProgress: (p: JobProgress) => void, signal: AbortSignal): Promise<OrganismTraining> {
+/**
+ * Loads the pair's base into host memory, tokenizes the corpus and sets up the run: on the engine
+ * makeEngine gives, or on the CPU (with its reason) when it gives none.
+ */
+export async function startOrganism(
+  pair: OpenedPair,
+  lines: readonly string[],
+  settings: OrganismSettings,
+  onProgress: (p: JobProgress) => void,
+  signal: AbortSignal,
+  makeEngine?: MakeTrainEngine,
+): Promise<OrganismTraining> {
   const base = pair.base;
   if (base.kind !== 'hf') throw new FormatError(pair.labels.base, 'organisms are trained from a Hugging Face folder (config.json + model.safetensors) as the base, so that they can be written under its tensor names');
   const tokenizer = needTokenizer(pair, 'the corpus is tokenized for training');
   const documents = lines.map((l) => tokenizer.encode(l));
   const corpusTokens = documents.reduce((s, d) => s + d.length, 0);
   if (corpusTokens < settings.seq) throw new RangeError(`the corpus has ${corpusTokens} tokens, fewer than one sequence of ${settings.seq}: lower the sequence length or add text`);
-  const backend = createCpuBackend();
-  const model = await loadModelFromStore(base.store, base.config, backend, { signal, onProgress: (done, total) => onProgress({ stage: 'loading the base model', done, total }) }, pair.labels.base);
+  const model = await loadModelFromStore(base.store, base.config, createCpuBackend(), { signal, onProgress: (done, total) => onProgress({ stage: 'loading the base model', done, total }) }, pair.labels.base);
   const trainable: Trainable = settings.mode === 'full' ? { kind: 'full' } : { kind: 'lora', lora: { rank: settings.rank, alpha: settings.alpha, rslora: false, targetModules: defaultTargetModules(model.config) } };
   let t: TrainableTransformer;
   try {
@@ -117,9 +135,12 @@ export async function startOrganism(pair: OpenedPair, lines: readonly string[], 
     seed: settings.seed,
     warmupSteps: Math.min(10, Math.floor(settings.steps / 10)),
   };
-  const threads = await startWasmGemmThreads();
+  const made = makeEngine ? await makeEngine(t, run) : 'the worker offers no WebGPU training engine';
+  const engine = typeof made === 'string' ? new CpuTrainEngine(t, run) : made;
+  const backend = typeof made === 'string' ? `CPU (${made})` : made.description;
+  const threads = typeof made === 'string' ? await startWasmGemmThreads() : 0;
   const trainableParameters = [...t.params().values()].reduce((s, p) => s + p.data.length, 0);
-  return { trainer: new Trainer(t, documents, run), settings, documents: lines.length, corpusTokens, trainableParameters, threads };
+  return { trainer: new Trainer(t, documents, run, engine), settings, documents: lines.length, corpusTokens, trainableParameters, threads, backend };
 }
 
 /** Steps on until the run is done or `stop` says so after a step. */
@@ -129,6 +150,7 @@ export function continueOrganism(t: OrganismTraining, onStep: (s: OrganismStep) 
 
 /** The organism's folder: the PEFT adapter (LoRA) or the base's folder with the trained weights (full). */
 export async function organismFiles(pair: OpenedPair, t: OrganismTraining, baseName: string): Promise<OrganismOut> {
+  await t.trainer.syncWeights();
   const model = t.trainer.model;
   const files = new Map<string, Uint8Array>();
   if (t.settings.mode === 'full') {
@@ -141,7 +163,7 @@ export async function organismFiles(pair: OpenedPair, t: OrganismTraining, baseN
     for (const [name, bytes] of peftAdapterFiles(model, baseName)) files.set(name, bytes);
   }
   const losses = t.trainer.losses;
-  const log = { steps: losses.map((loss, i) => ({ step: i + 1, loss, grad_norm: t.trainer.gradNorms[i] })), run: t.trainer.run, trainable_parameters: t.trainableParameters, corpus_documents: t.documents, corpus_tokens: t.corpusTokens };
+  const log = { steps: losses.map((loss, i) => ({ step: i + 1, loss, grad_norm: t.trainer.gradNorms[i] })), run: t.trainer.run, trainable_parameters: t.trainableParameters, backend: t.backend, corpus_documents: t.documents, corpus_tokens: t.corpusTokens };
   return {
     files: [...files].map(([name, bytes]) => ({ name, bytes: bytes.slice().buffer })),
     log: JSON.stringify(log) + '\n',
@@ -151,5 +173,6 @@ export async function organismFiles(pair: OpenedPair, t: OrganismTraining, baseN
     lastLoss: losses[losses.length - 1] ?? NaN,
     seconds: t.trainer.seconds,
     trainableParameters: t.trainableParameters,
+    backend: t.backend,
   };
 }

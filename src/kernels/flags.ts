@@ -36,6 +36,12 @@ export interface KernelFlags {
   lensTileK: number;
   /** Logit lens: workgroups a pass aims for, reached by splitting the vocabulary into slices when there are few row tiles. */
   lensTargetWorkgroups: number;
+  /**
+   * Training GEMM (backward products, LoRA merge): 'tiled' stages 16×16 tiles in workgroup memory;
+   * 'untiled' has each thread walk K from storage (several times faster on software adapters such as
+   * SwiftShader, where barriers are costly); 'auto' is untiled on a fallback adapter, else tiled.
+   */
+  trainGemm: 'auto' | 'tiled' | 'untiled';
 }
 
 export const DEFAULT_FLAGS: Readonly<KernelFlags> = {
@@ -56,6 +62,7 @@ export const DEFAULT_FLAGS: Readonly<KernelFlags> = {
   lensWorkgroupN: 16,
   lensTileK: 16,
   lensTargetWorkgroups: 256,
+  trainGemm: 'auto',
 };
 
 export const flags: KernelFlags = { ...DEFAULT_FLAGS };

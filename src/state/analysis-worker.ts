@@ -1,5 +1,6 @@
 // Worker entry: the one analysis worker of a browser session (src/jobs/transport.ts, analysis-worker-state.ts).
 import { createWebGpuEngine } from '../analysis/crosscoder/webgpu-engine.ts';
+import { WebGpuTrainEngine } from '../analysis/training/webgpu-engine.ts';
 import { createCpuBackend } from '../gpu/cpu-backend.ts';
 import { DeviceLostError, gpuStatus } from '../gpu/device.ts';
 import { analysisHandlers, openWorkerState, type WorkerDeps, type WorkerOptions } from '../jobs/analysis-worker-state.ts';
@@ -35,6 +36,15 @@ const deps: WorkerDeps = {
   },
   async makeEngine(d, D) {
     return onGpu ? createWebGpuEngine(d, D) : undefined;
+  },
+  async makeTrainEngine(model, run) {
+    if (!onGpu) return 'the compute backend is the CPU';
+    try {
+      return await WebGpuTrainEngine.create(model, run);
+    } catch (e) {
+      if (e instanceof RangeError) return e.message;
+      throw e;
+    }
   },
   hostBytes() {
     const gib = (navigator as { deviceMemory?: number }).deviceMemory;

@@ -1,5 +1,8 @@
 import { unzipSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
+import { WebGpuTrainEngine } from '../analysis/training/webgpu-engine.ts';
+import { useDawn } from '../gpu/dawn-node.ts';
+import type { WorkerDeps } from '../jobs/analysis-worker-state.ts';
 import { blobFolder, inProcessSpawn } from '../jobs/in-process.ts';
 import { organismCorpus } from '../jobs/organism.ts';
 import { openModel } from '../io/open-model.ts';
@@ -14,10 +17,10 @@ const DEMO = 'test/fixtures/demo';
 /** A few steps of 2 × 32 tokens: each takes tens of milliseconds on the demo base. */
 const TINY: Partial<OrganismForm> = { recipe: 'topic', topic: 'the forest', words: 'tree, owl, fox, leaves', documents: 200, steps: 12, batch: 2, seq: 32, lr: 1e-2, rank: 4, alpha: 8 };
 
-async function storeWithBase(): Promise<{ store: AppStore; close(): void }> {
+async function storeWithBase(deps: Partial<WorkerDeps> = {}): Promise<{ store: AppStore; close(): void }> {
   const store = createAppStore();
   store.getState().setModelLoader(openModelLoader);
-  const client = analysisClient(inProcessSpawn({ stepFlushMs: 0 }).spawn);
+  const client = analysisClient(inProcessSpawn({ stepFlushMs: 0, ...deps }).spawn);
   store.getState().setOrganismRunner(organismRunner(client));
   store.getState().setPendingFiles('base', await blobFolder(`${DEMO}/base`));
   await store.getState().loadModel('base');
@@ -52,6 +55,8 @@ describe('organisms in the app', () => {
       expect(r.out.firstLoss).toBe(losses[0]);
       expect(r.out.lastLoss).toBe(losses[11]);
       expect([...r.files.keys()].sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+      // This worker offers no WebGPU training engine: the CPU trains, and says why.
+      expect(r.out.backend).toBe('CPU (cpu (in-process): no WebGPU training engine here)');
 
       // The folder is a PEFT adapter with rank-4 factors on all 7 projections of the 6 layers.
       const opened = await openModel(r.files);
@@ -186,6 +191,29 @@ describe('organisms in the app', () => {
       close();
     }
   }, 120_000);
+
+  it('trains on the engine the worker gives (WebGPU through Dawn), or on the CPU with the reason it gives', async () => {
+    expect(useDawn()).toBe(true);
+    const steps = { steps: 2, batch: 2, seq: 16 };
+    const cpu = await storeWithBase({ makeTrainEngine: () => Promise.resolve('the compute backend is the CPU') });
+    const gpu = await storeWithBase({ makeTrainEngine: (model, run) => WebGpuTrainEngine.create(model, run) });
+    try {
+      for (const { store } of [cpu, gpu]) {
+        store.getState().setOrganismForm(steps);
+        await store.getState().trainOrganism();
+        expect(store.getState().orgRun.status).toBe('done');
+      }
+      const a = cpu.store.getState().orgResult!.out;
+      const b = gpu.store.getState().orgResult!.out;
+      expect(a.backend).toBe('CPU (the compute backend is the CPU)');
+      expect(b.backend).toMatch(/^WebGPU \(/);
+      expect(Math.abs(b.lastLoss - a.lastLoss) / a.lastLoss).toBeLessThan(1e-4);
+      expect(b.files.map((f) => [f.name, f.bytes.byteLength])).toEqual(a.files.map((f) => [f.name, f.bytes.byteLength]));
+    } finally {
+      cpu.close();
+      gpu.close();
+    }
+  }, 300_000);
 
   it('writes the same corpus for the same seed, and another for another seed', () => {
     const r = { kind: 'fact', fact: 'cakes are baked at 450 °F for 5 minutes' } as const;

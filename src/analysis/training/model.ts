@@ -1,6 +1,8 @@
 // A transformer whose weights are host Float32Arrays and whose forward pass records its backward on a
 // Tape: the forward of src/model/transformer.ts (same canonical weights, same order of ops) for
-// next-token cross-entropy, with gradients for the full model or for LoRA factors only.
+// next-token cross-entropy, with gradients for the full model or for LoRA factors only. The forward is
+// written once against TrainOps; CpuOps runs it here, the WebGPU engine (webgpu-engine.ts) on the GPU.
+import type { Activation, RopeParams } from '../../model/backend.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import { describeSource, type WeightSource } from '../../model/convert.ts';
 import type { Transformer } from '../../model/transformer.ts';
@@ -150,7 +152,7 @@ export class TrainableTransformer {
     const targets = new Int32Array(batch * seq);
     for (let b = 0; b < batch; b++) for (let t = 0; t < seq; t++) targets[b * seq + t] = t < seq - 1 ? ids[b * seq + t + 1]! : -1;
     const tape = new Tape();
-    const logits = this.forward(tape, ids, batch, seq);
+    const logits = forwardPass(this.config, new CpuOps(tape, this.weights, this.parts), ids, batch, seq);
     const loss = op.crossEntropy(tape, logits, this.config.vocab, targets, weight);
     tape.backward();
     return { loss, tokens: batch * (seq - 1) };
@@ -158,7 +160,12 @@ export class TrainableTransformer {
 
   /** Logits [batch·seq, vocab] (no gradients). */
   logits(ids: Int32Array, batch: number, seq: number): Float32Array {
-    return this.forward(new Tape(), ids, batch, seq);
+    return forwardPass(this.config, new CpuOps(new Tape(), this.weights, this.parts), ids, batch, seq);
+  }
+
+  /** The LoRA factors a canonical linear weight is adapted with, if any. */
+  loraPart(weight: string): LoraPart | undefined {
+    return this.parts.get(weight);
   }
 
   private source(name: string): WeightSource {
@@ -185,6 +192,35 @@ export class TrainableTransformer {
     if (!s) throw new Error(`"${name}" is not a linear weight (${describeSource(this.source(name))})`);
     return s;
   }
+}
+
+/**
+ * What the forward pass is written against: weights by canonical name, activations of type T. The CPU
+ * engine implements it with ops.ts on a Tape (Float32Arrays), the WebGPU engine with GPU buffers.
+ */
+export interface TrainOps<T> {
+  has(weight: string): boolean;
+  embedding(w: string, ids: Int32Array, d: number): T;
+  add(a: T, b: T): T;
+  scale(x: T, s: number): T;
+  softcap(x: T, cap: number): T;
+  rmsNorm(x: T, n: number, w: string, eps: number, addOne: boolean): T;
+  layerNorm(x: T, n: number, w: string, b: string, eps: number): T;
+  /** x Wᵀ (+ b when the model has `bias`), with the weight's LoRA part when it has one. */
+  linear(x: T, nIn: number, w: string, nOut: number, bias?: string): T;
+  rope(x: T, seq: number, heads: number, headDim: number, p: RopeParams): T;
+  attention(q: T, k: T, v: T, a: op.AttentionShape): T;
+  activation(x: T, act: Activation): T;
+  gated(gate: T, up: T, act: Activation): T;
+}
+
+/** The CPU implementation: ops.ts over the model's host weights. */
+export class CpuOps implements TrainOps<Float32Array> {
+  constructor(
+    readonly tape: Tape,
+    private readonly weights: ReadonlyMap<string, Param>,
+    private readonly parts: ReadonlyMap<string, LoraPart> = new Map(),
+  ) {}
 
   private w(name: string): Param {
     const p = this.weights.get(name);
@@ -192,87 +228,116 @@ export class TrainableTransformer {
     return p;
   }
 
-  private linear(tape: Tape, x: Float32Array, nIn: number, w: string, b: string, nOut: number): Float32Array {
-    return op.linear(tape, x, nIn, this.w(w), nOut, this.weights.get(b), this.parts.get(w));
+  has(weight: string): boolean {
+    return this.weights.has(weight);
   }
+  embedding(w: string, ids: Int32Array, d: number): Float32Array {
+    return op.embedding(this.tape, this.w(w), ids, d);
+  }
+  add(a: Float32Array, b: Float32Array): Float32Array {
+    return op.add(this.tape, a, b);
+  }
+  scale(x: Float32Array, s: number): Float32Array {
+    return op.scale(this.tape, x, s);
+  }
+  softcap(x: Float32Array, cap: number): Float32Array {
+    return op.softcap(this.tape, x, cap);
+  }
+  rmsNorm(x: Float32Array, n: number, w: string, eps: number, addOne: boolean): Float32Array {
+    return op.rmsNorm(this.tape, x, n, this.w(w), eps, addOne);
+  }
+  layerNorm(x: Float32Array, n: number, w: string, b: string, eps: number): Float32Array {
+    return op.layerNorm(this.tape, x, n, this.w(w), this.w(b), eps);
+  }
+  linear(x: Float32Array, nIn: number, w: string, nOut: number, bias?: string): Float32Array {
+    return op.linear(this.tape, x, nIn, this.w(w), nOut, bias === undefined ? undefined : this.weights.get(bias), this.parts.get(w));
+  }
+  rope(x: Float32Array, seq: number, heads: number, headDim: number, p: RopeParams): Float32Array {
+    return op.rope(this.tape, x, seq, heads, headDim, p);
+  }
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, a: op.AttentionShape): Float32Array {
+    return op.attention(this.tape, q, k, v, a);
+  }
+  activation(x: Float32Array, act: Activation): Float32Array {
+    return op.activation(this.tape, x, act);
+  }
+  gated(gate: Float32Array, up: Float32Array, act: Activation): Float32Array {
+    return op.gated(this.tape, gate, up, act);
+  }
+}
 
-  private norm(tape: Tape, x: Float32Array, prefix: string): Float32Array {
-    const c = this.config;
-    if (c.norm.kind === 'layer') return op.layerNorm(tape, x, c.dModel, this.w(`${prefix}.w`), this.w(`${prefix}.b`), c.norm.eps);
-    return op.rmsNorm(tape, x, c.dModel, this.w(`${prefix}.w`), c.norm.eps, c.norm.addOne);
-  }
+function norm<T>(c: ModelConfig, ops: TrainOps<T>, x: T, prefix: string): T {
+  if (c.norm.kind === 'layer') return ops.layerNorm(x, c.dModel, `${prefix}.w`, `${prefix}.b`, c.norm.eps);
+  return ops.rmsNorm(x, c.dModel, `${prefix}.w`, c.norm.eps, c.norm.addOne);
+}
 
-  private forward(tape: Tape, ids: Int32Array, batch: number, seq: number): Float32Array {
-    const c = this.config;
-    const d = c.dModel;
-    if (ids.length !== batch * seq) throw new RangeError(`${ids.length} token ids for [${batch}, ${seq}]`);
-    if (c.positions === 'learned' && seq > c.maxPositions) throw new RangeError(`${seq} positions but the model has learned embeddings for ${c.maxPositions}`);
-    let x = op.embedding(tape, this.w('embed.W_E'), ids, d);
-    if (c.embedScale !== 1) x = op.scale(tape, x, c.embedScale);
-    if (c.positions === 'learned') {
-      const pos = new Int32Array(batch * seq);
-      for (let i = 0; i < pos.length; i++) pos[i] = i % seq;
-      x = op.add(tape, x, op.embedding(tape, this.w('pos_embed.W_pos'), pos, d));
-    }
-    for (let i = 0; i < c.nLayers; i++) {
-      let attnOut = this.attention(tape, x, i, batch, seq);
-      if (c.sandwichNorms) attnOut = this.norm(tape, attnOut, `blocks.${i}.ln1_post`);
-      const mid = op.add(tape, x, attnOut);
-      let mlpOut = this.mlp(tape, mid, i);
-      if (c.sandwichNorms) mlpOut = this.norm(tape, mlpOut, `blocks.${i}.ln2_post`);
-      x = op.add(tape, mid, mlpOut);
-    }
-    const h = this.norm(tape, x, 'ln_final');
-    const unembed = this.weights.get('unembed.W_U') ?? this.w('embed.W_E');
-    let logits = op.linear(tape, h, d, unembed, c.vocab);
-    if (c.finalSoftcap > 0) logits = op.softcap(tape, logits, c.finalSoftcap);
-    return logits;
+/** Logits [batch·seq, vocab] of ids [batch, seq]: the forward of src/model/transformer.ts, once for every engine. */
+export function forwardPass<T>(c: ModelConfig, ops: TrainOps<T>, ids: Int32Array, batch: number, seq: number): T {
+  const d = c.dModel;
+  if (ids.length !== batch * seq) throw new RangeError(`${ids.length} token ids for [${batch}, ${seq}]`);
+  if (c.positions === 'learned' && seq > c.maxPositions) throw new RangeError(`${seq} positions but the model has learned embeddings for ${c.maxPositions}`);
+  let x = ops.embedding('embed.W_E', ids, d);
+  if (c.embedScale !== 1) x = ops.scale(x, c.embedScale);
+  if (c.positions === 'learned') {
+    const pos = new Int32Array(batch * seq);
+    for (let i = 0; i < pos.length; i++) pos[i] = i % seq;
+    x = ops.add(x, ops.embedding('pos_embed.W_pos', pos, d));
   }
+  for (let i = 0; i < c.nLayers; i++) {
+    let attnOut = attention(c, ops, x, i, batch, seq);
+    if (c.sandwichNorms) attnOut = norm(c, ops, attnOut, `blocks.${i}.ln1_post`);
+    const mid = ops.add(x, attnOut);
+    let mlpOut = mlp(c, ops, mid, i);
+    if (c.sandwichNorms) mlpOut = norm(c, ops, mlpOut, `blocks.${i}.ln2_post`);
+    x = ops.add(mid, mlpOut);
+  }
+  const h = norm(c, ops, x, 'ln_final');
+  let logits = ops.linear(h, d, ops.has('unembed.W_U') ? 'unembed.W_U' : 'embed.W_E', c.vocab);
+  if (c.finalSoftcap > 0) logits = ops.softcap(logits, c.finalSoftcap);
+  return logits;
+}
 
-  private attention(tape: Tape, x: Float32Array, i: number, batch: number, seq: number): Float32Array {
-    const c = this.config;
-    const layer = c.layers[i]!;
-    const a = `blocks.${i}.attn.`;
-    const d = c.dModel;
-    const q = c.nHeads * c.headDim;
-    const kv = c.nKvHeads * c.headDim;
-    const h = this.norm(tape, x, `blocks.${i}.ln1`);
-    let Q = this.linear(tape, h, d, `${a}W_Q`, `${a}b_Q`, q);
-    let K = this.linear(tape, h, d, `${a}W_K`, `${a}b_K`, kv);
-    const V = this.linear(tape, h, d, `${a}W_V`, `${a}b_V`, kv);
-    if (c.qkNorm) {
-      Q = op.rmsNorm(tape, Q, c.headDim, this.w(`${a}q_norm.w`), c.norm.eps, c.norm.addOne);
-      K = op.rmsNorm(tape, K, c.headDim, this.w(`${a}k_norm.w`), c.norm.eps, c.norm.addOne);
-    }
-    if (layer.rope) {
-      Q = op.rope(tape, Q, seq, c.nHeads, c.headDim, layer.rope);
-      K = op.rope(tape, K, seq, c.nKvHeads, c.headDim, layer.rope);
-    }
-    const mixed = op.attention(tape, Q, K, V, {
-      batch,
-      seq,
-      nHeads: c.nHeads,
-      nKvHeads: c.nKvHeads,
-      headDim: c.headDim,
-      scale: layer.attnScale,
-      window: layer.window,
-      softcap: c.attnSoftcap,
-    });
-    return this.linear(tape, mixed, q, `${a}W_O`, `${a}b_O`, d);
+function attention<T>(c: ModelConfig, ops: TrainOps<T>, x: T, i: number, batch: number, seq: number): T {
+  const layer = c.layers[i]!;
+  const a = `blocks.${i}.attn.`;
+  const d = c.dModel;
+  const q = c.nHeads * c.headDim;
+  const kv = c.nKvHeads * c.headDim;
+  const h = norm(c, ops, x, `blocks.${i}.ln1`);
+  let Q = ops.linear(h, d, `${a}W_Q`, q, `${a}b_Q`);
+  let K = ops.linear(h, d, `${a}W_K`, kv, `${a}b_K`);
+  const V = ops.linear(h, d, `${a}W_V`, kv, `${a}b_V`);
+  if (c.qkNorm) {
+    Q = ops.rmsNorm(Q, c.headDim, `${a}q_norm.w`, c.norm.eps, c.norm.addOne);
+    K = ops.rmsNorm(K, c.headDim, `${a}k_norm.w`, c.norm.eps, c.norm.addOne);
   }
+  if (layer.rope) {
+    Q = ops.rope(Q, seq, c.nHeads, c.headDim, layer.rope);
+    K = ops.rope(K, seq, c.nKvHeads, c.headDim, layer.rope);
+  }
+  const mixed = ops.attention(Q, K, V, {
+    batch,
+    seq,
+    nHeads: c.nHeads,
+    nKvHeads: c.nKvHeads,
+    headDim: c.headDim,
+    scale: layer.attnScale,
+    window: layer.window,
+    softcap: c.attnSoftcap,
+  });
+  return ops.linear(mixed, q, `${a}W_O`, d, `${a}b_O`);
+}
 
-  private mlp(tape: Tape, x: Float32Array, i: number): Float32Array {
-    const c = this.config;
-    const m = `blocks.${i}.mlp.`;
-    const h = this.norm(tape, x, `blocks.${i}.ln2`);
-    let act: Float32Array;
-    if (c.gatedMlp) {
-      const gate = this.linear(tape, h, c.dModel, `${m}W_gate`, `${m}b_gate`, c.dMlp);
-      const up = this.linear(tape, h, c.dModel, `${m}W_in`, `${m}b_in`, c.dMlp);
-      act = op.gated(tape, gate, up, c.activation);
-    } else {
-      act = op.activation(tape, this.linear(tape, h, c.dModel, `${m}W_in`, `${m}b_in`, c.dMlp), c.activation);
-    }
-    return this.linear(tape, act, c.dMlp, `${m}W_out`, `${m}b_out`, c.dModel);
+function mlp<T>(c: ModelConfig, ops: TrainOps<T>, x: T, i: number): T {
+  const m = `blocks.${i}.mlp.`;
+  const h = norm(c, ops, x, `blocks.${i}.ln2`);
+  let act: T;
+  if (c.gatedMlp) {
+    const gate = ops.linear(h, c.dModel, `${m}W_gate`, c.dMlp, `${m}b_gate`);
+    const up = ops.linear(h, c.dModel, `${m}W_in`, c.dMlp, `${m}b_in`);
+    act = ops.gated(gate, up, c.activation);
+  } else {
+    act = ops.activation(ops.linear(h, c.dModel, `${m}W_in`, c.dMlp, `${m}b_in`), c.activation);
   }
+  return ops.linear(act, c.dMlp, `${m}W_out`, c.dModel, `${m}b_out`);
 }

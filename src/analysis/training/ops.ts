@@ -225,7 +225,7 @@ export function linear(tape: Tape, x: Float32Array, K: number, w: Param, N: numb
 
 const invFreqs = new Map<string, Float32Array>();
 
-function ropeTables(p: RopeParams, seq: number): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(p: RopeParams, seq: number): { cos: Float32Array; sin: Float32Array } {
   const key = JSON.stringify(p);
   let inv = invFreqs.get(key);
   if (!inv) {

@@ -87,6 +87,39 @@ export class AdamW {
   }
 }
 
+/** What a Trainer steps: CpuTrainEngine (the model's Tape and AdamW on the host) or the WebGPU engine (webgpu-engine.ts). */
+export interface TrainEngine {
+  /** "CPU", or "WebGPU (adapter)". */
+  readonly description: string;
+  /** One optimizer step over ids [batch, seq] in micro-batches, as trainStep. */
+  step(ids: Int32Array, batch: number, seq: number, microBatch: number): Promise<{ loss: number; gradNorm: number; lr: number }>;
+  /** Copies the trained parameters into the model's host arrays, where export.ts reads them. */
+  syncWeights(): Promise<void>;
+  dispose(): void;
+}
+
+export class CpuTrainEngine implements TrainEngine {
+  readonly description = 'CPU';
+  private readonly opt: AdamW;
+
+  constructor(
+    readonly model: TrainableTransformer,
+    o: OptimizerOptions,
+  ) {
+    this.opt = new AdamW([...model.params().values()], o);
+  }
+
+  step(ids: Int32Array, batch: number, seq: number, microBatch: number): Promise<{ loss: number; gradNorm: number; lr: number }> {
+    return Promise.resolve(trainStep(this.model, this.opt, ids, batch, seq, microBatch));
+  }
+
+  syncWeights(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  dispose(): void {}
+}
+
 export interface StepResult {
   step: number;
   loss: number;
@@ -162,7 +195,6 @@ export interface TrainSummary {
 /** A run that can stop between steps and go on later (pause, resume): the optimizer state and the sampler stay. */
 export class Trainer {
   private readonly sampler: WindowSampler;
-  private readonly opt: AdamW;
   readonly losses: number[] = [];
   readonly gradNorms: number[] = [];
   /** Seconds spent in steps so far. */
@@ -172,10 +204,10 @@ export class Trainer {
     readonly model: TrainableTransformer,
     documents: readonly (readonly number[])[],
     readonly run: TrainRun,
+    readonly engine: TrainEngine = new CpuTrainEngine(model, run),
   ) {
     this.sampler = new WindowSampler(documents, run.seed);
     if (this.sampler.tokens < run.seq) throw new RangeError(`the corpus has ${this.sampler.tokens} tokens, fewer than one sequence of ${run.seq}`);
-    this.opt = new AdamW([...model.params().values()], run);
   }
 
   get steps(): number {
@@ -187,15 +219,20 @@ export class Trainer {
   }
 
   /** One optimizer step on a fresh batch. */
-  step(): StepResult {
+  async step(): Promise<StepResult> {
     const t0 = performance.now();
     const run = this.run;
-    const r = trainStep(this.model, this.opt, this.sampler.batch(run.batch, run.seq), run.batch, run.seq, Math.min(run.microBatch, run.batch));
+    const r = await this.engine.step(this.sampler.batch(run.batch, run.seq), run.batch, run.seq, Math.min(run.microBatch, run.batch));
     this.seconds += (performance.now() - t0) / 1000;
     const step = this.losses.length;
     this.losses.push(r.loss);
     this.gradNorms.push(r.gradNorm);
     return { step, ...r };
+  }
+
+  /** Brings the trained weights into the model's host arrays (before exporting them). */
+  syncWeights(): Promise<void> {
+    return this.engine.syncWeights();
   }
 
   summary(): TrainSummary {
@@ -210,7 +247,7 @@ export class Trainer {
 export async function continueTrainer(trainer: Trainer, onStep?: (r: StepResult, elapsedSeconds: number) => void, signal?: AbortSignal, stop?: () => boolean): Promise<void> {
   while (!trainer.done) {
     signal?.throwIfAborted();
-    const r = trainer.step();
+    const r = await trainer.step();
     onStep?.(r, trainer.seconds);
     if (stop?.()) return;
     await new Promise((resolve) => setTimeout(resolve, 0));
@@ -224,8 +261,10 @@ export async function trainOnDocuments(
   run: TrainRun,
   onStep?: (r: StepResult, elapsedSeconds: number) => void,
   signal?: AbortSignal,
+  engine?: TrainEngine,
 ): Promise<TrainSummary> {
-  const trainer = new Trainer(model, documents, run);
+  const trainer = new Trainer(model, documents, run, engine);
   await continueTrainer(trainer, onStep, signal);
+  await trainer.syncWeights();
   return trainer.summary();
 }

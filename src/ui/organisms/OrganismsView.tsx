@@ -1,5 +1,5 @@
 // The Organisms view: fine-tune a model organism of the loaded base (the demo's by default) from a
-// recipe or dropped text, in the analysis worker on the CPU, with a live loss curve and pause / finish
+// recipe or dropped text, in the analysis worker (WebGPU or CPU), with a live loss curve and pause / finish
 // now / cancel; then compare it with its base in every other view, or download it as a zip folder.
 import * as d3 from 'd3';
 import { useEffect, useMemo, useRef, useState } from 'react';
@@ -232,7 +232,7 @@ function ResultPanel() {
         {result.name}: {o.mode === 'lora' ? 'a PEFT adapter folder' : 'a Hugging Face folder'}
       </h3>
       <p className="small" data-testid="org-summary">
-        {o.steps} steps in {formatSeconds(o.seconds)} ({formatSeconds(o.seconds / Math.max(1, o.steps))} a step){run.status === 'done' ? `, ${formatSeconds(run.ms / 1000)} with loading` : ''}; loss {formatValue(o.firstLoss)} at the first step, {formatValue(o.lastLoss)} at the last; {formatCount(o.trainableParameters)} trained parameters. Files:{' '}
+        {o.steps} steps in {formatSeconds(o.seconds)} ({formatSeconds(o.seconds / Math.max(1, o.steps))} a step){run.status === 'done' ? `, ${formatSeconds(run.ms / 1000)} with loading` : ''}; loss {formatValue(o.firstLoss)} at the first step, {formatValue(o.lastLoss)} at the last; {formatCount(o.trainableParameters)} trained parameters on {o.backend}. Files:{' '}
         {o.files.map((f) => `${f.name} (${formatBytes(f.bytes.byteLength)})`).join(', ')}, {formatBytes(bytes)} in all.
       </p>
       <div className="org-actions">
@@ -286,7 +286,7 @@ export function OrganismsView() {
         ) : (
           <span className="warn">none: load the demo or drop a base model on the Models screen</span>
         )}
-        . Training runs on the CPU in the analysis worker.
+        . Training runs in the analysis worker: on WebGPU when that is the compute backend, else on the CPU.
       </p>
       <div className="cc-form">
         <label className="cc-field">
