@@ -207,6 +207,8 @@ async function loraModel(arch: string, rslora = false): Promise<TrainableTransfo
 }
 
 const OPT: OptimizerOptions = { ...DEFAULT_OPTIMIZER, lr: 1e-2, steps: 20, warmupSteps: 5, weightDecay: 0.01, maxGradNorm: 1 };
+/** The whole 20-step curve on llvmpipe; SwiftShader (far slower at these products) runs its first 8 (warm-up and decay). */
+const CURVE_STEPS = process.env.NEURODIFF_EXPECT_ADAPTER === 'llvmpipe' ? 20 : 8;
 
 describe('WebGPU training engine against the CPU engine on the arch fixtures', () => {
   for (const arch of ['llama', 'gpt2', 'gemma2', 'qwen3', 'phi3'] as const) {
@@ -245,13 +247,13 @@ describe('WebGPU training engine against the CPU engine on the arch fixtures', (
   }
 
   for (const arch of ['llama', 'gpt2'] as const) {
-    it(`${arch}: 20 LoRA AdamW steps (warm-up, cosine, clipping, weight decay, micro-batches) follow the CPU engine's loss curve (rel 1e-3) and end at its weights`, async () => {
+    it(`${arch}: ${CURVE_STEPS} LoRA AdamW steps (warm-up, cosine, clipping, weight decay, micro-batches) follow the CPU engine's loss curve (rel 1e-3) and end at its weights`, async () => {
       const cpu = await loraModel(arch);
       const gpu = await loraModel(arch);
       const start = new Map([...gpu.params()].map(([n, p]) => [n, p.data.slice()]));
       const { ids: all, shape } = await fixtureIds(arch, 'curve.ids');
       const [, B, T] = shape as [number, number, number];
-      const steps = 20;
+      const steps = CURVE_STEPS;
       const opt = new AdamW([...cpu.params().values()], OPT);
       const engine = await WebGpuTrainEngine.create(gpu, OPT);
       try {
