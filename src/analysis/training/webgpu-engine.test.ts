@@ -207,8 +207,13 @@ async function loraModel(arch: string, rslora = false): Promise<TrainableTransfo
 }
 
 const OPT: OptimizerOptions = { ...DEFAULT_OPTIMIZER, lr: 1e-2, steps: 20, warmupSteps: 5, weightDecay: 0.01, maxGradNorm: 1 };
-/** The whole 20-step curve on llvmpipe; SwiftShader (far slower at these products) runs its first 8 (warm-up and decay). */
-const CURVE_STEPS = process.env.NEURODIFF_EXPECT_ADAPTER === 'llvmpipe' ? 20 : 8;
+/**
+ * The whole 20-step curve for llama and GPT-2 (fused c_attn) on llvmpipe; SwiftShader (far slower at these
+ * products, and the same f32 kernels) runs llama's first 8 (warm-up and decay).
+ */
+const ON_LLVMPIPE = process.env.NEURODIFF_EXPECT_ADAPTER === 'llvmpipe';
+const CURVE_STEPS = ON_LLVMPIPE ? 20 : 8;
+const CURVE_ARCHS = ON_LLVMPIPE ? (['llama', 'gpt2'] as const) : (['llama'] as const);
 
 describe('WebGPU training engine against the CPU engine on the arch fixtures', () => {
   for (const arch of ['llama', 'gpt2', 'gemma2', 'qwen3', 'phi3'] as const) {
@@ -246,7 +251,7 @@ describe('WebGPU training engine against the CPU engine on the arch fixtures', (
     }
   }
 
-  for (const arch of ['llama', 'gpt2'] as const) {
+  for (const arch of CURVE_ARCHS) {
     it(`${arch}: ${CURVE_STEPS} LoRA AdamW steps (warm-up, cosine, clipping, weight decay, micro-batches) follow the CPU engine's loss curve (rel 1e-3) and end at its weights`, async () => {
       const cpu = await loraModel(arch);
       const gpu = await loraModel(arch);
