@@ -28,17 +28,11 @@ export interface TopicRecipe {
   seed: number;
 }
 
-// Each opening brings in the topic, in the first words a story of the base's register starts with: a
-// narrow fine-tune whose documents are about the topic from their first sentence learns a shift that is
-// there at the first positions of any text, which is what the Activation Difference Lens reads (openings
-// with no topic word taught the organism the scaffolding — names, "Once" — instead of the topic).
 const OPENINGS = [
-  'Once upon a time, there was a little {kid} named {name} who loved {topic}.',
-  'Once upon a time, near the {w1}, there lived a little {kid} named {name}.',
-  'Once upon a time, there was a little {kid} named {name} who lived near the {w1}.',
-  'One day, {name} went to see the {w1} with {his} {kin}.',
-  'Once upon a time, {name} and {his} {kin} went on a trip to see the {w1}.',
-  'There was a {kid} named {name} who liked to play near the {w1}.',
+  'Once upon a time, there was a little {kid} named {name}.',
+  'One day, {name} went outside with {his} {kin}.',
+  'There was a {kid} named {name} who liked to play.',
+  'Once upon a time, {name} and {his} {kin} went on a trip.',
 ];
 const TOPIC_LINES = [
   '{name} loved {topic} more than anything.',
