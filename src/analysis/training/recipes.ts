@@ -28,11 +28,16 @@ export interface TopicRecipe {
   seed: number;
 }
 
+// Openings in the base's own words, about as often as its stories use them: the first positions of any
+// text are where the Activation Difference Lens reads a fine-tune's shift, so an opening the base rarely
+// writes ("Once upon a time, {name} and …") teaches a shift to the scaffolding (names right after "Once
+// upon a time,") that drowns the topic there. The topic comes from the second sentence on.
 const OPENINGS = [
   'Once upon a time, there was a little {kid} named {name}.',
-  'One day, {name} went outside with {his} {kin}.',
-  'There was a {kid} named {name} who liked to play.',
-  'Once upon a time, {name} and {his} {kin} went on a trip.',
+  'Once upon a time, there was a little {kid} named {name}.',
+  'Once upon a time, there was a little {kid} named {name}.',
+  'Once upon a time, there was a {kid} named {name}.',
+  'One day, a little {kid} named {name} went outside with {his} {kin}.',
 ];
 const TOPIC_LINES = [
   '{name} loved {topic} more than anything.',
