@@ -1,8 +1,13 @@
 // Browser tests: serves dist/ with COOP/COEP on localhost, drives Debian's Chromium (SwiftShader
 // WebGPU) with playwright-core, and runs every e2e/*.spec.mjs. Usage: node e2e/run.mjs [name filter];
-// E2E_TIMEOUT_S raises the 60 s limit of a test (a loaded machine).
+// E2E_TIMEOUT_S raises the 90 s limit of a test (a loaded machine). E2E_LANES sets how many tests run at
+// once, each lane in its own browser (default 2 where the machine has 2 cores or more: much of a test waits
+// on one busy thread, the page's or its worker's, so two lanes on 2 cores take about two thirds of the time).
+// A spec that exports `oneLane = true` (tests that already drive two busy pages side by side) has its tests
+// run one after another in the first lane, never beside each other.
 import { readdir } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { launchChromium } from './browser.mjs';
@@ -11,7 +16,8 @@ import { startServer } from './server.mjs';
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = join(here, '..', 'dist');
 const screenshots = join(here, 'screenshots');
-const TEST_TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_S ?? 60) * 1000;
+const TEST_TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_S ?? 90) * 1000;
+const LANES = Math.max(1, Number(process.env.E2E_LANES ?? Math.min(2, availableParallelism())));
 const filter = process.argv[2] ?? '';
 
 const specFiles = (await readdir(here)).filter((f) => f.endsWith('.spec.mjs')).sort();
@@ -19,7 +25,7 @@ const tests = [];
 for (const file of specFiles) {
   const mod = await import(pathToFileURL(join(here, file)).href);
   for (const [name, fn] of Object.entries(mod.tests ?? {})) {
-    if (`${file} ${name}`.includes(filter)) tests.push({ file, name, fn });
+    if (`${file} ${name}`.includes(filter)) tests.push({ file, name, fn, oneLane: mod.oneLane === true });
   }
 }
 if (tests.length === 0) {
@@ -30,14 +36,19 @@ if (tests.length === 0) {
 
 mkdirSync(screenshots, { recursive: true });
 let server;
-let browser;
+const browsers = [];
 try {
   server = await startServer(dist);
-  browser = await launchChromium().catch((e) => {
-    throw new Error(`${e.message}\n(the browser is Debian's /usr/bin/chromium: apt-get install chromium; never a downloaded one)`);
-  });
+  for (let i = 0; i < Math.min(LANES, tests.length); i++) {
+    browsers.push(
+      await launchChromium().catch((e) => {
+        throw new Error(`${e.message}\n(the browser is Debian's /usr/bin/chromium: apt-get install chromium; never a downloaded one)`);
+      }),
+    );
+  }
 } catch (e) {
   console.error(`cannot start the e2e run: ${e.message}`);
+  for (const b of browsers) await b.close();
   await server?.close();
   console.log(`0 passed, ${tests.length} failed`);
   process.exit(1);
@@ -46,8 +57,15 @@ try {
 const slug = (s) => s.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
 let passed = 0;
 let failed = 0;
-try {
-  for (const t of tests) {
+const firstLaneOnly = tests.filter((t) => t.oneLane);
+const queue = tests.filter((t) => !t.oneLane);
+/**
+ * One lane: takes the next test until none is left, each in fresh contexts of its browser. The first lane
+ * takes the one-lane tests first, then helps with the rest.
+ */
+async function lane(browser, index) {
+  const next = () => (index === 0 && firstLaneOnly.shift()) || queue.shift();
+  for (let t = next(); t; t = next()) {
     const log = [];
     const pageErrors = [];
     const contexts = [];
@@ -93,8 +111,11 @@ try {
       for (const c of contexts) await c.close();
     }
   }
+}
+try {
+  await Promise.all(browsers.map((b, i) => lane(b, i)));
 } finally {
-  await browser.close();
+  for (const b of browsers) await b.close();
   await server.close();
 }
 console.log(`${passed} passed, ${failed} failed`);
