@@ -17,7 +17,12 @@ const here = dirname(fileURLToPath(import.meta.url));
 const dist = join(here, '..', 'dist');
 const screenshots = join(here, 'screenshots');
 const TEST_TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_S ?? 90) * 1000;
-const LANES = Math.max(1, Number(process.env.E2E_LANES ?? Math.min(2, availableParallelism())));
+const LANES = Number(process.env.E2E_LANES ?? Math.min(2, availableParallelism()));
+if (!Number.isInteger(LANES) || LANES < 1) {
+  // Otherwise no lane would start and the run would report "0 passed, 0 failed" as a success.
+  console.error(`E2E_LANES must be a whole number ≥ 1, not "${process.env.E2E_LANES}"`);
+  process.exit(1);
+}
 const filter = process.argv[2] ?? '';
 
 const specFiles = (await readdir(here)).filter((f) => f.endsWith('.spec.mjs')).sort();
