@@ -8,7 +8,7 @@ import { describeSource, type WeightSource } from '../../model/convert.ts';
 import type { Transformer } from '../../model/transformer.ts';
 import * as op from './ops.ts';
 import type { LoraPart } from './ops.ts';
-import { frozen, Tape, type Param } from './tape.ts';
+import { BufferPool, frozen, Tape, type Param } from './tape.ts';
 import { Rng } from './rng.ts';
 
 /** LoRA as PEFT configures it. */
@@ -57,6 +57,8 @@ export class TrainableTransformer {
   /** LoRA modules by module path (empty for full fine-tuning). */
   readonly lora: ReadonlyMap<string, LoraModule>;
   private readonly parts = new Map<string, LoraPart>();
+  /** The activations and gradients of one training step, recycled by the next (see Tape). */
+  private readonly pool = new BufferPool();
 
   constructor(
     readonly config: ModelConfig,
@@ -151,7 +153,7 @@ export class TrainableTransformer {
   lossAndGrad(ids: Int32Array, batch: number, seq: number, weight: number): { loss: number; tokens: number } {
     const targets = new Int32Array(batch * seq);
     for (let b = 0; b < batch; b++) for (let t = 0; t < seq; t++) targets[b * seq + t] = t < seq - 1 ? ids[b * seq + t + 1]! : -1;
-    const tape = new Tape();
+    const tape = new Tape(this.pool);
     const logits = forwardPass(this.config, new CpuOps(tape, this.weights, this.parts), ids, batch, seq);
     const loss = op.crossEntropy(tape, logits, this.config.vocab, targets, weight);
     tape.backward();

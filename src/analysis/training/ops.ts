@@ -25,7 +25,10 @@ function addInto(dst: Float32Array, src: Float32Array, scale = 1): void {
 
 /** [rows, cols] → [cols, rows]. */
 export function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
+  return transposeInto(src, rows, cols, new Float32Array(rows * cols));
+}
+
+function transposeInto(src: Float32Array, rows: number, cols: number, out: Float32Array): Float32Array {
   for (let r = 0; r < rows; r++) {
     const o = r * cols;
     for (let c = 0; c < cols; c++) out[c * rows + r] = src[o + c]!;
@@ -33,23 +36,28 @@ export function transpose(src: Float32Array, rows: number, cols: number): Float3
   return out;
 }
 
-/** c = a [M, K] · bᵀ with b [N, K]. */
-function mmT(a: Float32Array, b: Float32Array, M: number, N: number, K: number): Float32Array {
-  const c = new Float32Array(M * N);
+/** c = a [M, K] · bᵀ with b [N, K], c from the tape's pool (a new array without a tape). */
+function mmT(tape: Tape | undefined, a: Float32Array, b: Float32Array, M: number, N: number, K: number): Float32Array {
+  const c = tape ? tape.alloc(M * N, false) : new Float32Array(M * N);
   matmulInto(a, b, c, M, N, K, true);
   return c;
 }
 
-/** c = a [M, K] · b [K, N]. */
-function mm(a: Float32Array, b: Float32Array, M: number, N: number, K: number): Float32Array {
-  const c = new Float32Array(M * N);
+/** c = a [M, K] · b [K, N], c from the tape's pool (a new array without a tape). */
+function mm(tape: Tape | undefined, a: Float32Array, b: Float32Array, M: number, N: number, K: number): Float32Array {
+  const c = tape ? tape.alloc(M * N, false) : new Float32Array(M * N);
   matmulInto(a, b, c, M, N, K, false);
   return c;
 }
 
+/** [rows, cols] → [cols, rows], from the tape's pool. */
+function transposed(tape: Tape, src: Float32Array, rows: number, cols: number): Float32Array {
+  return transposeInto(src, rows, cols, tape.alloc(rows * cols, false));
+}
+
 export function embedding(tape: Tape, w: Param, ids: Int32Array, d: number): Float32Array {
   const vocab = w.data.length / d;
-  const out = new Float32Array(ids.length * d);
+  const out = tape.alloc(ids.length * d, false);
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i]!;
     if (id < 0 || id >= vocab) throw new RangeError(`token id ${id} is outside the vocabulary of ${vocab}`);
@@ -67,20 +75,20 @@ export function embedding(tape: Tape, w: Param, ids: Int32Array, d: number): Flo
 }
 
 export function add(tape: Tape, a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length);
+  const out = tape.alloc(a.length, false);
   for (let i = 0; i < a.length; i++) out[i] = a[i]! + b[i]!;
   tape.record(() => {
     const g = tape.take(out);
     if (!g) return;
     // g is this closure's own: one input takes it, the other a copy (handing both the same array would alias them).
     tape.seed(a, g);
-    tape.seed(b, g.slice());
+    tape.seed(b, tape.copy(g));
   });
   return out;
 }
 
 export function scale(tape: Tape, x: Float32Array, s: number): Float32Array {
-  const out = new Float32Array(x.length);
+  const out = tape.alloc(x.length, false);
   for (let i = 0; i < x.length; i++) out[i] = x[i]! * s;
   tape.record(() => {
     const g = tape.take(out);
@@ -93,7 +101,7 @@ export function scale(tape: Tape, x: Float32Array, s: number): Float32Array {
 
 /** cap · tanh(x / cap) (Gemma 2's soft-capping). */
 export function softcap(tape: Tape, x: Float32Array, cap: number): Float32Array {
-  const out = new Float32Array(x.length);
+  const out = tape.alloc(x.length, false);
   for (let i = 0; i < x.length; i++) out[i] = cap * Math.tanh(x[i]! / cap);
   tape.record(() => {
     const g = tape.take(out);
@@ -110,7 +118,7 @@ export function softcap(tape: Tape, x: Float32Array, cap: number): Float32Array 
 /** RMS norm over rows of n: x / rms(x) · w (or · (1 + w) with addOne). Rows may be heads (qk-norm). */
 export function rmsNorm(tape: Tape, x: Float32Array, n: number, w: Param, eps: number, addOne: boolean): Float32Array {
   const rows = x.length / n;
-  const out = new Float32Array(x.length);
+  const out = tape.alloc(x.length, false);
   const inv = new Float64Array(rows);
   // The gain per feature, once (in float64, as it was computed per element).
   const gain = new Float64Array(n);
@@ -143,7 +151,7 @@ export function rmsNorm(tape: Tape, x: Float32Array, n: number, w: Param, eps: n
 
 export function layerNorm(tape: Tape, x: Float32Array, n: number, w: Param, b: Param, eps: number): Float32Array {
   const rows = x.length / n;
-  const out = new Float32Array(x.length);
+  const out = tape.alloc(x.length, false);
   const inv = new Float64Array(rows);
   const mean = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
@@ -195,30 +203,30 @@ export function linear(tape: Tape, x: Float32Array, K: number, w: Param, N: numb
   if (lora) {
     const r = lora.rank;
     Bp = lora.B.data.subarray(lora.rows[0] * r, lora.rows[1] * r);
-    weight = mm(Bp, lora.A.data, N, K, r);
+    weight = mm(tape, Bp, lora.A.data, N, K, r);
     const s = lora.scaling;
     for (let i = 0; i < weight.length; i++) weight[i] = w.data[i]! + s * weight[i]!;
   }
-  const y = mmT(x, weight, M, N, K);
+  const y = mmT(tape, x, weight, M, N, K);
   if (bias) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) y[i * N + j]! += bias.data[j]!;
   tape.record(() => {
     const g = tape.take(y);
     if (!g) return;
-    if (w.grad) addInto(w.grad, mm(transpose(g, M, N), x, N, K, M));
+    if (w.grad) addInto(w.grad, mm(tape, transposed(tape, g, M, N), x, N, K, M));
     if (bias?.grad) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) bias.grad[j]! += g[i * N + j]!;
     if (lora) {
       const r = lora.rank;
       // dA = scaling · (g B)ᵀ x; dB = scaling · gᵀ (x Aᵀ), computed as ((x Aᵀ)ᵀ g)ᵀ: transposing [M, r] costs far less than [M, N].
       if (lora.A.grad) {
-        const gu = mm(g, Bp!, M, r, N);
-        addInto(lora.A.grad, mm(transpose(gu, M, r), x, r, K, M), lora.scaling);
+        const gu = mm(tape, g, Bp!, M, r, N);
+        addInto(lora.A.grad, mm(tape, transposed(tape, gu, M, r), x, r, K, M), lora.scaling);
       }
       if (lora.B.grad) {
-        const u = mmT(x, lora.A.data, M, r, K);
-        addInto(lora.B.grad.subarray(lora.rows[0] * r, lora.rows[1] * r), transpose(mm(transpose(u, M, r), g, r, N, M), r, N), lora.scaling);
+        const u = mmT(tape, x, lora.A.data, M, r, K);
+        addInto(lora.B.grad.subarray(lora.rows[0] * r, lora.rows[1] * r), transposed(tape, mm(tape, transposed(tape, u, M, r), g, r, N, M), r, N), lora.scaling);
       }
     }
-    tape.seed(x, mm(g, weight, M, K, N));
+    tape.seed(x, mm(tape, g, weight, M, K, N));
   });
   return y;
 }
@@ -268,7 +276,7 @@ export function rope(tape: Tape, x: Float32Array, seq: number, heads: number, he
       }
     }
   };
-  const out = new Float32Array(x.length);
+  const out = tape.alloc(x.length);
   rotate(x, out, 1);
   tape.record(() => {
     const g = tape.take(out);
@@ -312,16 +320,16 @@ export function attention(tape: Tape, q: Float32Array, k: Float32Array, v: Float
   const Dq = H * hd;
   const Dk = Hkv * hd;
   const group = H / Hkv;
-  const out = new Float32Array(B * T * Dq);
-  const probs = new Float32Array(B * H * T * T);
+  const out = tape.alloc(B * T * Dq);
+  const probs = tape.alloc(B * H * T * T);
   // The WebAssembly kernels (no soft-capping there): forward with the probabilities kept, backward from them.
   if (a.softcap === 0 && wasmAttention(q, k, v, out, { batch: B, T, S: T, nHeads: H, nKvHeads: Hkv, headDim: hd, scale: a.scale, queryOffset: 0, window: a.window }, probs)) {
     tape.record(() => {
       const g = tape.take(out);
       if (!g) return;
-      const gq = new Float32Array(q.length);
-      const gk = new Float32Array(k.length);
-      const gv = new Float32Array(v.length);
+      const gq = tape.alloc(q.length, false);
+      const gk = tape.alloc(k.length, false);
+      const gv = tape.alloc(v.length, false);
       if (wasmAttentionBackward({ q, k, v, dO: g, probs }, { q: gq, k: gk, v: gv }, { batch: B, T, nHeads: H, nKvHeads: Hkv, headDim: hd, scale: a.scale })) {
         tape.seed(q, gq);
         tape.seed(k, gk);
@@ -338,7 +346,7 @@ export function attention(tape: Tape, q: Float32Array, k: Float32Array, v: Float
     for (let h = 0; h < H; h++) {
       const kOff = Math.floor(h / group) * hd;
       const Qh = gatherHead(q, b, T, Dq, h * hd, hd);
-      const S = mmT(Qh, gatherHead(k, b, T, Dk, kOff, hd), T, T, hd);
+      const S = mmT(undefined, Qh, gatherHead(k, b, T, Dk, kOff, hd), T, T, hd);
       const P = probs.subarray((b * H + h) * T * T, (b * H + h + 1) * T * T);
       for (let t = 0; t < T; t++) {
         const s0 = first(t);
@@ -359,7 +367,7 @@ export function attention(tape: Tape, q: Float32Array, k: Float32Array, v: Float
         const inv = 1 / sum;
         for (let s = s0; s <= t; s++) P[row + s]! *= inv;
       }
-      scatterAddHead(out, mm(P, gatherHead(v, b, T, Dk, kOff, hd), T, hd, T), b, T, Dq, h * hd, hd, false);
+      scatterAddHead(out, mm(undefined, P, gatherHead(v, b, T, Dk, kOff, hd), T, hd, T), b, T, Dq, h * hd, hd, false);
     }
   }
   tape.record(() => {
@@ -386,8 +394,8 @@ function attentionBackward(tape: Tape, g: Float32Array, q: Float32Array, k: Floa
       const Kh = gatherHead(k, b, T, Dk, kOff, hd);
       const Vh = gatherHead(v, b, T, Dk, kOff, hd);
       const dO = gatherHead(g, b, T, Dq, h * hd, hd);
-      const dP = mmT(dO, Vh, T, T, hd);
-      const capped = a.softcap > 0 ? mmT(Qh, Kh, T, T, hd) : undefined;
+      const dP = mmT(undefined, dO, Vh, T, T, hd);
+      const capped = a.softcap > 0 ? mmT(undefined, Qh, Kh, T, T, hd) : undefined;
       for (let t = 0; t < T; t++) {
         let dot = 0;
         for (let s = 0; s <= t; s++) dot += dP[t * T + s]! * P[t * T + s]!;
@@ -403,10 +411,10 @@ function attentionBackward(tape: Tape, g: Float32Array, q: Float32Array, k: Floa
         // Keys after the query get no gradient.
         dP.fill(0, t * T + t + 1, (t + 1) * T);
       }
-      scatterAddHead(gq, mm(dP, Kh, T, hd, T), b, T, Dq, h * hd, hd, false);
+      scatterAddHead(gq, mm(undefined, dP, Kh, T, hd, T), b, T, Dq, h * hd, hd, false);
       // dK = dSᵀ Q and dV = Pᵀ dO, formed transposed (Qᵀ dS, dOᵀ P): transposing [T, hd] costs less than [T, T].
-      scatterAddHead(gk, mm(transpose(Qh, T, hd), dP, hd, T, T), b, T, Dk, kOff, hd, true);
-      scatterAddHead(gv, mm(transpose(dO, T, hd), P, hd, T, T), b, T, Dk, kOff, hd, true);
+      scatterAddHead(gk, mm(undefined, transpose(Qh, T, hd), dP, hd, T, T), b, T, Dk, kOff, hd, true);
+      scatterAddHead(gv, mm(undefined, transpose(dO, T, hd), P, hd, T, T), b, T, Dk, kOff, hd, true);
     }
   }
 }
@@ -461,8 +469,8 @@ function activate(act: Activation, x: Float32Array, out: Float32Array, slope: Fl
 }
 
 export function activation(tape: Tape, x: Float32Array, act: Activation): Float32Array {
-  const out = new Float32Array(x.length);
-  const slope = new Float32Array(x.length);
+  const out = tape.alloc(x.length, false);
+  const slope = tape.alloc(x.length, false);
   activate(act, x, out, slope);
   tape.record(() => {
     const g = tape.take(out);
@@ -476,16 +484,16 @@ export function activation(tape: Tape, x: Float32Array, act: Activation): Float3
 
 /** act(gate) · up. */
 export function gated(tape: Tape, gate: Float32Array, up: Float32Array, act: Activation): Float32Array {
-  const out = new Float32Array(gate.length);
-  const a = new Float32Array(gate.length);
-  const slope = new Float32Array(gate.length);
+  const out = tape.alloc(gate.length, false);
+  const a = tape.alloc(gate.length, false);
+  const slope = tape.alloc(gate.length, false);
   activate(act, gate, a, slope);
   for (let i = 0; i < gate.length; i++) out[i] = a[i]! * up[i]!;
   tape.record(() => {
     const g = tape.take(out);
     if (!g) return;
-    const gg = new Float32Array(g.length);
-    const gu = new Float32Array(g.length);
+    const gg = tape.alloc(g.length, false);
+    const gu = tape.alloc(g.length, false);
     for (let i = 0; i < g.length; i++) {
       const gi = g[i]!;
       gg[i] = gi * up[i]! * slope[i]!;
@@ -504,7 +512,7 @@ export function gated(tape: Tape, gate: Float32Array, up: Float32Array, act: Act
 export function crossEntropy(tape: Tape, logits: Float32Array, vocab: number, targets: Int32Array, weight: number): number {
   const rows = targets.length;
   // The gradient is computed with the loss: softmax − one-hot, times weight (rows without a target stay 0).
-  const g = new Float32Array(logits.length);
+  const g = tape.alloc(logits.length);
   const fast = wasmCrossEntropy(logits, vocab, targets, weight, g);
   if (fast !== undefined) {
     tape.record(() => tape.seed(logits, g));
