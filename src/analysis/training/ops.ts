@@ -5,7 +5,7 @@
 import type { Activation, RopeParams } from '../../model/backend.ts';
 import { ropeAngle, ropeInvFreq } from '../../model/rope.ts';
 import { matmulInto } from '../../gpu/cpu-matmul.ts';
-import { wasmActivateSlope, wasmAttention, wasmAttentionBackward, wasmCrossEntropy } from '../../gpu/cpu-wasm/ops.ts';
+import { wasmActivateSlope, wasmAttention, wasmAttentionBackward, wasmCrossEntropy, wasmRmsNorm, wasmRmsNormBackward } from '../../gpu/cpu-wasm/ops.ts';
 import type { Param, Tape } from './tape.ts';
 
 /** The LoRA factors of one linear weight: W x + scaling · B[rows] A x. B covers the whole (maybe fused) module. */
@@ -119,32 +119,37 @@ export function softcap(tape: Tape, x: Float32Array, cap: number): Float32Array 
 export function rmsNorm(tape: Tape, x: Float32Array, n: number, w: Param, eps: number, addOne: boolean): Float32Array {
   const rows = x.length / n;
   const out = tape.alloc(x.length, false);
-  const inv = new Float64Array(rows);
-  // The gain per feature, once (in float64, as it was computed per element).
-  const gain = new Float64Array(n);
+  const gain = new Float32Array(n);
   for (let j = 0; j < n; j++) gain[j] = addOne ? 1 + w.data[j]! : w.data[j]!;
-  for (let r = 0; r < rows; r++) {
-    const o = r * n;
-    let ss = 0;
-    for (let j = 0; j < n; j++) ss += x[o + j]! * x[o + j]!;
-    const iv = 1 / Math.sqrt(ss / n + eps);
-    inv[r] = iv;
-    for (let j = 0; j < n; j++) out[o + j] = x[o + j]! * iv * gain[j]!;
+  const inv = new Float32Array(rows);
+  // The WebAssembly kernels (float32 sums, threaded over rows) where they run, else JavaScript (float64 sums).
+  if (!wasmRmsNorm(x, gain, n, eps, out, inv)) {
+    for (let r = 0; r < rows; r++) {
+      const o = r * n;
+      let ss = 0;
+      for (let j = 0; j < n; j++) ss += x[o + j]! * x[o + j]!;
+      const iv = 1 / Math.sqrt(ss / n + eps);
+      inv[r] = iv;
+      for (let j = 0; j < n; j++) out[o + j] = x[o + j]! * iv * gain[j]!;
+    }
   }
   tape.record(() => {
     const g = tape.take(out);
     if (!g) return;
-    const gx = tape.grad(x);
-    const wg = w.grad;
-    for (let r = 0; r < rows; r++) {
-      const o = r * n;
-      const iv = inv[r]!;
-      let dot = 0;
-      for (let j = 0; j < n; j++) dot += g[o + j]! * gain[j]! * (x[o + j]! * iv);
-      if (wg) for (let j = 0; j < n; j++) wg[j]! += g[o + j]! * (x[o + j]! * iv);
-      dot /= n;
-      for (let j = 0; j < n; j++) gx[o + j]! += iv * (g[o + j]! * gain[j]! - x[o + j]! * iv * dot);
+    const gx = tape.alloc(x.length, false);
+    if (!wasmRmsNormBackward(x, gain, n, g, inv, gx, w.grad)) {
+      const wg = w.grad;
+      for (let r = 0; r < rows; r++) {
+        const o = r * n;
+        const iv = inv[r]!;
+        let dot = 0;
+        for (let j = 0; j < n; j++) dot += g[o + j]! * gain[j]! * (x[o + j]! * iv);
+        if (wg) for (let j = 0; j < n; j++) wg[j]! += g[o + j]! * (x[o + j]! * iv);
+        dot /= n;
+        for (let j = 0; j < n; j++) gx[o + j] = iv * (g[o + j]! * gain[j]! - x[o + j]! * iv * dot);
+      }
     }
+    tape.seed(x, gx);
   });
   return out;
 }

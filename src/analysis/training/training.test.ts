@@ -155,6 +155,30 @@ describe('training ops: the WebAssembly kernels against the JavaScript path', ()
     const small = { batch: 1, seq: 8, nHeads: 2, nKvHeads: 1, headDim: 8, scale: 0.35, window: 0, softcap: 0 };
     expect(checkGradients([q8, k8, v8], [], (t) => op.attention(t, q8, k8, v8, small))).toBeLessThan(2e-3);
   });
+  it("RMS norm (plain and 1 + w, threaded over 300 rows): output, the input's gradient and the gain's", () => {
+    const n = 192;
+    const x = randn(rng, 300 * n, 2);
+    for (const addOne of [false, true]) {
+      const w = param(randn(rng, n, 0.5));
+      const wGrads: Float32Array[] = [];
+      expectSame(
+        [x],
+        (t) => {
+          const g = new Float32Array(n);
+          wGrads.push(g);
+          return op.rmsNorm(t, x, n, { data: w.data, grad: g }, 1e-5, addOne);
+        },
+        1e-6,
+        2e-5,
+      );
+      // [kernels, JavaScript]: the gain's gradient sums 300 rows.
+      const [fast, slow] = wGrads as [Float32Array, Float32Array];
+      let worst = 0;
+      for (let j = 0; j < n; j++) worst = Math.max(worst, Math.abs(fast[j]! - slow[j]!) - (1e-5 + 2e-5 * Math.abs(slow[j]!)));
+      expect(worst).toBeLessThanOrEqual(0);
+      expect(Math.max(...fast.map(Math.abs))).toBeGreaterThan(1);
+    }
+  });
   it('silu and gelu_tanh (plain and gated) and cross-entropy over a vocabulary of 64', () => {
     const x = randn(rng, 1001, 4);
     const y = randn(rng, 1001);

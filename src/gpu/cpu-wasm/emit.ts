@@ -95,6 +95,7 @@ export const f32Sub = binary(0x93);
 export const f32Mul = binary(0x94);
 export const f32Div = binary(0x95);
 export const f32Max = binary(0x97);
+export const f32Sqrt = (a: Code): Code => seq(a, [0x91]);
 export const f32FromBits = (bits: Code): Code => seq(bits, [0xbe]);
 export const f32Bits = (x: Code): Code => seq(x, [0xbc]);
 

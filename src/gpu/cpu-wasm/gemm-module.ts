@@ -25,6 +25,7 @@ import {
   f32x4Nearest,
   f32x4Splat,
   f32x4Sub,
+  f32Sqrt,
   f32Sub,
   geS,
   i32x4Add,
@@ -93,8 +94,8 @@ export type GemmFormat = 'f32' | 'f16' | 'bf16';
 export const GEMM_FORMATS: readonly GemmFormat[] = ['f32', 'f16', 'bf16'];
 
 /** The threaded exports (first parameters: thread, from, to), by the index the thread pool takes. */
-export const THREADED_EXPORTS = ['work', 'packKv', 'attend', 'activate', 'sparseDecode', 'sparseGrad', 'attendBackward', 'activateSlope', 'crossEntropy'] as const;
-export const THREADED = { work: 0, packKv: 1, attend: 2, activate: 3, sparseDecode: 4, sparseGrad: 5, attendBackward: 6, activateSlope: 7, crossEntropy: 8 } as const;
+export const THREADED_EXPORTS = ['work', 'packKv', 'attend', 'activate', 'sparseDecode', 'sparseGrad', 'attendBackward', 'activateSlope', 'crossEntropy', 'rmsNorm', 'rmsNormBackward'] as const;
+export const THREADED = { work: 0, packKv: 1, attend: 2, activate: 3, sparseDecode: 4, sparseGrad: 5, attendBackward: 6, activateSlope: 7, crossEntropy: 8, rmsNorm: 9, rmsNormBackward: 10 } as const;
 
 /** One panel of B against `tiles` tiles of A: C[4t.., 8 cols] (+)= A_tile[kc] · B_panel[kc]. */
 function tilesFunction(relaxed: boolean): { fn: FunctionBuilder; body: Code } {
@@ -720,6 +721,71 @@ function crossEntropyFunction(): { fn: FunctionBuilder; body: Code } {
   };
 }
 
+/** The sum of v's four lanes. */
+function laneSum(v: Local): Code {
+  return f32Add(f32Add(f32x4ExtractLane(get(v), 0), f32x4ExtractLane(get(v), 1)), f32Add(f32x4ExtractLane(get(v), 2), f32x4ExtractLane(get(v), 3)));
+}
+
+/**
+ * RMS norm over rows r0..r1 of x [rows, n] (n a multiple of 4): inv[r] = 1 / √(Σ x² · invN + eps),
+ * out = x · inv[r] · gain (gain [n]: w, or 1 + w, formed by the caller).
+ */
+function rmsNormFunction(): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('rmsNorm', new Array<number>(10).fill(i32) as (typeof i32)[]);
+  const [, r0, r1, x, gain, out, inv, n, epsBits, invNBits] = fn.params() as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [r, j, row, rowBytes] = Array.from({ length: 4 }, () => fn.local(i32)) as [Local, Local, Local, Local];
+  const iv = fn.local(f32);
+  const acc = fn.local(v128);
+  const v = fn.local(v128);
+  const perRow = [
+    ...set(row, mul(get(r), get(rowBytes))),
+    ...set(acc, vZero()),
+    ...forRange(j, int(0), get(rowBytes), int(16), [...set(v, vLoad(add(get(x), add(get(row), get(j))))), ...set(acc, f32x4Add(get(acc), f32x4Mul(get(v), get(v))))]),
+    ...set(iv, f32Div(f32Const(1), f32Sqrt(f32Add(f32Mul(laneSum(acc), f32FromBits(get(invNBits))), f32FromBits(get(epsBits)))))),
+    ...f32Store(add(get(inv), mul(get(r), int(4))), get(iv)),
+    ...set(v, f32x4Splat(get(iv))),
+    ...forRange(j, int(0), get(rowBytes), int(16), vStore(add(get(out), add(get(row), get(j))), f32x4Mul(f32x4Mul(vLoad(add(get(x), add(get(row), get(j)))), get(v)), vLoad(add(get(gain), get(j)))))),
+  ];
+  return { fn, body: [...set(rowBytes, mul(get(n), int(4))), ...forRange(r, get(r0), get(r1), int(1), perRow)] };
+}
+
+/**
+ * The backward of rmsNorm over rows r0..r1, from its inv: with x̂ = x · inv[r],
+ * gx = inv[r] · (g · gain − x̂ · Σ(g · gain · x̂) / n) (written, not added), and this thread's partial
+ * gradient of the gain, wg[thread] [n] += g · x̂ (the caller zeroes the partials and sums them).
+ */
+function rmsNormBackwardFunction(): { fn: FunctionBuilder; body: Code } {
+  const fn = new FunctionBuilder('rmsNormBackward', new Array<number>(11).fill(i32) as (typeof i32)[]);
+  const [thread, r0, r1, x, gain, g, inv, gx, wg, n, invNBits] = fn.params() as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [r, j, row, rowBytes, wp] = Array.from({ length: 5 }, () => fn.local(i32)) as [Local, Local, Local, Local, Local];
+  const vi = fn.local(v128);
+  const acc = fn.local(v128);
+  const xh = fn.local(v128);
+  const gg = fn.local(v128);
+  const gv = fn.local(v128);
+  const at = (base: Local): Code => add(get(base), add(get(row), get(j)));
+  const perRow = [
+    ...set(row, mul(get(r), get(rowBytes))),
+    ...set(vi, vLoadSplat(add(get(inv), mul(get(r), int(4))))),
+    ...set(acc, vZero()),
+    ...forRange(j, int(0), get(rowBytes), int(16), [
+      ...set(xh, f32x4Mul(vLoad(at(x)), get(vi))),
+      ...set(gv, vLoad(at(g))),
+      ...set(acc, f32x4Add(get(acc), f32x4Mul(f32x4Mul(get(gv), vLoad(add(get(gain), get(j)))), get(xh)))),
+      ...vStore(add(get(wp), get(j)), f32x4Add(vLoad(add(get(wp), get(j))), f32x4Mul(get(gv), get(xh)))),
+    ]),
+    ...set(gg, f32x4Splat(f32Mul(laneSum(acc), f32FromBits(get(invNBits))))),
+    ...forRange(j, int(0), get(rowBytes), int(16), [
+      ...set(xh, f32x4Mul(vLoad(at(x)), get(vi))),
+      ...vStore(at(gx), f32x4Mul(get(vi), f32x4Sub(f32x4Mul(vLoad(at(g)), vLoad(add(get(gain), get(j)))), f32x4Mul(get(xh), get(gg))))),
+    ]),
+  ];
+  return {
+    fn,
+    body: [...set(rowBytes, mul(get(n), int(4))), ...set(wp, add(get(wg), mul(get(thread), get(rowBytes)))), ...forRange(r, get(r0), get(r1), int(1), perRow)],
+  };
+}
+
 /**
  * A sparse code's reconstruction for tokens t0..t1 (d a multiple of 4; all sizes in floats):
  * hb[t] = decB[0..d) + Σ_q val[q] · decW[idx[q]], hf[t] = decB[d..2d) + Σ_q val[q] · decW[D + idx[q]]
@@ -822,6 +888,8 @@ export interface GemmExports {
   attendBackward(...args: number[]): void;
   activateSlope(thread: number, i0: number, i1: number, src: number, act: number, slope: number, kind: number): void;
   crossEntropy(thread: number, r0: number, r1: number, logits: number, vocab: number, targets: number, g: number, weightBits: number, stats: number): void;
+  rmsNorm(thread: number, r0: number, r1: number, x: number, gain: number, out: number, inv: number, n: number, epsBits: number, invNBits: number): void;
+  rmsNormBackward(thread: number, r0: number, r1: number, x: number, gain: number, g: number, inv: number, gx: number, wg: number, n: number, invNBits: number): void;
   work(thread: number, p0: number, p1: number, ap: number, K: number, bsrc: number, ldb: number, transposed: number, bp: number, c: number, ldc: number, tiles: number, kcBlock: number, mcTiles: number, format: number): void;
   packTiles(src: number, K: number, dst: number, tiles: number): void;
 }
@@ -859,5 +927,7 @@ export function gemmModuleBytes(memory: { initialPages: number; maximumPages: nu
     attendBackwardFunction(),
     activateSlopeFunction(),
     crossEntropyFunction(),
+    rmsNormFunction(),
+    rmsNormBackwardFunction(),
   ]);
 }

@@ -203,6 +203,57 @@ export function wasmActivate(x: Float32Array, up: Float32Array | undefined, out:
   return true;
 }
 
+/** Rows per chunk of an RMS norm on the threads. */
+const NORM_GRAIN = 64;
+
+/**
+ * RMS norm of x [rows, n] (n a multiple of 4) with gain [n] (w, or 1 + w): out = x · inv · gain with
+ * inv[r] = 1 / √(mean(x[r]²) + eps), written into out and inv. False (outputs untouched) where n is
+ * not a multiple of 4, or without the kernels.
+ */
+export function wasmRmsNorm(x: Float32Array, gain: Float32Array, n: number, eps: number, out: Float32Array, inv: Float32Array): boolean {
+  const rows = x.length / n;
+  if (n % 4 !== 0 || rows === 0) return false;
+  const lengths = [rows * n, n, rows * n, rows];
+  const w = wasmKernels(4 * (lengths.reduce((a, b) => a + Math.ceil(b / 4) * 4, 0) + 4));
+  if (!w) return false;
+  const [xAt, gainAt, outAt, invAt] = layout(w.at, lengths) as [number, number, number, number];
+  const heap = w.heap;
+  heap.set(x, xAt);
+  heap.set(gain.subarray(0, n), gainAt);
+  const threads = Math.max(1, Math.min(w.threads, Math.floor(rows / NORM_GRAIN)));
+  w.run('rmsNorm', [0, 0, rows, xAt * 4, gainAt * 4, outAt * 4, invAt * 4, n, f32Bits(eps), f32Bits(1 / n)], threads, NORM_GRAIN);
+  out.set(heap.subarray(outAt, outAt + rows * n));
+  inv.set(heap.subarray(invAt, invAt + rows));
+  return true;
+}
+
+/**
+ * The backward of wasmRmsNorm from its inv: gx (overwritten) = the gradient of x given g, the gradient
+ * of out; and, when wg is given, the gain's gradient Σ over rows of g · x · inv added into it. False
+ * (outputs untouched) where n is not a multiple of 4, or without the kernels.
+ */
+export function wasmRmsNormBackward(x: Float32Array, gain: Float32Array, n: number, g: Float32Array, inv: Float32Array, gx: Float32Array, wg: Float32Array | undefined): boolean {
+  const rows = x.length / n;
+  if (n % 4 !== 0 || rows === 0) return false;
+  const threadsMax = Math.max(1, wasmGemmOptions.threads);
+  const lengths = [rows * n, n, rows * n, rows, rows * n, threadsMax * n];
+  const w = wasmKernels(4 * (lengths.reduce((a, b) => a + Math.ceil(b / 4) * 4, 0) + 4));
+  if (!w) return false;
+  const [xAt, gainAt, gAt, invAt, gxAt, wgAt] = layout(w.at, lengths) as [number, number, number, number, number, number];
+  const heap = w.heap;
+  heap.set(x, xAt);
+  heap.set(gain.subarray(0, n), gainAt);
+  heap.set(g, gAt);
+  heap.set(inv.subarray(0, rows), invAt);
+  const threads = Math.max(1, Math.min(w.threads, Math.floor(rows / NORM_GRAIN)));
+  heap.fill(0, wgAt, wgAt + threads * n);
+  w.run('rmsNormBackward', [0, 0, rows, xAt * 4, gainAt * 4, gAt * 4, invAt * 4, gxAt * 4, wgAt * 4, n, f32Bits(1 / n)], threads, NORM_GRAIN);
+  gx.set(heap.subarray(gxAt, gxAt + rows * n));
+  if (wg) for (let t = 0; t < threads; t++) for (let j = 0; j < n; j++) wg[j]! += heap[wgAt + t * n + j]!;
+  return true;
+}
+
 /** A sparse code: token t keeps the pairs (idx[q], val[q]) for q in [rowPtr[t], rowPtr[t + 1]). */
 export interface SparsePairs {
   readonly n: number;
