@@ -179,6 +179,34 @@ describe('training ops: the WebAssembly kernels against the JavaScript path', ()
       expect(Math.max(...fast.map(Math.abs))).toBeGreaterThan(1);
     }
   });
+  it("linear with LoRA (rank 8, fused rows): output, the input's gradient and both factors'", () => {
+    const M = 70, K = 36, N = 20, r = 8;
+    const x = randn(rng, M * K);
+    const w = { data: randn(rng, N * K, 0.3), grad: undefined };
+    const A = randn(rng, r * K, 0.3);
+    const B = randn(rng, 28 * r, 0.3);
+    const grads: { A: Float32Array; B: Float32Array }[] = [];
+    expectSame(
+      [x],
+      (t) => {
+        const gA = new Float32Array(A.length);
+        const gB = new Float32Array(B.length);
+        grads.push({ A: gA, B: gB });
+        return op.linear(t, x, K, w, N, undefined, { A: { data: A, grad: gA }, B: { data: B, grad: gB }, rank: r, rows: [4, 24], scaling: 2 });
+      },
+      1e-5,
+      1e-5,
+    );
+    // [kernels, JavaScript]; B's rows outside 4..24 belong to another part of the fused module and stay 0.
+    const [fast, slow] = grads as [{ A: Float32Array; B: Float32Array }, { A: Float32Array; B: Float32Array }];
+    for (const f of ['A', 'B'] as const) {
+      let worst = 0;
+      for (let i = 0; i < fast[f].length; i++) worst = Math.max(worst, Math.abs(fast[f][i]! - slow[f][i]!) - (1e-5 + 1e-5 * Math.abs(slow[f][i]!)));
+      expect(worst, f).toBeLessThanOrEqual(0);
+      expect(Math.max(...fast[f].map(Math.abs)), f).toBeGreaterThan(0.1);
+    }
+    expect(Math.max(...fast.B.subarray(0, 4 * r).map(Math.abs), ...fast.B.subarray(24 * r).map(Math.abs))).toBe(0);
+  });
   it('silu and gelu_tanh (plain and gated) and cross-entropy over a vocabulary of 64', () => {
     const x = randn(rng, 1001, 4);
     const y = randn(rng, 1001);
