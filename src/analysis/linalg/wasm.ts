@@ -205,7 +205,7 @@ function workFunction(): { fn: FunctionBuilder; body: Code } {
   const pack = [get(a1), get(a2), get(a3), get(a4), get(p0), get(p1)];
   const products = ifThen(
     eq(get(op), int(OP_GEMM)),
-    call(GEMM_FN, get(a1), get(a2), get(a3), get(a4), get(a5), get(a6), get(p0), get(p1), get(a7), get(a8)),
+    call(GEMM_FN, get(a1), get(a2), get(a3), get(a4), get(a5), get(a6), get(p0), get(p1), get(a7), get(a8), int(0)),
     ifThen(eq(get(op), int(OP_PACK_ROWS)), call(PACK_ROWS_FN, ...pack), call(PACK_COLUMNS_FN, ...pack)),
   );
   return {

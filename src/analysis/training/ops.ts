@@ -198,40 +198,47 @@ export function layerNorm(tape: Tape, x: Float32Array, n: number, w: Param, b: P
 }
 
 /**
- * x [M, K] → x Wᵀ + b [M, N], W [N, K]; with LoRA, x (W + scaling · B[rows] A)ᵀ: the merged weight costs
- * N·K·r multiply-adds once instead of M·N·r per pass and an extra M·N (forward) and M·K (backward) sum.
+ * x [M, K] → x Wᵀ + b [M, N], W [N, K]; with LoRA, x (W + scaling · B[rows] A)ᵀ. A training batch (M at
+ * least half the weight's side) merges the weight: N·K·r multiply-adds once instead of M·N·r per pass
+ * and an extra M·N (forward) and M·K (backward) sum. A few rows (a few tokens through a 1B model) keep
+ * LoRA apart, x Wᵀ + scaling · (x Aᵀ) Bᵀ: merging would write and pack an N × K temporary per call
+ * for products that read the weight only once.
  */
 export function linear(tape: Tape, x: Float32Array, K: number, w: Param, N: number, bias?: Param, lora?: LoraPart): Float32Array {
   const M = x.length / K;
+  const r = lora?.rank ?? 0;
+  const Bp = lora?.B.data.subarray(lora.rows[0] * r, lora.rows[1] * r);
+  const merged = lora !== undefined && 2 * M >= Math.sqrt(N * K);
   let weight = w.data;
-  let Bp: Float32Array | undefined;
-  if (lora) {
-    const r = lora.rank;
-    Bp = lora.B.data.subarray(lora.rows[0] * r, lora.rows[1] * r);
-    weight = mm(tape, Bp, lora.A.data, N, K, r);
+  if (lora && merged) {
+    weight = mm(tape, Bp!, lora.A.data, N, K, r);
     const s = lora.scaling;
     for (let i = 0; i < weight.length; i++) weight[i] = w.data[i]! + s * weight[i]!;
   }
   const y = mmT(tape, x, weight, M, N, K);
+  // Unmerged: u = x Aᵀ [M, r], kept for B's gradient.
+  const u = lora && !merged ? mmT(tape, x, lora.A.data, M, r, K) : undefined;
+  if (lora && u) addInto(y, mmT(tape, u, Bp!, M, N, r), lora.scaling);
   if (bias) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) y[i * N + j]! += bias.data[j]!;
   tape.record(() => {
     const g = tape.take(y);
     if (!g) return;
     if (w.grad) addInto(w.grad, mm(tape, transposed(tape, g, M, N), x, N, K, M));
     if (bias?.grad) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) bias.grad[j]! += g[i * N + j]!;
+    const dx = mm(tape, g, weight, M, K, N);
     if (lora) {
-      const r = lora.rank;
+      const s = lora.scaling;
       // dA = scaling · (g B)ᵀ x; dB = scaling · gᵀ (x Aᵀ), computed as ((x Aᵀ)ᵀ g)ᵀ: transposing [M, r] costs far less than [M, N].
-      if (lora.A.grad) {
-        const gu = mm(tape, g, Bp!, M, r, N);
-        addInto(lora.A.grad, mm(tape, transposed(tape, gu, M, r), x, r, K, M), lora.scaling);
-      }
+      const gu = mm(tape, g, Bp!, M, r, N);
+      if (lora.A.grad) addInto(lora.A.grad, mm(tape, transposed(tape, gu, M, r), x, r, K, M), s);
       if (lora.B.grad) {
-        const u = mmT(tape, x, lora.A.data, M, r, K);
-        addInto(lora.B.grad.subarray(lora.rows[0] * r, lora.rows[1] * r), transposed(tape, mm(tape, transposed(tape, u, M, r), g, r, N, M), r, N), lora.scaling);
+        const xa = u ?? mmT(tape, x, lora.A.data, M, r, K);
+        addInto(lora.B.grad.subarray(lora.rows[0] * r, lora.rows[1] * r), transposed(tape, mm(tape, transposed(tape, xa, M, r), g, r, N, M), r, N), s);
       }
+      // Unmerged, x's gradient has LoRA's part apart: scaling · (g B) A.
+      if (!merged) addInto(dx, mm(tape, gu, lora.A.data, M, K, r), s);
     }
-    tape.seed(x, mm(tape, g, weight, M, K, N));
+    tape.seed(x, dx);
   });
   return y;
 }

@@ -73,6 +73,12 @@ describe('training ops: gradients against finite differences', () => {
     const B = param(randn(rng, 7 * 2));
     const lora = { A, B, rank: 2, rows: [2, 6] as const, scaling: 1.5 };
     expect(checkGradients([x], [w, b, A, B], (t) => op.linear(t, x, 5, w, 4, b, lora))).toBeLessThan(2e-3);
+    // One row: LoRA kept apart from the weight (x Wᵀ + s (x Aᵀ) Bᵀ), the same function.
+    const x1 = x.subarray(0, 5);
+    expect(checkGradients([x1], [w, b, A, B], (t) => op.linear(t, x1, 5, w, 4, b, lora))).toBeLessThan(2e-3);
+    const merged = op.linear(new Tape(), x, 5, w, 4, b, lora).subarray(0, 4);
+    const apart = op.linear(new Tape(), x1, 5, w, 4, b, lora);
+    for (let j = 0; j < 4; j++) expect(Math.abs(apart[j]! - merged[j]!)).toBeLessThan(1e-6 + 1e-6 * Math.abs(merged[j]!));
   });
   it('RMS norm (plain and 1 + w) and layer norm', () => {
     const x = randn(rng, 4 * 8);

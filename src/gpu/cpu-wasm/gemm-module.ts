@@ -246,10 +246,13 @@ function packTilesFunction(): { fn: FunctionBuilder; body: Code } {
   return { fn, body: [...set(row, mul(get(K), int(4))), ...forRange(t, int(0), get(tiles), int(1), tile)] };
 }
 
-/** Packed A and B to C for panels p0..p1: blocks of K outermost, then blocks of tiles, then panels. */
+/**
+ * Packed A and B to C for panels p0..p1: blocks of K outermost, then blocks of tiles, then panels.
+ * With `accumulate`, C += A·B (a later chunk of a K split by the caller); else C = A·B.
+ */
 function gemmFunction(): { fn: FunctionBuilder; body: Code } {
-  const fn = new FunctionBuilder('gemm', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
-  const [ap, K, bp, c, ldc, tiles, p0, p1, kcBlock, mcTiles] = fn.params() as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const fn = new FunctionBuilder('gemm', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
+  const [ap, K, bp, c, ldc, tiles, p0, p1, kcBlock, mcTiles, accumulate] = fn.params() as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
   const k0 = fn.local(i32);
   const kc = fn.local(i32);
   const t0 = fn.local(i32);
@@ -265,7 +268,7 @@ function gemmFunction(): { fn: FunctionBuilder; body: Code } {
     get(kc),
     get(nt),
     get(aStride),
-    gtS(get(k0), int(0)),
+    or(gtS(get(k0), int(0)), get(accumulate)),
   );
   const perTileBlock = [
     ...set(nt, sub(get(tiles), get(t0))),
@@ -282,13 +285,13 @@ function gemmFunction(): { fn: FunctionBuilder; body: Code } {
 
 /**
  * Pack panels p0..p1 of B (transposed: B is [N, K]; format 0 float32, 1 float16 bits, 2 bfloat16
- * bits), then multiply them: one thread's share (a threaded export: its first parameter is the
- * thread's index, unused here).
+ * bits), then multiply them into C (C += with `accumulate`): one thread's share (a threaded export:
+ * its first parameter is the thread's index, unused here).
  */
 function workFunction(): { fn: FunctionBuilder; body: Code } {
-  const fn = new FunctionBuilder('work', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
-  const [, p0, p1, ap, K, bsrc, ldb, transposed, bp, c, ldc, tiles, kcBlock, mcTiles, format] = fn.params() as Local[] as [
-    Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local,
+  const fn = new FunctionBuilder('work', [i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32]);
+  const [, p0, p1, ap, K, bsrc, ldb, transposed, bp, c, ldc, tiles, kcBlock, mcTiles, format, accumulate] = fn.params() as Local[] as [
+    Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local,
   ];
   const packArgs = [get(bsrc), get(ldb), get(bp), get(K), get(p0), get(p1)];
   return {
@@ -303,7 +306,7 @@ function workFunction(): { fn: FunctionBuilder; body: Code } {
           ifThen(get(transposed), call(PACK_COLUMNS, ...packArgs), call(PACK_ROWS, ...packArgs)),
         ),
       ),
-      ...call(GEMM, get(ap), get(K), get(bp), get(c), get(ldc), get(tiles), get(p0), get(p1), get(kcBlock), get(mcTiles)),
+      ...call(GEMM, get(ap), get(K), get(bp), get(c), get(ldc), get(tiles), get(p0), get(p1), get(kcBlock), get(mcTiles), get(accumulate)),
     ],
   };
 }
@@ -890,7 +893,7 @@ export interface GemmExports {
   crossEntropy(thread: number, r0: number, r1: number, logits: number, vocab: number, targets: number, g: number, weightBits: number, stats: number): void;
   rmsNorm(thread: number, r0: number, r1: number, x: number, gain: number, out: number, inv: number, n: number, epsBits: number, invNBits: number): void;
   rmsNormBackward(thread: number, r0: number, r1: number, x: number, gain: number, g: number, inv: number, gx: number, wg: number, n: number, invNBits: number): void;
-  work(thread: number, p0: number, p1: number, ap: number, K: number, bsrc: number, ldb: number, transposed: number, bp: number, c: number, ldc: number, tiles: number, kcBlock: number, mcTiles: number, format: number): void;
+  work(thread: number, p0: number, p1: number, ap: number, K: number, bsrc: number, ldb: number, transposed: number, bp: number, c: number, ldc: number, tiles: number, kcBlock: number, mcTiles: number, format: number, accumulate: number): void;
   packTiles(src: number, K: number, dst: number, tiles: number): void;
 }
 

@@ -173,7 +173,29 @@ for (const relaxed of [false, true]) describe(`WebAssembly SIMD matmul (${relaxe
     const b = values(K * 8, 10);
     for (let k = 0; k < K; k++) for (let r = 0; r < 4; r++) heap[k * 4 + r] = a[r * K + k]!;
     heap.set(b, 64);
-    work(0, 0, 1, 0, K, 64 * 4, 8 * 4, 0, 256 * 4, 512 * 4, 8 * 4, 1, 256, 32, 0);
+    work(0, 0, 1, 0, K, 64 * 4, 8 * 4, 0, 256 * 4, 512 * 4, 8 * 4, 1, 256, 32, 0, 0);
     expectProduct(heap.slice(512, 512 + 32), a, b, 4, 8, K, false);
+    // accumulate: C += A·B.
+    work(0, 0, 1, 0, K, 64 * 4, 8 * 4, 0, 256 * 4, 512 * 4, 8 * 4, 1, 256, 32, 0, 1);
+    expectProduct(Float32Array.from(heap.slice(512, 512 + 32), (v) => v / 2), a, b, 4, 8, K, false);
+  });
+
+  it('splits a deep K (an unembedding gradient: K is the vocabulary) into chunks accumulated in C, bit for bit the unsplit product', () => {
+    for (const transposeB of [false, true]) {
+      for (const [M, N, K] of [[9, 20, 700], [5, 3, 1000]] as const) {
+        const { a, b, c: whole, ran } = product(M, N, K, transposeB);
+        expect(ran).toBe(true);
+        expectProduct(whole, a, b, M, N, K, transposeB);
+        // Blocks of 4096 floats: K beyond 64 is cut into chunks of whole kcBlocks (16 here).
+        Object.assign(wasmGemmOptions, { blockFloats: 4096, kcBlock: 16 });
+        const split = new Float32Array(M * N).fill(Number.NaN);
+        expect(wasmMatmul(a, b, split, M, N, K, transposeB)).toBe(true);
+        Object.assign(wasmGemmOptions, { blockFloats: defaults.blockFloats });
+        const unsplit = new Float32Array(M * N).fill(Number.NaN);
+        expect(wasmMatmul(a, b, unsplit, M, N, K, transposeB)).toBe(true);
+        Object.assign(wasmGemmOptions, defaults);
+        expect(split).toEqual(unsplit);
+      }
+    }
   });
 });

@@ -151,14 +151,29 @@ function heapFor(e: Engine, bytes: number): Float32Array | null {
 }
 
 /**
- * Rows i0..i0+rows of a [?, K] into [tiles][K][4] at float offset `at`, missing rows as zeros: the rows
- * are copied as they are to `rawAt` and regrouped by the module (a strided gather JavaScript runs slowly).
+ * Rows i0..i0+rows, columns k0..k0+kk of a [?, K] into [tiles][kk][4] at float offset `at`, missing rows
+ * as zeros: the rows are copied as they are to `rawAt` and regrouped by the module (a strided gather
+ * JavaScript runs slowly).
  */
-function packA(e: Engine, a: Float32Array, i0: number, rows: number, K: number, heap: Float32Array, at: number, rawAt: number): void {
+function packA(e: Engine, a: Float32Array, i0: number, rows: number, K: number, k0: number, kk: number, heap: Float32Array, at: number, rawAt: number): void {
   const tiles = Math.ceil(rows / MR);
-  heap.set(a.subarray(i0 * K, (i0 + rows) * K), rawAt);
-  heap.fill(0, rawAt + rows * K, rawAt + tiles * MR * K);
-  e.gemm.packTiles(rawAt * 4, K, at * 4, tiles);
+  if (kk === K) heap.set(a.subarray(i0 * K, (i0 + rows) * K), rawAt);
+  else for (let r = 0; r < rows; r++) heap.set(a.subarray((i0 + r) * K + k0, (i0 + r) * K + k0 + kk), rawAt + r * kk);
+  heap.fill(0, rawAt + rows * kk, rawAt + tiles * MR * kk);
+  e.gemm.packTiles(rawAt * 4, kk, at * 4, tiles);
+}
+
+/**
+ * The depth of one pass over K: all of K, or where a block of B would otherwise hold fewer than 64
+ * columns (an unembedding's gradient: K is the vocabulary), chunks of whole kcBlocks, sized so that a
+ * block of B spans all N columns where it can. The chunks' products are accumulated in C in k order,
+ * so the split does not change a bit.
+ */
+function kChunk(K: number, N: number, o: WasmGemmOptions): number {
+  if (K * 64 <= o.blockFloats) return K;
+  const width = Math.ceil(N / NR) * NR;
+  const depth = Math.floor(o.blockFloats / Math.min(Math.max(width, 64), o.blockFloats / o.kcBlock));
+  return Math.max(o.kcBlock, Math.floor(depth / o.kcBlock) * o.kcBlock);
 }
 
 /**
@@ -181,54 +196,60 @@ export function wasmMatmul(a: Float32Array, b: Float32Array | Uint16Array, c: Fl
   const half = b instanceof Uint16Array;
   const format = GEMM_FORMATS.indexOf(b instanceof Bf16Bits ? 'bf16' : half ? 'f16' : 'f32');
   const elementBytes = half ? 2 : 4;
-  const rowsPerBlock = Math.max(MR, Math.floor(o.blockFloats / K / MR) * MR);
-  const colsPerBlock = Math.max(NR, Math.floor(o.blockFloats / K / NR) * NR);
+  const kc = kChunk(K, N, o);
+  const rowsPerBlock = Math.max(MR, Math.floor(o.blockFloats / kc / MR) * MR);
+  const colsPerBlock = Math.max(NR, Math.floor(o.blockFloats / kc / NR) * NR);
   const nb = Math.min(Math.ceil(N / NR) * NR, colsPerBlock);
   const rowsPerC = Math.max(MR, Math.floor((2 * o.blockFloats) / nb / MR) * MR);
   const mb = Math.min(Math.ceil(M / MR) * MR, rowsPerBlock, rowsPerC);
   const aAt = DATA_START / 4;
-  const aRawAt = aAt + mb * K;
-  const bRawAt = aRawAt + mb * K;
-  const bPackAt = bRawAt + nb * K;
-  const cAt = bPackAt + nb * K;
+  const aRawAt = aAt + mb * kc;
+  const bRawAt = aRawAt + mb * kc;
+  const bPackAt = bRawAt + nb * kc;
+  const cAt = bPackAt + nb * kc;
   const heap = heapFor(e, (cAt + mb * nb) * 4);
   if (!heap) return false;
   // The raw block of B in its own element type (float16 bits take half of the space reserved).
-  const raw: Float32Array | Uint16Array = half ? new Uint16Array(heap.buffer, bRawAt * 4, nb * K) : heap.subarray(bRawAt, bRawAt + nb * K);
+  const raw: Float32Array | Uint16Array = half ? new Uint16Array(heap.buffer, bRawAt * 4, nb * kc) : heap.subarray(bRawAt, bRawAt + nb * kc);
   const stats = wasmGemmStats.enabled ? wasmGemmStats : undefined;
   const started = stats ? performance.now() : 0;
 
   for (let i0 = 0; i0 < M; i0 += mb) {
     const rows = Math.min(mb, M - i0);
     const tiles = Math.ceil(rows / MR);
-    packA(e, a, i0, rows, K, heap, aAt, aRawAt);
+    if (kc === K) packA(e, a, i0, rows, K, 0, K, heap, aAt, aRawAt);
     for (let j0 = 0; j0 < N; j0 += nb) {
       const cols = Math.min(nb, N - j0);
       const panels = Math.ceil(cols / NR);
       const width = panels * NR;
-      let ldb: number;
-      if (transposeB) {
-        raw.set(b.subarray(j0 * K, (j0 + cols) * K), 0);
-        raw.fill(0, cols * K, width * K);
-        ldb = K * elementBytes;
-      } else if (cols === N && width === N) {
-        raw.set(b.subarray(0, K * N), 0);
-        ldb = N * elementBytes;
-      } else {
-        for (let k = 0; k < K; k++) {
-          const d = k * width;
-          raw.set(b.subarray(k * N + j0, k * N + j0 + cols), d);
-          raw.fill(0, d + cols, d + width);
+      for (let k0 = 0; k0 < K; k0 += kc) {
+        const kk = Math.min(kc, K - k0);
+        if (kc !== K) packA(e, a, i0, rows, K, k0, kk, heap, aAt, aRawAt);
+        let ldb: number;
+        if (transposeB) {
+          if (kk === K) raw.set(b.subarray(j0 * K, (j0 + cols) * K), 0);
+          else for (let j = 0; j < cols; j++) raw.set(b.subarray((j0 + j) * K + k0, (j0 + j) * K + k0 + kk), j * kk);
+          raw.fill(0, cols * kk, width * kk);
+          ldb = kk * elementBytes;
+        } else if (cols === N && width === N) {
+          raw.set(b.subarray(k0 * N, (k0 + kk) * N), 0);
+          ldb = N * elementBytes;
+        } else {
+          for (let k = 0; k < kk; k++) {
+            const d = k * width;
+            raw.set(b.subarray((k0 + k) * N + j0, (k0 + k) * N + j0 + cols), d);
+            raw.fill(0, d + cols, d + width);
+          }
+          ldb = width * elementBytes;
         }
-        ldb = width * elementBytes;
+        const args = [0, 0, panels, aAt * 4, kk, bRawAt * 4, ldb, transposeB ? 1 : 0, bPackAt * 4, cAt * 4, width * 4, tiles, o.kcBlock, o.mcTiles, format, k0 > 0 ? 1 : 0];
+        const panelFlops = 2 * tiles * MR * NR * kk;
+        const threads = Math.max(1, Math.min(o.threads, panels, Math.floor((panelFlops * panels) / o.flopsPerThread)));
+        const kernelStart = stats ? performance.now() : 0;
+        if (threads > 1 && e.threads) e.threads.run(THREADED.work, e.gemm.work, args, threads, Math.ceil(o.flopsPerThread / 4 / panelFlops));
+        else e.gemm.work(...(args as Parameters<GemmExports['work']>));
+        if (stats) stats.kernelMs += performance.now() - kernelStart;
       }
-      const args = [0, 0, panels, aAt * 4, K, bRawAt * 4, ldb, transposeB ? 1 : 0, bPackAt * 4, cAt * 4, width * 4, tiles, o.kcBlock, o.mcTiles, format];
-      const panelFlops = 2 * tiles * MR * NR * K;
-      const threads = Math.max(1, Math.min(o.threads, panels, Math.floor((panelFlops * panels) / o.flopsPerThread)));
-      const kernelStart = stats ? performance.now() : 0;
-      if (threads > 1 && e.threads) e.threads.run(THREADED.work, e.gemm.work, args, threads, Math.ceil(o.flopsPerThread / 4 / panelFlops));
-      else e.gemm.work(...(args as Parameters<GemmExports['work']>));
-      if (stats) stats.kernelMs += performance.now() - kernelStart;
       if (width === N) {
         c.set(heap.subarray(cAt, cAt + rows * N), i0 * N);
       } else {
