@@ -168,6 +168,12 @@ export function createCpuBackend(): Backend {
       return data instanceof Uint16Array ? widen(data) : data.slice();
     },
 
+    readStored(t) {
+      const data = cpu(t, 'readStored').data;
+      if (data instanceof Int32Array) throw new ShapeError('readStored', 'an i32 tensor has no float storage');
+      return data;
+    },
+
     dispose(t) {
       // The storage goes now, even while something still holds the tensor (a released model's weights map).
       if (t instanceof CpuTensor) {

@@ -67,6 +67,12 @@ export interface Backend {
   fromArray(data: Float32Array | Int32Array, shape: readonly number[], dtype?: DType): Tensor;
   /** Reads a tensor back to the host; f16/f32 tensors read as Float32Array, i32 as Int32Array. */
   read(t: Tensor): Promise<Float32Array | Int32Array>;
+  /**
+   * A float tensor's storage as the backend holds it on the host, without a copy: float16 bits (a
+   * Uint16Array), bfloat16 bits (a Bf16Bits) or float32 values. Read-only for the caller. Absent where
+   * tensors live on a device (read copies them back).
+   */
+  readStored?(t: Tensor): Float32Array | Uint16Array;
   dispose(t: Tensor): void;
 
   /**

@@ -7,6 +7,7 @@ import type { WeightSource } from '../../model/convert.ts';
 import type { LoraAdapter } from '../../model/lora.ts';
 import type { LoraOptions, TrainableTransformer } from './model.ts';
 import { transpose } from './ops.ts';
+import { widened } from './tape.ts';
 
 export interface NamedTensor {
   name: string;
@@ -119,7 +120,7 @@ export function canonicalShapes(model: TrainableTransformer): Map<string, number
 
 /** The full fine-tune as model.safetensors: every tensor of the base checkpoint, trained ones replaced. */
 export async function fullCheckpointFile(model: TrainableTransformer, base: WeightStore): Promise<Uint8Array> {
-  const data = new Map([...model.weights].map(([n, p]) => [n, p.data]));
+  const data = new Map([...model.weights].map(([n, p]) => [n, widened(p.data)]));
   const trained = new Map(toCheckpoint(data, model.sources, canonicalShapes(model)).map((t) => [t.name, t]));
   // A tied checkpoint that still stores lm_head.weight gets the trained embedding there too.
   const embedding = [...trained.values()].find((t) => t.name === model.sources.get('embed.W_E')?.name);

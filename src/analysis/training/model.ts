@@ -8,7 +8,7 @@ import { describeSource, type WeightSource } from '../../model/convert.ts';
 import type { Transformer } from '../../model/transformer.ts';
 import * as op from './ops.ts';
 import type { LoraPart } from './ops.ts';
-import { BufferPool, frozen, Tape, type Param } from './tape.ts';
+import { BufferPool, Tape, widened, type Param, type Weight } from './tape.ts';
 import { Rng } from './rng.ts';
 
 /** LoRA as PEFT configures it. */
@@ -35,6 +35,8 @@ export type Trainable = { kind: 'full' } | { kind: 'lora'; lora: LoraOptions };
 
 /** Every linear layer's canonical weight; their checkpoint modules are what LoRA can target. */
 const LINEAR = /^blocks\.\d+\.(attn\.W_[QKVO]|mlp\.W_(gate|in|out))$/;
+/** The matrices the GEMM or the embedding read: frozen, they may stay in 16-bit storage. */
+const MATRIX = /^(embed\.W_E|unembed\.W_U|pos_embed\.W_pos|blocks\.\d+\.(attn\.W_[QKVO]|mlp\.W_(gate|in|out)))$/;
 
 /** PEFT's default targets per architecture (all attention and MLP projections). */
 export function defaultTargetModules(config: ModelConfig): string[] {
@@ -52,8 +54,11 @@ function moduleOf(source: WeightSource): string {
 }
 
 export class TrainableTransformer {
-  /** Canonical name → weight; trainable weights have gradient buffers (full fine-tuning). */
-  readonly weights: ReadonlyMap<string, Param>;
+  /**
+   * Canonical name → weight; trainable weights have gradient buffers (full fine-tuning). With LoRA the
+   * frozen matrices keep a 16-bit model's storage (half the memory of float32, and no copy).
+   */
+  readonly weights: ReadonlyMap<string, Weight>;
   /** LoRA modules by module path (empty for full fine-tuning). */
   readonly lora: ReadonlyMap<string, LoraModule>;
   private readonly parts = new Map<string, LoraPart>();
@@ -62,14 +67,17 @@ export class TrainableTransformer {
 
   constructor(
     readonly config: ModelConfig,
-    weights: ReadonlyMap<string, Float32Array>,
+    weights: ReadonlyMap<string, Float32Array | Uint16Array>,
     readonly sources: ReadonlyMap<string, WeightSource>,
     readonly trainable: Trainable,
     seed = 0,
   ) {
     const full = trainable.kind === 'full';
-    const ws = new Map<string, Param>();
-    for (const [name, data] of weights) ws.set(name, full ? { data, grad: new Float32Array(data.length) } : frozen(data));
+    const ws = new Map<string, Weight>();
+    for (const [name, data] of weights) {
+      if (full) ws.set(name, { data: widened(data), grad: new Float32Array(data.length) });
+      else ws.set(name, { data: MATRIX.test(name) ? data : widened(data), grad: undefined });
+    }
     this.weights = ws;
     const lora = new Map<string, LoraModule>();
     if (trainable.kind === 'lora') {
@@ -113,10 +121,12 @@ export class TrainableTransformer {
 
   /** Reads a loaded model's weights back to the host. */
   static async fromTransformer(model: Transformer, trainable: Trainable, seed = 0): Promise<TrainableTransformer> {
-    const weights = new Map<string, Float32Array>();
+    const weights = new Map<string, Float32Array | Uint16Array>();
+    const be = model.backend;
     for (const [name, t] of model.weights) {
-      const data = await model.backend.read(t);
-      if (!(data instanceof Float32Array)) throw new Error(`weight "${name}" is not a float tensor`);
+      // LoRA leaves the base matrices frozen: on the CPU backend they are used in place, at their stored width.
+      const data = trainable.kind === 'lora' && MATRIX.test(name) && be.readStored ? be.readStored(t) : await be.read(t);
+      if (data instanceof Int32Array) throw new Error(`weight "${name}" is not a float tensor`);
       weights.set(name, data);
     }
     return new TrainableTransformer(model.config, weights, model.sources, trainable, seed);
@@ -126,7 +136,8 @@ export class TrainableTransformer {
   params(): Map<string, Param> {
     const out = new Map<string, Param>();
     if (this.trainable.kind === 'full') {
-      for (const [n, p] of this.weights) out.set(n, p);
+      // Fully fine-tuned weights are float32 with gradients (the constructor widened them).
+      for (const [n, p] of this.weights) out.set(n, p as Param);
     } else {
       for (const m of this.lora.values()) {
         out.set(`${m.module}.lora_A`, m.A);
@@ -220,14 +231,21 @@ export interface TrainOps<T> {
 export class CpuOps implements TrainOps<Float32Array> {
   constructor(
     readonly tape: Tape,
-    private readonly weights: ReadonlyMap<string, Param>,
+    private readonly weights: ReadonlyMap<string, Weight>,
     private readonly parts: ReadonlyMap<string, LoraPart> = new Map(),
   ) {}
 
-  private w(name: string): Param {
+  private w(name: string): Weight {
     const p = this.weights.get(name);
     if (!p) throw new Error(`model has no weight "${name}"`);
     return p;
+  }
+
+  /** A weight read value by value (norms, biases): always float32 (only matrices stay 16-bit). */
+  private p(name: string): Param {
+    const p = this.w(name);
+    if (!(p.data instanceof Float32Array)) throw new Error(`weight "${name}" is held in 16 bits; this op reads float32`);
+    return p as Param;
   }
 
   has(weight: string): boolean {
@@ -246,13 +264,13 @@ export class CpuOps implements TrainOps<Float32Array> {
     return op.softcap(this.tape, x, cap);
   }
   rmsNorm(x: Float32Array, n: number, w: string, eps: number, addOne: boolean): Float32Array {
-    return op.rmsNorm(this.tape, x, n, this.w(w), eps, addOne);
+    return op.rmsNorm(this.tape, x, n, this.p(w), eps, addOne);
   }
   layerNorm(x: Float32Array, n: number, w: string, b: string, eps: number): Float32Array {
-    return op.layerNorm(this.tape, x, n, this.w(w), this.w(b), eps);
+    return op.layerNorm(this.tape, x, n, this.p(w), this.p(b), eps);
   }
   linear(x: Float32Array, nIn: number, w: string, nOut: number, bias?: string): Float32Array {
-    return op.linear(this.tape, x, nIn, this.w(w), nOut, bias === undefined ? undefined : this.weights.get(bias), this.parts.get(w));
+    return op.linear(this.tape, x, nIn, this.w(w), nOut, bias !== undefined && this.weights.has(bias) ? this.p(bias) : undefined, this.parts.get(w));
   }
   rope(x: Float32Array, seq: number, heads: number, headDim: number, p: RopeParams): Float32Array {
     return op.rope(this.tape, x, seq, heads, headDim, p);

@@ -6,7 +6,8 @@ import type { Activation, RopeParams } from '../../model/backend.ts';
 import { ropeAngle, ropeInvFreq } from '../../model/rope.ts';
 import { matmulInto } from '../../gpu/cpu-matmul.ts';
 import { wasmActivateSlope, wasmAttention, wasmAttentionBackward, wasmCrossEntropy, wasmRmsNorm, wasmRmsNormBackward } from '../../gpu/cpu-wasm/ops.ts';
-import type { Param, Tape } from './tape.ts';
+import { halfBitsIntoF32 } from '../../io/chunks.ts';
+import type { Param, Tape, Weight } from './tape.ts';
 
 /** The LoRA factors of one linear weight: W x + scaling · B[rows] A x. B covers the whole (maybe fused) module. */
 export interface LoraPart {
@@ -37,14 +38,14 @@ function transposeInto(src: Float32Array, rows: number, cols: number, out: Float
 }
 
 /** c = a [M, K] · bᵀ with b [N, K], c from the tape's pool (a new array without a tape). */
-function mmT(tape: Tape | undefined, a: Float32Array, b: Float32Array, M: number, N: number, K: number): Float32Array {
+function mmT(tape: Tape | undefined, a: Float32Array, b: Float32Array | Uint16Array, M: number, N: number, K: number): Float32Array {
   const c = tape ? tape.alloc(M * N, false) : new Float32Array(M * N);
   matmulInto(a, b, c, M, N, K, true);
   return c;
 }
 
 /** c = a [M, K] · b [K, N], c from the tape's pool (a new array without a tape). */
-function mm(tape: Tape | undefined, a: Float32Array, b: Float32Array, M: number, N: number, K: number): Float32Array {
+function mm(tape: Tape | undefined, a: Float32Array, b: Float32Array | Uint16Array, M: number, N: number, K: number): Float32Array {
   const c = tape ? tape.alloc(M * N, false) : new Float32Array(M * N);
   matmulInto(a, b, c, M, N, K, false);
   return c;
@@ -55,13 +56,15 @@ function transposed(tape: Tape, src: Float32Array, rows: number, cols: number): 
   return transposeInto(src, rows, cols, tape.alloc(rows * cols, false));
 }
 
-export function embedding(tape: Tape, w: Param, ids: Int32Array, d: number): Float32Array {
+export function embedding(tape: Tape, w: Weight, ids: Int32Array, d: number): Float32Array {
   const vocab = w.data.length / d;
   const out = tape.alloc(ids.length * d, false);
+  const table = w.data;
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i]!;
     if (id < 0 || id >= vocab) throw new RangeError(`token id ${id} is outside the vocabulary of ${vocab}`);
-    out.set(w.data.subarray(id * d, id * d + d), i * d);
+    if (table instanceof Float32Array) out.set(table.subarray(id * d, id * d + d), i * d);
+    else halfBitsIntoF32(table.subarray(id * d, id * d + d), out, i * d);
   }
   tape.record(() => {
     const g = tape.take(out);
@@ -204,18 +207,32 @@ export function layerNorm(tape: Tape, x: Float32Array, n: number, w: Param, b: P
  * LoRA apart, x Wᵀ + scaling · (x Aᵀ) Bᵀ: merging would write and pack an N × K temporary per call
  * for products that read the weight only once.
  */
-export function linear(tape: Tape, x: Float32Array, K: number, w: Param, N: number, bias?: Param, lora?: LoraPart): Float32Array {
+export function linear(tape: Tape, x: Float32Array, K: number, w: Weight, N: number, bias?: Param, lora?: LoraPart): Float32Array {
   const M = x.length / K;
   const r = lora?.rank ?? 0;
   const Bp = lora?.B.data.subarray(lora.rows[0] * r, lora.rows[1] * r);
   const merged = lora !== undefined && 2 * M >= Math.sqrt(N * K);
-  let weight = w.data;
-  if (lora && merged) {
-    weight = mm(tape, Bp!, lora.A.data, N, K, r);
-    const s = lora.scaling;
-    for (let i = 0; i < weight.length; i++) weight[i] = w.data[i]! + s * weight[i]!;
-  }
+  // The merged weight W + scaling · B A (a pooled [N, K]); made again for the backward rather than held
+  // across the forward of every later layer (a 1B model's merged weights would be 4 GB).
+  const merge = (): Float32Array => {
+    const out = mm(tape, Bp!, lora!.A.data, N, K, r);
+    const s = lora!.scaling;
+    const base = w.data;
+    if (base instanceof Float32Array) {
+      for (let i = 0; i < out.length; i++) out[i] = base[i]! + s * out[i]!;
+    } else {
+      const row = new Float32Array(K);
+      for (let n = 0; n < N; n++) {
+        halfBitsIntoF32(base.subarray(n * K, (n + 1) * K), row);
+        for (let k = 0, o = n * K; k < K; k++) out[o + k] = row[k]! + s * out[o + k]!;
+      }
+    }
+    return out;
+  };
+  let weight: Float32Array | Uint16Array = w.data;
+  if (merged) weight = merge();
   const y = mmT(tape, x, weight, M, N, K);
+  if (merged) tape.free(weight as Float32Array);
   // Unmerged: u = x Aᵀ [M, r], kept for B's gradient.
   const u = lora && !merged ? mmT(tape, x, lora.A.data, M, r, K) : undefined;
   if (lora && u) addInto(y, mmT(tape, u, Bp!, M, N, r), lora.scaling);
@@ -225,7 +242,7 @@ export function linear(tape: Tape, x: Float32Array, K: number, w: Param, N: numb
     if (!g) return;
     if (w.grad) addInto(w.grad, mm(tape, transposed(tape, g, M, N), x, N, K, M));
     if (bias?.grad) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) bias.grad[j]! += g[i * N + j]!;
-    const dx = mm(tape, g, weight, M, K, N);
+    const dx = mm(tape, g, merged ? merge() : w.data, M, K, N);
     if (lora) {
       const s = lora.scaling;
       // dA = scaling · (g B)ᵀ x; dB = scaling · gᵀ (x Aᵀ), computed as ((x Aᵀ)ᵀ g)ᵀ: transposing [M, r] costs far less than [M, N].

@@ -11,14 +11,34 @@
 // an array allocated inside a backward closure, and the gradient the closure took, go back when the
 // closure returns, unless the closure handed it on to an input with `seed`.
 
+import { halfBitsIntoF32 } from '../../io/chunks.ts';
+
 /** A weight: trainable when it has a gradient buffer. */
 export interface Param {
   readonly data: Float32Array;
   readonly grad: Float32Array | undefined;
 }
 
+/**
+ * A base weight as the ops read it: a Param, or a frozen matrix (LoRA's base weights) left in its
+ * 16-bit storage, float16 bits (a Uint16Array) or bfloat16 bits (a Bf16Bits), which the GEMM and the
+ * embedding read as they are.
+ */
+export interface Weight {
+  readonly data: Float32Array | Uint16Array;
+  readonly grad: Float32Array | undefined;
+}
+
 export function frozen(data: Float32Array): Param {
   return { data, grad: undefined };
+}
+
+/** float32 values of weight data (16-bit storage widened into a new array). */
+export function widened(data: Float32Array | Uint16Array): Float32Array {
+  if (data instanceof Float32Array) return data;
+  const out = new Float32Array(data.length);
+  halfBitsIntoF32(data, out);
+  return out;
 }
 
 /** Float32Arrays kept for reuse, by length. */
@@ -72,6 +92,15 @@ export class Tape {
     const a = this.pool.take(n, zero);
     this.pending.push(a);
     return a;
+  }
+
+  /** Returns an array this op allocated to the pool now, before its backward (a temporary of the forward). */
+  free(a: Float32Array): void {
+    if (!this.pool) return;
+    const i = this.pending.lastIndexOf(a);
+    if (i < 0) return;
+    this.pending.splice(i, 1);
+    this.pool.give(a);
   }
 
   /** A copy of x from the pool. */

@@ -3,6 +3,7 @@
 // and LoRA, and the loss curve of 50 LoRA steps (scripts/training-reference.py wrote them).
 import { describe, expect, it } from 'vitest';
 import { pathFileSet, pathSource } from '../../io/node-source.ts';
+import { Bf16Bits, bf16FromF32, halfBitsIntoF32 } from '../../io/chunks.ts';
 import { readSafetensorsHeader, safetensorsStore } from '../../io/safetensors.ts';
 import type { WeightStore } from '../../io/store.ts';
 import { createCpuBackend } from '../../gpu/cpu-backend.ts';
@@ -380,4 +381,42 @@ describe("the training step's buffer pool", () => {
       expect(compared).toBeGreaterThan(0);
     });
   }
+});
+
+describe('LoRA on a 16-bit base', () => {
+  // The frozen matrices stay bfloat16 (Bf16Bits): the GEMM and the embedding widen them as they read.
+  // Against the same values widened to float32 up front, loss and gradients must agree bit for bit,
+  // with LoRA merged into the weight (a batch) and kept apart (a few tokens).
+  it('llama and gpt2: bf16 storage gives the float32 path bit for bit, merged and unmerged', async () => {
+    for (const arch of ['llama', 'gpt2'] as const) {
+      const base = await trainable(arch, { kind: 'full' });
+      const lora = { kind: 'lora', lora: { rank: 4, alpha: 8, rslora: false, targetModules: defaultTargetModules(base.config) } } as const;
+      const half = new Map<string, Float32Array | Uint16Array>();
+      const wide = new Map<string, Float32Array | Uint16Array>();
+      for (const [name, p] of base.weights) {
+        const bits = bf16FromF32(p.data as Float32Array);
+        const isMatrix = /W_(E|U|pos|Q|K|V|O|gate|in|out)$/.test(name);
+        half.set(name, isMatrix ? bits : (p.data as Float32Array));
+        const w = new Float32Array(bits.length);
+        halfBitsIntoF32(bits, w);
+        wide.set(name, isMatrix ? w : (p.data as Float32Array));
+      }
+      const a = new TrainableTransformer(base.config, half, base.sources, lora, 5);
+      const b = new TrainableTransformer(base.config, wide, base.sources, lora, 5);
+      expect([...a.weights.values()].some((w) => w.data instanceof Bf16Bits)).toBe(true);
+      for (const m of [a, b]) for (const f of m.lora.values()) f.B.data.set(randn(new Rng(3), f.B.data.length, 0.05));
+      const ref = await referenceStore(arch);
+      const { ids: x, shape } = await ids(ref.label, 'input_ids');
+      const [B, T] = shape as [number, number];
+      for (const [rows, batch, seq] of [[x, B, T], [x.subarray(0, 3), 1, 3]] as const) {
+        a.zeroGrad();
+        b.zeroGrad();
+        const la = a.lossAndGrad(rows, batch, seq, 1);
+        const lb = b.lossAndGrad(rows, batch, seq, 1);
+        expect(la.loss, `${arch} ${batch}×${seq}`).toBe(lb.loss);
+        const pb = b.params();
+        for (const [name, p] of a.params()) expect(p.grad, `${arch} ${batch}×${seq} ${name}`).toEqual(pb.get(name)!.grad);
+      }
+    }
+  });
 });

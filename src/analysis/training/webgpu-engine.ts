@@ -12,7 +12,7 @@ import * as k from '../../kernels/training/training.ts';
 import type { Activation, RopeParams } from '../../model/backend.ts';
 import { forwardPass, type TrainableTransformer, type TrainOps } from './model.ts';
 import { ropeTables, type AttentionShape } from './ops.ts';
-import type { Param } from './tape.ts';
+import { widened, type Param, type Weight } from './tape.ts';
 import { lrFactor, type OptimizerOptions, type TrainEngine } from './train.ts';
 
 /** Usage of every training buffer (a function: GPUBufferUsage exists only once WebGPU is set up). */
@@ -362,12 +362,13 @@ export class WebGpuTrainEngine implements TrainEngine {
     const a = ctx.info;
     this.description = `WebGPU (${[a.vendor, a.architecture, a.description].filter(Boolean).join(' ') || 'unnamed adapter'})`;
     this.rec = new CommandRecorder(ctx, flags.dispatchesPerSubmit);
-    const byParam = new Map<Param, GpuParam>();
-    const upload = (p: Param): GpuParam => {
+    const byParam = new Map<Weight, GpuParam>();
+    const upload = (p: Weight): GpuParam => {
       let g = byParam.get(p);
       if (!g) {
         const data = this.buffer(p.data.length);
-        ctx.device.queue.writeBuffer(data.buffer, 0, p.data);
+        // The engine computes in float32: a frozen 16-bit matrix is widened on its way up.
+        ctx.device.queue.writeBuffer(data.buffer, 0, widened(p.data));
         g = { data, grad: p.grad ? this.buffer(p.grad.length) : undefined };
         byParam.set(p, g);
       }
