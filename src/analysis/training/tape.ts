@@ -29,10 +29,6 @@ export interface Weight {
   readonly grad: Float32Array | undefined;
 }
 
-export function frozen(data: Float32Array): Param {
-  return { data, grad: undefined };
-}
-
 /** float32 values of weight data (16-bit storage widened into a new array). */
 export function widened(data: Float32Array | Uint16Array): Float32Array {
   if (data instanceof Float32Array) return data;
@@ -62,13 +58,6 @@ export class BufferPool {
     let list = this.free.get(a.length);
     if (!list) this.free.set(a.length, (list = []));
     list.push(a);
-  }
-
-  /** Floats held for reuse. */
-  get heldFloats(): number {
-    let n = 0;
-    for (const a of this.idle) n += a.length;
-    return n;
   }
 }
 
