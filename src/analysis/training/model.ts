@@ -35,8 +35,12 @@ export type Trainable = { kind: 'full' } | { kind: 'lora'; lora: LoraOptions };
 
 /** Every linear layer's canonical weight; their checkpoint modules are what LoRA can target. */
 const LINEAR = /^blocks\.\d+\.(attn\.W_[QKVO]|mlp\.W_(gate|in|out))$/;
-/** The matrices the GEMM or the embedding read: frozen, they may stay in 16-bit storage. */
-const MATRIX = /^(embed\.W_E|unembed\.W_U|pos_embed\.W_pos|blocks\.\d+\.(attn\.W_[QKVO]|mlp\.W_(gate|in|out)))$/;
+const EMBEDDINGS = new Set(['embed.W_E', 'unembed.W_U', 'pos_embed.W_pos']);
+
+/** A matrix the GEMM or the embedding reads: frozen, it may stay in 16-bit storage. */
+function isMatrix(name: string): boolean {
+  return LINEAR.test(name) || EMBEDDINGS.has(name);
+}
 
 /** PEFT's default targets per architecture (all attention and MLP projections). */
 export function defaultTargetModules(config: ModelConfig): string[] {
@@ -76,7 +80,7 @@ export class TrainableTransformer {
     const ws = new Map<string, Weight>();
     for (const [name, data] of weights) {
       if (full) ws.set(name, { data: widened(data), grad: new Float32Array(data.length) });
-      else ws.set(name, { data: MATRIX.test(name) ? data : widened(data), grad: undefined });
+      else ws.set(name, { data: isMatrix(name) ? data : widened(data), grad: undefined });
     }
     this.weights = ws;
     const lora = new Map<string, LoraModule>();
@@ -125,7 +129,7 @@ export class TrainableTransformer {
     const be = model.backend;
     for (const [name, t] of model.weights) {
       // LoRA leaves the base matrices frozen: on the CPU backend they are used in place, at their stored width.
-      const data = trainable.kind === 'lora' && MATRIX.test(name) && be.readStored ? be.readStored(t) : await be.read(t);
+      const data = trainable.kind === 'lora' && isMatrix(name) && be.readStored ? be.readStored(t) : await be.read(t);
       if (data instanceof Int32Array) throw new Error(`weight "${name}" is not a float tensor`);
       weights.set(name, data);
     }

@@ -102,9 +102,9 @@ export function wasmAttentionBackward(
   const scratch = attendBackwardScratch(T, hd);
   const threadsMax = Math.max(1, wasmGemmOptions.threads);
   const lengths = [nq, nk, nk, nq, np, nq, nk, nk, threadsMax * scratch];
-  const w = wasmKernels(4 * (lengths.reduce((a, b) => a + Math.ceil(b / 4) * 4, 0) + 4));
+  const w = kernelsFor(lengths);
   if (!w) return false;
-  const [qAt, kAt, vAt, dOAt, pAt, gqAt, gkAt, gvAt, scAt] = layout(w.at, lengths) as [number, number, number, number, number, number, number, number, number];
+  const [qAt, kAt, vAt, dOAt, pAt, gqAt, gkAt, gvAt, scAt] = w.offsets as [number, number, number, number, number, number, number, number, number];
   const heap = w.heap;
   heap.set(x.q.subarray(0, nq), qAt);
   heap.set(x.k.subarray(0, nk), kAt);
@@ -156,9 +156,9 @@ export function wasmCrossEntropy(logits: Float32Array, vocab: number, targets: I
   const rows = targets.length;
   if (vocab % 4 !== 0 || rows === 0) return undefined;
   const lengths = [rows * vocab, rows * vocab, rows, 2 * rows];
-  const w = wasmKernels(4 * (lengths.reduce((a, b) => a + Math.ceil(b / 4) * 4, 0) + 4));
+  const w = kernelsFor(lengths);
   if (!w) return undefined;
-  const [xAt, gAt, tAt, sAt] = layout(w.at, lengths) as [number, number, number, number];
+  const [xAt, gAt, tAt, sAt] = w.offsets as [number, number, number, number];
   const heap = w.heap;
   heap.set(logits.subarray(0, rows * vocab), xAt);
   new Int32Array(heap.buffer).set(targets, tAt);
@@ -215,9 +215,9 @@ export function wasmRmsNorm(x: Float32Array, gain: Float32Array, n: number, eps:
   const rows = x.length / n;
   if (n % 4 !== 0 || rows === 0) return false;
   const lengths = [rows * n, n, rows * n, rows];
-  const w = wasmKernels(4 * (lengths.reduce((a, b) => a + Math.ceil(b / 4) * 4, 0) + 4));
+  const w = kernelsFor(lengths);
   if (!w) return false;
-  const [xAt, gainAt, outAt, invAt] = layout(w.at, lengths) as [number, number, number, number];
+  const [xAt, gainAt, outAt, invAt] = w.offsets as [number, number, number, number];
   const heap = w.heap;
   heap.set(x, xAt);
   heap.set(gain.subarray(0, n), gainAt);
@@ -238,9 +238,9 @@ export function wasmRmsNormBackward(x: Float32Array, gain: Float32Array, n: numb
   if (n % 4 !== 0 || rows === 0) return false;
   const threadsMax = Math.max(1, wasmGemmOptions.threads);
   const lengths = [rows * n, n, rows * n, rows, rows * n, threadsMax * n];
-  const w = wasmKernels(4 * (lengths.reduce((a, b) => a + Math.ceil(b / 4) * 4, 0) + 4));
+  const w = kernelsFor(lengths);
   if (!w) return false;
-  const [xAt, gainAt, gAt, invAt, gxAt, wgAt] = layout(w.at, lengths) as [number, number, number, number, number, number];
+  const [xAt, gainAt, gAt, invAt, gxAt, wgAt] = w.offsets as [number, number, number, number, number, number];
   const heap = w.heap;
   heap.set(x, xAt);
   heap.set(gain.subarray(0, n), gainAt);
@@ -262,14 +262,19 @@ export interface SparsePairs {
   readonly val: Float32Array;
 }
 
-/** Float offsets in the kernels' memory for arrays of the given lengths, one after the other. */
-function layout(at: number, lengths: readonly number[]): number[] {
-  const out: number[] = [];
+/**
+ * The kernels (wasmKernels) with room for arrays of the given lengths in floats, one after the other,
+ * and their float offsets in the memory (each rounded up to whole vectors of 4); null as wasmKernels.
+ */
+function kernelsFor(lengths: readonly number[]): (NonNullable<ReturnType<typeof wasmKernels>> & { offsets: number[] }) | null {
+  const offsets: number[] = [];
+  let floats = 0;
   for (const n of lengths) {
-    out.push(at);
-    at += Math.ceil(n / 4) * 4;
+    offsets.push(floats);
+    floats += Math.ceil(n / 4) * 4;
   }
-  return out;
+  const w = wasmKernels(4 * (floats + 4));
+  return w ? { ...w, offsets: offsets.map((o) => w.at + o) } : null;
 }
 
 /**
@@ -281,9 +286,9 @@ export function wasmSparseDecode(c: SparsePairs, decW: Float32Array, decB: Float
   if (d % 4 !== 0 || c.n === 0) return false;
   const nnz = c.rowPtr[c.n]!;
   const lengths = [c.n + 1, nnz, nnz, 2 * D * d, 2 * d, c.n * d, c.n * d];
-  const w = wasmKernels(4 * (lengths.reduce((a, b) => a + Math.ceil(b / 4) * 4, 0) + 4));
+  const w = kernelsFor(lengths);
   if (!w) return false;
-  const [rowAt, idxAt, valAt, decWAt, decBAt, hbAt, hfAt] = layout(w.at, lengths) as [number, number, number, number, number, number, number];
+  const [rowAt, idxAt, valAt, decWAt, decBAt, hbAt, hfAt] = w.offsets as [number, number, number, number, number, number, number];
   const ints = new Int32Array(w.heap.buffer);
   ints.set(c.rowPtr.subarray(0, c.n + 1), rowAt);
   ints.set(c.idx.subarray(0, nnz), idxAt);
@@ -319,9 +324,9 @@ export function wasmSparseGrad(
   const nnz = c.rowPtr[c.n]!;
   const nd = c.n * d;
   const lengths = [c.n + 1, nnz, nnz, nd, nd, nd, nd, 2 * D * d, 2 * D * d, 2 * D * d, D, D];
-  const k = wasmKernels(4 * (lengths.reduce((a, b) => a + Math.ceil(b / 4) * 4, 0) + 4));
+  const k = kernelsFor(lengths);
   if (!k) return false;
-  const [rowAt, idxAt, valAt, xbAt, xfAt, gbAt, gfAt, decWAt, gDecWAt, gEncWAt, gEncBAt, wAt] = layout(k.at, lengths) as number[] as [
+  const [rowAt, idxAt, valAt, xbAt, xfAt, gbAt, gfAt, decWAt, gDecWAt, gEncWAt, gEncBAt, wAt] = k.offsets as number[] as [
     number, number, number, number, number, number, number, number, number, number, number, number,
   ];
   const heap = k.heap;
